@@ -1,0 +1,116 @@
+// One Llama-family decoder layer as an ONNX graph built from basic ops (so the same builder also serves the
+// differentiated AutoRound block): RMSNorm → q/k/v → RoPE (rotate_half) → GQA causal softmax attention → o_proj
+// → residual → RMSNorm → SiLU-gated MLP → residual. Weights are graph inputs named by their local names
+// (`self_attn.q_proj.weight`), so one session serves every layer of the same shape.
+
+import type { Graph, Value } from '../ort/graph.js';
+import type { InputSite, LinearSpec } from './arch.js';
+import type { ModelConfig } from './config.js';
+
+/** x · Wᵀ (+ b) for activations `[..., in]` and a weight `[out, in]` */
+export type LinearFn = (g: Graph, x: Value, w: Value, bias: Value | undefined, local: string) => Value;
+
+export const matmulLinear: LinearFn = (g, x, w, bias) => {
+  const y = g.matmul(x, g.transpose(w, [1, 0]));
+  return bias ? g.add(y, bias) : y;
+};
+
+export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
+  const variance = g.reduceMean(g.mul(x, x), [-1]);
+  const normed = g.div(x, g.op('Sqrt', [g.add(variance, g.scalar(eps))]));
+  return g.mul(normed, w);
+}
+
+/** symmetric dynamic per-token fake quantization (compressed-tensors W8A8 activations) */
+export function perTokenFakeQuant(g: Graph, x: Value, bits: number): Value {
+  const qmax = 2 ** (bits - 1) - 1;
+  const qmin = -(2 ** (bits - 1));
+  const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
+  const scale = g.op('Max', [g.div(absMax, g.scalar((qmax - qmin) / 2)), g.scalar(1.1920928955078125e-7)]);
+  const q = g.op('Clip', [g.op('Round', [g.div(x, scale)]), g.scalar(qmin), g.scalar(qmax)]);
+  return g.mul(q, scale);
+}
+
+function rotateHalf(g: Graph, x: Value, half: number): Value {
+  const x1 = g.op('Slice', [x, g.ints([0]), g.ints([half]), g.ints([-1])]);
+  const x2 = g.op('Slice', [x, g.ints([half]), g.ints([2 * half]), g.ints([-1])]);
+  return g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
+}
+
+export interface DecoderOptions {
+  linear?: LinearFn;
+  /** locals of Linears whose inputs are fake-quantized per token, with the bit width */
+  actQuant?: ReadonlyMap<string, number>;
+}
+
+export interface DecoderValues {
+  out: Value;
+  /** the input activation of each Linear site (before any activation fake-quant) */
+  sites: Record<InputSite, Value>;
+}
+
+export interface DecoderInputs {
+  /** hidden states `[B, T, H]` */
+  x: Value;
+  /** rope tables `[T, head_dim]` */
+  cos: Value;
+  sin: Value;
+  /** additive causal mask `[T, T]` */
+  mask: Value;
+  /** weight Values by local tensor name, e.g. `self_attn.q_proj.weight`, `input_layernorm.weight` */
+  weights: Readonly<Record<string, Value>>;
+}
+
+export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: DecoderInputs, options: DecoderOptions = {}): DecoderValues {
+  const linear = options.linear ?? matmulLinear;
+  const w = (name: string): Value => {
+    const v = inp.weights[name];
+    if (!v) throw new Error(`decoder graph: no weight input "${name}"`);
+    return v;
+  };
+  const proj = (local: string, x: Value): Value => {
+    const spec = linears.find((l) => l.local === local);
+    const bits = options.actQuant?.get(local);
+    const xin = bits === undefined ? x : perTokenFakeQuant(g, x, bits);
+    return linear(g, xin, w(`${local}.weight`), spec?.bias ? w(`${local}.bias`) : undefined, local);
+  };
+  const { numHeads: nh, numKvHeads: nkv, headDim: hd } = cfg;
+  const rep = nh / nkv;
+
+  const attnIn = rmsNorm(g, inp.x, w('input_layernorm.weight'), cfg.rmsNormEps);
+  const heads = (y: Value, n: number): Value => g.transpose(g.reshape(y, [0, 0, n, hd]), [0, 2, 1, 3]);
+  const rope = (y: Value): Value => g.add(g.mul(y, inp.cos), g.mul(rotateHalf(g, y, hd / 2), inp.sin));
+  const q = rope(heads(proj('self_attn.q_proj', attnIn), nh)); // [B, nh, T, hd]
+  const k = rope(heads(proj('self_attn.k_proj', attnIn), nkv)); // [B, nkv, T, hd]
+  const v = heads(proj('self_attn.v_proj', attnIn), nkv);
+  // query head h reads kv head h / rep (HF repeat_kv): group the query heads under their kv head
+  const qg = g.reshape(g.mul(q, g.scalar(1 / Math.sqrt(hd))), [0, nkv, rep, -1, hd]);
+  const kg = g.op('Unsqueeze', [k, g.ints([2])]);
+  const vg = g.op('Unsqueeze', [v, g.ints([2])]);
+  const scores = g.add(g.matmul(qg, g.transpose(kg, [0, 1, 2, 4, 3])), inp.mask);
+  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const ctx = g.reshape(g.matmul(probs, vg), [0, nh, -1, hd]); // [B, nh, T, hd]
+  const oIn = g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, nh * hd]);
+  const h = g.add(inp.x, proj('self_attn.o_proj', oIn));
+
+  const mlpIn = rmsNorm(g, h, w('post_attention_layernorm.weight'), cfg.rmsNormEps);
+  const gate = proj('mlp.gate_proj', mlpIn);
+  const up = proj('mlp.up_proj', mlpIn);
+  const downIn = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
+  const out = g.add(h, proj('mlp.down_proj', downIn));
+  return { out, sites: { attn_in: attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn } };
+}
+
+/** graph inputs for every tensor of a layer, in a stable order */
+export function layerWeightInputs(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[]): Record<string, Value> {
+  const H = cfg.hiddenSize;
+  const weights: Record<string, Value> = {
+    'input_layernorm.weight': g.input('input_layernorm.weight', 'float32', [H]),
+    'post_attention_layernorm.weight': g.input('post_attention_layernorm.weight', 'float32', [H]),
+  };
+  for (const l of linears) {
+    weights[`${l.local}.weight`] = g.input(`${l.local}.weight`, 'float32', [l.outFeatures, l.inFeatures]);
+    if (l.bias) weights[`${l.local}.bias`] = g.input(`${l.local}.bias`, 'float32', [l.outFeatures]);
+  }
+  return weights;
+}

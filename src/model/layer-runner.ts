@@ -1,0 +1,65 @@
+// Runs one decoder layer on a batch of hidden states through a memoised onnxruntime session. Callers may add
+// "taps": extra graph outputs computed from the layer's internal activations (GPTQ's XᵀX, SmoothQuant's
+// per-channel maxima ...), so statistics are reduced inside onnxruntime instead of crossing into JS.
+
+import { Graph, type Value } from '../ort/graph.js';
+import type { Runtime } from '../ort/session.js';
+import type { Tensor } from '../tensor.js';
+import type { LinearSpec } from './arch.js';
+import type { ModelConfig } from './config.js';
+import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
+import { positionInputs } from './rope.js';
+
+export interface LayerTap {
+  /** part of the kernel's memo key: different taps are different graphs */
+  key: string;
+  build(g: Graph, v: DecoderValues): Record<string, Value>;
+}
+
+export interface LayerRunOptions {
+  actQuant?: ReadonlyMap<string, number>;
+  tap?: LayerTap;
+  /** leave out the layer output when only taps are needed */
+  skipOut?: boolean;
+}
+
+function kernelKey(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): string {
+  const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
+  const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
+  const aq = o.actQuant ? [...o.actQuant].map(([k, b]) => `${k}:${b}`).join(',') : '';
+  return `decoder:${shape.join(':')}:${bias}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
+}
+
+/** run layer weights (local name → tensor) over hidden states `[B, T, H]`; returns `out` plus tap outputs */
+export async function runDecoderLayer(
+  rt: Runtime,
+  cfg: ModelConfig,
+  linears: readonly LinearSpec[],
+  weights: Readonly<Record<string, Tensor>>,
+  x: Tensor<'float32'>,
+  options: LayerRunOptions = {},
+): Promise<Record<string, Tensor>> {
+  const kernel = await rt.kernel(kernelKey(cfg, linears, options), () => {
+    const g = new Graph('decoder_layer');
+    const inputs = {
+      x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
+      cos: g.input('cos', 'float32', ['T', cfg.headDim]),
+      sin: g.input('sin', 'float32', ['T', cfg.headDim]),
+      mask: g.input('mask', 'float32', ['T', 'T']),
+      weights: layerWeightInputs(g, cfg, linears),
+    };
+    const values = decoderLayer(g, cfg, linears, inputs, options.actQuant ? { actQuant: options.actQuant } : {});
+    if (!options.skipOut) g.output(values.out, 'out');
+    for (const [name, v] of Object.entries(options.tap?.build(g, values) ?? {})) g.output(v, name);
+    return g;
+  });
+  const T = x.dims[1] as number;
+  const feeds: Record<string, Tensor> = { x, ...positionInputs(cfg, T) };
+  for (const name of kernel.inputNames) {
+    if (name in feeds) continue;
+    const t = weights[name];
+    if (!t) throw new Error(`decoder layer: weight "${name}" missing (have ${Object.keys(weights).join(', ')})`);
+    feeds[name] = t;
+  }
+  return kernel.run(feeds);
+}

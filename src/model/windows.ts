@@ -1,0 +1,73 @@
+// Datasets and windows (DESIGN.md §6): a plain-text file is read whole, a JSONL file joins its documents'
+// `text_field` with blank lines; the text is encoded once and cut into consecutive non-overlapping windows of
+// seq_len tokens, the ragged remainder dropped. Calibration takes the first `samples` windows, or a seeded
+// random choice of them with `shuffle`.
+
+import { readFileSync } from 'node:fs';
+import { tensor, type Tensor } from '../tensor.js';
+
+export function readDatasetText(path: string, textField = 'text'): string {
+  const raw = readFileSync(path, 'utf8');
+  if (!/\.jsonl$/i.test(path)) return raw;
+  const docs: string[] = [];
+  raw.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let obj: unknown;
+    try {
+      obj = JSON.parse(line);
+    } catch {
+      throw new Error(`${path}:${i + 1}: not a JSON object`);
+    }
+    const text = (obj as Record<string, unknown> | null)?.[textField];
+    if (typeof text !== 'string') throw new Error(`${path}:${i + 1}: field "${textField}" is missing or not a string`);
+    docs.push(text);
+  });
+  return docs.join('\n\n');
+}
+
+/** consecutive windows `[floor(n / seqLen), seqLen]` of an id stream */
+export function cutWindows(ids: readonly number[], seqLen: number, maxWindows?: number): Tensor<'int32'> {
+  let n = Math.floor(ids.length / seqLen);
+  if (maxWindows !== undefined) n = Math.min(n, maxWindows);
+  return tensor('int32', [n, seqLen], Int32Array.from(ids.slice(0, n * seqLen)));
+}
+
+/** mulberry32: a small deterministic PRNG so `shuffle` with a seed picks the same windows everywhere */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface CalibrationChoice {
+  samples: number;
+  shuffle: boolean;
+  seed: number;
+}
+
+/** the calibration windows: the first `samples`, or `samples` distinct windows drawn with `seed` */
+export function chooseCalibration(all: Tensor<'int32'>, choice: CalibrationChoice): Tensor<'int32'> {
+  const [n, T] = all.dims as [number, number];
+  if (n < choice.samples) {
+    throw new Error(`calibration set has only ${n} windows of ${T} tokens; ${choice.samples} samples requested`);
+  }
+  const order = Array.from({ length: n }, (_, i) => i);
+  if (choice.shuffle) {
+    const rand = seededRandom(choice.seed);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [order[i], order[j]] = [order[j] as number, order[i] as number];
+    }
+  }
+  const out = new Int32Array(choice.samples * T);
+  for (let s = 0; s < choice.samples; s++) {
+    const w = order[s] as number;
+    out.set(all.data.subarray(w * T, (w + 1) * T), s * T);
+  }
+  return tensor('int32', [choice.samples, T], out);
+}
