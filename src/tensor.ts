@@ -84,7 +84,7 @@ export function viewBytes<D extends DType>(dtype: D, bytes: Uint8Array): DataFor
   const size = BYTES_PER_ELEMENT[dtype];
   const ctor = CONSTRUCTORS[dtype];
   const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  return new ctor(aligned.buffer, aligned.byteOffset, aligned.byteLength / size) as DataFor[D];
+  return new ctor(aligned.buffer as ArrayBuffer, aligned.byteOffset, aligned.byteLength / size) as DataFor[D];
 }
 
 export function bytesOf(t: Tensor): Uint8Array {

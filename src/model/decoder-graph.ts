@@ -45,6 +45,8 @@ export interface DecoderOptions {
 
 export interface DecoderValues {
   out: Value;
+  /** keys and values of all positions (past + new) `[B, nkv, P+S, hd]`, when `past` was given */
+  present?: { key: Value; value: Value };
   /** the input activation of each Linear site (before any activation fake-quant) */
   sites: Record<InputSite, Value>;
 }
@@ -59,6 +61,8 @@ export interface DecoderInputs {
   mask: Value;
   /** weight Values by local tensor name, e.g. `self_attn.q_proj.weight`, `input_layernorm.weight` */
   weights: Readonly<Record<string, Value>>;
+  /** cached keys/values of earlier positions `[B, nkv, P, hd]` (rope already applied); mask is then `[S, P+S]` */
+  past?: { key: Value; value: Value };
 }
 
 export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: DecoderInputs, options: DecoderOptions = {}): DecoderValues {
@@ -81,8 +85,12 @@ export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly Linea
   const heads = (y: Value, n: number): Value => g.transpose(g.reshape(y, [0, 0, n, hd]), [0, 2, 1, 3]);
   const rope = (y: Value): Value => g.add(g.mul(y, inp.cos), g.mul(rotateHalf(g, y, hd / 2), inp.sin));
   const q = rope(heads(proj('self_attn.q_proj', attnIn), nh)); // [B, nh, T, hd]
-  const k = rope(heads(proj('self_attn.k_proj', attnIn), nkv)); // [B, nkv, T, hd]
-  const v = heads(proj('self_attn.v_proj', attnIn), nkv);
+  let k = rope(heads(proj('self_attn.k_proj', attnIn), nkv)); // [B, nkv, T, hd]
+  let v = heads(proj('self_attn.v_proj', attnIn), nkv);
+  if (inp.past) {
+    k = g.op('Concat', [inp.past.key, k], { axis: 2 });
+    v = g.op('Concat', [inp.past.value, v], { axis: 2 });
+  }
   // query head h reads kv head h / rep (HF repeat_kv): group the query heads under their kv head
   const qg = g.reshape(g.mul(q, g.scalar(1 / Math.sqrt(hd))), [0, nkv, rep, -1, hd]);
   const kg = g.op('Unsqueeze', [k, g.ints([2])]);
@@ -98,7 +106,8 @@ export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly Linea
   const up = proj('mlp.up_proj', mlpIn);
   const downIn = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
   const out = g.add(h, proj('mlp.down_proj', downIn));
-  return { out, sites: { attn_in: attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn } };
+  const sites = { attn_in: attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn };
+  return inp.past ? { out, sites, present: { key: k, value: v } } : { out, sites };
 }
 
 /** graph inputs for every tensor of a layer, in a stable order */

@@ -2,16 +2,13 @@
 // siblings under src/ort/. A Runtime owns the execution-provider choice, thread settings and the memo of
 // sessions, keyed by a graph signature so each kernel graph is built and compiled once per shape.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { resolveDevice, type Device } from './device.js';
 import type { DType, Tensor } from '../tensor.js';
 import type { Graph } from './graph.js';
 
-export type Device = 'auto' | 'cpu' | 'cuda';
-export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
+export { DEVICES, resolveDevice, type Device } from './device.js';
 
 export interface RuntimeOptions {
   device?: Device;
@@ -32,47 +29,6 @@ export class OrtRunError extends Error {
     );
     this.name = 'OrtRunError';
   }
-}
-
-/** where onnxruntime-node keeps its native libraries; the CUDA provider is a separate shared object */
-function ortBinaryDir(): string | undefined {
-  try {
-    const require = createRequire(import.meta.url);
-    const pkg = require.resolve('onnxruntime-node/package.json');
-    return join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
-  } catch {
-    return undefined;
-  }
-}
-
-/** true when the installed onnxruntime-node ships a loadable CUDA execution provider */
-export function cudaAvailable(): boolean {
-  const listed = ort.listSupportedBackends?.().some((b) => b.name === 'cuda') ?? false;
-  const dir = ortBinaryDir();
-  return listed && dir !== undefined && existsSync(join(dir, 'libonnxruntime_providers_cuda.so'));
-}
-
-export interface ResolvedDevice {
-  device: 'cpu' | 'cuda';
-  /** one line for the user when `auto` fell back to CPU */
-  notice?: string;
-}
-
-export function resolveDevice(requested: Device): ResolvedDevice {
-  if (requested === 'cpu') return { device: 'cpu' };
-  const cuda = cudaAvailable();
-  if (requested === 'cuda') {
-    if (!cuda) {
-      throw new Error(
-        'device "cuda" requested but the installed onnxruntime-node has no CUDA execution provider ' +
-          '(it is downloaded at install time; reinstall without ONNXRUNTIME_NODE_INSTALL=skip on a machine with CUDA). ' +
-          'Use --device cpu or auto.',
-      );
-    }
-    return { device: 'cuda' };
-  }
-  if (cuda) return { device: 'cuda' };
-  return { device: 'cpu', notice: 'no CUDA execution provider in onnxruntime-node; running on CPU' };
 }
 
 function toOrt(t: Tensor): ort.Tensor {

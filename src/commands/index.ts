@@ -1,0 +1,10 @@
+// The command table: the order here is the order `quantforge --help` lists them.
+
+import type { Command } from './command.js';
+import { evalCommand } from './eval.js';
+import { exampleCommand } from './example.js';
+import { planCommand } from './plan.js';
+import { runCommand, sweepCommand } from './run.js';
+import { validateCommand } from './validate.js';
+
+export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, exampleCommand];

@@ -1,0 +1,42 @@
+// `quantforge plan`: print the steps a run would execute and why, like `make -n`.
+
+import { LocalCache } from '../cache/store.js';
+import { diagnosticToJson } from '../diag/print.js';
+import { prepare } from '../exec/prepare.js';
+import { planStates } from '../exec/run.js';
+import type { Command } from './command.js';
+import { buildOptions, recipeHelp, recipeOptions, runDevice } from './build-options.js';
+import { loadRecipe } from '../recipe/load.js';
+
+export const planCommand: Command = {
+  name: 'plan',
+  summary: 'show the steps of a recipe: fresh (cached) or run, with the reason',
+  usage: 'quantforge plan RECIPE [--set PATH=VALUE]... [--json] [--cache-dir DIR]',
+  help: recipeHelp,
+  options: recipeOptions,
+  allowPositionals: 1,
+  async run({ values, positionals }, io) {
+    const o = buildOptions(values, positionals);
+    const peek = loadRecipe(o.recipe, o.sets);
+    const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto').device;
+    const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device);
+    if (!prepared.ok) {
+      if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
+      return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
+    }
+    const steps = await planStates(prepared.value, new LocalCache(o.cacheDir), o.cacheDir);
+    if (o.json) {
+      io.out(JSON.stringify({ event: 'plan', steps }));
+      return { code: 0 };
+    }
+    const width = Math.max(...steps.map((s) => s.id.length));
+    let group = '';
+    for (const s of steps) {
+      if (s.group !== group) io.out(`${(group = s.group)}:`);
+      io.out(`  ${s.id.padEnd(width)}  ${s.state === 'fresh' ? 'fresh' : `run (${s.reason})`}`);
+    }
+    const toRun = steps.filter((s) => s.state === 'run').length;
+    io.out(`${steps.length} steps: ${toRun} to run, ${steps.length - toRun} fresh`);
+    return { code: 0, diagnostics: prepared.value.warnings };
+  },
+};

@@ -1,0 +1,69 @@
+// `quantforge run` and `quantforge sweep`: build a recipe incrementally (only steps whose inputs changed run).
+// Steps execute in the compute worker thread so progress stays live; Ctrl-C stops after cleaning up the
+// current step, and a rerun resumes from the first unfinished one.
+
+import { basename, dirname, join } from 'node:path';
+import { LocalCache } from '../cache/store.js';
+import { diagnosticToJson } from '../diag/print.js';
+import { prepare } from '../exec/prepare.js';
+import { build } from '../exec/run.js';
+import { WorkerRunner } from '../exec/runner.js';
+import { createReporter } from '../exec/reporters/index.js';
+import { loadRecipe } from '../recipe/load.js';
+import { writeSweepTables } from '../exec/sweep-table.js';
+import { UsageError, type Command, type CommandResult, type Io } from './command.js';
+import { buildOptions, recipeHelp, recipeOptions, runDevice, type BuildOptions } from './build-options.js';
+
+async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<CommandResult> {
+  const peek = loadRecipe(o.recipe, o.sets);
+  const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
+  const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device);
+  if (!prepared.ok) {
+    if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
+    return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
+  }
+  const p = prepared.value;
+  if (sweep && p.variants.length < 2) throw new UsageError('nothing to sweep: give a `sweep:` block or --set PATH=V1,V2,...');
+  const reporter = createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
+  if (device.notice) reporter.onEvent({ event: 'log', level: 'info', message: device.notice });
+  const runner = new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
+  const abort = new AbortController();
+  const onSigint = (): void => {
+    reporter.onEvent({ event: 'log', level: 'warn', message: 'interrupted: stopping after cleaning up the current step' });
+    abort.abort();
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    const outcome = await build(p, new LocalCache(o.cacheDir), runner, (e) => reporter.onEvent(e), abort.signal);
+    await reporter.close();
+    if (p.variants.length > 1 && outcome.exec.ok) {
+      const dir = p.recipe.recipe.report ? p.recipe.paths.report! : join(dirname(o.recipe), `${basename(o.recipe).replace(/\.ya?ml$/, '')}.sweep`);
+      const table = await writeSweepTables(p, outcome.metrics, dir);
+      if (!o.json) io.out(table);
+    }
+    return { code: outcome.exec.ok ? 0 : 1, diagnostics: o.json ? [] : p.warnings };
+  } finally {
+    process.off('SIGINT', onSigint);
+    await runner.close();
+  }
+}
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'build a recipe: run only the steps whose inputs changed, write outputs and metrics',
+  usage: 'quantforge run RECIPE [--set PATH=VALUE]... [--json] [--cache-dir DIR] [--device D]',
+  help: recipeHelp,
+  options: recipeOptions,
+  allowPositionals: 1,
+  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), io, false),
+};
+
+export const sweepCommand: Command = {
+  name: 'sweep',
+  summary: 'build every variant of a sweep (shared steps run once) and compare their metrics',
+  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--cache-dir DIR]',
+  help: `${recipeHelp}\n  The comparison table is printed and written as sweep.md and sweep.json (to the recipe's report\n  directory, else RECIPE.sweep/ beside the recipe).`,
+  options: recipeOptions,
+  allowPositionals: 1,
+  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), io, true),
+};

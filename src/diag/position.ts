@@ -1,0 +1,36 @@
+// Byte offsets to 1-based line/column, computed from the text itself so any SourceFile can be printed.
+
+import type { Location, SourceFile } from './diagnostic.js';
+
+export interface Position {
+  /** 1-based */
+  readonly line: number;
+  /** 1-based, in UTF-16 code units like the offsets */
+  readonly column: number;
+}
+
+export function positionOf(file: SourceFile, offset: number): Position {
+  const text = file.contents;
+  const end = Math.max(0, Math.min(offset, text.length));
+  let line = 1;
+  let lineStart = 0;
+  for (let i = text.indexOf('\n'); i !== -1 && i < end; i = text.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return { line, column: end - lineStart + 1 };
+}
+
+/** the text of the line holding `offset`, without its newline, and where that line starts */
+export function lineAt(file: SourceFile, offset: number): { text: string; start: number } {
+  const text = file.contents;
+  const at = Math.max(0, Math.min(offset, text.length));
+  const start = text.lastIndexOf('\n', at - 1) + 1;
+  const newline = text.indexOf('\n', at);
+  const end = newline === -1 ? text.length : newline;
+  return { text: text.slice(start, end).replace(/\r$/, ''), start };
+}
+
+export function startOf(location: Location): Position {
+  return positionOf(location.file, location.range.offset);
+}

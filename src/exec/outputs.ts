@@ -1,0 +1,80 @@
+// Publishing a build: output artifacts are copied from the cache to the recipe's output paths (atomically),
+// each with quantforge.lock.json (provenance: recipe digest, resolved params, step keys, input digests, tool
+// versions) and the recipe itself; an output already holding the same entry is left alone.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sha256Hex, type Digest, type Json } from '../cache/key.js';
+import type { LocalCache } from '../cache/store.js';
+import type { RunEvent } from './events.js';
+import type { ExecResult } from './executor.js';
+import type { Prepared, Variant } from './prepare.js';
+
+export const LOCK_FILE = 'quantforge.lock.json';
+
+/** where a variant's output goes: the recipe's path, or a subdirectory per variant in a sweep */
+export function outputPath(prepared: Prepared, v: Variant, path: string): string {
+  return prepared.variants.length > 1 ? join(path, v.label.replace(/[^A-Za-z0-9._=,-]/g, '_')) : path;
+}
+
+function lockFile(prepared: Prepared, v: Variant, format: string, key: Digest, exec: ExecResult): Json {
+  const steps: Record<string, string> = {};
+  const files: Record<string, string> = {};
+  for (const [id, k] of v.keys) {
+    steps[id] = k;
+    const entry = exec.entries.get(k);
+    for (const [role, d] of Object.entries(entry?.meta.record.files ?? {})) files[role] = d;
+  }
+  const first = exec.entries.get(key)?.meta.record;
+  return {
+    quantforge_lock: 1,
+    recipe: { path: prepared.recipe.path, sha256: sha256Hex(prepared.recipe.file.contents) },
+    variant: v.label || null,
+    overrides: v.loaded.assignments.map((a) => ({ path: a.path.join('.'), value: a.value })) as Json,
+    params: v.loaded.recipe as unknown as Json,
+    output: { format, key },
+    steps,
+    files,
+    tools: (first?.tools ?? {}) as Json,
+  };
+}
+
+export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecResult, cache: LocalCache, emit: (e: RunEvent) => void): Promise<{ format: string; path: string }[]> {
+  const done: { format: string; path: string }[] = [];
+  for (const o of v.plan.outputs) {
+    const key = v.keys.get(o.step)!;
+    const entry = exec.entries.get(key);
+    if (!entry) continue;
+    const dest = outputPath(prepared, v, o.path);
+    const lockPath = join(dest, LOCK_FILE);
+    const current = existsSync(lockPath) ? (JSON.parse(readFileSync(lockPath, 'utf8')) as { output?: { key?: string } }) : undefined;
+    if (current?.output?.key !== key) {
+      const check = await cache.verify(entry);
+      if (!check.ok) throw new Error(`cache entry for output ${dest} is corrupt (${check.problem}); rerun to rebuild it`);
+      await cache.applyTo(entry, dest);
+      await writeFile(join(dest, 'recipe.yaml'), prepared.recipe.file.contents);
+      await writeFile(lockPath, `${JSON.stringify(lockFile(prepared, v, o.format, key, exec), null, 2)}\n`);
+    }
+    emit({ event: 'output', format: o.format, path: dest });
+    done.push({ format: o.format, path: dest });
+  }
+  return done;
+}
+
+/** perplexity and KL of a variant from its evaluate steps */
+export function variantMetrics(v: Variant, exec: ExecResult): Json {
+  const result = (id: string): Record<string, Json> | undefined => {
+    const key = v.keys.get(id as never);
+    return key ? (exec.entries.get(key)?.meta.result as Record<string, Json> | undefined) : undefined;
+  };
+  const fp = result('evaluate/fp');
+  const q = result('evaluate/quantized');
+  const onnx = result('evaluate/onnx');
+  if (!fp && !q) return {};
+  const perplexity: Record<string, Json> = {};
+  if (fp) perplexity['fp'] = fp['perplexity'] ?? null;
+  if (q) perplexity['quantized'] = q['perplexity'] ?? null;
+  if (onnx) perplexity['onnx'] = onnx['perplexity'] ?? null;
+  return { perplexity, ...(q?.['kl'] !== undefined ? { kl: q['kl'] } : {}) };
+}

@@ -1,0 +1,82 @@
+// One build: plan event → execute → outputs applied → lock files → history → summary. Shared by `run` and
+// `sweep`; the command decides how to render.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Json, KeyRecord } from '../cache/key.js';
+import { explainChange } from '../cache/key.js';
+import { writeFileAtomic } from '../cache/fs-atomic.js';
+import type { LocalCache } from '../cache/store.js';
+import { withRun } from '../cache/lock.js';
+import type { PlannedStep, RunEvent } from './events.js';
+import { execute, type ExecResult } from './executor.js';
+import { historyFile, type Job } from './jobs.js';
+import type { Prepared, Variant } from './prepare.js';
+import type { StepRunner } from './runner.js';
+import { applyOutputs, variantMetrics } from './outputs.js';
+
+export type History = Record<string, KeyRecord>;
+
+export function readHistory(cacheRoot: string, recipePath: string): History {
+  const file = historyFile(cacheRoot, recipePath);
+  try {
+    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as History) : {};
+  } catch {
+    return {};
+  }
+}
+
+async function writeHistory(cacheRoot: string, prepared: Prepared): Promise<void> {
+  const history = readHistory(cacheRoot, prepared.recipe.path);
+  const byKey = new Map(prepared.jobs.map((j) => [j.key, j.record]));
+  for (const v of prepared.variants) for (const [id, key] of v.keys) history[`${v.label}|${id}`] = byKey.get(key)!;
+  const file = historyFile(cacheRoot, prepared.recipe.path);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFileAtomic(file, JSON.stringify(history));
+}
+
+/** each job's state as `plan` shows it: fresh when its entry exists, otherwise why it must run */
+export async function planStates(prepared: Prepared, cache: LocalCache, cacheRoot: string): Promise<PlannedStep[]> {
+  const history = readHistory(cacheRoot, prepared.recipe.path);
+  const steps: PlannedStep[] = [];
+  for (const job of prepared.jobs) {
+    const v = prepared.variants[job.variant]!;
+    const id = prepared.variants.length > 1 && !sharedByAll(prepared, job) ? `[${v.label}] ${job.node.id}` : job.node.id;
+    const hit = await cache.lookup(job.record.kind, job.key);
+    steps.push(hit ? { id, kind: job.node.kind, group: job.node.group, state: 'fresh' } : { id, kind: job.node.kind, group: job.node.group, state: 'run', reason: explainChange(history[`${v.label}|${job.node.id}`], job.record) });
+  }
+  return steps;
+}
+
+function sharedByAll(prepared: Prepared, job: Job): boolean {
+  return prepared.variants.every((v) => [...v.keys.values()].includes(job.key));
+}
+
+export interface BuildOutcome {
+  exec: ExecResult;
+  metrics: Json;
+  outputs: { format: string; path: string }[];
+}
+
+export async function build(prepared: Prepared, cache: LocalCache, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
+  const t0 = performance.now();
+  return withRun(cache.root, async () => {
+    emit({ event: 'plan', steps: await planStates(prepared, cache, cache.root) });
+    const jobs = prepared.jobs.map((j) => (prepared.variants.length > 1 && !sharedByAll(prepared, j) ? { ...j, node: { ...j.node, id: `[${prepared.variants[j.variant]!.label}] ${j.node.id}` as typeof j.node.id } } : j));
+    const exec = await execute(jobs, { cache, runner, emit, signal });
+    const outputs: BuildOutcome['outputs'] = [];
+    if (exec.ok) {
+      for (const v of prepared.variants) outputs.push(...(await applyOutputs(prepared, v, exec, cache, emit)));
+      await writeHistory(cache.root, prepared);
+    }
+    const metrics = exec.ok ? collectMetrics(prepared, exec) : {};
+    emit({ event: 'summary', ran: exec.ran, cached: exec.cached, failed: exec.failed, steps: exec.perKind, metrics, outputs, ms: performance.now() - t0 });
+    return { exec, metrics, outputs };
+  });
+}
+
+function collectMetrics(prepared: Prepared, exec: ExecResult): Json {
+  if (prepared.variants.length === 1) return variantMetrics(prepared.variants[0]!, exec);
+  return { variants: prepared.variants.map((v: Variant) => ({ label: v.label, params: v.assignments as unknown as Json, ...(variantMetrics(v, exec) as Record<string, Json>) })) };
+}

@@ -1,0 +1,136 @@
+// Where step implementations execute. onnxruntime's session.run blocks its thread, so the CLI runs steps in a
+// worker thread (the main thread keeps rendering progress and handles Ctrl-C); tests may run fake steps
+// in-process. Both speak the same StepRequest.
+
+import { Worker } from 'node:worker_threads';
+import type { Json } from '../cache/key.js';
+import type { Runtime } from '../ort/session.js';
+import type { StepImpl, StepInputDir } from '../steps/types.js';
+
+export interface StepRequest {
+  id: string;
+  kind: string;
+  params: Json;
+  inputs: Record<string, StepInputDir | StepInputDir[]>;
+  files: Record<string, string>;
+  modelDir: string | undefined;
+  outDir: string;
+}
+
+export interface StepCallbacks {
+  progress(done: number, total: number, message?: string): void;
+  warn(message: string): void;
+}
+
+export interface StepRunner {
+  run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json>;
+  close(): Promise<void>;
+}
+
+export class InterruptedError extends Error {
+  readonly reason = 'interrupted';
+  constructor() {
+    super('interrupted');
+    this.name = 'InterruptedError';
+  }
+}
+
+/** runs steps on the calling thread (tests, fake steps) */
+export class InProcessRunner implements StepRunner {
+  readonly #impls: ReadonlyMap<string, StepImpl>;
+  readonly #runtime: () => Runtime;
+
+  constructor(impls: ReadonlyMap<string, StepImpl>, runtime: () => Runtime) {
+    this.#impls = impls;
+    this.#runtime = runtime;
+  }
+
+  async run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json> {
+    const impl = this.#impls.get(req.kind);
+    if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
+    return impl.run({ ...req, runtime: this.#runtime(), progress: cb.progress, warn: cb.warn, signal });
+  }
+
+  async close(): Promise<void> {}
+}
+
+export type WorkerMessage =
+  | { type: 'progress'; done: number; total: number; message?: string }
+  | { type: 'warn'; message: string }
+  | { type: 'done'; result: Json }
+  | { type: 'error'; message: string; stack?: string };
+
+export interface WorkerConfig {
+  device: 'auto' | 'cpu' | 'cuda';
+  threads?: number;
+}
+
+/** one long-lived compute thread, so memoised onnxruntime sessions survive from step to step */
+export class WorkerRunner implements StepRunner {
+  #worker: Worker | undefined;
+  readonly #config: WorkerConfig;
+
+  constructor(config: WorkerConfig) {
+    this.#config = config;
+  }
+
+  #spawn(): Worker {
+    if (this.#worker) return this.#worker;
+    const ts = import.meta.url.endsWith('.ts');
+    const url = new URL(ts ? './worker.ts' : './worker.js', import.meta.url);
+    this.#worker = new Worker(url, { workerData: this.#config, execArgv: ts ? ['--import', 'tsx'] : [] });
+    this.#worker.unref();
+    return this.#worker;
+  }
+
+  run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json> {
+    const worker = this.#spawn();
+    worker.ref();
+    return new Promise<Json>((resolve, reject) => {
+      const cleanup = (): void => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+        signal.removeEventListener('abort', onAbort);
+        worker.unref();
+      };
+      const onMessage = (m: WorkerMessage): void => {
+        if (m.type === 'progress') cb.progress(m.done, m.total, m.message);
+        else if (m.type === 'warn') cb.warn(m.message);
+        else if (m.type === 'done') {
+          cleanup();
+          resolve(m.result);
+        } else {
+          cleanup();
+          const err = new Error(m.message);
+          if (m.stack) err.stack = m.stack;
+          reject(err);
+        }
+      };
+      const onError = (e: Error): void => {
+        cleanup();
+        this.#worker = undefined;
+        reject(e);
+      };
+      const onExit = (code: number): void => {
+        cleanup();
+        this.#worker = undefined;
+        reject(signal.aborted ? new InterruptedError() : new Error(`compute worker exited with code ${code}`));
+      };
+      const onAbort = (): void => {
+        void worker.terminate();
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      signal.addEventListener('abort', onAbort, { once: true });
+      worker.postMessage(req);
+    });
+  }
+
+  async close(): Promise<void> {
+    const w = this.#worker;
+    this.#worker = undefined;
+    if (w) await w.terminate();
+  }
+}

@@ -1,0 +1,32 @@
+// The compute worker thread: owns the onnxruntime Runtime (sessions stay memoised across steps) and runs one
+// step at a time on request from WorkerRunner.
+
+import { parentPort, workerData } from 'node:worker_threads';
+import { Runtime } from '../ort/session.js';
+import { stepImpls } from '../steps/registry.js';
+import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
+
+const config = workerData as WorkerConfig;
+const runtime = new Runtime({ device: config.device, ...(config.threads ? { threads: config.threads } : {}) });
+const port = parentPort!;
+const post = (m: WorkerMessage): void => port.postMessage(m);
+
+port.on('message', (req: StepRequest) => {
+  void (async () => {
+    try {
+      const impl = stepImpls.get(req.kind);
+      if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
+      const result = await impl.run({
+        ...req,
+        runtime,
+        progress: (done, total, message) => post(message === undefined ? { type: 'progress', done, total } : { type: 'progress', done, total, message }),
+        warn: (message) => post({ type: 'warn', message }),
+        signal: new AbortController().signal,
+      });
+      post({ type: 'done', result });
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      post(err.stack ? { type: 'error', message: err.message, stack: err.stack } : { type: 'error', message: err.message });
+    }
+  })();
+});

@@ -1,0 +1,130 @@
+// Autoregressive decoding with a KV cache over a WeightSource: each step runs the new positions through every
+// layer (memoised cached-attention graph), appends keys/values, and picks the next token from the last
+// position's logits (greedy, or sampled with a seeded generator). Used by `quantforge generate` on HF and
+// compressed-tensors directories and to sample the example model's text.
+
+import { Graph } from '../ort/graph.js';
+import type { Kernel, Runtime } from '../ort/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import type { ModelConfig } from './config.js';
+import { decoderLayer, layerWeightInputs, rmsNorm } from './decoder-graph.js';
+import { embed } from './embed.js';
+import { ropeTables } from './rope.js';
+import type { WeightSource } from './source.js';
+import type { LinearSpec } from './arch.js';
+import { seededRandom } from './windows.js';
+
+function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
+  const aq = [...actQuant].map(([k, b]) => `${k}:${b}`).join(',');
+  const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
+  return rt.kernel(`decoder-cached:${cfg.hiddenSize}:${cfg.intermediateSize}:${cfg.numHeads}:${cfg.numKvHeads}:${cfg.headDim}:${cfg.rmsNormEps}:${bias}:${aq}`, () => {
+    const g = new Graph('decoder_layer_cached');
+    const kv = ['B', cfg.numKvHeads, 'P', cfg.headDim];
+    const values = decoderLayer(
+      g,
+      cfg,
+      linears,
+      {
+        x: g.input('x', 'float32', ['B', 'S', cfg.hiddenSize]),
+        cos: g.input('cos', 'float32', ['S', cfg.headDim]),
+        sin: g.input('sin', 'float32', ['S', cfg.headDim]),
+        mask: g.input('mask', 'float32', ['S', 'PS']),
+        weights: layerWeightInputs(g, cfg, linears),
+        past: { key: g.input('past_key', 'float32', kv), value: g.input('past_value', 'float32', kv) },
+      },
+      { actQuant },
+    );
+    g.output(values.out, 'out');
+    g.output(values.present!.key, 'present_key');
+    g.output(values.present!.value, 'present_value');
+    return g;
+  });
+}
+
+function lastLogitsKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
+  return rt.kernel(`head-last-logits:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
+    const g = new Graph('head_last_logits');
+    const x = g.input('x', 'float32', ['B', 'S', cfg.hiddenSize]);
+    const norm = g.input('norm', 'float32', [cfg.hiddenSize]);
+    const lm = g.input('lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
+    const last = g.op('Squeeze', [g.op('Slice', [x, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([1])]), g.ints([1])]);
+    g.output(g.matmul(rmsNorm(g, last, norm, cfg.rmsNormEps), g.transpose(lm, [1, 0])), 'logits');
+    return g;
+  });
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 = greedy */
+  temperature?: number;
+  seed?: number;
+  /** stop a sequence at the model's EOS (greedy generation for users); sampling for datasets keeps going */
+  stopAtEos?: boolean;
+  /** sample only these ids (e.g. whole-word pieces when sampling a dataset) */
+  allowedIds?: readonly number[];
+  onToken?: (step: number) => void;
+}
+
+function pick(logits: Float32Array, offset: number, ids: readonly number[], temperature: number, rand: () => number): number {
+  let best = ids[0] as number;
+  let bestV = -Infinity;
+  for (const v of ids) {
+    const l = logits[offset + v] as number;
+    if (l > bestV) [best, bestV] = [v, l];
+  }
+  if (temperature <= 0) return best;
+  let sum = 0;
+  const p = new Float64Array(ids.length);
+  ids.forEach((v, i) => (sum += p[i] = Math.exp(((logits[offset + v] as number) - bestV) / temperature)));
+  let r = rand() * sum;
+  for (let i = 0; i < ids.length; i++) if ((r -= p[i] as number) <= 0) return ids[i] as number;
+  return ids[ids.length - 1] as number;
+}
+
+/** continue each prompt (all of equal length) by up to `maxNewTokens` tokens; returns prompt + continuation */
+export async function generate(rt: Runtime, src: WeightSource, prompts: readonly number[][], o: GenerateOptions): Promise<number[][]> {
+  const cfg = src.config;
+  const B = prompts.length;
+  const L0 = prompts[0]?.length ?? 0;
+  if (prompts.some((p) => p.length !== L0) || L0 === 0) throw new Error('generate: prompts must be non-empty and of equal length');
+  const linears = src.arch.linears(cfg);
+  const layers = await Promise.all(Array.from({ length: cfg.numLayers }, (_, l) => src.layer(l)));
+  const kernels = await Promise.all(layers.map((_, l) => cachedLayerKernel(rt, cfg, linears, src.actQuant(l))));
+  const head = await lastLogitsKernel(rt, cfg);
+  const emb = await src.tensor(src.arch.embedding);
+  const norm = await src.tensor(src.arch.finalNorm);
+  const lm = await src.tensor(src.arch.lmHeadWeight(cfg));
+  const rand = seededRandom(o.seed ?? 0);
+  const allowed = o.allowedIds ?? Array.from({ length: cfg.vocabSize }, (_, i) => i);
+  const kvShape = (P: number): number[] => [B, cfg.numKvHeads, P, cfg.headDim];
+  let past: { key: Tensor; value: Tensor }[] = layers.map(() => ({ key: tensor('float32', kvShape(0)), value: tensor('float32', kvShape(0)) }));
+  const seqs = prompts.map((p) => [...p]);
+  const finished = new Array<boolean>(B).fill(false);
+  let next: readonly number[][] = prompts;
+  for (let step = 0; step < o.maxNewTokens && L0 + step < cfg.maxPositions; step++) {
+    const P = step === 0 ? 0 : L0 + step - 1;
+    const S = next[0]!.length;
+    const { cos, sin } = ropeTables(cfg, Array.from({ length: S }, (_, i) => P + i));
+    const mask = new Float32Array(S * (P + S));
+    for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -1e30;
+    let x: Tensor = tensor('float32', [B, S, cfg.hiddenSize], embed(emb, next.flat()));
+    const present: { key: Tensor; value: Tensor }[] = [];
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const feeds: Record<string, Tensor> = { x, cos, sin, mask: tensor('float32', [S, P + S], mask), past_key: past[l]!.key, past_value: past[l]!.value, ...layers[l]! };
+      const out = await kernels[l]!.run(feeds);
+      x = out['out']!;
+      present.push({ key: out['present_key']!, value: out['present_value']! });
+    }
+    past = present;
+    const logits = (await head.run({ x, norm, lm_head: lm }))['logits']!.data as Float32Array;
+    next = seqs.map((seq, b) => {
+      const id = finished[b] ? (cfg.eosTokenId ?? 0) : pick(logits, b * cfg.vocabSize, allowed, o.temperature ?? 0, rand);
+      if (!finished[b]) seq.push(id);
+      if (o.stopAtEos && id === cfg.eosTokenId) finished[b] = true;
+      return [id];
+    });
+    o.onToken?.(step + 1);
+    if (finished.every(Boolean)) break;
+  }
+  return seqs;
+}

@@ -1,0 +1,41 @@
+// Open any model directory quantforge can evaluate: a HuggingFace checkpoint, a compressed-tensors checkpoint
+// (dequantized on load) or a quantforge ONNX export. The format is recognised from the files present.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Runtime } from '../ort/session.js';
+import type { Tensor } from '../tensor.js';
+import type { ModelConfig } from './config.js';
+import { perplexity, type PerplexityOptions, type PerplexityResult } from './perplexity.js';
+import { HfSource, type WeightSource } from './source.js';
+
+export type ModelFormat = 'hf' | 'compressed-tensors' | 'onnx';
+
+export interface OpenedModel {
+  readonly dir: string;
+  readonly format: ModelFormat;
+  readonly config: ModelConfig;
+  /** the weights, for formats that expose them layer by layer */
+  readonly source: WeightSource | undefined;
+  perplexity(windows: Tensor<'int32'>, options?: PerplexityOptions): Promise<PerplexityResult>;
+  close(): Promise<void>;
+}
+
+export function detectFormat(dir: string): ModelFormat {
+  if (existsSync(join(dir, 'onnx', 'model.onnx'))) return 'onnx';
+  return 'hf';
+}
+
+export async function openModel(rt: Runtime, dir: string): Promise<OpenedModel> {
+  if (!existsSync(dir)) throw new Error(`${dir}: no such model directory`);
+  const format = detectFormat(dir);
+  const source = await HfSource.open(dir);
+  return {
+    dir,
+    format,
+    config: source.config,
+    source,
+    perplexity: (windows, options) => perplexity(rt, source, windows, options),
+    close: () => source.close(),
+  };
+}

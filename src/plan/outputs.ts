@@ -1,0 +1,69 @@
+// The end of the plan: output artifacts (compressed-tensors, ONNX) built from the final layer states, the
+// evaluation of the full-precision and quantized models, and the report.
+
+import type { Diagnostic } from '../diag/diagnostic.js';
+import type { LoadedRecipe } from '../recipe/types.js';
+import type { PlanBuilder } from './builder.js';
+import { cappedSeqLen, datasetSource } from './compile.js';
+import type { ResolvedModel } from './model.js';
+import type { StepId } from './types.js';
+
+const OUTPUT_KIND = { 'compressed-tensors': 'pack', onnx: 'export-onnx' } as const;
+
+/** layer states for every decoder layer (all quantized by now: the checks guarantee a quantizing stage) */
+function finalStates(b: PlanBuilder): StepId[] {
+  return b.state.map((s, l) => {
+    if (!s) throw new Error(`plan error: layer ${l} has no state after the stages`);
+    return s;
+  });
+}
+
+export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
+  const states = finalStates(b);
+  (loaded.recipe.outputs ?? []).forEach((o, i) => {
+    const kind = OUTPUT_KIND[o.format];
+    const id = b.add({
+      id: `${kind}/${o.format}${i > 0 ? `.${i}` : ''}`,
+      kind,
+      params: { format: o.format },
+      inputs: { states },
+      readsModel: true,
+      origin: loaded.locate(['outputs', i]),
+      group: 'outputs',
+      deviceDependent: false,
+    });
+    b.outputs.push({ format: o.format, path: loaded.paths.outputs[i]!, step: id });
+  });
+}
+
+export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedModel, diagnostics: Diagnostic[]): void {
+  const ppl = loaded.recipe.evaluate?.perplexity;
+  const ref = loaded.paths.perplexity;
+  if (!ppl || !ref) return;
+  const seqLen = cappedSeqLen(loaded, ['evaluate', 'perplexity', 'seq_len'], ppl.seq_len, model, diagnostics);
+  const source = datasetSource(ref, model);
+  const origin = loaded.locate(['evaluate', 'perplexity']);
+  const ids = b.add({
+    id: 'tokenize/evaluation',
+    kind: 'tokenize',
+    params: { role: 'evaluation', seq_len: seqLen, max_windows: ppl.max_windows, text_field: ppl.text_field, ...source.params },
+    files: source.files,
+    readsModel: true,
+    origin,
+    group: 'evaluate',
+    deviceDependent: false,
+  });
+  const common = { batch_size: ppl.batch_size };
+  b.metricSteps.push(
+    b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl: false, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' }),
+    b.add({
+      id: 'evaluate/quantized',
+      kind: 'evaluate',
+      params: { mode: 'quantized', kl: loaded.recipe.evaluate?.kl ?? true, ...common },
+      inputs: { ids, states: finalStates(b) },
+      readsModel: true,
+      origin,
+      group: 'evaluate',
+    }),
+  );
+}

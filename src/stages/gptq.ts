@@ -1,0 +1,28 @@
+// Stage `gptq` (Frantar et al. 2022): sequential per layer. Each layer's step calibrates on the outputs of the
+// layers this stage already quantized, quantizes the layer, and passes its quantized outputs on, so the
+// stage's steps form their own calibration chain (an interrupted run resumes at the first unfinished layer).
+
+import type { GptqStage } from '../recipe/types.js';
+import { assignModules, json, perLayerSteps, type StageDef } from './stage.js';
+
+export const gptqStage: StageDef<GptqStage> = {
+  kind: 'gptq',
+  needsCalibration: () => true,
+  quantizes: () => true,
+  expand(stage, ctx) {
+    const modules = assignModules(stage, ctx);
+    if (!modules) return;
+    const embed = ctx.b.chain(0);
+    const steps = perLayerSteps(ctx, 'gptq', (l, previous) => ({
+      params: {
+        modules: json(modules[l]),
+        block_size: stage.block_size,
+        dampening_frac: stage.dampening_frac,
+        actorder: stage.actorder,
+        offload_hessians: stage.offload_hessians,
+      },
+      inputs: { hidden: previous ?? embed },
+    }));
+    ctx.b.replaceChain(steps);
+  },
+};

@@ -1,0 +1,31 @@
+// Stage `smoothquant` (Xiao et al. 2022): per layer, a `capture` step records max|X| per input channel of
+// each mapping's balance layers, then a `smoothquant` step folds s = max|X|^α / max|W|^(1−α) into the norm
+// and the Linears. The transform leaves the model's function unchanged, so the captures run on the chain
+// of the model entering the stage and are shared by every smoothing_strength of a sweep.
+
+import type { SmoothQuantStage } from '../recipe/types.js';
+import { json, perLayerSteps, type StageDef } from './stage.js';
+import { resolveMappings } from './mappings.js';
+
+export const smoothquantStage: StageDef<SmoothQuantStage> = {
+  kind: 'smoothquant',
+  needsCalibration: () => true,
+  quantizes: () => false,
+  expand(stage, ctx) {
+    const mappings = resolveMappings(ctx, stage.mappings, ctx.b.arch.smoothquantMappings, stage.ignore);
+    if (!mappings) return;
+    const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
+    perLayerSteps(ctx, 'smoothquant', (l) => {
+      const capture = ctx.b.add({
+        id: `${ctx.prefix}/capture.${l}`,
+        kind: 'capture',
+        params: { layer: l, statistic: 'absmax', modules: sites },
+        inputs: { hidden: ctx.b.chain(l), state: ctx.b.state[l] },
+        readsModel: true,
+        origin: ctx.origin,
+        group: ctx.group,
+      });
+      return { params: { smoothing_strength: stage.smoothing_strength, mappings: json(mappings) }, inputs: { stats: capture } };
+    });
+  },
+};

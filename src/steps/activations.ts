@@ -1,0 +1,72 @@
+// Calibration activations between steps: `hidden.safetensors` holds the inputs of one decoder layer for every
+// calibration window, float32 `[windows, seq_len, hidden]`. Layers run over them in batches sized so one
+// onnxruntime call holds a bounded amount of attention scores.
+
+import { join } from 'node:path';
+import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
+import type { ModelConfig } from '../model/config.js';
+import { runDecoderLayer, type LayerRunOptions } from '../model/layer-runner.js';
+import type { Runtime } from '../ort/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { IDS_FILE } from './tokenize.js';
+import type { LinearSpec } from '../model/arch.js';
+
+export const HIDDEN_FILE = 'hidden.safetensors';
+
+export async function readTensorFile<D extends 'float32' | 'int32'>(dir: string, file: string, name: string): Promise<Tensor<D>> {
+  const f = await SafetensorsFile.open(join(dir, file));
+  try {
+    return (await f.read(name)) as Tensor<D>;
+  } finally {
+    await f.close();
+  }
+}
+
+export const readHidden = (dir: string): Promise<Tensor<'float32'>> => readTensorFile<'float32'>(dir, HIDDEN_FILE, 'hidden');
+export const readIds = (dir: string): Promise<Tensor<'int32'>> => readTensorFile<'int32'>(dir, IDS_FILE, 'ids');
+export const writeHidden = (dir: string, hidden: Tensor<'float32'>): Promise<void> => writeSafetensors(join(dir, HIDDEN_FILE), { hidden });
+
+/** windows per onnxruntime call: about 2048 tokens, and attention scores under 128 MB */
+export function layerBatch(cfg: ModelConfig, T: number): number {
+  const byTokens = Math.floor(2048 / T);
+  const byScores = Math.floor((128 * 2 ** 20) / (cfg.numHeads * T * T * 4));
+  return Math.max(1, Math.min(byTokens, byScores));
+}
+
+/** run one layer over all windows, batch by batch; `each` sees every batch's outputs */
+export async function forEachBatch(
+  rt: Runtime,
+  cfg: ModelConfig,
+  linears: readonly LinearSpec[],
+  weights: Readonly<Record<string, Tensor>>,
+  hidden: Tensor<'float32'>,
+  options: LayerRunOptions,
+  each: (out: Record<string, Tensor>, start: number, count: number) => void | Promise<void>,
+  onBatch?: (done: number, total: number) => void,
+): Promise<void> {
+  const [N, T, H] = hidden.dims as [number, number, number];
+  const batch = layerBatch(cfg, T);
+  const total = Math.ceil(N / batch);
+  for (let b = 0, i = 0; b < N; b += batch, i++) {
+    const m = Math.min(batch, N - b);
+    const x = tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H));
+    await each(await runDecoderLayer(rt, cfg, linears, weights, x, options), b, m);
+    onBatch?.(i + 1, total);
+  }
+}
+
+/** the layer's outputs for every window: the next layer's inputs */
+export async function propagate(
+  rt: Runtime,
+  cfg: ModelConfig,
+  linears: readonly LinearSpec[],
+  weights: Readonly<Record<string, Tensor>>,
+  hidden: Tensor<'float32'>,
+  actQuant: ReadonlyMap<string, number>,
+  onBatch?: (done: number, total: number) => void,
+): Promise<Tensor<'float32'>> {
+  const [N, T, H] = hidden.dims as [number, number, number];
+  const next = new Float32Array(N * T * H);
+  await forEachBatch(rt, cfg, linears, weights, hidden, { actQuant }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
+  return tensor('float32', [N, T, H], next);
+}

@@ -1,0 +1,130 @@
+// The layer-state artifact: every tensor of one decoder layer after a stage (float32, local names), plus the
+// quantization of each quantized Linear: `m.weight` holds the dequantized values the forward uses, beside
+// `m.weight_codes` (int8), `m.weight_scale`, `m.weight_zero_point` (asymmetric only), `m.weight_g_idx`
+// (act-order groups), and quant.json records each module's quantization args. Pack and export read it.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { QuantArgs } from '../algo/scheme.js';
+import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
+import type { Tensor } from '../tensor.js';
+import { HfSource, type WeightSource } from '../model/source.js';
+import type { StepInputDir } from './types.js';
+
+export const LAYER_FILE = 'layer.safetensors';
+export const QUANT_FILE = 'quant.json';
+export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx'] as const;
+
+export interface ModuleQuant {
+  weights: QuantArgs;
+  input_activations: QuantArgs | null;
+}
+
+export interface QuantizedWeight {
+  codes: Tensor<'int8'>;
+  scale: Tensor<'float32'>;
+  zeroPoint?: Tensor<'int8'>;
+  gIdx?: Tensor<'int32'>;
+}
+
+export interface LayerState {
+  layer: number;
+  /** float32 tensors by local name (`self_attn.q_proj.weight`); quantized Linears hold dequantized weights */
+  tensors: Record<string, Tensor<'float32'>>;
+  /** quantized Linears by local module name */
+  quant: Record<string, ModuleQuant & QuantizedWeight>;
+}
+
+const isQuantTensor = (name: string): boolean => QUANT_SUFFIXES.some((s) => name.endsWith(`.${s}`));
+
+export async function writeLayerState(dir: string, state: LayerState): Promise<void> {
+  const tensors: [string, Tensor][] = Object.entries(state.tensors);
+  const quant: Record<string, ModuleQuant> = {};
+  for (const [m, q] of Object.entries(state.quant)) {
+    tensors.push([`${m}.weight_codes`, q.codes], [`${m}.weight_scale`, q.scale]);
+    if (q.zeroPoint) tensors.push([`${m}.weight_zero_point`, q.zeroPoint]);
+    if (q.gIdx) tensors.push([`${m}.weight_g_idx`, q.gIdx]);
+    quant[m] = { weights: q.weights, input_activations: q.input_activations };
+  }
+  await writeSafetensors(join(dir, LAYER_FILE), tensors);
+  await writeFile(join(dir, QUANT_FILE), `${JSON.stringify({ layer: state.layer, modules: quant }, null, 1)}\n`);
+}
+
+export function readQuantInfo(dir: string): Record<string, ModuleQuant> {
+  const file = join(dir, QUANT_FILE);
+  if (!existsSync(file)) return {};
+  return (JSON.parse(readFileSync(file, 'utf8')) as { modules: Record<string, ModuleQuant> }).modules;
+}
+
+export async function readLayerState(dir: string, layer: number): Promise<LayerState> {
+  const f = await SafetensorsFile.open(join(dir, LAYER_FILE));
+  try {
+    const tensors: Record<string, Tensor<'float32'>> = {};
+    for (const name of f.tensors.keys()) if (!isQuantTensor(name)) tensors[name] = await f.readAs(name, 'float32');
+    const quant: LayerState['quant'] = {};
+    for (const [m, info] of Object.entries(readQuantInfo(dir))) {
+      const get = async <D extends 'int8' | 'float32' | 'int32'>(n: string): Promise<Tensor<D> | undefined> =>
+        f.tensors.has(`${m}.${n}`) ? ((await f.read(`${m}.${n}`)) as Tensor<D>) : undefined;
+      const codes = await get<'int8'>('weight_codes');
+      const scale = await get<'float32'>('weight_scale');
+      if (!codes || !scale) throw new Error(`${dir}: quantized module ${m} lacks its codes or scales`);
+      const zeroPoint = await get<'int8'>('weight_zero_point');
+      const gIdx = await get<'int32'>('weight_g_idx');
+      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}) };
+    }
+    return { layer, tensors, quant };
+  } finally {
+    await f.close();
+  }
+}
+
+/** the float tensors of layer `l` as the previous stage left them: its state artifact, or the base model */
+export async function loadLayerInput(base: WeightSource, state: StepInputDir | undefined, layer: number): Promise<LayerState> {
+  if (state) return readLayerState(state.dir, layer);
+  return { layer, tensors: await base.layer(layer), quant: {} };
+}
+
+/** per-token activation fake-quant of a layer's quantized Linears (W8A8), local name → bits */
+export function actQuantOf(quant: Record<string, ModuleQuant>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [m, q] of Object.entries(quant)) {
+    const a = q.input_activations;
+    if (a && a.dynamic && a.strategy === 'token') out.set(m, a.num_bits);
+  }
+  return out;
+}
+
+/** a base model with decoder layers replaced by layer-state artifacts (one per layer, in order) */
+export class OverlaySource implements WeightSource {
+  readonly #base: HfSource;
+  readonly #states: readonly (StepInputDir | undefined)[];
+  readonly #actQuant: Map<string, number>[];
+
+  constructor(base: HfSource, states: readonly (StepInputDir | undefined)[]) {
+    this.#base = base;
+    this.#states = states;
+    this.#actQuant = states.map((s) => (s ? actQuantOf(readQuantInfo(s.dir)) : new Map()));
+  }
+
+  get dir(): string { return this.#base.dir; }
+  get config(): HfSource['config'] { return this.#base.config; }
+  get arch(): HfSource['arch'] { return this.#base.arch; }
+
+  tensor(name: string): Promise<Tensor<'float32'>> {
+    return this.#base.tensor(name);
+  }
+
+  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    const s = this.#states[l];
+    return s ? (await readLayerState(s.dir, l)).tensors : this.#base.layer(l);
+  }
+
+  actQuant(l: number): ReadonlyMap<string, number> {
+    return this.#actQuant[l] ?? new Map();
+  }
+
+  close(): Promise<void> {
+    return this.#base.close();
+  }
+}

@@ -1,0 +1,16 @@
+// Step implementations by kind. Importing this module is cheap (no onnxruntime): step modules touch the
+// runtime only through the Runtime they are handed.
+
+import type { StepImpl } from './types.js';
+import { embedStep } from './embed.js';
+import { evaluateStep } from './evaluate.js';
+import { exampleModelStep } from './example-model.js';
+import { propagateStep } from './propagate.js';
+import { rtnStep } from './rtn.js';
+import { tokenizeStep } from './tokenize.js';
+
+const impls: StepImpl<never>[] = [exampleModelStep, tokenizeStep, embedStep, propagateStep, rtnStep, evaluateStep];
+
+export const stepImpls: ReadonlyMap<string, StepImpl> = new Map(impls.map((s) => [s.kind, s as unknown as StepImpl]));
+
+export const stepVersions: ReadonlyMap<string, number> = new Map(impls.map((s) => [s.kind, s.version]));

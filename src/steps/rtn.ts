@@ -1,0 +1,40 @@
+// Step `rtn` (Simple PTQ): quantize every targeted Linear of one layer with its observer's qparams and
+// round-to-nearest (half to even), exactly as compressed-tensors computes them.
+
+import { quantizeWeightRtn } from '../algo/fake-quant.js';
+import type { Json } from '../cache/key.js';
+import { HfSource } from '../model/source.js';
+import { loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
+import { relativeError, setQuantized } from './quantized-module.js';
+import { optionalInput, requireModel, type StepImpl } from './types.js';
+
+export interface RtnParams {
+  layer: number;
+  modules: Record<string, ModuleQuant>;
+}
+
+export const rtnStep: StepImpl<RtnParams> = {
+  kind: 'rtn',
+  version: 1,
+  async run(ctx) {
+    const src = await HfSource.open(requireModel(ctx));
+    try {
+      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), ctx.params.layer);
+      const errors: Record<string, Json> = {};
+      const modules = Object.entries(ctx.params.modules);
+      for (const [i, [local, module]] of modules.entries()) {
+        const w = state.tensors[`${local}.weight`];
+        if (!w) throw new Error(`layer ${ctx.params.layer} has no weight ${local}`);
+        const [rows, cols] = w.dims as [number, number];
+        const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime });
+        errors[local] = { weight_error: relativeError(w.data, q.dequantized) };
+        setQuantized(state, local, rows, cols, q, module);
+        ctx.progress(i + 1, modules.length, local);
+      }
+      await writeLayerState(ctx.outDir, state);
+      return { layer: ctx.params.layer, modules: errors };
+    } finally {
+      await src.close();
+    }
+  },
+};

@@ -1,0 +1,41 @@
+// Step `tokenize`: encode a dataset once with the model's tokenizer and cut it into windows (DESIGN.md §6):
+// calibration keeps `samples` windows (first, or seeded random with shuffle); evaluation keeps the first
+// `max_windows` (all when null).
+
+import { join } from 'node:path';
+import { writeSafetensors } from '../formats/safetensors.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import { chooseCalibration, cutWindows, readDatasetText } from '../model/windows.js';
+import { requireModel, type StepImpl } from './types.js';
+
+export const IDS_FILE = 'ids.safetensors';
+
+export interface TokenizeParams {
+  role: 'calibration' | 'evaluation';
+  seq_len: number;
+  text_field: string;
+  samples?: number;
+  shuffle?: boolean;
+  seed?: number;
+  max_windows?: number | null;
+  /** the dataset is this file inside the model directory (`model:calib.txt`) */
+  model_file?: string;
+}
+
+export const tokenizeStep: StepImpl<TokenizeParams> = {
+  kind: 'tokenize',
+  version: 1,
+  async run(ctx) {
+    const p = ctx.params;
+    const dataset = p.model_file !== undefined ? join(requireModel(ctx), p.model_file) : ctx.files['dataset'];
+    if (!dataset) throw new Error(`step ${ctx.id}: no dataset file`);
+    ctx.progress(0, 1, 'encoding');
+    const ids = loadTokenizer(requireModel(ctx)).encode(readDatasetText(dataset, p.text_field));
+    const all = cutWindows(ids, p.seq_len, p.role === 'evaluation' ? (p.max_windows ?? undefined) : undefined);
+    const windows = p.role === 'calibration' ? chooseCalibration(all, { samples: p.samples ?? 1, shuffle: p.shuffle ?? false, seed: p.seed ?? 0 }) : all;
+    if (windows.dims[0] === 0) throw new Error(`${dataset}: ${ids.length} tokens make no window of ${p.seq_len} tokens`);
+    await writeSafetensors(join(ctx.outDir, IDS_FILE), { ids: windows });
+    ctx.progress(1, 1);
+    return { tokens: ids.length, windows: windows.dims[0] as number, seq_len: p.seq_len };
+  },
+};

@@ -1,0 +1,61 @@
+// The contract of a step implementation: a pure function of its params, its input steps' artifacts and its
+// source files, writing its own artifacts into `outDir`. It runs in the compute worker thread; it reports
+// progress and warnings through the context and returns metrics that go into the cache entry's meta.json.
+
+import type { Json } from '../cache/key.js';
+import type { Runtime } from '../ort/session.js';
+
+export interface StepInputDir {
+  id: string;
+  kind: string;
+  dir: string;
+  /** the metrics the input step returned */
+  result: Json;
+}
+
+export interface StepContext<P = Json> {
+  id: string;
+  params: P;
+  /** artifact directories of the input steps, by role */
+  inputs: Record<string, StepInputDir | StepInputDir[]>;
+  /** source files by role (absolute paths) */
+  files: Record<string, string>;
+  /** the model directory, when the step reads a model */
+  modelDir: string | undefined;
+  /** a fresh directory to write artifacts into; it becomes the cache entry */
+  outDir: string;
+  runtime: Runtime;
+  progress(done: number, total: number, message?: string): void;
+  warn(message: string): void;
+  signal: AbortSignal;
+}
+
+export interface StepImpl<P = Json> {
+  kind: string;
+  /** bump when a code change alters the step's results: it is part of the cache key */
+  version: number;
+  run(ctx: StepContext<P>): Promise<Json>;
+}
+
+export function input(ctx: StepContext<unknown>, role: string): StepInputDir {
+  const v = ctx.inputs[role];
+  if (v === undefined || Array.isArray(v)) throw new Error(`step ${ctx.id}: expected one input "${role}"`);
+  return v;
+}
+
+export function optionalInput(ctx: StepContext<unknown>, role: string): StepInputDir | undefined {
+  const v = ctx.inputs[role];
+  if (Array.isArray(v)) throw new Error(`step ${ctx.id}: expected one input "${role}"`);
+  return v;
+}
+
+export function inputList(ctx: StepContext<unknown>, role: string): StepInputDir[] {
+  const v = ctx.inputs[role];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+export function requireModel(ctx: StepContext<unknown>): string {
+  if (!ctx.modelDir) throw new Error(`step ${ctx.id}: no model directory`);
+  return ctx.modelDir;
+}
