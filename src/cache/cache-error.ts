@@ -7,7 +7,8 @@ export type CacheFailureReason =
   | 'cache-invalid-name'
   | 'cache-reserved-name'
   | 'cache-lock-timeout'
-  | 'cache-output-blocked';
+  | 'cache-output-blocked'
+  | 'cache-invalid-size';
 
 export class CacheError extends Error {
   constructor(

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { QuantArgs } from '../algo/scheme.js';
+import type { ModuleQuant, QuantizedModule } from '../formats/quantized-weight.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { HfSource, type WeightSource } from '../model/source.js';
@@ -16,24 +16,14 @@ export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
 export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx'] as const;
 
-export interface ModuleQuant {
-  weights: QuantArgs;
-  input_activations: QuantArgs | null;
-}
-
-export interface QuantizedWeight {
-  codes: Tensor<'int8'>;
-  scale: Tensor<'float32'>;
-  zeroPoint?: Tensor<'int8'>;
-  gIdx?: Tensor<'int32'>;
-}
+export type { ModuleQuant, QuantizedWeight } from '../formats/quantized-weight.js';
 
 export interface LayerState {
   layer: number;
   /** float32 tensors by local name (`self_attn.q_proj.weight`); quantized Linears hold dequantized weights */
   tensors: Record<string, Tensor<'float32'>>;
   /** quantized Linears by local module name */
-  quant: Record<string, ModuleQuant & QuantizedWeight>;
+  quant: Record<string, QuantizedModule>;
 }
 
 const isQuantTensor = (name: string): boolean => QUANT_SUFFIXES.some((s) => name.endsWith(`.${s}`));

@@ -1,0 +1,274 @@
+// GPTQ: accurate post-training quantization from second-order information (Frantar et al. 2022,
+// https://arxiv.org/abs/2210.17323), with llm-compressor's semantics (modifiers/gptq/gptq_quantize.py).
+// With H = 2XᵀX/n the Hessian of a Linear's output error, columns are quantized one by one; each column's
+// error, scaled by the upper Cholesky factor U of H⁻¹, is pushed onto the columns not yet quantized. Columns go
+// in blocks: inside a block the update is immediate, the remaining columns get one lazy update per block
+// (W[:, i2:] −= Err·U[i1:i2, i2:], a Gemm in onnxruntime). Dead inputs (H_ii = 0) are zeroed; λ =
+// dampening_frac · mean(diag H) is added to the diagonal, escalated ×10 when the Cholesky fails.
+// Scales and zero points come from the weight's observer before the column pass (llm-compressor); actorder
+// permutes columns by descending diag(H): `static` keeps the contiguous groups of the original columns,
+// `group` forms groups along the permuted order and records weight_g_idx.
+
+import { blockUpdate } from '../ort/kernels/linalg.js';
+import type { Runtime } from '../ort/session.js';
+import { tensor } from '../tensor.js';
+import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cholesky.js';
+import { observeWeight } from './observers.js';
+import { computeQParams, dequantizeWeight, qparamShape, qRange } from './qparams.js';
+import { roundHalfEven } from './round.js';
+import type { ActOrder, QuantArgs } from './scheme.js';
+
+const f = Math.fround;
+
+export type GptqErrorReason = 'gptq-non-finite-input' | 'gptq-shape-mismatch' | 'gptq-unsupported-args';
+
+export class GptqError extends Error {
+  readonly reason: GptqErrorReason;
+  constructor(reason: GptqErrorReason, message: string) {
+    super(message);
+    this.name = 'GptqError';
+    this.reason = reason;
+  }
+}
+
+export interface GptqOptions {
+  readonly runtime: Runtime;
+  readonly blockSize: number;
+  readonly dampeningFrac: number;
+  /** the act order in effect for this module (see resolveActOrder) */
+  readonly actorder: ActOrder | null;
+  /** names the module in errors */
+  readonly name?: string;
+  /** columns solved in JavaScript between onnxruntime updates inside a block (results do not depend on it) */
+  readonly subBlock?: number;
+  /** dampening tries after the requested one fails; each multiplies the fraction by 10, from `escalateFrom` */
+  readonly maxEscalations?: number;
+  readonly escalateFrom?: number;
+  readonly cholesky?: CholeskyOptions;
+}
+
+export interface GptqDampening {
+  /** the fraction of mean(diag H) that made H positive definite; null when every try failed */
+  readonly frac: number | null;
+  /** the absolute value added to the diagonal */
+  readonly value: number;
+  /** fractions tried, in order (the last one worked unless fallback) */
+  readonly tried: readonly number[];
+  /** every try failed: U = I, so the columns were rounded to nearest with the observer's qparams */
+  readonly fallback: boolean;
+}
+
+export interface GptqResult {
+  readonly codes: Int8Array;
+  readonly scale: Float32Array;
+  readonly zeroPoint: Int8Array;
+  readonly scaleDims: readonly [number, number];
+  readonly dequantized: Float32Array;
+  /** each column's group, only for actorder group */
+  readonly gIdx?: Int32Array;
+  /** GPTQ's own loss Σ (w − q)² / U_ii² / 2 */
+  readonly loss: number;
+  readonly dampening: GptqDampening;
+  readonly deadColumns: number;
+  readonly timing: { readonly inverseMs: number; readonly solveMs: number };
+}
+
+/**
+ * The act order a module is solved with, as llm-compressor's GPTQModifier resolves it: the stage's value
+ * (default `static`) applies when the scheme leaves actorder unset; a scheme's own actorder wins. `group`
+ * needs strategy group and falls back to none otherwise. `recorded` is what the quantization args keep:
+ * static on non-group strategies changes only the solve order, so it is not written.
+ */
+export function resolveActOrder(stage: ActOrder | null, args: Pick<QuantArgs, 'actorder' | 'strategy'>): { actorder: ActOrder | null; recorded: ActOrder | null; warning?: string } {
+  let actorder = args.actorder ?? stage;
+  let warning: string | undefined;
+  if (args.actorder !== null && stage !== null && stage !== args.actorder && stage !== 'static') {
+    warning = `actorder "${stage}" of the stage differs from the scheme's "${args.actorder}"; using the scheme's`;
+  }
+  if (actorder === 'group' && args.strategy !== 'group') {
+    warning = `actorder "group" needs strategy "group", found "${args.strategy}"; solving without act order`;
+    actorder = null;
+  }
+  return { actorder, recorded: args.strategy === 'group' ? actorder : null, ...(warning ? { warning } : {}) };
+}
+
+function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): void {
+  const name = o.name ?? 'weight';
+  if (w.length !== rows * cols) throw new GptqError('gptq-shape-mismatch', `${name}: weight has ${w.length} values but [${rows}, ${cols}] needs ${rows * cols}`);
+  if (h.length !== cols * cols) throw new GptqError('gptq-shape-mismatch', `${name}: Hessian has ${h.length} values but [${cols}, ${cols}] needs ${cols * cols}`);
+  if (args.strategy === 'token') throw new GptqError('gptq-unsupported-args', `${name}: strategy "token" is for activations; GPTQ quantizes weights with tensor, channel or group`);
+  if (!Number.isInteger(o.blockSize) || o.blockSize < 1) throw new GptqError('gptq-unsupported-args', `${name}: block_size ${o.blockSize} must be a positive integer`);
+  if (!(o.dampeningFrac >= 0)) throw new GptqError('gptq-unsupported-args', `${name}: dampening_frac ${o.dampeningFrac} must be a number ≥ 0`);
+  const bad = (a: ArrayLike<number>): number => {
+    let c = 0;
+    for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i] as number)) c++;
+    return c;
+  };
+  const bw = bad(w);
+  if (bw > 0) throw new GptqError('gptq-non-finite-input', `${name}: the weight has ${bw} NaN or infinite values; expected finite weights`);
+  const bh = bad(h);
+  if (bh > 0) throw new GptqError('gptq-non-finite-input', `${name}: the Hessian has ${bh} NaN or infinite entries (NaN/Inf in the calibration activations?); expected finite values`);
+}
+
+/** columns in descending diag(H) order, ties by index (a stable argsort) */
+export function actOrderPermutation(h: Float64Array, n: number): Int32Array {
+  const idx = Array.from({ length: n }, (_, i) => i);
+  idx.sort((a, b) => (h[b * n + b] as number) - (h[a * n + a] as number) || a - b);
+  return Int32Array.from(idx);
+}
+
+/** dampening fractions to try: the requested one, then ×10 steps above it from `from` */
+function dampeningLadder(frac: number, from: number, steps: number): number[] {
+  const out = [frac];
+  for (let k = 0, v = from; k < steps; k++, v *= 10) if (v > frac) out.push(v);
+  return out;
+}
+
+interface Prepared {
+  /** column j of the solve is original column order[j] */
+  order: Int32Array;
+  /** the Hessian in solve order with dead inputs set to 1 on the diagonal (read through order) */
+  h: Float64Array;
+  dead: Uint8Array;
+  meanDiag: number;
+}
+
+function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
+  const order = actorder ? actOrderPermutation(h, n) : Int32Array.from({ length: n }, (_, i) => i);
+  const dead = new Uint8Array(n);
+  const hd = Float64Array.from(h);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    if (hd[i * n + i] === 0) {
+      dead[i] = 1;
+      hd[i * n + i] = 1;
+    }
+    sum += hd[i * n + i] as number;
+  }
+  return { order, h: hd, dead, meanDiag: n > 0 ? sum / n : 0 };
+}
+
+async function invert(p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
+  const tried: number[] = [];
+  for (const frac of dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7)) {
+    tried.push(frac);
+    try {
+      const value = frac * p.meanDiag;
+      const u = await inverseCholeskyUpper(o.runtime, p.h, n, value, p.order, o.cholesky);
+      return { u, dampening: { frac, value, tried, fallback: false } };
+    } catch (e) {
+      if (!(e instanceof CholeskyError)) throw e;
+    }
+  }
+  const u = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) u[i * n + i] = 1;
+  return { u, dampening: { frac: null, value: 0, tried, fallback: true } };
+}
+
+/** quantize `w` [rows, cols] with GPTQ given its Hessian `h` [cols, cols] (float64, e.g. 2XᵀX/n) */
+export async function gptqQuantize(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): Promise<GptqResult> {
+  checkInputs(w, rows, cols, h, args, o);
+  const R = rows;
+  const n = cols;
+  const t0 = performance.now();
+  const p = prepare(h, n, o.actorder);
+  const { order } = p;
+
+  // qparams from the observer: on the original columns, or along the solve order for actorder group
+  const permuted = o.actorder === 'group';
+  const observed = permuted ? permuteColumns(w, R, n, order) : w;
+  const { min, max } = await observeWeight(observed, R, n, args, { runtime: o.runtime });
+  const qp = computeQParams(min, max, args);
+  const scaleDims = qparamShape(R, n, args);
+  const G = scaleDims[1];
+  const gs = args.strategy === 'group' ? (args.group_size as number) : n;
+  const groupOf = new Int32Array(n);
+  for (let j = 0; j < n; j++) groupOf[j] = args.strategy === 'group' ? Math.floor((permuted ? j : (order[j] as number)) / gs) : 0;
+
+  const { u, dampening } = await invert(p, n, o);
+  const t1 = performance.now();
+
+  // weights column-major in solve order (wt[j·R + r] = W[r, order[j]]), dead inputs zeroed
+  const wt = new Float64Array(n * R);
+  for (let j = 0; j < n; j++) {
+    if (p.dead[order[j] as number]) continue;
+    const c = order[j] as number;
+    for (let r = 0; r < R; r++) wt[j * R + r] = w[r * n + c] as number;
+  }
+  const { qmin, qmax } = qRange(args.num_bits);
+  const tensorWide = args.strategy === 'tensor';
+  const codes = new Int8Array(R * n);
+  let loss = 0;
+  const B = o.blockSize;
+  const sb = Math.max(1, o.subBlock ?? 16);
+  for (let i1 = 0; i1 < n; i1 += B) {
+    const i2 = Math.min(i1 + B, n);
+    const err = new Float64Array((i2 - i1) * R);
+    for (let s1 = i1; s1 < i2; s1 += sb) {
+      const s2 = Math.min(s1 + sb, i2);
+      for (let i = s1; i < s2; i++) {
+        const d = u[i * n + i] as number;
+        const col = order[i] as number;
+        const g = groupOf[i] as number;
+        const base = i * R;
+        const eBase = (i - i1) * R;
+        for (let r = 0; r < R; r++) {
+          const k = tensorWide ? 0 : r * G + g;
+          const s = qp.scale[k] as number;
+          const z = qp.zeroPoint[k] as number;
+          const x = wt[base + r] as number;
+          const q = roundHalfEven(Math.min(Math.max(f(f(f(x) / s) + z), qmin), qmax));
+          codes[r * n + col] = q;
+          const e = (x - f((q - z) * s)) / d;
+          err[eBase + r] = e;
+          loss += e * e;
+        }
+        for (let j = i + 1; j < s2; j++) {
+          const hij = u[i * n + j] as number;
+          if (hij === 0) continue;
+          const jBase = j * R;
+          for (let r = 0; r < R; r++) wt[jBase + r] = (wt[jBase + r] as number) - (err[eBase + r] as number) * hij;
+        }
+      }
+      if (s2 < i2) await lazyUpdate(o.runtime, wt, R, u, n, err.subarray((s1 - i1) * R, (s2 - i1) * R), s1, s2, s2, i2);
+    }
+    if (i2 < 0) await lazyUpdate(o.runtime, wt, R, u, n, err, i1, i2, i2, n);
+  }
+
+  let gIdx: Int32Array | undefined;
+  if (permuted) {
+    gIdx = new Int32Array(n);
+    for (let j = 0; j < n; j++) gIdx[order[j] as number] = groupOf[j] as number;
+  }
+  const dequantized = dequantizeWeight(codes, R, n, qp, args, gIdx);
+  const t2 = performance.now();
+  return {
+    codes,
+    scale: qp.scale,
+    zeroPoint: qp.zeroPoint,
+    scaleDims,
+    dequantized,
+    ...(gIdx ? { gIdx } : {}),
+    loss: loss / 2,
+    dampening,
+    deadColumns: p.dead.reduce((a, b) => a + b, 0),
+    timing: { inverseMs: t1 - t0, solveMs: t2 - t1 },
+  };
+}
+
+/** wt[c1:c2] −= U[r1:r2, c1:c2]ᵀ · err (columns of W stored as rows of wt) in onnxruntime */
+async function lazyUpdate(rt: Runtime, wt: Float64Array, R: number, u: Float64Array, n: number, err: Float64Array, r1: number, r2: number, c1: number, c2: number): Promise<void> {
+  const k = c2 - c1;
+  const b = r2 - r1;
+  const panel = new Float64Array(b * k);
+  for (let i = 0; i < b; i++) panel.set(u.subarray((r1 + i) * n + c1, (r1 + i) * n + c2), i * k);
+  const target = wt.subarray(c1 * R, c2 * R);
+  const out = await blockUpdate(rt, tensor('float64', [k, R], target), tensor('float64', [b, k], panel), tensor('float64', [b, R], err));
+  target.set(out.data);
+}
+
+function permuteColumns(w: Float32Array, rows: number, cols: number, order: Int32Array): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) out[r * cols + j] = w[r * cols + (order[j] as number)] as number;
+  return out;
+}

@@ -1,0 +1,168 @@
+// Coordination between processes sharing one cache directory.
+//
+// - Step locks (<root>/locks/<key>.lock) keep two runs from computing the same step at once: the second
+//   waits, then repeats its lookup and finds the first one's entry. They only save work: correctness
+//   never depends on them, because commits are atomic renames that keep whichever entry landed first.
+// - Runs register themselves (<root>/runs/<pid>-<rand>.json) for as long as they may read or write
+//   entries, and gc/clean take the cache-wide lock (<root>/locks/gc.lock), then wait until no run is
+//   registered. A run registers first and then checks the gc lock, backing off while it is held; gc
+//   takes its lock first and then checks the registrations. Whatever the interleaving, at least one
+//   side sees the other, so gc never deletes under a live run.
+
+import { mkdir, readdir, unlink, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { CacheError } from './cache-error.js';
+import { errnoCode, uniqueSuffix } from './fs-atomic.js';
+import type { Digest } from './key.js';
+import {
+  breakStaleLock,
+  currentOwner,
+  describeOwner,
+  isStale,
+  readLock,
+  tryCreateLock,
+  type HeldLock,
+  type LockOwner,
+} from './lock-file.js';
+
+export interface WaitOptions {
+  /** told once per holder that makes us wait, e.g. to print "waiting for process 4711 (since ...)" */
+  onWait?: (message: string, holder: LockOwner | undefined) => void;
+  /** give up with a `cache-lock-timeout` CacheError after this long; default: wait as long as it takes */
+  timeoutMs?: number;
+}
+
+/**
+ * Run `fn` while holding the lock of one step key. If another live process holds it, wait for it to
+ * finish; `fn` should then repeat its cache lookup before computing anything.
+ */
+export async function withStepLock<T>(root: string, key: Digest, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+  const lock = await acquireLock(join(root, 'locks', `${key}.lock`), `step ${key.slice(0, 12)}`, opts);
+  try {
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Run `fn` as a registered run: gc and clean wait until it is done. Waits first while a gc or clean
+ * holds the cache-wide lock.
+ */
+export async function withRun<T>(root: string, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+  const runsDir = join(root, 'runs');
+  const gcLock = gcLockPath(root);
+  const waiter = new Waiter('the cache (gc/clean in progress)', opts);
+  await mkdir(runsDir, { recursive: true });
+  for (;;) {
+    const owner = currentOwner();
+    const file = join(runsDir, `${uniqueSuffix()}.json`);
+    await writeFile(file, JSON.stringify(owner));
+    const gc = await readLock(gcLock);
+    if (gc === undefined) {
+      // refreshed so that gc on another host can tell a live run from an abandoned registration
+      const heartbeat = setInterval(() => {
+        const now = new Date();
+        utimes(file, now, now).catch(() => undefined);
+      }, 10_000);
+      heartbeat.unref();
+      try {
+        return await fn();
+      } finally {
+        clearInterval(heartbeat);
+        await unlink(file).catch(() => undefined);
+      }
+    }
+    await unlink(file).catch(() => undefined);
+    if (isStale(gc)) await breakStaleLock(gcLock, gc);
+    else await waiter.wait(gc.owner);
+  }
+}
+
+/**
+ * Run `fn` with the whole cache to itself (for gc and clean): takes the cache-wide lock, then waits until
+ * no other process is registered as a run. Registrations of this very process are not waited for, so a
+ * command may gc after its own run; it must not gc while it is still reading entries.
+ */
+export async function withCacheExclusive<T>(root: string, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+  const lock = await acquireLock(gcLockPath(root), 'the cache-wide lock', opts);
+  try {
+    const waiter = new Waiter('runs using the cache', opts);
+    for (;;) {
+      const live = await liveRuns(root);
+      const other = live.find((o) => o.pid !== process.pid || o.hostname !== hostname());
+      if (other === undefined) break;
+      await waiter.wait(other);
+    }
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** owners of the registered runs that are still alive; registrations of dead runs are removed */
+export async function liveRuns(root: string): Promise<LockOwner[]> {
+  const dir = join(root, 'runs');
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') return [];
+    throw e;
+  }
+  const live: LockOwner[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json'))) {
+    const state = await readLock(join(dir, name));
+    if (state === undefined) continue;
+    if (isStale(state)) await unlink(join(dir, name)).catch(() => undefined);
+    else if (state.owner) live.push(state.owner);
+  }
+  return live;
+}
+
+function gcLockPath(root: string): string {
+  return join(root, 'locks', 'gc.lock');
+}
+
+/** take a lock file, waiting (with backoff) while a live process holds it and breaking it when stale */
+export async function acquireLock(path: string, what: string, opts: WaitOptions = {}): Promise<HeldLock> {
+  const waiter = new Waiter(what, opts);
+  for (;;) {
+    const held = await tryCreateLock(path);
+    if (held) return held;
+    const state = await readLock(path);
+    if (state === undefined) continue;
+    if (isStale(state)) await breakStaleLock(path, state);
+    else await waiter.wait(state.owner);
+  }
+}
+
+/** polls with backoff (25 ms growing to 500 ms), reporting each new holder once, enforcing the timeout */
+class Waiter {
+  readonly #what: string;
+  readonly #opts: WaitOptions;
+  readonly #since = Date.now();
+  #delay = 25;
+  #lastHolder: string | undefined;
+
+  constructor(what: string, opts: WaitOptions) {
+    this.#what = what;
+    this.#opts = opts;
+  }
+
+  async wait(holder: LockOwner | undefined): Promise<void> {
+    const message = `waiting for ${describeOwner(holder)}, which holds ${this.#what}`;
+    const id = holder ? `${holder.hostname}:${holder.pid}:${holder.token}` : '?';
+    if (id !== this.#lastHolder) {
+      this.#lastHolder = id;
+      this.#opts.onWait?.(message, holder);
+    }
+    const { timeoutMs } = this.#opts;
+    if (timeoutMs !== undefined && Date.now() - this.#since >= timeoutMs) {
+      throw new CacheError('cache-lock-timeout', `gave up after ${timeoutMs} ms ${message}`);
+    }
+    await new Promise((r) => setTimeout(r, this.#delay));
+    this.#delay = Math.min(500, Math.round(this.#delay * 1.5));
+  }
+}

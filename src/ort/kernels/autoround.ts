@@ -1,0 +1,254 @@
+// AutoRound's block objective in one onnxruntime session: the decoder block built from basic ops
+// (model/decoder-graph.ts) with every targeted Linear's weight replaced by an in-graph quantizer of W with
+// learnable rounding offsets V and min/max factors, the MSE against the full-precision block's output, and
+// (ort/autodiff.ts) the gradients of that loss w.r.t. every V and factor. Source: intel/auto-round
+// data_type/int.py (quant_tensor_sym/asym: how V and the factors enter the qparams) and wrapper.py
+// (weight_min/weight_max observed once, factors multiply them). The arithmetic is compressed-tensors' (as
+// algo/qparams.ts, op for op in fp32), so V = 0 and factors 1 give the round-to-nearest weight bit for bit:
+//   lo = min·a, hi = max·b (min ≤ 0 ≤ max widened by the caller, a/b the factors)
+//   symmetric:  s = max(max(|lo|, |hi|) / ((qmax − qmin) / 2), eps), zp = 0
+//   asymmetric: s = max((hi − lo) / (qmax − qmin), eps), zp = round(clip(qmin − lo / s, qmin, qmax))
+//   q = clip(round(w / s + V + zp), qmin, qmax), ŵ = (q − zp) · s
+// Round passes gradients straight through (auto-round's round_ste); clipping after rounding lets V's
+// gradient through exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
+
+import type { LinearSpec } from '../../model/arch.js';
+import type { ModelConfig } from '../../model/config.js';
+import { decoderLayer } from '../../model/decoder-graph.js';
+import { positionInputs } from '../../model/rope.js';
+import type { Tensor } from '../../tensor.js';
+import { gradients } from '../autodiff.js';
+import { Graph, type Value } from '../graph.js';
+import type { Kernel, Runtime } from '../session.js';
+
+const FP32_EPS = 2 ** -23;
+
+/**
+ * A weight [rows, cols] seen as [R, G, S]: R rows of scales, G groups per row, S columns per group, the last
+ * group zero-padded (tensor: [1, 1, rows·cols]; channel: [rows, 1, cols]; group: [rows, ⌈cols/g⌉, g]).
+ */
+export interface QuantLayout {
+  readonly rows: number;
+  readonly cols: number;
+  readonly R: number;
+  readonly G: number;
+  readonly S: number;
+}
+
+export function quantLayout(rows: number, cols: number, strategy: string, groupSize: number | null): QuantLayout {
+  if (strategy === 'tensor') return { rows, cols, R: 1, G: 1, S: rows * cols };
+  if (strategy === 'channel') return { rows, cols, R: rows, G: 1, S: cols };
+  if (strategy === 'group' && groupSize !== null && groupSize > 0) {
+    const G = Math.ceil(cols / groupSize);
+    return { rows, cols, R: rows, G, S: G === 1 ? cols : groupSize };
+  }
+  throw new Error(`autoround: weight strategy "${strategy}" (group_size ${groupSize}) has no layout; expected tensor, channel or group with a positive group_size`);
+}
+
+/** elements between consecutive rows of the grouped array (the padded width; cols for tensor) */
+export const rowStride = (l: QuantLayout): number => (l.R === l.rows ? l.G * l.S : l.cols);
+
+/** w [rows, cols] → grouped [R, G, S], zero-padded */
+export function toGroups(w: Float32Array, l: QuantLayout): Float32Array {
+  const stride = rowStride(l);
+  if (stride === l.cols) return w;
+  const out = new Float32Array(l.R * l.G * l.S);
+  for (let r = 0; r < l.rows; r++) out.set(w.subarray(r * l.cols, (r + 1) * l.cols), r * stride);
+  return out;
+}
+
+/** one targeted Linear of the block */
+export interface AutoRoundTarget {
+  readonly local: string;
+  readonly layout: QuantLayout;
+  readonly bits: number;
+  readonly symmetric: boolean;
+}
+
+export interface AutoRoundBlockSpec {
+  readonly cfg: ModelConfig;
+  readonly linears: readonly LinearSpec[];
+  readonly targets: readonly AutoRoundTarget[];
+  /** Linears whose inputs are fake-quantized per token (local → bits) */
+  readonly actQuant: ReadonlyMap<string, number>;
+  /** differentiate w.r.t. the min/max factors too */
+  readonly minmax: boolean;
+  /** false: Round becomes Identity, so finite differences can check the gradients; default true */
+  readonly rounding?: boolean;
+  /** also output every target's fake-quantized weight [rows, cols] as `${local}.qweight` */
+  readonly weights?: boolean;
+}
+
+/** graph input names of a target's tensors */
+export function targetInputNames(local: string): { w: string; v: string; minScale: string; maxScale: string; min: string; max: string } {
+  return {
+    w: `${local}.weight_groups`,
+    v: `${local}.value`,
+    minScale: `${local}.min_scale`,
+    maxScale: `${local}.max_scale`,
+    min: `${local}.weight_min`,
+    max: `${local}.weight_max`,
+  };
+}
+
+interface TargetValues {
+  qweight: Value;
+  v: Value;
+  minScale: Value;
+  maxScale: Value;
+}
+
+function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValues {
+  const { rows, cols, R, G, S } = t.layout;
+  const n = targetInputNames(t.local);
+  const w = g.input(n.w, 'float32', [R, G, S]);
+  const v = g.input(n.v, 'float32', [R, G, S]);
+  const minScale = g.input(n.minScale, 'float32', [R, G]);
+  const maxScale = g.input(n.maxScale, 'float32', [R, G]);
+  const lo = g.mul(g.input(n.min, 'float32', [R, G]), minScale);
+  const hi = g.mul(g.input(n.max, 'float32', [R, G]), maxScale);
+  const qmin = -(2 ** (t.bits - 1));
+  const qmax = 2 ** (t.bits - 1) - 1;
+  const round = (x: Value): Value => g.op(rounding ? 'Round' : 'Identity', [x]);
+  const atLeastEps = (x: Value): Value => g.op('Max', [x, g.scalar(FP32_EPS)]);
+  let scale: Value;
+  let zp: Value | undefined;
+  if (t.symmetric) {
+    scale = atLeastEps(g.div(g.op('Max', [g.op('Abs', [lo]), g.op('Abs', [hi])]), g.scalar((qmax - qmin) / 2)));
+  } else {
+    scale = atLeastEps(g.div(g.sub(hi, lo), g.scalar(qmax - qmin)));
+    zp = round(g.op('Clip', [g.sub(g.scalar(qmin), g.div(lo, scale)), g.scalar(qmin), g.scalar(qmax)]));
+  }
+  const s3 = g.op('Unsqueeze', [scale, g.ints([-1])]);
+  const z3 = zp && g.op('Unsqueeze', [zp, g.ints([-1])]);
+  let y = g.add(g.div(w, s3), v);
+  if (z3) y = g.add(y, z3);
+  const q = g.op('Clip', [round(y), g.scalar(qmin), g.scalar(qmax)]);
+  const deq = g.mul(z3 ? g.sub(q, z3) : q, s3);
+  let qweight: Value;
+  if (R * G * S === rows * cols) qweight = g.reshape(deq, [rows, cols]);
+  else qweight = g.op('Slice', [g.reshape(deq, [rows, G * S]), g.ints([0]), g.ints([cols]), g.ints([1])]);
+  return { qweight, v, minScale, maxScale };
+}
+
+/** the block loss (and gradients) graph: inputs x, target [B, T, H], cos, sin, mask, the layer's tensors */
+export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
+  const { cfg, linears } = spec;
+  const g = new Graph('autoround_block');
+  const x = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
+  const target = g.input('target', 'float32', ['B', 'T', cfg.hiddenSize]);
+  const cos = g.input('cos', 'float32', ['T', cfg.headDim]);
+  const sin = g.input('sin', 'float32', ['T', cfg.headDim]);
+  const mask = g.input('mask', 'float32', ['T', 'T']);
+  const weights: Record<string, Value> = {};
+  for (const name of ['input_layernorm.weight', 'post_attention_layernorm.weight']) weights[name] = g.input(name, 'float32', [cfg.hiddenSize]);
+  const quantized = new Map<string, TargetValues>();
+  for (const t of spec.targets) quantized.set(t.local, quantizer(g, t, spec.rounding ?? true));
+  for (const l of linears) {
+    const q = quantized.get(l.local);
+    weights[`${l.local}.weight`] = q ? q.qweight : g.input(`${l.local}.weight`, 'float32', [l.outFeatures, l.inFeatures]);
+    if (l.bias) weights[`${l.local}.bias`] = g.input(`${l.local}.bias`, 'float32', [l.outFeatures]);
+  }
+  const { out } = decoderLayer(g, cfg, linears, { x, cos, sin, mask, weights }, { actQuant: spec.actQuant });
+  const diff = g.sub(out, target);
+  const loss = g.op('ReduceMean', [g.mul(diff, diff)], { keepdims: 0 });
+  const wrt: [string, Value][] = [];
+  for (const t of spec.targets) {
+    const q = quantized.get(t.local)!;
+    const n = targetInputNames(t.local);
+    wrt.push([n.v, q.v]);
+    if (spec.minmax) wrt.push([n.minScale, q.minScale], [n.maxScale, q.maxScale]);
+  }
+  const grads = gradients(g, loss, wrt.map(([, v]) => v));
+  g.output(loss, 'loss');
+  grads.forEach((v, i) => g.output(v, `grad:${wrt[i]![0]}`));
+  if (spec.weights) for (const t of spec.targets) g.output(quantized.get(t.local)!.qweight, `${t.local}.qweight`);
+  return g;
+}
+
+function kernelKey(spec: AutoRoundBlockSpec): string {
+  const c = spec.cfg;
+  const shape = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim, c.rmsNormEps].join(':');
+  const linears = spec.linears.map((l) => `${l.local}:${l.outFeatures}x${l.inFeatures}${l.bias ? 'b' : ''}`).join(',');
+  const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.bits}${t.symmetric ? 's' : 'a'}`).join(',');
+  const aq = [...spec.actQuant].map(([k, b]) => `${k}:${b}`).join(',');
+  const flags = `${spec.minmax ? 'mm' : 'v'}:${spec.rounding === false ? 'id' : 'round'}:${spec.weights ? 'w' : ''}`;
+  return `autoround.block:${shape}:${linears}:${targets}:${aq}:${flags}`;
+}
+
+/** the memoised session of `spec` */
+export function autoroundBlockKernel(rt: Runtime, spec: AutoRoundBlockSpec): Promise<Kernel> {
+  return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec));
+}
+
+/** the learnable tensors of one target, grouped [R, G, S] and [R, G] */
+export interface TargetParams {
+  v: Float32Array;
+  minScale: Float32Array;
+  maxScale: Float32Array;
+}
+
+/** what stays fixed while a block trains: its tensors, and each target's grouped weight and observed range */
+export interface BlockConstants {
+  /** every non-targeted tensor of the layer by local name */
+  tensors: Readonly<Record<string, Tensor>>;
+  /** per target: W grouped [R, G, S]; min (≤ 0) and max (≥ 0) [R, G] */
+  targets: Readonly<Record<string, { w: Float32Array; min: Float32Array; max: Float32Array }>>;
+}
+
+export interface BlockResult {
+  loss: number;
+  /** per target: dL/dV, and dL/d factors when the kernel differentiates them */
+  grads: Record<string, { v: Float32Array; minScale?: Float32Array; maxScale?: Float32Array }>;
+  /** per target: the fake-quantized weight [rows, cols] (kernels built with `weights`) */
+  qweights: Record<string, Float32Array>;
+}
+
+/** loss and gradients for inputs x and targets y [B, T, H] at `params` */
+export async function runAutoRoundBlock(
+  kernel: Kernel,
+  spec: AutoRoundBlockSpec,
+  constants: BlockConstants,
+  x: Tensor<'float32'>,
+  y: Tensor<'float32'>,
+  params: Readonly<Record<string, TargetParams>>,
+): Promise<BlockResult> {
+  const feeds: Record<string, Tensor> = { x, target: y, ...positionInputs(spec.cfg, x.dims[1] as number) };
+  const f32 = (dims: readonly number[], data: Float32Array): Tensor => ({ dtype: 'float32', dims, data });
+  for (const t of spec.targets) {
+    const { R, G, S } = t.layout;
+    const n = targetInputNames(t.local);
+    const c = constants.targets[t.local];
+    const p = params[t.local];
+    if (!c || !p) throw new Error(`autoround block: no weight or parameters for target "${t.local}"`);
+    Object.assign(feeds, {
+      [n.w]: f32([R, G, S], c.w),
+      [n.min]: f32([R, G], c.min),
+      [n.max]: f32([R, G], c.max),
+      [n.v]: f32([R, G, S], p.v),
+      [n.minScale]: f32([R, G], p.minScale),
+      [n.maxScale]: f32([R, G], p.maxScale),
+    });
+  }
+  for (const name of kernel.inputNames) {
+    if (name in feeds) continue;
+    const t = constants.tensors[name];
+    if (!t) throw new Error(`autoround block: layer tensor "${name}" missing (have ${Object.keys(constants.tensors).join(', ')})`);
+    feeds[name] = t;
+  }
+  const out = await kernel.run(feeds);
+  const data = (name: string): Float32Array | undefined => out[name]?.data as Float32Array | undefined;
+  const grads: BlockResult['grads'] = {};
+  const qweights: BlockResult['qweights'] = {};
+  for (const t of spec.targets) {
+    const n = targetInputNames(t.local);
+    const v = data(`grad:${n.v}`);
+    if (!v) throw new Error(`autoround block: the kernel returned no gradient for "${n.v}"`);
+    const minScale = data(`grad:${n.minScale}`);
+    const maxScale = data(`grad:${n.maxScale}`);
+    grads[t.local] = { v, ...(minScale ? { minScale } : {}), ...(maxScale ? { maxScale } : {}) };
+    const q = data(`${t.local}.qweight`);
+    if (q) qweights[t.local] = q;
+  }
+  return { loss: (out['loss']?.data as Float32Array)[0] as number, grads, qweights };
+}

@@ -1,0 +1,181 @@
+// Step `awq`: activation-aware scaling of one decoder layer, then (when the stage has a scheme) quantization.
+// Mappings run in order; each grid-searches scales on the layer's calibration inputs, measuring its parent
+// module's output error in batched onnxruntime graphs (ort/kernels/awq.ts), and folds the best before the next
+// mapping is searched. Memory stays bounded: candidates are evaluated in groups whose weights fit a budget, and
+// calibration tokens in chunks. Without a scheme (a later stage quantizes) the search quantizes as W4A16_ASYM
+// (llm-awq's default q_config: int4, zero point, group 128) and the layer is left unquantized.
+
+import { awqGrid, awqSearch, weightMeans, type BalanceWeight, type DuoScaling } from '../algo/awq.js';
+import { quantizeWeightRtn } from '../algo/fake-quant.js';
+import { presetScheme, type QuantArgs } from '../algo/scheme.js';
+import { summarizeScales } from '../algo/smoothquant.js';
+import type { Json } from '../cache/key.js';
+import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
+import type { LayerTap } from '../model/layer-runner.js';
+import { positionInputs } from '../model/rope.js';
+import { HfSource } from '../model/source.js';
+import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../ort/kernels/awq.js';
+import type { Runtime } from '../ort/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { forEachBatch, readHidden } from './activations.js';
+import { readStatistic } from './capture.js';
+import { actQuantOf, loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
+import { relativeError, setQuantized } from './quantized-module.js';
+import { checkSmoothable, foldScales, mappingSite, parentOf, weightMatrix } from './smoothing.js';
+import { input, optionalInput, requireModel, type StepImpl } from './types.js';
+
+export interface AwqParams {
+  layer: number;
+  /** targeted Linears and their quantization; empty: fold the scales only */
+  modules: Record<string, ModuleQuant>;
+  mappings: Mapping[];
+  duo_scaling: DuoScaling;
+  n_grid: number;
+}
+
+/** the quantizer the search assumes when the stage itself does not quantize */
+export const FOLD_ONLY_SEARCH_ARGS: QuantArgs = presetScheme('W4A16_ASYM', ['Linear']).weights as QuantArgs;
+
+/** bytes of candidate weights held at once, and values in the largest tensor of one loss call */
+const CANDIDATE_BYTES = 256 * 2 ** 20;
+const CALL_VALUES = 2 ** 23;
+const SCORE_VALUES = 2 ** 24;
+
+export interface LossProblem {
+  rt: Runtime;
+  cfg: ModelConfig;
+  linears: readonly LinearSpec[];
+  /** the layer's current (folded, unquantized) tensors */
+  tensors: Readonly<Record<string, Tensor<'float32'>>>;
+  hidden: Tensor<'float32'>;
+  parent: ParentModule;
+  site: InputSite;
+  /** quantization args of each searched balance layer */
+  args: Readonly<Record<string, QuantArgs>>;
+  actQuant: ReadonlyMap<string, number>;
+}
+
+/** mean squared parent-output error of each of K candidates' scales [K, channels] */
+export async function candidateLosses(p: LossProblem, scales: Float32Array, K: number): Promise<Float64Array> {
+  const { cfg, hidden, parent } = p;
+  const [N, T, H] = hidden.dims as [number, number, number];
+  const specs = parent.balance.map((b) => p.linears.find((l) => l.local === b)!);
+  const cols = specs[0]!.inFeatures;
+  const attention = parent.kind === 'self_attn';
+  const widest = parent.kind === 'linear' ? specs[0]!.outFeatures : parent.kind === 'mlp' ? cfg.intermediateSize : Math.max(H, cfg.numHeads * cfg.headDim);
+  const outWidth = parent.kind === 'linear' ? specs[0]!.outFeatures : H;
+  let kc = Math.floor(CANDIDATE_BYTES / specs.reduce((n, s) => n + 4 * s.inFeatures * s.outFeatures, 0));
+  kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), SCORE_VALUES / (cfg.numHeads * T * T))) : Math.floor(CALL_VALUES / widest));
+  kc = Math.max(1, Math.min(K, kc));
+  const kernel = await parentLossKernel(p.rt, cfg, p.linears, parent, p.actQuant);
+  const sse = new Float64Array(K);
+  for (let k0 = 0; k0 < K; k0 += kc) {
+    const k = Math.min(kc, K - k0);
+    const available: Record<string, Tensor> = { ...p.tensors };
+    for (const s of specs) {
+      const w = weightMatrix(p.tensors, s.local, 0);
+      const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * cols, (k0 + k) * cols), k, p.args[s.local]!);
+      available[candidateInput(s.local)] = tensor('float32', [k, w.cols, w.rows], cand);
+    }
+    const run = async (feeds: Record<string, Tensor>): Promise<void> => {
+      const out = (await kernel.run(lossFeeds(kernel, { ...available, ...feeds })))['sse']!.data as Float32Array;
+      for (let j = 0; j < k; j++) sse[k0 + j] = (sse[k0 + j] as number) + (out[j] as number);
+    };
+    if (attention) {
+      const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), SCORE_VALUES / (k * cfg.numHeads * T * T)))));
+      const pos = positionInputs(cfg, T);
+      for (let b = 0; b < N; b += windows) {
+        const m = Math.min(windows, N - b);
+        await run({ ...pos, x: tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H)) });
+      }
+    } else {
+      const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site] }) };
+      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, async (out) => {
+        const x = out['site']!;
+        const width = x.dims[2] as number;
+        const tokens = x.data.length / width;
+        const step = Math.max(1, Math.floor(CALL_VALUES / (k * widest)));
+        for (let r = 0; r < tokens; r += step) {
+          const n = Math.min(step, tokens - r);
+          await run({ x: tensor('float32', [n, width], (x.data as Float32Array).subarray(r * width, (r + n) * width)) });
+        }
+      });
+    }
+  }
+  return sse.map((v) => v / (N * T * outWidth));
+}
+
+function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQuant>>): Record<string, QuantArgs> {
+  const foldOnly = Object.keys(modules).length === 0;
+  const out: Record<string, QuantArgs> = {};
+  for (const b of mapping.balance) {
+    const args = foldOnly ? FOLD_ONLY_SEARCH_ARGS : modules[b]?.weights;
+    if (args) out[b] = args;
+  }
+  return out;
+}
+
+export const awqStep: StepImpl<AwqParams> = {
+  kind: 'awq',
+  version: 1,
+  async run(ctx) {
+    const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
+    const candidates = awqGrid(duo, nGrid);
+    const src = await HfSource.open(requireModel(ctx));
+    try {
+      const cfg = src.config;
+      const linears = src.arch.linears(cfg);
+      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
+      const hidden = await readHidden(input(ctx, 'hidden').dir);
+      const stats = input(ctx, 'stats').dir;
+      const actQuant = actQuantOf(state.quant);
+      const report: Json[] = [];
+      for (const [i, m] of mappings.entries()) {
+        checkSmoothable(state, m);
+        const site = mappingSite(m, linears);
+        const args = searchArgs(m, modules);
+        const searched = m.balance.filter((b) => args[b]);
+        if (searched.length === 0) {
+          report.push({ smooth: m.smooth, balance: [...m.balance], skipped: 'no balance layer is quantized' });
+          continue;
+        }
+        const parent = { ...parentOf(m, linears), balance: searched };
+        const balance: BalanceWeight[] = searched.map((b) => ({ weight: weightMatrix(state.tensors, b, layer), args: args[b]! }));
+        const problem: LossProblem = { rt: ctx.runtime, cfg, linears, tensors: state.tensors, hidden, parent, site, args, actQuant };
+        const result = await awqSearch({
+          xMean: await readStatistic(stats, m.balance[0]!, 'absmean'),
+          ...(duo !== false ? { wMean: weightMeans(balance) } : {}),
+          candidates,
+          losses: (scales, K) => candidateLosses(problem, scales, K),
+        });
+        foldScales(state.tensors, m, result.scales, layer);
+        report.push({
+          smooth: m.smooth,
+          balance: [...m.balance],
+          parent: parent.kind,
+          ratio: result.best.ratio,
+          duo_scaling: result.best.duo,
+          scale: { ...summarizeScales(result.scales) },
+          loss: result.loss,
+          identity_loss: result.identityLoss ?? null,
+        });
+        ctx.progress(i + 1, mappings.length + 1, m.smooth);
+      }
+      const quantized: Record<string, Json> = {};
+      for (const [local, module] of Object.entries(modules)) {
+        const w = weightMatrix(state.tensors, local, layer);
+        const q = await quantizeWeightRtn(w.data, w.rows, w.cols, module.weights, { runtime: ctx.runtime });
+        quantized[local] = { weight_error: relativeError(w.data, q.dequantized) };
+        setQuantized(state, local, w.rows, w.cols, q, module);
+      }
+      ctx.progress(mappings.length + 1, mappings.length + 1, 'quantized');
+      await writeLayerState(ctx.outDir, state);
+      const result: Record<string, Json> = { layer, duo_scaling: duo, n_grid: nGrid, candidates: candidates.length, mappings: report, modules: quantized };
+      if (Object.keys(modules).length === 0) result['search_scheme'] = 'W4A16_ASYM';
+      return result;
+    } finally {
+      await src.close();
+    }
+  },
+};

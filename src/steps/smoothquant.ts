@@ -1,0 +1,47 @@
+// Step `smoothquant`: fold SmoothQuant's per-channel scales into one decoder layer. For each mapping the scales
+// come from the captured max |X| of its balance layers' shared input and the balance weights' column maxima;
+// the smooth op (RMSNorm weight or a Linear's rows) is divided by them and the balance columns multiplied, so
+// the layer computes the same function with flatter activations. Nothing is quantized here.
+
+import { smoothquantScales, summarizeScales } from '../algo/smoothquant.js';
+import type { Json } from '../cache/key.js';
+import type { Mapping } from '../model/arch.js';
+import { HfSource } from '../model/source.js';
+import { readStatistic } from './capture.js';
+import { loadLayerInput, writeLayerState } from './layer-state.js';
+import { checkSmoothable, foldScales, mappingSite, weightMatrix } from './smoothing.js';
+import { input, optionalInput, requireModel, type StepImpl } from './types.js';
+
+export interface SmoothQuantParams {
+  layer: number;
+  smoothing_strength: number;
+  mappings: Mapping[];
+}
+
+export const smoothquantStep: StepImpl<SmoothQuantParams> = {
+  kind: 'smoothquant',
+  version: 1,
+  async run(ctx) {
+    const { layer, smoothing_strength: alpha, mappings } = ctx.params;
+    const src = await HfSource.open(requireModel(ctx));
+    try {
+      const linears = src.arch.linears(src.config);
+      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
+      const stats = input(ctx, 'stats').dir;
+      const report: Json[] = [];
+      for (const [i, m] of mappings.entries()) {
+        checkSmoothable(state, m);
+        mappingSite(m, linears);
+        const act = await readStatistic(stats, m.balance[0]!, 'absmax');
+        const s = smoothquantScales(act, m.balance.map((b) => weightMatrix(state.tensors, b, layer)), alpha);
+        foldScales(state.tensors, m, s, layer);
+        report.push({ smooth: m.smooth, balance: [...m.balance], scale: { ...summarizeScales(s) } });
+        ctx.progress(i + 1, mappings.length, m.smooth);
+      }
+      await writeLayerState(ctx.outDir, state);
+      return { layer, smoothing_strength: alpha, mappings: report };
+    } finally {
+      await src.close();
+    }
+  },
+};
