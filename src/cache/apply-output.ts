@@ -3,7 +3,7 @@
 // place, so an interrupted run never leaves a half-written model where a serving engine would load it.
 
 import { constants } from 'node:fs';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { CacheError } from './cache-error.js';
 import { errnoCode, isProcessAlive, ownerPid, uniqueSuffix } from './fs-atomic.js';
@@ -18,7 +18,8 @@ export async function replaceDirWithCopy(
   destDir: string,
   protectedDirs: readonly string[] = [],
 ): Promise<void> {
-  const dest = resolve(destDir);
+  // a symlinked output dir (onto a bigger disk) is replaced where it points, and stays a symlink
+  const dest = await realpath(resolve(destDir)).catch(() => resolve(destDir));
   for (const p of [process.cwd(), ...protectedDirs]) {
     if (isInside(resolve(p), dest)) {
       throw new CacheError('cache-output-blocked', `refusing to replace ${dest}: it contains ${resolve(p)}; expected an output directory of its own`);

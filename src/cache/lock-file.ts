@@ -66,7 +66,7 @@ export async function tryCreateLock(path: string, owner: LockOwner = currentOwne
     await link(tmp, path);
   } catch (e) {
     const code = errnoCode(e);
-    if (code === 'EEXIST') { await writeFile(path, text); }
+    if (code === 'EEXIST') return undefined;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
     // no hard links on this filesystem: fall back to O_CREAT|O_EXCL plus a write
     try {

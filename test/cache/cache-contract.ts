@@ -2,7 +2,7 @@
 // `describeCacheContract('local', makeLocalCache)`.
 
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -249,6 +249,15 @@ export function describeCacheContract(name: string, make: MakeCache): void {
         await cache.applyTo(await put({ a: 1 }, { 'new.safetensors': 'new' }), dest);
         expect(await readdir(dest)).toEqual(['new.safetensors']);
         expect(await readdir(work)).toEqual(['cache', 'out']);
+      });
+
+      test('replaces the target of a symlinked output directory and keeps the link', async () => {
+        await mkdir(join(work, 'big-disk', 'out'), { recursive: true });
+        await writeFile(join(work, 'big-disk', 'out', 'old'), 'old');
+        await symlink(join(work, 'big-disk', 'out'), join(work, 'out'));
+        await cache.applyTo(await put({ a: 1 }, { f: 'data' }), join(work, 'out'));
+        expect((await lstat(join(work, 'out'))).isSymbolicLink()).toBe(true);
+        expect(await readdir(join(work, 'big-disk', 'out'))).toEqual(['f']);
       });
 
       test('copies, so editing the output does not damage the cache', async () => {
