@@ -1,13 +1,16 @@
 // Open any model directory quantforge can evaluate: a HuggingFace checkpoint, a compressed-tensors checkpoint
 // (dequantized on load) or a quantforge ONNX export. The format is recognised from the files present.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
 import type { ModelConfig } from './config.js';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from './perplexity.js';
 import { HfSource, type WeightSource } from './source.js';
+import { CompressedTensorsSource, quantizationConfigOf } from './compressed-tensors-source.js';
+import { parseModelConfig, readModelConfig } from './config.js';
+import { OnnxModel } from './onnx-model.js';
 
 export type ModelFormat = 'hf' | 'compressed-tensors' | 'onnx';
 
@@ -17,19 +20,26 @@ export interface OpenedModel {
   readonly config: ModelConfig;
   /** the weights, for formats that expose them layer by layer */
   readonly source: WeightSource | undefined;
+  /** the whole-graph model, for ONNX exports */
+  readonly onnx?: OnnxModel;
   perplexity(windows: Tensor<'int32'>, options?: PerplexityOptions): Promise<PerplexityResult>;
   close(): Promise<void>;
 }
 
 export function detectFormat(dir: string): ModelFormat {
   if (existsSync(join(dir, 'onnx', 'model.onnx'))) return 'onnx';
-  return 'hf';
+  return quantizationConfigOf(readModelConfig(dir).raw) ? 'compressed-tensors' : 'hf';
 }
 
 export async function openModel(rt: Runtime, dir: string): Promise<OpenedModel> {
   if (!existsSync(dir)) throw new Error(`${dir}: no such model directory`);
   const format = detectFormat(dir);
-  const source = await HfSource.open(dir);
+  if (format === 'onnx') {
+    const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>, join(dir, 'config.json'));
+    const onnx = await OnnxModel.open(rt, dir, config);
+    return { dir, format, config, source: undefined, onnx, perplexity: (w, o) => onnx.perplexity(w, o), close: () => onnx.close() };
+  }
+  const source = format === 'compressed-tensors' ? await CompressedTensorsSource.open(dir) : await HfSource.open(dir);
   return {
     dir,
     format,

@@ -38,10 +38,11 @@ export class HfSource implements WeightSource {
     this.checkpoint = checkpoint;
   }
 
-  static async open(dir: string): Promise<HfSource> {
+  /** `quantized`: a compressed-tensors checkpoint, whose Linear weights are stored packed (not checked here) */
+  static async open(dir: string, options: { quantized?: boolean } = {}): Promise<HfSource> {
     const config = readModelConfig(dir);
     const source = new HfSource(dir, config, await openCheckpoint(dir));
-    source.#checkTensors();
+    if (!options.quantized) source.#checkTensors();
     return source;
   }
 

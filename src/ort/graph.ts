@@ -81,6 +81,12 @@ export class Graph {
     return { name, dtype };
   }
 
+  /** an initializer given as a TensorDef (e.g. raw bytes, or data in an external file) */
+  initializer(def: TensorDef): Value {
+    this.initializers.push(def);
+    return { name: def.name, dtype: def.dtype };
+  }
+
   #memoConstant(key: string, make: () => Tensor): Value {
     const hit = this.#constants.get(key);
     if (hit) return hit;

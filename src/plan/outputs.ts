@@ -8,6 +8,9 @@ import { cappedSeqLen, datasetSource } from './compile.js';
 import type { ResolvedModel } from './model.js';
 import type { StepId } from './types.js';
 
+/** MatMulNBits accuracy_level of ONNX exports: 0 computes in fp32, as the fake-quantized evaluation does */
+export const ONNX_ACCURACY_LEVEL = 0;
+
 const OUTPUT_KIND = { 'compressed-tensors': 'pack', onnx: 'export-onnx' } as const;
 
 /** layer states for every decoder layer (all quantized by now: the checks guarantee a quantizing stage) */
@@ -20,12 +23,14 @@ function finalStates(b: PlanBuilder): StepId[] {
 
 export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
   const states = finalStates(b);
-  (loaded.recipe.outputs ?? []).forEach((o, i) => {
+  const outputs = loaded.recipe.outputs ?? [];
+  outputs.forEach((o, i) => {
     const kind = OUTPUT_KIND[o.format];
+    const repeat = outputs.slice(0, i).filter((p) => p.format === o.format).length;
     const id = b.add({
-      id: `${kind}/${o.format}${i > 0 ? `.${i}` : ''}`,
+      id: `${kind}/${o.format}${repeat > 0 ? `.${repeat}` : ''}`,
       kind,
-      params: { format: o.format },
+      params: o.format === 'onnx' ? { format: o.format, accuracy_level: ONNX_ACCURACY_LEVEL } : { format: o.format },
       inputs: { states },
       readsModel: true,
       origin: loaded.locate(['outputs', i]),
@@ -54,6 +59,10 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
     deviceDependent: false,
   });
   const common = { batch_size: ppl.batch_size };
+  const onnx = b.outputs.find((o) => o.format === 'onnx');
+  if (onnx) {
+    b.metricSteps.push(b.add({ id: 'evaluate/onnx', kind: 'evaluate-onnx', params: common, inputs: { ids, onnx: onnx.step }, origin, group: 'evaluate' }));
+  }
   b.metricSteps.push(
     b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl: false, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' }),
     b.add({

@@ -6,11 +6,13 @@ import { embedStep } from './embed.js';
 import { evaluateStep } from './evaluate.js';
 import { exampleModelStep } from './example-model.js';
 import { propagateStep } from './propagate.js';
+import { evaluateOnnxStep } from './evaluate-onnx.js';
+import { exportOnnxStep } from './export-onnx.js';
 import { packStep } from './pack.js';
 import { rtnStep } from './rtn.js';
 import { tokenizeStep } from './tokenize.js';
 
-const impls: StepImpl<never>[] = [exampleModelStep, tokenizeStep, embedStep, propagateStep, rtnStep, evaluateStep, packStep];
+const impls: StepImpl<never>[] = [exampleModelStep, tokenizeStep, embedStep, propagateStep, rtnStep, evaluateStep, packStep, exportOnnxStep, evaluateOnnxStep];
 
 export const stepImpls: ReadonlyMap<string, StepImpl> = new Map(impls.map((s) => [s.kind, s as unknown as StepImpl]));
 

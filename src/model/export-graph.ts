@@ -1,0 +1,95 @@
+// The whole model as one ONNX graph with a KV cache, laid out as Optimum / transformers.js expect:
+// inputs input_ids, attention_mask, position_ids, past_key_values.{i}.key|value; outputs logits and
+// present.{i}.key|value. Rotary tables are computed in the graph from position_ids; the attention mask
+// combines padding (attention_mask) with causality over past + new positions.
+
+import type { ExternalData } from '../formats/onnx-file.js';
+import type { QuantizedModule } from '../formats/quantized-weight.js';
+import { Graph, type Value } from '../ort/graph.js';
+import { tensor, type Tensor } from '../tensor.js';
+import type { ArchAdapter } from './arch.js';
+import type { ModelConfig } from './config.js';
+import { decoderLayer, rmsNorm } from './decoder-graph.js';
+import { exportLinear, type ExportLinearOptions } from './export-linear.js';
+import { inverseFrequencies } from './rope.js';
+
+export interface ExportLayer {
+  tensors: Record<string, Tensor<'float32'>>;
+  quant: Record<string, QuantizedModule>;
+}
+
+export interface ExportSource {
+  config: ModelConfig;
+  arch: ArchAdapter;
+  tensor(name: string): Promise<Tensor<'float32'>>;
+  layer(l: number): Promise<ExportLayer>;
+}
+
+function positionTables(g: Graph, cfg: ModelConfig, positionIds: Value): { cos: Value; sin: Value } {
+  const inv = Float32Array.from(inverseFrequencies(cfg));
+  const pos = g.op('Unsqueeze', [g.cast(positionIds, 'float32'), g.ints([-1])]); // [B, S, 1]
+  const freqs = g.mul(pos, g.constant(tensor('float32', [inv.length], inv), 'inv_freq')); // [B, S, hd/2]
+  const emb = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.ints([1])]); // [B, 1, S, hd]
+  return { cos: g.op('Cos', [emb]), sin: g.op('Sin', [emb]) };
+}
+
+/** additive mask [B, 1, 1, S, P+S]: 0 where a query may attend (causal and not padding), −1e30 elsewhere */
+function attentionMask(g: Graph, attentionMask: Value, seqLen: Value, totalLen: Value): Value {
+  const past = g.sub(totalLen, seqLen);
+  const q = g.op('Unsqueeze', [g.op('Range', [past, totalLen, g.int(1)]), g.ints([1])]); // [S, 1]
+  const k = g.op('Range', [g.int(0), totalLen, g.int(1)]); // [P+S]
+  const causal = g.op('LessOrEqual', [k, q], {}, { dtype: 'bool' }); // [S, P+S]
+  const pad = g.op('Unsqueeze', [g.cast(attentionMask, 'bool'), g.ints([1, 2, 3])]); // [B, 1, 1, 1, P+S]
+  const allowed = g.op('And', [causal, pad], {}, { dtype: 'bool' });
+  return g.op('Where', [allowed, g.scalar(0), g.scalar(-1e30)]);
+}
+
+/** build the graph, streaming every weight into `data`; `onLayer` reports progress */
+export async function buildExportGraph(src: ExportSource, data: ExternalData, o: ExportLinearOptions, onLayer?: (l: number) => void): Promise<Graph> {
+  const { config: cfg, arch } = src;
+  const g = new Graph('quantforge_export', { metadata: { producer: 'quantforge' } });
+  const inputIds = g.input('input_ids', 'int64', ['batch_size', 'sequence_length']);
+  const attn = g.input('attention_mask', 'int64', ['batch_size', 'total_sequence_length']);
+  const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
+  const kvShape = ['batch_size', cfg.numKvHeads, 'past_sequence_length', cfg.headDim];
+  const emb = g.initializer(await data.tensor(arch.embedding, await src.tensor(arch.embedding)));
+  let x = g.op('Gather', [emb, inputIds], { axis: 0 }, { dtype: 'float32' });
+  const seqLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
+  const totalLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [attn], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
+  const { cos, sin } = positionTables(g, cfg, positionIds);
+  const mask = attentionMask(g, attn, seqLen, totalLen);
+  const linears = arch.linears(cfg);
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const layer = await src.layer(l);
+    const prefix = arch.layerPrefix(l);
+    const weights: Record<string, Value> = {};
+    for (const n of ['input_layernorm.weight', 'post_attention_layernorm.weight']) weights[n] = g.initializer(await data.tensor(`${prefix}${n}`, layer.tensors[n]!));
+    const emitters = new Map<string, (x: Value) => Value>();
+    for (const lin of linears) {
+      const bias = layer.tensors[`${lin.local}.bias`];
+      const quant = layer.quant[lin.local];
+      const lw = { name: `${prefix}${lin.local}`, weight: layer.tensors[`${lin.local}.weight`]!, ...(bias ? { bias } : {}), ...(quant ? { quant } : {}) };
+      emitters.set(lin.local, await exportLinear(g, data, lw, o));
+      weights[`${lin.local}.weight`] = { name: `${lw.name}.weight`, dtype: 'float32' };
+    }
+    const past = { key: g.input(`past_key_values.${l}.key`, 'float32', kvShape), value: g.input(`past_key_values.${l}.value`, 'float32', kvShape) };
+    const values = decoderLayer(g, cfg, linears.map((s) => ({ ...s, bias: false })), { x, cos, sin, mask, weights, past }, {
+      linear: (_g, input, _w, _b, local) => emitters.get(local)!(input),
+    });
+    x = values.out;
+    const present = ['batch_size', cfg.numKvHeads, 'total_sequence_length', cfg.headDim];
+    g.output(values.present!.key, `present.${l}.key`, present);
+    g.output(values.present!.value, `present.${l}.value`, present);
+    onLayer?.(l);
+  }
+  const norm = g.initializer(await data.tensor(arch.finalNorm, await src.tensor(arch.finalNorm)));
+  const h = rmsNorm(g, x, norm, cfg.rmsNormEps);
+  const lmName = arch.lmHeadWeight(cfg);
+  const lm = lmName === arch.embedding ? emb : g.initializer(await data.tensor(lmName, await src.tensor(lmName)));
+  // Gemm with transB reads the [vocab, hidden] weight in place (shared with the embedding when tied)
+  const flat = g.reshape(h, [-1, cfg.hiddenSize]);
+  const logits = g.op('Gemm', [flat, lm], { transB: 1 });
+  const shape = g.op('Concat', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([0]), g.ints([2])]), g.ints([cfg.vocabSize])], { axis: 0 });
+  g.output(g.op('Reshape', [logits, shape]), 'logits', ['batch_size', 'sequence_length', cfg.vocabSize]);
+  return g;
+}

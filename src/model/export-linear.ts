@@ -1,0 +1,95 @@
+// How each Linear is written into the exported ONNX graph (DESIGN.md §3):
+//   fp32            MatMul with the weight stored transposed [in, out]
+//   int4 weights    com.microsoft::MatMulNBits (block = group size, rounded up to a power of two ≥ 16 for
+//                   channel scales; asymmetric zero points packed per row)
+//   int8 weights    DequantizeLinear (per output channel) → MatMul
+//   W8A8            per-token symmetric int8 quantization of the input (as compressed-tensors' dynamic token
+//                   activations), MatMulInteger int8 × int8 → int32, rescaled by the token and channel scales
+
+import type { ExternalData } from '../formats/onnx-file.js';
+import { packMatMulNBits, packMatMulNBitsZeroPoints } from '../formats/pack-quantized.js';
+import type { QuantizedModule } from '../formats/quantized-weight.js';
+import type { Graph, Value } from '../ort/graph.js';
+import { tensor, type Tensor } from '../tensor.js';
+
+function transpose(w: Tensor<'float32'>): Tensor<'float32'> {
+  const [rows, cols] = w.dims as [number, number];
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w.data[r * cols + c] as number;
+  return tensor('float32', [cols, rows], out);
+}
+
+function transposeInt8(w: Tensor<'int8'>): Tensor<'int8'> {
+  const [rows, cols] = w.dims as [number, number];
+  const out = new Int8Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = w.data[r * cols + c] as number;
+  return tensor('int8', [cols, rows], out);
+}
+
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(16, n)));
+
+export interface LinearWeights {
+  name: string;
+  weight: Tensor<'float32'>;
+  bias?: Tensor<'float32'>;
+  quant?: QuantizedModule;
+}
+
+export interface ExportLinearOptions {
+  /** MatMulNBits accuracy_level: 0 fp32 math, 4 int8 activations (faster, slightly different numbers) */
+  accuracyLevel: number;
+}
+
+/**
+ * Add one Linear's initializers (streamed to the external data file) and return the function that emits
+ * `x · Wᵀ (+ b)` for it.
+ */
+export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeights, o: ExportLinearOptions): Promise<(x: Value) => Value> {
+  const init = async (suffix: string, t: Tensor): Promise<Value> => g.initializer(await data.tensor(`${lw.name}.${suffix}`, t));
+  const [N, K] = lw.weight.dims as [number, number];
+  const q = lw.quant;
+  const bias = lw.bias ? await init('bias', lw.bias) : undefined;
+  const withBias = (emit: (x: Value) => Value) => (x: Value): Value => (bias ? g.add(emit(x), bias) : emit(x));
+  if (!q) {
+    const wt = await init('weight_t', transpose(lw.weight));
+    return withBias((x) => g.matmul(x, wt));
+  }
+  if (q.input_activations && q.input_activations.num_bits === 8 && q.weights.num_bits === 8) {
+    const wq = await init('weight_q_t', transposeInt8(q.codes));
+    const ws = await init('weight_scale', tensor('float32', [N], q.scale.data));
+    return withBias((x) => {
+      const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
+      const s = g.op('Max', [g.div(absMax, g.scalar(127.5)), g.scalar(1.1920928955078125e-7)]);
+      const qx = g.cast(g.op('Clip', [g.op('Round', [g.div(x, s)]), g.scalar(-128), g.scalar(127)]), 'int8');
+      const acc = g.op('MatMulInteger', [qx, wq], {}, { dtype: 'int32' });
+      return g.mul(g.mul(g.cast(acc, 'float32'), s), ws);
+    });
+  }
+  if (q.weights.num_bits === 4 && !q.gIdx) {
+    const groups = q.scale.dims[1] as number;
+    const block = q.weights.strategy === 'group' ? (q.weights.group_size as number) : nextPow2(K);
+    if (block !== nextPow2(block) || (q.weights.strategy === 'group' && groups !== Math.ceil(K / block))) {
+      throw new Error(`${lw.name}: MatMulNBits needs a power-of-two group size ≥ 16, found ${q.weights.group_size}`);
+    }
+    const packed = packMatMulNBits(q.codes.data, N, K, block, 4);
+    const inputs: Value[] = [
+      await init('weight_nbits', tensor('uint8', packed.dims, packed.data)),
+      await init('weight_nbits_scale', tensor('float32', [N * packed.kBlocks], q.scale.data)),
+    ];
+    if (q.zeroPoint) {
+      const zp = packMatMulNBitsZeroPoints(q.zeroPoint.data, N, packed.kBlocks, 4);
+      inputs.push(await init('weight_nbits_zero_point', tensor('uint8', [zp.length], zp)));
+    }
+    const attrs = { K, N, bits: 4, block_size: block, accuracy_level: o.accuracyLevel };
+    return withBias((x) => g.op('MatMulNBits', [x, ...inputs], attrs, { domain: 'com.microsoft' }));
+  }
+  if (q.weights.strategy === 'channel' && !q.gIdx) {
+    // int8 weight-only: dequantize in the graph (onnxruntime folds it into the weight at load time)
+    const wq = await init('weight_q', q.codes);
+    const ws = await init('weight_scale', tensor('float32', [N], q.scale.data));
+    return withBias((x) => g.matmul(x, g.transpose(g.op('DequantizeLinear', [wq, ws], { axis: 0 }, { dtype: 'float32' }), [1, 0])));
+  }
+  // act-order groups and other layouts without an onnxruntime kernel: the dequantized weight in fp32
+  const wt = await init('weight_dequant_t', transpose(lw.weight));
+  return withBias((x) => g.matmul(x, wt));
+}

@@ -1,0 +1,111 @@
+// A quantforge ONNX export (onnx/model.onnx) run as a whole: perplexity under the same protocol as the
+// layer-by-layer path, and greedy generation with its KV cache inputs/outputs.
+
+import { join } from 'node:path';
+import { Graph } from '../ort/graph.js';
+import type { Kernel, Runtime } from '../ort/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import type { ModelConfig } from './config.js';
+import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
+
+function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
+  return rt.kernel(`nll-from-logits:${vocab}`, () => {
+    const g = new Graph('nll_from_logits');
+    const logits = g.input('logits', 'float32', ['B', 'T', vocab]);
+    const targets = g.input('targets', 'int64', ['B', 'T1']);
+    const lp = g.op('LogSoftmax', [g.op('Slice', [logits, g.ints([0]), g.ints([-1]), g.ints([1])])], { axis: -1 });
+    const picked = g.op('GatherElements', [lp, g.op('Unsqueeze', [targets, g.ints([-1])])], { axis: -1 });
+    g.output(g.op('Neg', [g.op('Squeeze', [picked, g.ints([-1])])]), 'nll');
+    return g;
+  });
+}
+
+export class OnnxModel {
+  readonly #rt: Runtime;
+  readonly #session: Kernel;
+  readonly config: ModelConfig;
+
+  private constructor(rt: Runtime, session: Kernel, config: ModelConfig) {
+    this.#rt = rt;
+    this.#session = session;
+    this.config = config;
+  }
+
+  static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
+    return new OnnxModel(rt, await rt.load(join(dir, 'onnx', 'model.onnx')), config);
+  }
+
+  #emptyCache(batch: number): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    const dims = [batch, this.config.numKvHeads, 0, this.config.headDim];
+    for (let l = 0; l < this.config.numLayers; l++) {
+      feeds[`past_key_values.${l}.key`] = tensor('float32', dims);
+      feeds[`past_key_values.${l}.value`] = tensor('float32', dims);
+    }
+    return feeds;
+  }
+
+  /** logits [B, S, V] and the new cache for ids [B, S] after `past` positions */
+  async forward(ids: number[][], past: number, cache: Record<string, Tensor>): Promise<{ logits: Tensor<'float32'>; cache: Record<string, Tensor> }> {
+    const B = ids.length;
+    const S = ids[0]!.length;
+    const feeds: Record<string, Tensor> = {
+      input_ids: tensor('int64', [B, S], BigInt64Array.from(ids.flat().map(BigInt))),
+      attention_mask: tensor('int64', [B, past + S], new BigInt64Array(B * (past + S)).fill(1n)),
+      position_ids: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt(past + (i % S)))),
+      ...cache,
+    };
+    const out = await this.#session.run(feeds);
+    const next: Record<string, Tensor> = {};
+    for (let l = 0; l < this.config.numLayers; l++) {
+      next[`past_key_values.${l}.key`] = out[`present.${l}.key`]!;
+      next[`past_key_values.${l}.value`] = out[`present.${l}.value`]!;
+    }
+    return { logits: out['logits'] as Tensor<'float32'>, cache: next };
+  }
+
+  async perplexity(windows: Tensor<'int32'>, options: PerplexityOptions = {}): Promise<PerplexityResult> {
+    const t0 = performance.now();
+    const [n, T] = windows.dims as [number, number];
+    const batch = Math.max(1, options.batch ?? Math.max(1, Math.floor(2048 / T)));
+    const head = await nllFromLogits(this.#rt, this.config.vocabSize);
+    let sum = 0;
+    for (let b = 0; b < n; b += batch) {
+      const m = Math.min(batch, n - b);
+      const ids = Array.from({ length: m }, (_, w) => Array.from(windows.data.subarray((b + w) * T, (b + w + 1) * T)));
+      const { logits } = await this.forward(ids, 0, this.#emptyCache(m));
+      const targets = BigInt64Array.from(ids.flatMap((w) => w.slice(1).map(BigInt)));
+      const { nll } = await head.run({ logits, targets: tensor('int64', [m, T - 1], targets) });
+      for (const v of nll!.data as Float32Array) sum += v;
+      options.onProgress?.(Math.min(n, b + m), n);
+    }
+    const tokens = n * (T - 1);
+    return { perplexity: Math.exp(sum / tokens), nll: sum / tokens, tokens, windows: n, seqLen: T, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** greedy continuation of one prompt */
+  async generate(prompt: number[], maxNewTokens: number, stopAtEos = true, onToken?: (n: number) => void): Promise<number[]> {
+    const seq = [...prompt];
+    let cache = this.#emptyCache(1);
+    let next = [prompt];
+    for (let step = 0; step < maxNewTokens && seq.length < this.config.maxPositions; step++) {
+      const past = step === 0 ? 0 : seq.length - 1;
+      const r = await this.forward(next, past, cache);
+      cache = r.cache;
+      const S = next[0]!.length;
+      const V = this.config.vocabSize;
+      const last = r.logits.data.subarray((S - 1) * V, S * V);
+      let best = 0;
+      for (let v = 1; v < V; v++) if ((last[v] as number) > (last[best] as number)) best = v;
+      seq.push(best);
+      onToken?.(step + 1);
+      if (stopAtEos && best === this.config.eosTokenId) break;
+      next = [[best]];
+    }
+    return seq;
+  }
+
+  close(): Promise<void> {
+    return this.#session.release();
+  }
+}
