@@ -3,8 +3,9 @@
 import type { Command } from './command.js';
 import { evalCommand } from './eval.js';
 import { exampleCommand } from './example.js';
+import { generateCommand } from './generate.js';
 import { planCommand } from './plan.js';
 import { runCommand, sweepCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, exampleCommand];
+export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand];

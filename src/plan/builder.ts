@@ -67,20 +67,26 @@ export class PlanBuilder {
     return node.id;
   }
 
-  /** start the calibration chain at the embedding step (layer 0's inputs for every model state) */
-  startChain(embed: StepId): void {
-    this.#chain = [embed];
-  }
+  #chainRoot: (() => StepId) | undefined;
 
-  get hasChain(): boolean {
-    return this.#chain[0] !== undefined;
+  /**
+   * Where the calibration chain starts: `plan` adds the tokenize and embedding steps (layer 0's inputs for
+   * every model state) the first time a stage asks for calibration data, so recipes whose stages need none
+   * plan no calibration steps.
+   */
+  startChain(plan: () => StepId): void {
+    this.#chainRoot = plan;
   }
 
   /** the step holding layer `l`'s calibration inputs under the current model, planning propagation as needed */
   chain(l: number): StepId {
     const hit = this.#chain[l];
     if (hit) return hit;
-    if (l === 0) throw new Error('plan error: no calibration data planned (the recipe needs a calibration block)');
+    if (l === 0) {
+      if (!this.#chainRoot) throw new Error('plan error: no calibration data planned (the recipe needs a calibration block)');
+      this.#chain[0] = this.#chainRoot();
+      return this.#chain[0];
+    }
     const prev = this.chain(l - 1);
     const id = this.add({
       id: `propagate/g${this.#generation}.layer.${l - 1}`,

@@ -50,17 +50,11 @@ function addCalibration(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedMod
   const seqLen = cappedSeqLen(loaded, ['calibration', 'seq_len'], calib.seq_len, model, diagnostics);
   const source = datasetSource(ref, model);
   const origin = loaded.locate(['calibration']);
-  const ids: StepId = b.add({
-    id: 'tokenize/calibration',
-    kind: 'tokenize',
-    params: { role: 'calibration', seq_len: seqLen, samples: calib.samples, shuffle: calib.shuffle, seed: calib.seed, text_field: calib.text_field, ...source.params },
-    files: source.files,
-    readsModel: true,
-    origin,
-    group: 'calibration',
-    deviceDependent: false,
+  const params = { role: 'calibration', seq_len: seqLen, samples: calib.samples, shuffle: calib.shuffle, seed: calib.seed, text_field: calib.text_field, ...source.params };
+  b.startChain(() => {
+    const ids: StepId = b.add({ id: 'tokenize/calibration', kind: 'tokenize', params, files: source.files, readsModel: true, origin, group: 'calibration', deviceDependent: false });
+    return b.add({ id: 'embed/calibration', kind: 'embed', params: {}, inputs: { ids }, readsModel: true, origin, group: 'calibration', deviceDependent: false });
   });
-  b.startChain(b.add({ id: 'embed/calibration', kind: 'embed', params: {}, inputs: { ids }, readsModel: true, origin, group: 'calibration', deviceDependent: false }));
 }
 
 /** seq_len written in the recipe must fit the model; a default is capped to the model's context */
