@@ -9,7 +9,7 @@
 // V = 0 with factors 1 gives exactly the round-to-nearest codes.
 
 import { seededRandom } from '../model/windows.js';
-import { rowStride, type QuantLayout, type TargetParams } from '../ort/kernels/autoround.js';
+import { rowStride, type BlockResult, type QuantLayout, type TargetParams } from '../ort/kernels/autoround.js';
 import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs } from './qparams.js';
 import { roundHalfEven } from './round.js';
 
@@ -24,13 +24,15 @@ export function linearLr(lr: number, iter: number, iters: number): number {
   return iters <= 0 ? lr : lr * (1 - Math.min(iter, iters) / iters);
 }
 
-/** signSGD in place: p −= lr · sign(grad), then clamp p to [lo, hi] */
+/** signSGD in place: p −= lr · sign(grad), then clamp p to [lo, hi] (float32 values); zero or NaN gradients leave p */
 export function signSgdStep(p: Float32Array, grad: Float32Array, lr: number, lo: number, hi: number): void {
   if (p.length !== grad.length) throw new Error(`signSgdStep: ${p.length} parameters but ${grad.length} gradients`);
+  // the bounds are float32 values, so clamping before the store's rounding equals clamping after it
   for (let i = 0; i < p.length; i++) {
     const gi = grad[i] as number;
-    const step = gi > 0 ? lr : gi < 0 ? -lr : 0;
-    p[i] = Math.min(Math.max(f((p[i] as number) - step), lo), hi);
+    if (gi === 0 || gi !== gi) continue;
+    const x = (p[i] as number) - (gi > 0 ? lr : -lr);
+    p[i] = x < lo ? lo : x > hi ? hi : x;
   }
 }
 
@@ -78,6 +80,24 @@ export class IndexSampler {
     this.#next += this.#batch;
     return batch;
   }
+}
+
+/** acc + weight · g per target and tensor, into acc's arrays (new ones where acc has none) */
+export function addScaledGrads(acc: BlockResult['grads'], g: BlockResult['grads'], weight: number): BlockResult['grads'] {
+  const add = (a: Float32Array | undefined, b: Float32Array): Float32Array => {
+    const out = a ?? new Float32Array(b.length);
+    for (let i = 0; i < b.length; i++) out[i] = (out[i] as number) + weight * (b[i] as number);
+    return out;
+  };
+  for (const [local, gl] of Object.entries(g)) {
+    const al = acc[local];
+    acc[local] = {
+      v: add(al?.v, gl.v),
+      ...(gl.minScale ? { minScale: add(al?.minScale, gl.minScale) } : {}),
+      ...(gl.maxScale ? { maxScale: add(al?.maxScale, gl.maxScale) } : {}),
+    };
+  }
+  return acc;
 }
 
 /** the lowest loss seen and a snapshot of the parameters it was measured at */

@@ -5,7 +5,7 @@
 // weights replaced by Q(W·s)/s; the best is folded (smooth op ÷ s, balance columns × s) before quantizing.
 // Grid and clamps follow llm-compressor 0.9 AWQModifier (ratio = i / n_grid, i < n_grid; "both" searches
 // floor(n_grid / 2) ratios with each family) and llm-awq auto_scale.py; with duo scaling the identity scales
-// are searched too, as llm-compressor does since, so AWQ never loses to plain rounding on its own objective.
+// are searched too (as later llm-compressor releases do), so AWQ never loses to plain rounding on its objective.
 
 import type { QuantArgs } from './scheme.js';
 import type { WeightMatrix } from './smoothquant.js';

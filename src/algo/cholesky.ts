@@ -111,25 +111,25 @@ export async function choleskyInverse(rt: Runtime, a: Float64Array, n: number, o
   return inverseFactor(rt, a, n, diag, 0, withDefaults(options));
 }
 
-/**
- * U, upper triangular with Uᵀ·U = h⁻¹ (the factor GPTQ reads), via U = J·chol(J·h·J)⁻¹·J. `h` is read
- * through `order` when given (h[order[i], order[j]]), so a permuted Hessian need not be materialised, and
- * `damp` is added to its diagonal.
- */
-export async function inverseCholeskyUpper(
-  rt: Runtime,
-  h: Float64Array,
-  n: number,
-  damp = 0,
-  order?: Int32Array,
-  options: CholeskyOptions = {},
-): Promise<Float64Array> {
+export interface UpperFactorOptions extends CholeskyOptions {
+  /** added to the diagonal */
+  readonly damp?: number;
+  /** read h[order[i], order[j]]: the factor of the permuted matrix, which need not be materialised */
+  readonly order?: Int32Array;
+  /** replaces h's diagonal (original indices), e.g. dead inputs set to 1 */
+  readonly diagonal?: Float64Array;
+}
+
+/** U, upper triangular with Uᵀ·U = (h + damp·I)⁻¹ (the factor GPTQ reads), via U = J·chol(J·h·J)⁻¹·J */
+export async function inverseCholeskyUpper(rt: Runtime, h: Float64Array, n: number, options: UpperFactorOptions = {}): Promise<Float64Array> {
+  const { damp = 0, order, diagonal } = options;
   const src = (i: number): number => (order ? (order[n - 1 - i] as number) : n - 1 - i);
   const rev = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
-    const si = src(i) * n;
+    const c = src(i);
+    const si = c * n;
     for (let j = 0; j < n; j++) rev[i * n + j] = h[si + src(j)] as number;
-    rev[i * n + i] = (rev[i * n + i] as number) + damp;
+    rev[i * n + i] = (diagonal ? (diagonal[c] as number) : (rev[i * n + i] as number)) + damp;
   }
   let k: Float64Array;
   try {

@@ -9,16 +9,13 @@
 // permutes columns by descending diag(H): `static` keeps the contiguous groups of the original columns,
 // `group` forms groups along the permuted order and records weight_g_idx.
 
-import { blockUpdate } from '../ort/kernels/linalg.js';
+import type { FloatType } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
-import { tensor } from '../tensor.js';
 import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cholesky.js';
+import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
-import { computeQParams, dequantizeWeight, qparamShape, qRange } from './qparams.js';
-import { roundHalfEven } from './round.js';
+import { computeQParams, qparamShape, qRange } from './qparams.js';
 import type { ActOrder, QuantArgs } from './scheme.js';
-
-const f = Math.fround;
 
 export type GptqErrorReason = 'gptq-non-finite-input' | 'gptq-shape-mismatch' | 'gptq-unsupported-args';
 
@@ -41,6 +38,13 @@ export interface GptqOptions {
   readonly name?: string;
   /** columns solved in JavaScript between onnxruntime updates inside a block (results do not depend on it) */
   readonly subBlock?: number;
+  /**
+   * arithmetic of the column pass (weights, errors, lazy updates); the inverse Hessian factor is always
+   * computed in float64. float32 is llm-compressor's GPTQ_PRECISION and twice as fast in onnxruntime.
+   */
+  readonly precision?: FloatType;
+  /** a coarser block level above block_size, so the lazy updates pass over W fewer times (results do not depend on it) */
+  readonly superBlock?: number;
   /** dampening tries after the requested one fails; each multiplies the fraction by 10, from `escalateFrom` */
   readonly maxEscalations?: number;
   readonly escalateFrom?: number;
@@ -125,36 +129,36 @@ function dampeningLadder(frac: number, from: number, steps: number): number[] {
 }
 
 interface Prepared {
-  /** column j of the solve is original column order[j] */
+  /** solve column j is original column order[j] */
   order: Int32Array;
-  /** the Hessian in solve order with dead inputs set to 1 on the diagonal (read through order) */
-  h: Float64Array;
+  /** inputs with H_ii = 0, by original column */
   dead: Uint8Array;
+  /** H's diagonal with dead inputs set to 1 */
+  diagonal: Float64Array;
   meanDiag: number;
 }
 
 function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
   const order = actorder ? actOrderPermutation(h, n) : Int32Array.from({ length: n }, (_, i) => i);
   const dead = new Uint8Array(n);
-  const hd = Float64Array.from(h);
+  const diagonal = new Float64Array(n);
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    if (hd[i * n + i] === 0) {
-      dead[i] = 1;
-      hd[i * n + i] = 1;
-    }
-    sum += hd[i * n + i] as number;
+    const v = h[i * n + i] as number;
+    dead[i] = v === 0 ? 1 : 0;
+    diagonal[i] = v === 0 ? 1 : v;
+    sum += diagonal[i] as number;
   }
-  return { order, h: hd, dead, meanDiag: n > 0 ? sum / n : 0 };
+  return { order, dead, diagonal, meanDiag: n > 0 ? sum / n : 0 };
 }
 
-async function invert(p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
+async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
   const tried: number[] = [];
   for (const frac of dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7)) {
     tried.push(frac);
     try {
       const value = frac * p.meanDiag;
-      const u = await inverseCholeskyUpper(o.runtime, p.h, n, value, p.order, o.cholesky);
+      const u = await inverseCholeskyUpper(o.runtime, h, n, { ...o.cholesky, damp: value, order: p.order, diagonal: p.diagonal });
       return { u, dampening: { frac, value, tried, fallback: false } };
     } catch (e) {
       if (!(e instanceof CholeskyError)) throw e;
@@ -168,7 +172,6 @@ async function invert(p: Prepared, n: number, o: GptqOptions): Promise<{ u: Floa
 /** quantize `w` [rows, cols] with GPTQ given its Hessian `h` [cols, cols] (float64, e.g. 2XᵀX/n) */
 export async function gptqQuantize(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): Promise<GptqResult> {
   checkInputs(w, rows, cols, h, args, o);
-  const R = rows;
   const n = cols;
   const t0 = performance.now();
   const p = prepare(h, n, o.actorder);
@@ -176,95 +179,36 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
 
   // qparams from the observer: on the original columns, or along the solve order for actorder group
   const permuted = o.actorder === 'group';
-  const observed = permuted ? permuteColumns(w, R, n, order) : w;
-  const { min, max } = await observeWeight(observed, R, n, args, { runtime: o.runtime });
+  const observed = permuted ? permuteColumns(w, rows, n, order) : w;
+  const { min, max } = await observeWeight(observed, rows, n, args, { runtime: o.runtime });
   const qp = computeQParams(min, max, args);
-  const scaleDims = qparamShape(R, n, args);
-  const G = scaleDims[1];
+  const scaleDims = qparamShape(rows, n, args);
   const gs = args.strategy === 'group' ? (args.group_size as number) : n;
   const groupOf = new Int32Array(n);
   for (let j = 0; j < n; j++) groupOf[j] = args.strategy === 'group' ? Math.floor((permuted ? j : (order[j] as number)) / gs) : 0;
 
-  const { u, dampening } = await invert(p, n, o);
+  const { u, dampening } = await invert(h, p, n, o);
   const t1 = performance.now();
-
-  // weights column-major in solve order (wt[j·R + r] = W[r, order[j]]), dead inputs zeroed
-  const wt = new Float64Array(n * R);
-  for (let j = 0; j < n; j++) {
-    if (p.dead[order[j] as number]) continue;
-    const c = order[j] as number;
-    for (let r = 0; r < R; r++) wt[j * R + r] = w[r * n + c] as number;
-  }
   const { qmin, qmax } = qRange(args.num_bits);
-  const tensorWide = args.strategy === 'tensor';
-  const codes = new Int8Array(R * n);
-  let loss = 0;
-  const B = o.blockSize;
-  const sb = Math.max(1, o.subBlock ?? 16);
-  for (let i1 = 0; i1 < n; i1 += B) {
-    const i2 = Math.min(i1 + B, n);
-    const err = new Float64Array((i2 - i1) * R);
-    for (let s1 = i1; s1 < i2; s1 += sb) {
-      const s2 = Math.min(s1 + sb, i2);
-      for (let i = s1; i < s2; i++) {
-        const d = u[i * n + i] as number;
-        const col = order[i] as number;
-        const g = groupOf[i] as number;
-        const base = i * R;
-        const eBase = (i - i1) * R;
-        for (let r = 0; r < R; r++) {
-          const k = tensorWide ? 0 : r * G + g;
-          const s = qp.scale[k] as number;
-          const z = qp.zeroPoint[k] as number;
-          const x = wt[base + r] as number;
-          const q = roundHalfEven(Math.min(Math.max(f(f(f(x) / s) + z), qmin), qmax));
-          codes[r * n + col] = q;
-          const e = (x - f((q - z) * s)) / d;
-          err[eBase + r] = e;
-          loss += e * e;
-        }
-        for (let j = i + 1; j < s2; j++) {
-          const hij = u[i * n + j] as number;
-          if (hij === 0) continue;
-          const jBase = j * R;
-          for (let r = 0; r < R; r++) wt[jBase + r] = (wt[jBase + r] as number) - (err[eBase + r] as number) * hij;
-        }
-      }
-      if (s2 < i2) await lazyUpdate(o.runtime, wt, R, u, n, err.subarray((s1 - i1) * R, (s2 - i1) * R), s1, s2, s2, i2);
-    }
-    if (i2 < 0) await lazyUpdate(o.runtime, wt, R, u, n, err, i1, i2, i2, n);
-  }
-
+  const problem = { rows, cols, order, dead: p.dead, groupOf, scale: qp.scale, zeroPoint: qp.zeroPoint, groups: scaleDims[1], tensorWide: args.strategy === 'tensor', qmin, qmax, u };
+  const pass = await gptqColumns(w, problem, o);
   let gIdx: Int32Array | undefined;
   if (permuted) {
     gIdx = new Int32Array(n);
     for (let j = 0; j < n; j++) gIdx[order[j] as number] = groupOf[j] as number;
   }
-  const dequantized = dequantizeWeight(codes, R, n, qp, args, gIdx);
-  const t2 = performance.now();
   return {
-    codes,
+    codes: pass.codes,
     scale: qp.scale,
     zeroPoint: qp.zeroPoint,
     scaleDims,
-    dequantized,
+    dequantized: pass.dequantized,
     ...(gIdx ? { gIdx } : {}),
-    loss: loss / 2,
+    loss: pass.loss,
     dampening,
     deadColumns: p.dead.reduce((a, b) => a + b, 0),
-    timing: { inverseMs: t1 - t0, solveMs: t2 - t1 },
+    timing: { inverseMs: t1 - t0, solveMs: performance.now() - t1 },
   };
-}
-
-/** wt[c1:c2] −= U[r1:r2, c1:c2]ᵀ · err (columns of W stored as rows of wt) in onnxruntime */
-async function lazyUpdate(rt: Runtime, wt: Float64Array, R: number, u: Float64Array, n: number, err: Float64Array, r1: number, r2: number, c1: number, c2: number): Promise<void> {
-  const k = c2 - c1;
-  const b = r2 - r1;
-  const panel = new Float64Array(b * k);
-  for (let i = 0; i < b; i++) panel.set(u.subarray((r1 + i) * n + c1, (r1 + i) * n + c2), i * k);
-  const target = wt.subarray(c1 * R, c2 * R);
-  const out = await blockUpdate(rt, tensor('float64', [k, R], target), tensor('float64', [b, k], panel), tensor('float64', [b, R], err));
-  target.set(out.data);
 }
 
 function permuteColumns(w: Float32Array, rows: number, cols: number, order: Int32Array): Float32Array {

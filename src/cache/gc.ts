@@ -50,7 +50,7 @@ export interface ScannedEntry {
 }
 
 /** top-level names under the root that are bookkeeping, not step kinds */
-export const RESERVED_ROOT_NAMES: readonly string[] = ['tmp', 'locks', 'runs', 'digests.json', 'evictions.log'];
+export const RESERVED_ROOT_NAMES: readonly string[] = ['tmp', 'locks', 'runs', 'history', 'digests.json', 'evictions.log'];
 const BOOKKEEPING = new Set(RESERVED_ROOT_NAMES);
 
 /** every entry directory under root; cheap checks only (meta.json, not file digests) */

@@ -1,6 +1,7 @@
 // The command table: the order here is the order `quantforge --help` lists them.
 
 import type { Command } from './command.js';
+import { cacheCommand } from './cache.js';
 import { evalCommand } from './eval.js';
 import { exampleCommand } from './example.js';
 import { generateCommand } from './generate.js';
@@ -8,4 +9,4 @@ import { planCommand } from './plan.js';
 import { runCommand, sweepCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand];
+export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand, cacheCommand];

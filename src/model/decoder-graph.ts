@@ -65,10 +65,18 @@ export interface DecoderInputs {
   past?: { key: Value; value: Value };
 }
 
-export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: DecoderInputs, options: DecoderOptions = {}): DecoderValues {
+/** shared closures of one layer's graph: weight lookup and the Linear projection (with activation fake-quant) */
+export interface LayerParts {
+  g: Graph;
+  cfg: ModelConfig;
+  w(name: string): Value;
+  proj(local: string, x: Value): Value;
+}
+
+export function layerParts(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], weights: Readonly<Record<string, Value>>, options: DecoderOptions = {}): LayerParts {
   const linear = options.linear ?? matmulLinear;
   const w = (name: string): Value => {
-    const v = inp.weights[name];
+    const v = weights[name];
     if (!v) throw new Error(`decoder graph: no weight input "${name}"`);
     return v;
   };
@@ -78,35 +86,57 @@ export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly Linea
     const xin = bits === undefined ? x : perTokenFakeQuant(g, x, bits);
     return linear(g, xin, w(`${local}.weight`), spec?.bias ? w(`${local}.bias`) : undefined, local);
   };
-  const { numHeads: nh, numKvHeads: nkv, headDim: hd } = cfg;
-  const rep = nh / nkv;
+  return { g, cfg, w, proj };
+}
 
-  const attnIn = rmsNorm(g, inp.x, w('input_layernorm.weight'), cfg.rmsNormEps);
+/** RMSNorm, q/k/v projections and RoPE: q `[B, nh, T, hd]` scaled by 1/√hd, k and v `[B, nkv, T, hd]` */
+export function attentionInputs(p: LayerParts, x: Value, cos: Value, sin: Value): { attnIn: Value; q: Value; k: Value; v: Value } {
+  const { g, cfg } = p;
+  const hd = cfg.headDim;
+  const attnIn = rmsNorm(g, x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
   const heads = (y: Value, n: number): Value => g.transpose(g.reshape(y, [0, 0, n, hd]), [0, 2, 1, 3]);
-  const rope = (y: Value): Value => g.add(g.mul(y, inp.cos), g.mul(rotateHalf(g, y, hd / 2), inp.sin));
-  const q = rope(heads(proj('self_attn.q_proj', attnIn), nh)); // [B, nh, T, hd]
-  let k = rope(heads(proj('self_attn.k_proj', attnIn), nkv)); // [B, nkv, T, hd]
-  let v = heads(proj('self_attn.v_proj', attnIn), nkv);
+  const rope = (y: Value): Value => g.add(g.mul(y, cos), g.mul(rotateHalf(g, y, hd / 2), sin));
+  const q = g.mul(rope(heads(p.proj('self_attn.q_proj', attnIn), cfg.numHeads)), g.scalar(1 / Math.sqrt(hd)));
+  const k = rope(heads(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads));
+  const v = heads(p.proj('self_attn.v_proj', attnIn), cfg.numKvHeads);
+  return { attnIn, q, k, v };
+}
+
+/** causal softmax attention with grouped kv heads; returns o_proj's input `[B, S, nh·hd]` */
+export function attention(g: Graph, cfg: ModelConfig, q: Value, k: Value, v: Value, mask: Value): Value {
+  const { numHeads: nh, numKvHeads: nkv, headDim: hd } = cfg;
+  // query head h reads kv head h / rep (HF repeat_kv): group the query heads under their kv head
+  const qg = g.reshape(q, [0, nkv, nh / nkv, -1, hd]);
+  const kg = g.op('Unsqueeze', [k, g.ints([2])]);
+  const vg = g.op('Unsqueeze', [v, g.ints([2])]);
+  const scores = g.add(g.matmul(qg, g.transpose(kg, [0, 1, 2, 4, 3])), mask);
+  const probs = g.op('Softmax', [scores], { axis: -1 });
+  const ctx = g.reshape(g.matmul(probs, vg), [0, nh, -1, hd]); // [B, nh, S, hd]
+  return g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, nh * hd]);
+}
+
+/** o_proj + residual, RMSNorm, SiLU-gated MLP + residual */
+export function outputAndMlp(p: LayerParts, x: Value, oIn: Value): { out: Value; mlpIn: Value; downIn: Value } {
+  const { g, cfg } = p;
+  const h = g.add(x, p.proj('self_attn.o_proj', oIn));
+  const mlpIn = rmsNorm(g, h, p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
+  const gate = p.proj('mlp.gate_proj', mlpIn);
+  const up = p.proj('mlp.up_proj', mlpIn);
+  const downIn = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
+  return { out: g.add(h, p.proj('mlp.down_proj', downIn)), mlpIn, downIn };
+}
+
+export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: DecoderInputs, options: DecoderOptions = {}): DecoderValues {
+  const p = layerParts(g, cfg, linears, inp.weights, options);
+  const a = attentionInputs(p, inp.x, inp.cos, inp.sin);
+  let { k, v } = a;
   if (inp.past) {
     k = g.op('Concat', [inp.past.key, k], { axis: 2 });
     v = g.op('Concat', [inp.past.value, v], { axis: 2 });
   }
-  // query head h reads kv head h / rep (HF repeat_kv): group the query heads under their kv head
-  const qg = g.reshape(g.mul(q, g.scalar(1 / Math.sqrt(hd))), [0, nkv, rep, -1, hd]);
-  const kg = g.op('Unsqueeze', [k, g.ints([2])]);
-  const vg = g.op('Unsqueeze', [v, g.ints([2])]);
-  const scores = g.add(g.matmul(qg, g.transpose(kg, [0, 1, 2, 4, 3])), inp.mask);
-  const probs = g.op('Softmax', [scores], { axis: -1 });
-  const ctx = g.reshape(g.matmul(probs, vg), [0, nh, -1, hd]); // [B, nh, T, hd]
-  const oIn = g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, nh * hd]);
-  const h = g.add(inp.x, proj('self_attn.o_proj', oIn));
-
-  const mlpIn = rmsNorm(g, h, w('post_attention_layernorm.weight'), cfg.rmsNormEps);
-  const gate = proj('mlp.gate_proj', mlpIn);
-  const up = proj('mlp.up_proj', mlpIn);
-  const downIn = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
-  const out = g.add(h, proj('mlp.down_proj', downIn));
-  const sites = { attn_in: attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn };
+  const oIn = attention(g, cfg, a.q, k, v, inp.mask);
+  const { out, mlpIn, downIn } = outputAndMlp(p, inp.x, oIn);
+  const sites = { attn_in: a.attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn };
   return inp.past ? { out, sites, present: { key: k, value: v } } : { out, sites };
 }
 

@@ -9,6 +9,7 @@ import type { LinearSpec } from './arch.js';
 import type { ModelConfig } from './config.js';
 import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
+import { needsChunking, runLayerChunked } from './chunked-layer.js';
 
 export interface LayerTap {
   /** part of the kernel's memo key: different taps are different graphs */
@@ -39,6 +40,10 @@ export async function runDecoderLayer(
   x: Tensor<'float32'>,
   options: LayerRunOptions = {},
 ): Promise<Record<string, Tensor>> {
+  const [B, T0] = x.dims as [number, number];
+  if (!options.tap && !options.skipOut && needsChunking(cfg, B, T0)) {
+    return { out: await runLayerChunked(rt, cfg, linears, weights, x, options.actQuant ?? new Map()) };
+  }
   const kernel = await rt.kernel(kernelKey(cfg, linears, options), () => {
     const g = new Graph('decoder_layer');
     const inputs = {

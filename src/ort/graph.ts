@@ -65,8 +65,8 @@ export class Graph {
     return { name, dtype };
   }
 
-  /** mark `v` as a graph output, renaming it through Identity when `name` differs */
-  output(v: Value, name: string = v.name, shape: readonly Dim[] = []): Value {
+  /** mark `v` as a graph output, renaming it through Identity when `name` differs; no shape: rank unknown */
+  output(v: Value, name: string = v.name, shape?: readonly Dim[]): Value {
     let out = v;
     if (name !== v.name) out = this.op('Identity', [v], {}, {}, name);
     this.outputs.push({ name, dtype: v.dtype, shape });

@@ -130,8 +130,8 @@ export interface NodeDef {
 export interface ValueInfoDef {
   name: string;
   dtype: OnnxDType;
-  /** numbers are fixed sizes, strings symbolic dimension names */
-  shape: readonly (number | string)[];
+  /** numbers are fixed sizes, strings symbolic dimension names; undefined: rank unknown */
+  shape: readonly (number | string)[] | undefined;
 }
 
 export interface ModelDef {
@@ -200,8 +200,10 @@ function writeValueInfo(w: Writer, v: ValueInfoDef): void {
   w.message(2, (type) =>
     type.message(1, (tt) => {
       tt.int(1, ONNX_DTYPE[v.dtype]);
+      const dims = v.shape;
+      if (dims === undefined) return;
       tt.message(2, (shape) => {
-        for (const d of v.shape) {
+        for (const d of dims) {
           shape.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : dim.string(2, d)));
         }
       });

@@ -107,6 +107,7 @@ export class Runtime {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
+      enableCpuMemArena: false,
     };
   }
 

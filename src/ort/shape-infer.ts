@@ -332,7 +332,7 @@ class Inferrer {
   }
 
   run(g: Graph): Facts {
-    for (const i of g.inputs) this.facts.set(i.name, { dtype: i.dtype, shape: i.shape.map((d) => d) });
+    for (const i of g.inputs) this.facts.set(i.name, { dtype: i.dtype, ...(i.shape ? { shape: i.shape.map((d) => d) } : {}) });
     for (const t of g.initializers) this.facts.set(t.name, decodeTensor(t));
     for (const n of g.nodes) {
       const dtype = this.dtypeOf(n);

@@ -55,7 +55,9 @@ export function assignModules(stage: QuantizingParams & { observer?: string }, c
     }
     throw e;
   }
-  const { assigned, unmatchedTargets, unmatchedIgnore } = assignSchemes(ctx.b.modules, schemes, stage.ignore);
+  // only Linear layers carry quantizable weights; a regex that also names norms must not select them
+  const linears = ctx.b.modules.filter((m) => m.className === 'Linear');
+  const { assigned, unmatchedTargets, unmatchedIgnore } = assignSchemes(linears, schemes, stage.ignore);
   for (const t of unmatchedTargets) ctx.diagnostics.push(warningAt('target-matches-nothing', `target "${t}" matches no module of the model`, ctx.locate(['targets'])));
   for (const t of unmatchedIgnore) ctx.diagnostics.push(warningAt('ignore-matches-nothing', `ignore pattern "${t}" matches no module of the model`, ctx.locate(['ignore'])));
   const perLayer: Record<string, ModuleQuantParams>[] = Array.from({ length: ctx.b.config.numLayers }, () => ({}));
@@ -86,7 +88,7 @@ export function assignModules(stage: QuantizingParams & { observer?: string }, c
     return undefined;
   }
   if (perLayer.every((m) => Object.keys(m).length === 0) && ctx.diagnostics.every((d) => d.severity !== 'error')) {
-    ctx.diagnostics.push(errorAt('nothing-to-quantize', `stage "${stage.scheme ?? 'config_groups'}" selects no Linear module to quantize`, ctx.locate(['targets'])));
+    ctx.diagnostics.push(errorAt('nothing-to-quantize', `${ctx.group} selects no Linear module to quantize`, ctx.locate(['targets'])));
   }
   return perLayer;
 }

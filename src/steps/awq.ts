@@ -22,7 +22,7 @@ import { forEachBatch, readHidden } from './activations.js';
 import { readStatistic } from './capture.js';
 import { actQuantOf, loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
 import { relativeError, setQuantized } from './quantized-module.js';
-import { checkSmoothable, foldScales, mappingSite, parentOf, weightMatrix } from './smoothing.js';
+import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
 import { input, optionalInput, requireModel, type StepImpl } from './types.js';
 
 export interface AwqParams {
@@ -44,6 +44,7 @@ const SCORE_VALUES = 2 ** 24;
 
 export interface LossProblem {
   rt: Runtime;
+  layer: number;
   cfg: ModelConfig;
   linears: readonly LinearSpec[];
   /** the layer's current (folded, unquantized) tensors */
@@ -74,9 +75,9 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
     const k = Math.min(kc, K - k0);
     const available: Record<string, Tensor> = { ...p.tensors };
     for (const s of specs) {
-      const w = weightMatrix(p.tensors, s.local, 0);
+      const w = weightMatrix(p.tensors, s.local, p.layer);
       const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * cols, (k0 + k) * cols), k, p.args[s.local]!);
-      available[candidateInput(s.local)] = tensor('float32', [k, w.cols, w.rows], cand);
+      available[candidateInput(s.local)] = tensor('float32', [w.cols, k, w.rows], cand);
     }
     const run = async (feeds: Record<string, Tensor>): Promise<void> => {
       const out = (await kernel.run(lossFeeds(kernel, { ...available, ...feeds })))['sse']!.data as Float32Array;
@@ -138,13 +139,18 @@ export const awqStep: StepImpl<AwqParams> = {
         const searched = m.balance.filter((b) => args[b]);
         if (searched.length === 0) {
           report.push({ smooth: m.smooth, balance: [...m.balance], skipped: 'no balance layer is quantized' });
+          ctx.progress(i + 1, mappings.length + 1, m.smooth);
           continue;
         }
         const parent = { ...parentOf(m, linears), balance: searched };
         const balance: BalanceWeight[] = searched.map((b) => ({ weight: weightMatrix(state.tensors, b, layer), args: args[b]! }));
-        const problem: LossProblem = { rt: ctx.runtime, cfg, linears, tensors: state.tensors, hidden, parent, site, args, actQuant };
+        const problem: LossProblem = { rt: ctx.runtime, layer, cfg, linears, tensors: state.tensors, hidden, parent, site, args, actQuant };
+        const xMean = await readStatistic(stats, m.balance[0]!, 'absmean');
+        if (xMean.length !== balance[0]!.weight.cols) {
+          throw new SmoothingStepError('bad-mapping', `layer ${layer}: the captured mean |X| of ${m.balance[0]} has ${xMean.length} channels but the balance weights have ${balance[0]!.weight.cols} input channels`);
+        }
         const result = await awqSearch({
-          xMean: await readStatistic(stats, m.balance[0]!, 'absmean'),
+          xMean,
           ...(duo !== false ? { wMean: weightMeans(balance) } : {}),
           candidates,
           losses: (scales, K) => candidateLosses(problem, scales, K),

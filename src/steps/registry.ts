@@ -2,17 +2,37 @@
 // runtime only through the Runtime they are handed.
 
 import type { StepImpl } from './types.js';
+import { awqStep } from './awq.js';
+import { captureStep } from './capture.js';
 import { embedStep } from './embed.js';
 import { evaluateStep } from './evaluate.js';
 import { exampleModelStep } from './example-model.js';
+import { gptqStep } from './gptq.js';
+import { autoroundStep } from './autoround.js';
 import { propagateStep } from './propagate.js';
 import { evaluateOnnxStep } from './evaluate-onnx.js';
 import { exportOnnxStep } from './export-onnx.js';
 import { packStep } from './pack.js';
 import { rtnStep } from './rtn.js';
+import { smoothquantStep } from './smoothquant.js';
 import { tokenizeStep } from './tokenize.js';
 
-const impls: StepImpl<never>[] = [exampleModelStep, tokenizeStep, embedStep, propagateStep, rtnStep, evaluateStep, packStep, exportOnnxStep, evaluateOnnxStep];
+const impls: StepImpl<never>[] = [
+  exampleModelStep,
+  tokenizeStep,
+  embedStep,
+  propagateStep,
+  captureStep,
+  smoothquantStep,
+  awqStep,
+  gptqStep,
+  autoroundStep,
+  rtnStep,
+  evaluateStep,
+  packStep,
+  exportOnnxStep,
+  evaluateOnnxStep,
+];
 
 export const stepImpls: ReadonlyMap<string, StepImpl> = new Map(impls.map((s) => [s.kind, s as unknown as StepImpl]));
 

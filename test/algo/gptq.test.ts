@@ -180,6 +180,7 @@ function options(c: Case, blockSize: number): GptqOptions {
     blockSize,
     dampeningFrac: c.damp ?? 0.01,
     actorder: c.actorder,
+    precision: 'float64',
     ...(c.subBlock ? { subBlock: c.subBlock } : {}),
     ...(c.choleskyBase ? { cholesky: { base: c.choleskyBase } } : {}),
   };
@@ -202,6 +203,18 @@ describe('gptqQuantize', () => {
       });
     }
   }
+
+  test('in float32 (the default) agrees with the float64 solve up to near-ties and their cascade', async () => {
+    const c = CASES[2]!;
+    const [rows, cols] = [24, 160];
+    const w = randomWeight(rows, cols, 41);
+    const h = hessianOf(200, cols, 42);
+    const f64 = await gptqQuantize(w, rows, cols, h, c.args, { ...options(c, 32), precision: 'float64' });
+    const f32 = await gptqQuantize(w, rows, cols, h, c.args, { ...options(c, 32), precision: 'float32' });
+    const same = f32.codes.filter((q, i) => q === f64.codes[i]).length;
+    expect(same / f32.codes.length).toBeGreaterThan(0.99);
+    expect(Math.abs(f32.loss - f64.loss) / f64.loss).toBeLessThan(0.01);
+  });
 
   test('changes codes relative to round-to-nearest, and the reference notices a wrong act order', async () => {
     const c = CASES[2]!;

@@ -124,3 +124,22 @@ describe('decoder layer graph', () => {
     });
   }
 });
+
+describe('chunked attention for long sequences', () => {
+  test('agrees with the single-graph layer', async () => {
+    const { runLayerChunked } = await import('../../src/model/chunked-layer.js');
+    const cfg = parseModelConfig({ model_type: 'llama', hidden_size: 32, intermediate_size: 40, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 10, max_position_embeddings: 4096 });
+    const weights = randomWeights(cfg, 11);
+    const T = 1500;
+    const rand = seededRandom(5);
+    const x = tensor('float32', [2, T, 32], Float32Array.from({ length: 2 * T * 32 }, () => rand() * 2 - 1));
+    const rt = new Runtime({ device: 'cpu' });
+    const linears = LLAMA_FAMILY.linears(cfg);
+    const whole = (await runDecoderLayer(rt, cfg, linears, weights, x, { skipOut: false, tap: { key: 'none', build: () => ({}) } }))['out']!.data as Float32Array;
+    const chunked = (await runLayerChunked(rt, cfg, linears, weights, x, new Map())).data;
+    let max = 0;
+    whole.forEach((w, i) => (max = Math.max(max, Math.abs(w - (chunked[i] as number)))));
+    expect(max).toBeLessThan(1e-4);
+    await rt.close();
+  });
+});

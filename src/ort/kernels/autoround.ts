@@ -152,17 +152,18 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
   const { out } = decoderLayer(g, cfg, linears, { x, cos, sin, mask, weights }, { actQuant: spec.actQuant });
   const diff = g.sub(out, target);
   const loss = g.op('ReduceMean', [g.mul(diff, diff)], { keepdims: 0 });
-  const wrt: [string, Value][] = [];
+  const wrt: [string, Value, number[]][] = [];
   for (const t of spec.targets) {
     const q = quantized.get(t.local)!;
     const n = targetInputNames(t.local);
-    wrt.push([n.v, q.v]);
-    if (spec.minmax) wrt.push([n.minScale, q.minScale], [n.maxScale, q.maxScale]);
+    const { R, G, S } = t.layout;
+    wrt.push([n.v, q.v, [R, G, S]]);
+    if (spec.minmax) wrt.push([n.minScale, q.minScale, [R, G]], [n.maxScale, q.maxScale, [R, G]]);
   }
   const grads = gradients(g, loss, wrt.map(([, v]) => v));
   g.output(loss, 'loss');
-  grads.forEach((v, i) => g.output(v, `grad:${wrt[i]![0]}`));
-  if (spec.weights) for (const t of spec.targets) g.output(quantized.get(t.local)!.qweight, `${t.local}.qweight`);
+  grads.forEach((v, i) => g.output(v, `grad:${wrt[i]![0]}`, wrt[i]![2]));
+  if (spec.weights) for (const t of spec.targets) g.output(quantized.get(t.local)!.qweight, `${t.local}.qweight`, [t.layout.rows, t.layout.cols]);
   return g;
 }
 
@@ -193,7 +194,7 @@ export interface BlockConstants {
   /** every non-targeted tensor of the layer by local name */
   tensors: Readonly<Record<string, Tensor>>;
   /** per target: W grouped [R, G, S]; min (≤ 0) and max (≥ 0) [R, G] */
-  targets: Readonly<Record<string, { w: Float32Array; min: Float32Array; max: Float32Array }>>;
+  targets: Record<string, { w: Float32Array; min: Float32Array; max: Float32Array }>;
 }
 
 export interface BlockResult {

@@ -1,8 +1,8 @@
 // AWQ candidate losses in onnxruntime. `candidateWeights` turns a balance weight and K candidate scale vectors
-// into the K weights the search evaluates, Q(W·s)/s (min-max qparams per quantization chunk, as the search's
-// memoryless observer), transposed for MatMul. A parent-loss kernel then runs the parent module once with the
-// full-precision weights and once per candidate, batched along a leading K axis, and returns each candidate's
-// sum of squared output errors, so no activation crosses into JavaScript.
+// into the K weights the search evaluates, Q(W·s)/s (min-max qparams per quantization chunk, as llm-compressor's
+// memoryless observer during the search), laid out [in, K, out]. A parent-loss kernel runs the parent module
+// once with the full-precision weights and once for all K candidates (one GEMM per balance projection, a K axis
+// through the rest) and returns each candidate's sum of squared output errors: no activation leaves the graph.
 
 import type { QuantArithArgs } from '../../algo/qparams.js';
 import { qRange } from '../../algo/qparams.js';
@@ -33,9 +33,9 @@ function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: Quan
 }
 
 /**
- * Q(W·s_k)/s_k for K candidate scale vectors `scales` [K, cols] and W [rows, cols], transposed to
- * [K, cols, rows]. Groups run along each row (a partial last group zero-padded: zeros never move min/max,
- * which include 0 anyway).
+ * Q(W·s_k)/s_k for K candidate scale vectors `scales` [K, cols] and W [rows, cols], laid out [cols, K, rows] so a
+ * loss graph multiplies every candidate in one GEMM. Groups run along each row (a partial last group is
+ * zero-padded: zeros never move min/max, which include 0 anyway).
  */
 export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: QuantArithArgs): Promise<Float32Array> {
   const layout = args.strategy === 'group' ? `g${args.group_size}` : args.strategy;
@@ -43,19 +43,20 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
   const kernel = await rt.kernel(key, () => {
     const g = new Graph('awq_candidates');
     const wv = g.input('w', 'float32', [rows, cols]);
-    const sv = g.input('scales', 'float32', ['K', cols]);
-    const ws = g.mul(g.op('Unsqueeze', [wv, g.ints([0])]), g.op('Unsqueeze', [sv, g.ints([1])])); // [K, rows, cols]
+    const sv = g.op('Unsqueeze', [g.input('scales', 'float32', ['K', cols]), g.ints([1])]);
+    const ws = g.mul(g.op('Unsqueeze', [wv, g.ints([0])]), sv); // [K, rows, cols]
     let fq: Value;
     if (args.strategy === 'group') {
       const gs = args.group_size as number;
       const groups = Math.ceil(cols / gs);
-      const padded = g.op('Pad', [ws, g.ints([0, 0, 0, 0, 0, groups * gs - cols])], { mode: 'constant' });
-      const q = fakeQuantMinMax(g, g.reshape(padded, [-1, rows, groups, gs]), [-1], args);
-      fq = g.op('Slice', [g.reshape(q, [-1, rows, groups * gs]), g.ints([0]), g.ints([cols]), g.ints([-1])]);
+      const ragged = groups * gs !== cols;
+      const padded = ragged ? g.op('Pad', [ws, g.ints([0, 0, 0, 0, 0, groups * gs - cols])], { mode: 'constant' }) : ws;
+      const q = g.reshape(fakeQuantMinMax(g, g.reshape(padded, [-1, rows, groups, gs]), [-1], args), [-1, rows, groups * gs]);
+      fq = ragged ? g.op('Slice', [q, g.ints([0]), g.ints([cols]), g.ints([-1])]) : q;
     } else {
       fq = fakeQuantMinMax(g, ws, args.strategy === 'tensor' ? [1, 2] : [-1], args);
     }
-    g.output(g.transpose(g.div(fq, g.op('Unsqueeze', [sv, g.ints([1])])), [0, 2, 1]), 'candidates');
+    g.output(g.transpose(g.div(fq, sv), [2, 0, 1]), 'candidates', [cols, 'K', rows]);
     return g;
   });
   const out = await kernel.run({ w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) });
@@ -69,23 +70,27 @@ export interface ParentModule {
   balance: readonly string[];
 }
 
-/** candidate weights enter as `<local>.candidates` [K, in, out] */
+/** candidate weights enter as `<local>.candidates` [in, K, out] */
 export const candidateInput = (local: string): string => `${local}.candidates`;
 
-/** x [..., in] · cand [K, in, out] → [K, ..., out] for a 2-D x */
-function candidateMatmul(g: Graph, x: Value, cand: Value, bias: Value | undefined): Value {
-  const y = g.matmul(x, cand);
-  return bias ? g.add(y, bias) : y;
+const shapeOf = (g: Graph, v: Value, start: number, end?: number): Value =>
+  g.op('Shape', [v], end === undefined ? { start } : { start, end }, { dtype: 'int64' });
+
+/** x [..., in] → [..., K, out]: every candidate's output in one GEMM */
+function candidateMatmul(g: Graph, x: Value, cand: Value, inF: number, outF: number, bias: Value | undefined): Value {
+  const y = g.matmul(x, g.reshape(cand, [inF, -1]));
+  const split = g.op('Reshape', [y, g.op('Concat', [shapeOf(g, x, 0, -1), g.ints([-1, outF])], { axis: 0 })]);
+  return bias ? g.add(split, bias) : split;
 }
 
 function sumSquares(g: Graph, yk: Value, yFp: Value, axes: readonly number[]): Value {
   const d = g.sub(yk, yFp);
-  return g.reduceSum(g.mul(d, d), axes, false);
+  return g.output(g.reduceSum(g.mul(d, d), axes, false), 'sse', ['K']);
 }
 
 interface Weights {
   get(name: string): Value;
-  hasBias(local: string): boolean;
+  bias(spec: LinearSpec): Value | undefined;
 }
 
 function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
@@ -100,19 +105,20 @@ function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
       if (!v) throw new Error(`awq loss graph: no input "${name}"`);
       return v;
     },
-    hasBias: (local) => vals.has(`${local}.bias`),
+    bias: (spec) => vals.get(`${spec.local}.bias`),
   };
 }
 
-/** a Linear parent fed its input x [M, in]: FP x·Wᵀ vs x·candidate */
+const candidateValue = (g: Graph, spec: LinearSpec): Value => g.input(candidateInput(spec.local), 'float32', [spec.inFeatures, 'K', spec.outFeatures]);
+
+/** a Linear parent fed its input x [M, in]: FP x·Wᵀ vs every candidate, as [M, K, out] */
 function linearLoss(g: Graph, spec: LinearSpec, bits: number | undefined): void {
   const w = weightInputs(g, [spec]);
   let x = g.input('x', 'float32', ['M', spec.inFeatures]);
   if (bits !== undefined) x = perTokenFakeQuant(g, x, bits);
-  const cand = g.input(candidateInput(spec.local), 'float32', ['K', spec.inFeatures, spec.outFeatures]);
-  const bias = spec.bias ? w.get(`${spec.local}.bias`) : undefined;
-  const yFp = matmulLinear(g, x, w.get(`${spec.local}.weight`), bias, spec.local);
-  g.output(sumSquares(g, candidateMatmul(g, x, cand, bias), yFp, [1, 2]), 'sse');
+  const yFp = matmulLinear(g, x, w.get(`${spec.local}.weight`), w.bias(spec), spec.local);
+  const yk = candidateMatmul(g, x, candidateValue(g, spec), spec.inFeatures, spec.outFeatures, w.bias(spec));
+  sumSquares(g, yk, g.op('Unsqueeze', [yFp, g.ints([1])]), [0, 2]);
 }
 
 /** the gated MLP fed its input x [M, H]: down(silu(gate x) · up x), balance layers replaced by candidates */
@@ -125,25 +131,27 @@ function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly strin
   const [gate, up, down] = [find('gate_proj'), find('up_proj'), find('down_proj')];
   const w = weightInputs(g, [gate, up, down]);
   const x = g.input('x', 'float32', ['M', gate.inFeatures]);
-  const cands = new Map(balance.map((b) => [b, g.input(candidateInput(b), 'float32', ['K', gate.inFeatures, gate.outFeatures])]));
+  const cands = new Map([gate, up].filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const proj = (spec: LinearSpec, input: Value, candidate: boolean): Value => {
     const bits = actQuant.get(spec.local);
     const xin = bits === undefined ? input : perTokenFakeQuant(g, input, bits);
-    const bias = w.hasBias(spec.local) ? w.get(`${spec.local}.bias`) : undefined;
     const cand = candidate ? cands.get(spec.local) : undefined;
-    return cand ? candidateMatmul(g, xin, cand, bias) : matmulLinear(g, xin, w.get(`${spec.local}.weight`), bias, spec.local);
+    if (cand) return candidateMatmul(g, xin, cand, spec.inFeatures, spec.outFeatures, w.bias(spec));
+    const y = matmulLinear(g, xin, w.get(`${spec.local}.weight`), w.bias(spec), spec.local);
+    return spec === down ? y : g.op('Unsqueeze', [y, g.ints([1])]); // [M, 1, out] beside [M, K, out]
   };
   const mlp = (candidate: boolean): Value => {
     const gv = proj(gate, x, candidate);
     return proj(down, g.mul(g.mul(gv, g.op('Sigmoid', [gv])), proj(up, x, candidate)), false);
   };
-  g.output(sumSquares(g, mlp(true), mlp(false), [1, 2]), 'sse');
+  sumSquares(g, mlp(true), mlp(false), [0, 2]);
 }
 
 /**
- * Self-attention fed the layer input x [B, T, H] (its RMSNorm included): the decoder-layer graph serves both
- * passes, with 1-wide zero MLP weights so its (unused) MLP costs nothing. The candidate pass tiles x K times
- * along the batch (k-major) and routes each balance projection through its own candidate.
+ * Self-attention fed the layer input x [B, T, H] (its RMSNorm included), built by the decoder-layer graph with
+ * 1-wide zero MLP weights so its unused MLP costs nothing. The candidate pass runs the layer graph on a batch of
+ * K·B (k-major) with a 1-wide placeholder input: q/k/v come from the full-precision attn_in, one GEMM for all
+ * candidates of a balance projection, and everything after them runs once per candidate.
  */
 function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ReadonlyMap<string, number>): void {
   const H = cfg.hiddenSize;
@@ -152,12 +160,13 @@ function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[],
   const weights: Record<string, Value> = { 'input_layernorm.weight': g.input('input_layernorm.weight', 'float32', [H]) };
   for (const l of attn) {
     weights[`${l.local}.weight`] = w.get(`${l.local}.weight`);
-    if (l.bias) weights[`${l.local}.bias`] = w.get(`${l.local}.bias`);
+    const b = w.bias(l);
+    if (b) weights[`${l.local}.bias`] = b;
   }
   const zeros = (dims: number[]): Value => g.constant(tensor('float32', dims), 'mlp_stub');
   weights['post_attention_layernorm.weight'] = zeros([H]);
   for (const l of specs.filter((s) => s.local.startsWith('mlp.'))) weights[`${l.local}.weight`] = l.site === 'down_in' ? zeros([H, 1]) : zeros([1, H]);
-  const noMlpBias = specs.map((l) => (l.local.startsWith('mlp.') ? { ...l, bias: false } : l));
+  const layerSpecs = specs.map((l) => (l.local.startsWith('mlp.') ? { ...l, bias: false } : l));
 
   const inputs = {
     x: g.input('x', 'float32', ['B', 'T', H]),
@@ -165,43 +174,43 @@ function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[],
     sin: g.input('sin', 'float32', ['T', cfg.headDim]),
     mask: g.input('mask', 'float32', ['T', 'T']),
   };
-  const cands = new Map(balance.map((b) => {
-    const spec = attn.find((l) => l.local === b)!;
-    return [b, g.input(candidateInput(b), 'float32', ['K', spec.inFeatures, spec.outFeatures])] as const;
-  }));
-  const first = cands.values().next().value as Value;
-  const K = g.op('Slice', [g.op('Shape', [first], {}, { dtype: 'int64' }), g.ints([0]), g.ints([1])]);
+  const cands = new Map(attn.filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
+  const K = g.op('Slice', [shapeOf(g, cands.values().next().value as Value, 0), g.ints([1]), g.ints([2])]);
+  const aq = actQuant.size > 0 ? { actQuant } : {};
 
   const outputs: Record<string, Value> = {};
-  const capture = (inner: LinearFn, tag: string): LinearFn => (gr, x, wv, bias, local) => {
+  const capture = (tag: string, inner: LinearFn): LinearFn => (gr, x, wv, bias, local) => {
     const y = inner(gr, x, wv, bias, local);
     if (local === 'self_attn.o_proj') outputs[tag] = y;
     return y;
   };
+  const fp = decoderLayer(g, cfg, layerSpecs, { ...inputs, weights }, { linear: capture('fp', matmulLinear), ...aq });
+  const attnIn = fp.sites.attn_in;
+  const tileK = (v: Value): Value => g.op('Tile', [v, g.op('Concat', [K, g.ints([1, 1])], { axis: 0 })]); // [B, ...] → [K·B, ...]
   const candidateLinear: LinearFn = (gr, x, wv, bias, local) => {
+    const spec = attn.find((l) => l.local === local);
+    if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, x, wv, bias, local);
+    const bits = actQuant.get(local);
+    const base = bits === undefined ? attnIn : perTokenFakeQuant(gr, attnIn, bits);
     const cand = cands.get(local);
-    if (!cand) return matmulLinear(gr, x, wv, bias, local);
-    const out = attn.find((l) => l.local === local)!.outFeatures;
-    const inF = attn.find((l) => l.local === local)!.inFeatures;
-    const grouped = gr.op('Reshape', [x, gr.op('Concat', [K, gr.ints([-1, inF])], { axis: 0 })]); // [K, B·T, in]
-    const y = candidateMatmul(gr, grouped, cand, bias);
-    const back = gr.op('Concat', [gr.op('Slice', [gr.op('Shape', [x], {}, { dtype: 'int64' }), gr.ints([0]), gr.ints([2])]), gr.ints([out])], { axis: 0 });
-    return gr.op('Reshape', [y, back]); // [K·B, T, out]
+    if (!cand) return tileK(matmulLinear(gr, base, wv, bias, local));
+    const y = candidateMatmul(gr, base, cand, spec.inFeatures, spec.outFeatures, bias); // [B, T, K, out]
+    const kMajor = gr.transpose(y, [2, 0, 1, 3]);
+    return gr.op('Reshape', [kMajor, gr.op('Concat', [gr.ints([-1]), shapeOf(gr, attnIn, 1, 2), gr.ints([spec.outFeatures])], { axis: 0 })]);
   };
-  const aq = actQuant.size > 0 ? { actQuant } : {};
-  decoderLayer(g, cfg, noMlpBias, { ...inputs, weights }, { linear: capture(matmulLinear, 'fp'), ...aq });
-  const tiled = g.op('Tile', [inputs.x, g.op('Concat', [K, g.ints([1, 1])], { axis: 0 })]);
-  decoderLayer(g, cfg, noMlpBias, { ...inputs, x: tiled, weights }, { linear: capture(candidateLinear, 'cand'), ...aq });
-  const byK = g.op('Concat', [K, g.op('Shape', [inputs.x], {}, { dtype: 'int64' })], { axis: 0 });
-  g.output(sumSquares(g, g.op('Reshape', [outputs['cand']!, byK]), outputs['fp']!, [1, 2, 3]), 'sse');
+  // the placeholder only gives the candidate pass its K·B batch; q/k/v ignore it
+  const placeholder = tileK(g.reduceMean(inputs.x, [-1]));
+  decoderLayer(g, cfg, layerSpecs, { ...inputs, x: placeholder, weights }, { linear: capture('cand', candidateLinear), ...aq });
+  const byK = g.op('Concat', [K, shapeOf(g, inputs.x, 0)], { axis: 0 });
+  sumSquares(g, g.op('Reshape', [outputs['cand']!, byK]), outputs['fp']!, [1, 2, 3]);
 }
 
 /** the memoised loss kernel of `parent`: inputs x, weights by local name, `<balance>.candidates`; output sse [K] */
 export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], parent: ParentModule, actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps].join(':');
-  const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
+  const specs = linears.map((l) => `${l.local}=${l.outFeatures}x${l.inFeatures}${l.bias ? '+b' : ''}`).join(',');
   const aq = [...actQuant].map(([k, b]) => `${k}=${b}`).join(',');
-  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${bias}:${aq}`;
+  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${specs}:${aq}`;
   return rt.kernel(key, () => {
     const g = new Graph(`awq_loss_${parent.kind}`);
     if (parent.kind === 'linear') {

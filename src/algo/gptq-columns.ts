@@ -1,0 +1,157 @@
+// GPTQ's column pass (https://arxiv.org/abs/2210.17323, Algorithm 1): quantize column i with the qparams of
+// its group, e = (w − q) / U_ii, and push e·U[i, j] onto every later column j. The pushes go in nested
+// blocks (results do not depend on the sizes): inside the finest block (`subBlock` columns) at once in
+// JavaScript; after each block of a level, one lazy update W[:, b:c] −= E[:, a:b]·U[a:b, b:c] of the rest of
+// the enclosing block, a Gemm in onnxruntime. `blockSize` is one level; a coarser one (`superBlock`) cuts
+// the number of passes over W. Weights are held column-major in solve order, so every block is contiguous.
+
+import { blockUpdate, type FloatType } from '../ort/kernels/linalg.js';
+import type { Runtime } from '../ort/session.js';
+import { tensor } from '../tensor.js';
+
+const f = Math.fround;
+const TILE = 64;
+
+export interface ColumnProblem {
+  readonly rows: number;
+  readonly cols: number;
+  /** solve column j is original column order[j] */
+  readonly order: Int32Array;
+  /** original columns whose Hessian diagonal was 0: zeroed before the pass */
+  readonly dead: Uint8Array;
+  /** the scale column of each solve column */
+  readonly groupOf: Int32Array;
+  /** [rows or 1, groups] row-major */
+  readonly scale: Float32Array;
+  readonly zeroPoint: Int8Array;
+  readonly groups: number;
+  /** one scale for the whole tensor */
+  readonly tensorWide: boolean;
+  readonly qmin: number;
+  readonly qmax: number;
+  /** upper Cholesky factor of the (permuted, damped) inverse Hessian [cols, cols] */
+  readonly u: Float64Array;
+}
+
+export interface ColumnPassOptions {
+  readonly runtime: Runtime;
+  readonly blockSize: number;
+  readonly subBlock?: number;
+  readonly superBlock?: number;
+  readonly precision?: FloatType;
+}
+
+export interface ColumnPassResult {
+  /** [rows, cols] in the original column order */
+  readonly codes: Int8Array;
+  /** (codes − zp) · scale in fp32, [rows, cols] */
+  readonly dequantized: Float32Array;
+  /** Σ e² / 2 */
+  readonly loss: number;
+}
+
+type Floats = Float32Array | Float64Array;
+
+/** wt[j·R + r] = W[r, order[j]] (0 for dead columns), in tiles */
+function gatherColumns(w: Float32Array, p: ColumnProblem, wt: Floats): void {
+  const { rows: R, cols: n, order, dead } = p;
+  for (let j0 = 0; j0 < n; j0 += TILE) {
+    const j1 = Math.min(j0 + TILE, n);
+    for (let r0 = 0; r0 < R; r0 += TILE) {
+      const r1 = Math.min(r0 + TILE, R);
+      for (let j = j0; j < j1; j++) {
+        const c = order[j] as number;
+        if (dead[c]) continue;
+        for (let r = r0; r < r1; r++) wt[j * R + r] = w[r * n + c] as number;
+      }
+    }
+  }
+}
+
+/** out[r·n + order[j]] = t[j·R + r], in tiles */
+function scatterColumns<T extends Int8Array | Float32Array>(t: T, p: ColumnProblem, out: T): T {
+  const { rows: R, cols: n, order } = p;
+  for (let r0 = 0; r0 < R; r0 += TILE) {
+    const r1 = Math.min(r0 + TILE, R);
+    for (let j0 = 0; j0 < n; j0 += TILE) {
+      const j1 = Math.min(j0 + TILE, n);
+      for (let r = r0; r < r1; r++) for (let j = j0; j < j1; j++) out[r * n + (order[j] as number)] = t[j * R + r] as number;
+    }
+  }
+  return out;
+}
+
+/** the column pass over `w` [rows, cols] (row-major, original order) */
+export async function gptqColumns(w: Float32Array, p: ColumnProblem, o: ColumnPassOptions): Promise<ColumnPassResult> {
+  const { rows: R, cols: n, u, scale, zeroPoint, groupOf, groups: G, tensorWide, qmin, qmax } = p;
+  const wt: Floats = (o.precision ?? 'float32') === 'float32' ? new Float32Array(n * R) : new Float64Array(n * R);
+  gatherColumns(w, p, wt);
+  const codesT = new Int8Array(n * R);
+  const dqT = new Float32Array(n * R);
+  let loss = 0;
+
+  // columns [c1, c2): quantize each, push its error onto the later columns of the range; the column's
+  // slot of wt then holds its scaled error, which the lazy updates read
+  const solveColumns = (c1: number, c2: number): void => {
+    for (let i = c1; i < c2; i++) {
+      const d = u[i * n + i] as number;
+      const g = groupOf[i] as number;
+      const base = i * R;
+      for (let r = 0; r < R; r++) {
+        const k = tensorWide ? 0 : r * G + g;
+        const s = scale[k] as number;
+        const z = zeroPoint[k] as number;
+        const x = wt[base + r] as number;
+        let v = f(f(f(x) / s) + z);
+        v = v < qmin ? qmin : v > qmax ? qmax : v;
+        // round half to even
+        let q = Math.floor(v);
+        const frac = v - q;
+        if (frac > 0.5 || (frac === 0.5 && (q & 1) !== 0)) q += 1;
+        codesT[base + r] = q;
+        const dq = f((q - z) * s);
+        dqT[base + r] = dq;
+        const e = (x - dq) / d;
+        wt[base + r] = e;
+        loss += e * e;
+      }
+      for (let j = i + 1; j < c2; j++) {
+        const hij = u[i * n + j] as number;
+        if (hij === 0) continue;
+        const jBase = j * R;
+        for (let r = 0; r < R; r++) wt[jBase + r] = (wt[jBase + r] as number) - (wt[base + r] as number) * hij;
+      }
+    }
+  };
+
+  const levels = [...new Set([o.superBlock ?? 1024, o.blockSize, Math.max(1, o.subBlock ?? 16)])].sort((a, b) => b - a);
+  const solve = async (c1: number, c2: number, level: number): Promise<void> => {
+    const step = levels[level];
+    if (step === undefined) return solveColumns(c1, c2);
+    if (c2 - c1 <= step) return solve(c1, c2, level + 1);
+    for (let a = c1; a < c2; a += step) {
+      const b = Math.min(a + step, c2);
+      await solve(a, b, level + 1);
+      if (b < c2) await lazyUpdate(o.runtime, wt, R, u, n, a, b, c2);
+    }
+  };
+  await solve(0, n, 0);
+
+  return {
+    codes: scatterColumns(codesT, p, new Int8Array(R * n)),
+    dequantized: scatterColumns(dqT, p, new Float32Array(R * n)),
+    loss: loss / 2,
+  };
+}
+
+/** wt[b:c2] −= U[a:b, b:c2]ᵀ · wt[a:b] (wt rows a..b hold scaled errors) in onnxruntime */
+async function lazyUpdate(rt: Runtime, wt: Floats, R: number, u: Float64Array, n: number, a: number, b: number, c2: number): Promise<void> {
+  const k = c2 - b;
+  const m = b - a;
+  const dtype: FloatType = wt instanceof Float32Array ? 'float32' : 'float64';
+  const panel = dtype === 'float32' ? new Float32Array(m * k) : new Float64Array(m * k);
+  for (let i = 0; i < m; i++) panel.set(u.subarray((a + i) * n + b, (a + i) * n + c2), i * k);
+  const t = (dims: number[], v: Floats) => tensor(dtype, dims, v as never);
+  const out = await blockUpdate(rt, t([k, R], wt.subarray(b * R, c2 * R)), t([m, k], panel), t([m, R], wt.subarray(a * R, b * R)));
+  wt.set(out.data as Floats, b * R);
+}

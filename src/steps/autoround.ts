@@ -1,0 +1,265 @@
+// Step `autoround` (SignRound): for one decoder block, learn every targeted Linear's rounding offsets V and
+// min/max factors with signSGD so the quantized block, fed the quantized chain's inputs (`hidden`), matches
+// the full-precision block on the full-precision chain's inputs (`reference`), as intel/auto-round's
+// quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
+// (ort/kernels/autoround.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
+// quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the quantized block
+// is run over `hidden` to give the next block its inputs.
+
+import {
+  addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, signSgdStep, V_BOUND,
+  widenedRange,
+} from '../algo/autoround.js';
+import { quantizeWeightRtn } from '../algo/fake-quant.js';
+import { observeWeight } from '../algo/observers.js';
+import type { MinMax } from '../algo/qparams.js';
+import type { Json } from '../cache/key.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
+import { HfSource } from '../model/source.js';
+import {
+  autoroundBlockKernel, quantLayout, runAutoRoundBlock, toGroups, type AutoRoundBlockSpec, type BlockConstants, type BlockResult, type TargetParams,
+} from '../ort/kernels/autoround.js';
+import type { Graph, Value } from '../ort/graph.js';
+import { Kernel, type Runtime } from '../ort/session.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
+import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
+import { relativeError, setQuantized } from './quantized-module.js';
+import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
+
+export interface AutoRoundParams {
+  layer: number;
+  modules: Record<string, ModuleQuant>;
+  iters: number;
+  /** learning rate of V (resolved: 1/iters by default) */
+  lr: number;
+  /** learning rate of the min/max factors */
+  minmax_lr: number;
+  batch_size: number;
+  /** calibration windows to tune on, the first ones; null: all */
+  nsamples: number | null;
+  enable_minmax_tuning: boolean;
+  not_use_best_mse: boolean;
+  seed: number;
+}
+
+export type AutoRoundReason = 'autoround-unsupported-actorder' | 'autoround-input-mismatch' | 'autoround-missing-weight' | 'autoround-loss-not-finite';
+
+export class AutoRoundError extends Error {
+  readonly reason: AutoRoundReason;
+  constructor(reason: AutoRoundReason, message: string) {
+    super(message);
+    this.name = 'AutoRoundError';
+    this.reason = reason;
+  }
+}
+
+interface Target {
+  local: string;
+  module: ModuleQuant;
+  w: Float32Array;
+  range: MinMax;
+}
+
+const windows = (t: Tensor<'float32'>, start: number, count: number): Tensor<'float32'> => {
+  const [, T, H] = t.dims as [number, number, number];
+  return tensor('float32', [count, T, H], t.data.subarray(start * T * H, (start + count) * T * H));
+};
+
+function gather(t: Tensor<'float32'>, idx: readonly number[]): Tensor<'float32'> {
+  const [, T, H] = t.dims as [number, number, number];
+  const out = new Float32Array(idx.length * T * H);
+  idx.forEach((w, k) => out.set(t.data.subarray(w * T * H, (w + 1) * T * H), k * T * H));
+  return tensor('float32', [idx.length, T, H], out);
+}
+
+/** the windows tuned on: the first nsamples of both chains, which must agree in shape */
+function calibration(ctx: StepContext<AutoRoundParams>, hidden: Tensor<'float32'>, reference: Tensor<'float32'>): number {
+  const [n, T, H] = hidden.dims as [number, number, number];
+  const [nr, Tr, Hr] = reference.dims as [number, number, number];
+  if (T !== Tr || H !== Hr || nr < 1 || n < 1) {
+    throw new AutoRoundError('autoround-input-mismatch', `quantized-path inputs are [${hidden.dims.join(', ')}] but full-precision inputs are [${reference.dims.join(', ')}]; expected the same window length and width`);
+  }
+  const want = ctx.params.nsamples ?? Math.min(n, nr);
+  if (want > Math.min(n, nr)) ctx.warn(`autoround: nsamples ${want} but only ${Math.min(n, nr)} calibration windows; tuning on all of them`);
+  return Math.min(want, n, nr);
+}
+
+async function targetsOf(rt: Runtime, state: LayerState, modules: Record<string, ModuleQuant>): Promise<Target[]> {
+  const out: Target[] = [];
+  for (const [local, module] of Object.entries(modules)) {
+    const w = state.tensors[`${local}.weight`];
+    if (!w) throw new AutoRoundError('autoround-missing-weight', `layer ${state.layer} has no weight "${local}.weight"; expected one of: ${Object.keys(state.tensors).join(', ')}`);
+    if (module.weights.actorder === 'group') {
+      throw new AutoRoundError('autoround-unsupported-actorder', `module ${local}: actorder "group" is not supported by autoround; expected null or "static"`);
+    }
+    const [rows, cols] = w.dims as [number, number];
+    out.push({ local, module, w: w.data, range: await observeWeight(w.data, rows, cols, module.weights, { runtime: rt }) });
+  }
+  return out;
+}
+
+interface Training {
+  losses: number[];
+  best: BestTracker<Record<string, TargetParams>>;
+  kept: Record<string, TargetParams>;
+  keptIter: number | null;
+  trainMs: number;
+  ortMs: number;
+}
+
+/** the signSGD loop of auto-round's quant_block over minibatches of the calibration windows */
+async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: AutoRoundBlockSpec, constants: BlockConstants, x: Tensor<'float32'>, y: Tensor<'float32'>): Promise<Training> {
+  const p = ctx.params;
+  const params: Record<string, TargetParams> = Object.fromEntries(spec.targets.map((t) => [t.local, initialParams(t.layout)]));
+  const snapshot = (): Record<string, TargetParams> => Object.fromEntries(Object.entries(params).map(([k, v]) => [k, copyParams(v)]));
+  const best = new BestTracker<Record<string, TargetParams>>();
+  const losses: number[] = [];
+  let kept = params;
+  let keptIter: number | null = null;
+  const [n, T] = x.dims as [number, number];
+  const sampler = new IndexSampler(n, p.batch_size, blockRandom(p.seed, p.layer));
+  const micro = layerBatch(cfg, T);
+  const kernel = p.iters > 0 && spec.targets.length > 0 ? await autoroundBlockKernel(ctx.runtime, spec) : undefined;
+  const [t0, busy0] = [performance.now(), Kernel.busyMs];
+  for (let it = 0; it < p.iters && kernel; it++) {
+    ctx.signal.throwIfAborted();
+    const idx = sampler.next();
+    // minibatches above one onnxruntime call's budget run in parts: the mean loss is the parts' weighted sum
+    let loss = 0;
+    let grads: BlockResult['grads'] = {};
+    for (let b = 0; b < idx.length; b += micro) {
+      const part = idx.slice(b, b + micro);
+      const res = await runAutoRoundBlock(kernel, spec, constants, gather(x, part), gather(y, part), params);
+      const weight = part.length / idx.length;
+      loss += res.loss * weight;
+      grads = part.length === idx.length ? res.grads : addScaledGrads(grads, res.grads, weight);
+    }
+    if (!Number.isFinite(loss)) throw new AutoRoundError('autoround-loss-not-finite', `layer ${p.layer}: block loss is ${loss} at iteration ${it}; expected a finite number`);
+    losses.push(loss);
+    if (best.observe(it, loss, p.not_use_best_mse ? () => params : snapshot) && !p.not_use_best_mse) keptIter = it;
+    if (p.not_use_best_mse && it === p.iters - 1) [kept, keptIter] = [snapshot(), it];
+    const [lr, mmLr] = [linearLr(p.lr, it, p.iters), linearLr(p.minmax_lr, it, p.iters)];
+    for (const [local, g] of Object.entries(grads)) {
+      const q = params[local]!;
+      signSgdStep(q.v, g.v, lr, -V_BOUND, V_BOUND);
+      if (g.minScale) signSgdStep(q.minScale, g.minScale, mmLr, ...SCALE_BOUNDS);
+      if (g.maxScale) signSgdStep(q.maxScale, g.maxScale, mmLr, ...SCALE_BOUNDS);
+    }
+    ctx.progress(it + 1, p.iters, `loss ${loss.toExponential(1)} best ${best.loss.toExponential(1)}`);
+  }
+  if (!p.not_use_best_mse && best.params) kept = best.params;
+  return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: Kernel.busyMs - busy0 };
+}
+
+/** per target: ‖X(W − Q)ᵀ‖² / ‖XWᵀ‖² over the full-precision block's Linear inputs X, for autoround's and rtn's Q */
+async function outputErrors(
+  rt: Runtime,
+  cfg: ModelConfig,
+  linears: readonly LinearSpec[],
+  fp: Readonly<Record<string, Tensor<'float32'>>>,
+  x: Tensor<'float32'>,
+  actQuant: ReadonlyMap<string, number>,
+  quantized: Readonly<Record<string, { autoround: Float32Array; rtn: Float32Array }>>,
+): Promise<Record<string, { autoround: number; rtn: number }>> {
+  if (Object.keys(quantized).length === 0) return {};
+  const feeds: Record<string, Tensor> = { ...fp };
+  const kinds = ['autoround', 'rtn'] as const;
+  for (const [local, q] of Object.entries(quantized)) {
+    const w = fp[`${local}.weight`]!;
+    for (const k of kinds) feeds[`${local}.delta_${k}`] = tensor('float32', w.dims, w.data.map((v, i) => v - (q[k][i] as number)));
+  }
+  const build = (g: Graph, sites: Record<string, Value>): Record<string, Value> => {
+    const out: Record<string, Value> = {};
+    const energy = (xv: Value, w: Value): Value => {
+      const yv = g.matmul(xv, g.transpose(w, [1, 0]));
+      return g.op('ReduceSum', [g.mul(yv, yv)], { keepdims: 0 });
+    };
+    for (const local of Object.keys(quantized)) {
+      const l = linears.find((s) => s.local === local)!;
+      const xv = sites[l.site]!;
+      out[`${local}:fp`] = energy(xv, { name: `${local}.weight`, dtype: 'float32' });
+      for (const k of kinds) out[`${local}:${k}`] = energy(xv, g.input(`${local}.delta_${k}`, 'float32', [l.outFeatures, l.inFeatures]));
+    }
+    return out;
+  };
+  const sums = new Map<string, number>();
+  const tap = { key: `autoround.errors:${Object.keys(quantized).join(',')}`, build: (g: Graph, v: { sites: Record<string, Value> }) => build(g, v.sites) };
+  await forEachBatch(rt, cfg, linears, feeds, x, { tap, skipOut: true, actQuant }, (out) => {
+    for (const [k, t] of Object.entries(out)) sums.set(k, (sums.get(k) ?? 0) + (t.data[0] as number));
+  });
+  const ratio = (local: string, k: string): number => (sums.get(`${local}:${k}`) ?? 0) / Math.max(sums.get(`${local}:fp`) ?? 0, Number.MIN_VALUE);
+  return Object.fromEntries(Object.keys(quantized).map((local) => [local, { autoround: ratio(local, 'autoround'), rtn: ratio(local, 'rtn') }]));
+}
+
+export const autoroundStep: StepImpl<AutoRoundParams> = {
+  kind: 'autoround',
+  version: 1,
+  async run(ctx) {
+    const p = ctx.params;
+    const src = await HfSource.open(requireModel(ctx));
+    try {
+      const cfg = src.config;
+      const linears: LinearSpec[] = src.arch.linears(cfg);
+      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), p.layer);
+      const hidden = await readHidden(input(ctx, 'hidden').dir);
+      const reference = await readHidden(input(ctx, 'reference').dir);
+      const n = calibration(ctx, hidden, reference);
+      const fpActQuant = actQuantOf(state.quant);
+      const fpTensors = { ...state.tensors };
+      const x = windows(hidden, 0, n);
+      const y = await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant);
+
+      const targets = await targetsOf(ctx.runtime, state, p.modules);
+      const spec: AutoRoundBlockSpec = {
+        cfg,
+        linears,
+        targets: targets.map((t) => {
+          const [rows, cols] = state.tensors[`${t.local}.weight`]!.dims as [number, number];
+          const a = t.module.weights;
+          return { local: t.local, layout: quantLayout(rows, cols, a.strategy, a.group_size), bits: a.num_bits, symmetric: a.symmetric };
+        }),
+        actQuant: actQuantOf({ ...state.quant, ...p.modules }),
+        minmax: p.enable_minmax_tuning,
+      };
+      const constants: BlockConstants = { tensors: fpTensors, targets: {} };
+      spec.targets.forEach((t, i) => (constants.targets[t.local] = { w: toGroups(targets[i]!.w, t.layout), ...widenedRange(targets[i]!.range) }));
+      const run = await train(ctx, cfg, spec, constants, x, y);
+
+      const deltas: Record<string, { autoround: Float32Array; rtn: Float32Array }> = {};
+      const modules: Record<string, Json> = {};
+      for (const [i, t] of spec.targets.entries()) {
+        const { w, range, module } = targets[i]!;
+        const q = quantizeLearned(w, t.layout, range, run.kept[t.local]!, module.weights);
+        const rtn = await quantizeWeightRtn(w, t.layout.rows, t.layout.cols, module.weights, { runtime: ctx.runtime });
+        deltas[t.local] = { autoround: q.dequantized, rtn: rtn.dequantized };
+        modules[t.local] = { weight_error: relativeError(w, q.dequantized), rtn_weight_error: relativeError(w, rtn.dequantized) };
+        setQuantized(state, t.local, t.layout.rows, t.layout.cols, q, module);
+      }
+      const errors = await outputErrors(ctx.runtime, cfg, linears, fpTensors, x, fpActQuant, deltas);
+      for (const [local, e] of Object.entries(errors)) modules[local] = { ...(modules[local] as Record<string, Json>), output_error: e.autoround, rtn_output_error: e.rtn };
+
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant)));
+      await writeLayerState(ctx.outDir, state);
+      const { losses, best } = run;
+      return {
+        layer: p.layer,
+        windows: n,
+        iters: p.iters,
+        batch_size: Math.min(p.batch_size, n),
+        loss_iter0: losses[0] ?? null,
+        best_loss: Number.isFinite(best.loss) ? best.loss : null,
+        best_iter: best.iter >= 0 ? best.iter : null,
+        kept_iter: run.keptIter,
+        last_loss: losses.at(-1) ?? null,
+        loss_curve: sampleCurve(losses),
+        ms_per_iter: losses.length > 0 ? run.trainMs / losses.length : null,
+        ort_share: run.trainMs > 0 ? run.ortMs / run.trainMs : null,
+        modules,
+      };
+    } finally {
+      await src.close();
+    }
+  },
+};

@@ -1,0 +1,154 @@
+// Cross-stage rules the schema cannot express: each fixture loads, then fails (or warns) at plan time with a
+// diagnostic pointing at the stage or field, printed with its squiggle.
+
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { printDiagnostics } from '../../src/diag/print.js';
+import { compilePlan } from '../../src/plan/compile.js';
+import { loadRecipe } from '../../src/recipe/load.js';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const fixtures = join(repo, 'test/fixtures/recipes/plan');
+
+function planned(name: string): { ok: boolean; printed: string } {
+  const loaded = loadRecipe(join(fixtures, `${name}.yaml`));
+  if (!loaded.ok) throw new Error(`${name} should load: ${loaded.error.map((d) => d.message).join('; ')}`);
+  const plan = compilePlan(loaded.value);
+  const diagnostics = plan.ok ? plan.value.warnings : plan.error;
+  return { ok: plan.ok, printed: `\n${printDiagnostics(diagnostics, { cwd: repo })}` };
+}
+
+describe('plan errors', () => {
+  test('every plan fixture has a test', () => {
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel'];
+    expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
+  });
+
+  test('smoothquant with no quantizing stage after it', () => {
+    const r = planned('smoothquant-without-quantizer');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/smoothquant-without-quantizer.yaml:5:5 smoothquant only rescales weights; add a quantizing stage after it (rtn, gptq, autoround) or give it a scheme
+            - kind: smoothquant
+              ~~~~~~~~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('awq without a scheme as the last stage', () => {
+    const r = planned('awq-without-scheme-last');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/awq-without-scheme-last.yaml:5:5 awq without scheme or config_groups only rescales weights; add a quantizing stage after it (rtn, gptq, autoround) or give it a scheme
+            - kind: awq
+              ~~~~~~~~~
+      "
+    `);
+  });
+
+  test('a calibrating stage without a calibration block', () => {
+    const r = planned('missing-calibration');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/missing-calibration.yaml:4:5 stage "gptq" needs calibration data, but the recipe has no calibration block
+            - kind: gptq
+              ~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('two stages quantizing the same modules', () => {
+    const r = planned('quantized-twice');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/quantized-twice.yaml:7:5 modules already quantized by an earlier stage: model.layers.0.self_attn.q_proj (stage 1), model.layers.0.self_attn.k_proj (stage 1), model.layers.0.self_attn.v_proj (stage 1) and 25 more; a module is quantized once (use ignore)
+            - kind: gptq
+              ~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('targets and ignore patterns that match no module', () => {
+    const r = planned('targets-match-nothing');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ⚠️ test/fixtures/recipes/plan/targets-match-nothing.yaml:7:14 target "re:.*attention" matches no module of the model
+              targets: ["re:.*attention"]
+                       ~~~~~~~~~~~~~~~~~~
+      ⚠️ test/fixtures/recipes/plan/targets-match-nothing.yaml:8:13 ignore pattern "re:.*nothing" matches no module of the model
+              ignore: [lm_head, "re:.*nothing"]
+                      ~~~~~~~~~~~~~~~~~~~~~~~~~
+      ❌ test/fixtures/recipes/plan/targets-match-nothing.yaml:7:14 stage 1: rtn selects no Linear module to quantize
+              targets: ["re:.*attention"]
+                       ~~~~~~~~~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('a seq_len longer than the model context', () => {
+    const r = planned('seq-len-too-long');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/seq-len-too-long.yaml:3:66 seq_len 4096 exceeds the model's max_position_embeddings 512
+          calibration: { dataset: "model:calib.txt", samples: 16, seq_len: 4096 }
+                                                                           ~~~~
+      "
+    `);
+  });
+
+  test('lm_head named as a target', () => {
+    const r = planned('lm-head-targeted');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/lm-head-targeted.yaml:7:14 module "lm_head" is outside the decoder layers; quantforge quantizes decoder-layer Linears only (add it to ignore)
+              targets: [Linear, lm_head]
+                       ~~~~~~~~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('autoround nsamples above the calibration samples', () => {
+    const r = planned('autoround-nsamples');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/autoround-nsamples.yaml:7:15 autoround nsamples 64 exceeds calibration.samples 16
+              nsamples: 64
+                        ~~
+      "
+    `);
+  });
+
+  test('a custom mapping whose smooth layer matches nothing', () => {
+    const r = planned('bad-mapping');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/bad-mapping.yaml:7:9 smooth_layer "re:.*missing_norm" should match exactly one module of a decoder layer, matched 0
+                - smooth_layer: "re:.*missing_norm"
+                  ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('actorder on a per-channel weight scheme', () => {
+    const r = planned('actorder-on-channel');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/actorder-on-channel.yaml:7:7 group_0.weights: actorder "group" requires strategy "group", found "channel"
+                group_0:
+                ~~~~~~~~
+      "
+    `);
+  });
+});
