@@ -36,6 +36,8 @@ export class PlanBuilder {
   /** counts model states so propagate steps of different states get different ids */
   #generation = 0;
   readonly #ids = new Set<string>();
+  /** the per-layer steps of each stage (1-based), for the report */
+  readonly stageLayers = new Map<number, StepId[]>();
   /** full module name → 1-based index of the stage that quantized it (a module is quantized once) */
   readonly quantizedBy = new Map<string, number>();
 

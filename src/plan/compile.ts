@@ -11,7 +11,7 @@ import { checkStages } from './checks.js';
 import { stageDefs } from '../stages/registry.js';
 import type { StageContext } from '../stages/stage.js';
 import type { Plan, StepId } from './types.js';
-import { addEvaluation, addOutputs } from './outputs.js';
+import { addEvaluation, addOutputs, addReport } from './outputs.js';
 
 export interface PlanResult {
   plan: Plan;
@@ -32,6 +32,7 @@ export function compilePlan(loaded: LoadedRecipe): Result<PlanResult> {
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, error: diagnostics };
   addOutputs(loaded, b);
   addEvaluation(loaded, b, model, diagnostics);
+  addReport(loaded, b);
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, error: diagnostics };
   return { ok: true, value: { plan: { steps: b.steps, outputs: b.outputs, metricSteps: b.metricSteps }, warnings: diagnostics } };
 }

@@ -7,6 +7,7 @@ import type { PlanBuilder } from './builder.js';
 import { cappedSeqLen, datasetSource } from './compile.js';
 import type { ResolvedModel } from './model.js';
 import type { StepId } from './types.js';
+import { basename, dirname, join } from 'node:path';
 
 /** MatMulNBits accuracy_level of ONNX exports: 0 computes in fp32, as the fake-quantized evaluation does */
 export const ONNX_ACCURACY_LEVEL = 0;
@@ -75,4 +76,39 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
       group: 'evaluate',
     }),
   );
+}
+
+function stageSummary(stage: Record<string, unknown>): string {
+  return Object.entries(stage)
+    .filter(([k, v]) => k !== 'kind' && (typeof v !== 'object' || v === null))
+    .map(([k, v]) => `${k} ${String(v)}`)
+    .join(', ');
+}
+
+/** where the report goes: the recipe's `report`, else beside the first output, else beside the recipe */
+function reportPath(loaded: LoadedRecipe): string {
+  if (loaded.paths.report) return loaded.paths.report;
+  const name = basename(loaded.path).replace(/\.ya?ml$/, '');
+  const first = loaded.paths.outputs[0];
+  return first ? join(dirname(first), `${name}-report`) : join(loaded.dir, `${name}.report`);
+}
+
+export function addReport(loaded: LoadedRecipe, b: PlanBuilder): void {
+  const inputs: Record<string, StepId | StepId[] | undefined> = {};
+  for (const [stage, ids] of b.stageLayers) inputs[`stage${stage}`] = ids;
+  for (const role of ['fp', 'quantized', 'onnx']) inputs[role] = b.steps.find((s) => s.id === `evaluate/${role}`)?.id;
+  const id = b.add({
+    id: 'report',
+    kind: 'report',
+    params: {
+      title: basename(loaded.path),
+      model: typeof loaded.recipe.model === 'string' ? loaded.recipe.model : `example ${loaded.recipe.model.example} (seed ${loaded.recipe.model.seed})`,
+      stages: loaded.recipe.stages.map((s) => ({ kind: s.kind, summary: stageSummary(s as unknown as Record<string, unknown>) })),
+    },
+    inputs,
+    origin: loaded.locate(['stages']),
+    group: 'outputs',
+    deviceDependent: false,
+  });
+  b.outputs.push({ format: 'report', path: reportPath(loaded), step: id });
 }

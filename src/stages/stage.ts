@@ -122,5 +122,6 @@ export function perLayerSteps(
     );
   }
   out.forEach((id, l) => (ctx.b.state[l] = id));
+  ctx.b.stageLayers.set(ctx.index, out);
   return out;
 }

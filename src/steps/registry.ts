@@ -13,6 +13,7 @@ import { propagateStep } from './propagate.js';
 import { evaluateOnnxStep } from './evaluate-onnx.js';
 import { exportOnnxStep } from './export-onnx.js';
 import { packStep } from './pack.js';
+import { reportStep } from './report.js';
 import { rtnStep } from './rtn.js';
 import { smoothquantStep } from './smoothquant.js';
 import { tokenizeStep } from './tokenize.js';
@@ -32,6 +33,7 @@ const impls: StepImpl<never>[] = [
   packStep,
   exportOnnxStep,
   evaluateOnnxStep,
+  reportStep,
 ];
 
 export const stepImpls: ReadonlyMap<string, StepImpl> = new Map(impls.map((s) => [s.kind, s as unknown as StepImpl]));
