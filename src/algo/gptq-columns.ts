@@ -81,53 +81,61 @@ function scatterColumns<T extends Int8Array | Float32Array>(t: T, p: ColumnProbl
   return out;
 }
 
+/**
+ * columns [c1, c2): quantize each, push its error at once onto the later columns of the range; the
+ * column's slot of wt then holds its scaled error, which the lazy updates read. Returns Σ e².
+ */
+function solveColumns(p: ColumnProblem, wt: Floats, codesT: Int8Array, dqT: Float32Array, c1: number, c2: number): number {
+  const { rows: R, cols: n, u, scale, zeroPoint, groupOf, groups: G, tensorWide, qmin, qmax } = p;
+  let loss = 0;
+  for (let i = c1; i < c2; i++) {
+    const inv = 1 / (u[i * n + i] as number);
+    const g = groupOf[i] as number;
+    const base = i * R;
+    for (let r = 0; r < R; r++) {
+      const k = tensorWide ? 0 : r * G + g;
+      const s = scale[k] as number;
+      const z = zeroPoint[k] as number;
+      const x = wt[base + r] as number;
+      let v = f(f(f(x) / s) + z);
+      v = v < qmin ? qmin : v > qmax ? qmax : v;
+      // round half to even
+      let q = Math.floor(v);
+      const frac = v - q;
+      if (frac > 0.5 || (frac === 0.5 && (q & 1) !== 0)) q += 1;
+      codesT[base + r] = q;
+      const dq = f((q - z) * s);
+      dqT[base + r] = dq;
+      const e = (x - dq) * inv;
+      wt[base + r] = e;
+      loss += e * e;
+    }
+    for (let j = i + 1; j < c2; j++) {
+      const hij = u[i * n + j] as number;
+      if (hij === 0) continue;
+      const jBase = j * R;
+      for (let r = 0; r < R; r++) wt[jBase + r] = (wt[jBase + r] as number) - (wt[base + r] as number) * hij;
+    }
+  }
+  return loss;
+}
+
 /** the column pass over `w` [rows, cols] (row-major, original order) */
 export async function gptqColumns(w: Float32Array, p: ColumnProblem, o: ColumnPassOptions): Promise<ColumnPassResult> {
-  const { rows: R, cols: n, u, scale, zeroPoint, groupOf, groups: G, tensorWide, qmin, qmax } = p;
+  const { rows: R, cols: n, u } = p;
   const wt: Floats = (o.precision ?? 'float32') === 'float32' ? new Float32Array(n * R) : new Float64Array(n * R);
   gatherColumns(w, p, wt);
   const codesT = new Int8Array(n * R);
   const dqT = new Float32Array(n * R);
   let loss = 0;
 
-  // columns [c1, c2): quantize each, push its error onto the later columns of the range; the column's
-  // slot of wt then holds its scaled error, which the lazy updates read
-  const solveColumns = (c1: number, c2: number): void => {
-    for (let i = c1; i < c2; i++) {
-      const d = u[i * n + i] as number;
-      const g = groupOf[i] as number;
-      const base = i * R;
-      for (let r = 0; r < R; r++) {
-        const k = tensorWide ? 0 : r * G + g;
-        const s = scale[k] as number;
-        const z = zeroPoint[k] as number;
-        const x = wt[base + r] as number;
-        let v = f(f(f(x) / s) + z);
-        v = v < qmin ? qmin : v > qmax ? qmax : v;
-        // round half to even
-        let q = Math.floor(v);
-        const frac = v - q;
-        if (frac > 0.5 || (frac === 0.5 && (q & 1) !== 0)) q += 1;
-        codesT[base + r] = q;
-        const dq = f((q - z) * s);
-        dqT[base + r] = dq;
-        const e = (x - dq) / d;
-        wt[base + r] = e;
-        loss += e * e;
-      }
-      for (let j = i + 1; j < c2; j++) {
-        const hij = u[i * n + j] as number;
-        if (hij === 0) continue;
-        const jBase = j * R;
-        for (let r = 0; r < R; r++) wt[jBase + r] = (wt[jBase + r] as number) - (wt[base + r] as number) * hij;
-      }
-    }
-  };
-
-  const levels = [...new Set([o.superBlock ?? 1024, o.blockSize, Math.max(1, o.subBlock ?? 16)])].sort((a, b) => b - a);
+  const levels = [...new Set([o.superBlock ?? 1024, o.blockSize, Math.max(1, o.subBlock ?? 8)])].sort((a, b) => b - a);
   const solve = async (c1: number, c2: number, level: number): Promise<void> => {
     const step = levels[level];
-    if (step === undefined) return solveColumns(c1, c2);
+    if (step === undefined) {
+      loss += solveColumns(p, wt, codesT, dqT, c1, c2);
+      return;
+    }
     if (c2 - c1 <= step) return solve(c1, c2, level + 1);
     for (let a = c1; a < c2; a += step) {
       const b = Math.min(a + step, c2);

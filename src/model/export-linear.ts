@@ -57,11 +57,15 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
   if (q.input_activations && q.input_activations.num_bits === 8 && q.weights.num_bits === 8) {
     const wq = await init('weight_q_t', transposeInt8(q.codes));
     const ws = await init('weight_scale', tensor('float32', [N], q.scale.data));
+    const zero = g.constant(tensor('uint8', [], Uint8Array.of(128)), 'act_zero_point');
     return withBias((x) => {
+      // symmetric per-token codes q ∈ [−128, 127], stored as q + 128 in uint8 (zero point 128): the u8 × s8
+      // MatMulInteger kernel is onnxruntime's fast path, and Σ (u − 128)·w is exactly Σ q·w
       const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
       const s = g.op('Max', [g.div(absMax, g.scalar(127.5)), g.scalar(1.1920928955078125e-7)]);
-      const qx = g.cast(g.op('Clip', [g.op('Round', [g.div(x, s)]), g.scalar(-128), g.scalar(127)]), 'int8');
-      const acc = g.op('MatMulInteger', [qx, wq], {}, { dtype: 'int32' });
+      const q = g.op('Clip', [g.op('Round', [g.div(x, s)]), g.scalar(-128), g.scalar(127)]);
+      const u = g.cast(g.add(q, g.scalar(128)), 'uint8');
+      const acc = g.op('MatMulInteger', [u, wq, zero], {}, { dtype: 'int32' });
       return g.mul(g.mul(g.cast(acc, 'float32'), s), ws);
     });
   }

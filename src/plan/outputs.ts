@@ -9,9 +9,6 @@ import type { ResolvedModel } from './model.js';
 import type { StepId } from './types.js';
 import { basename, dirname, join } from 'node:path';
 
-/** MatMulNBits accuracy_level of ONNX exports: 0 computes in fp32, as the fake-quantized evaluation does */
-export const ONNX_ACCURACY_LEVEL = 0;
-
 const OUTPUT_KIND = { 'compressed-tensors': 'pack', onnx: 'export-onnx' } as const;
 
 /** layer states for every decoder layer (all quantized by now: the checks guarantee a quantizing stage) */
@@ -31,7 +28,7 @@ export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
     const id = b.add({
       id: `${kind}/${o.format}${repeat > 0 ? `.${repeat}` : ''}`,
       kind,
-      params: o.format === 'onnx' ? { format: o.format, accuracy_level: ONNX_ACCURACY_LEVEL } : { format: o.format },
+      params: o.format === 'onnx' ? { format: o.format, accuracy_level: o.accuracy_level } : { format: o.format },
       inputs: { states },
       readsModel: true,
       origin: loaded.locate(['outputs', i]),

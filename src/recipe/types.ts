@@ -139,6 +139,8 @@ export interface OutputConfig {
   format: OutputFormat;
   /** relative to the recipe, as written */
   path: string;
+  /** onnx only: MatMulNBits accuracy_level of int4 weights */
+  accuracy_level: 0 | 1 | 2 | 3 | 4;
 }
 
 export interface Recipe {

@@ -13,11 +13,12 @@ import type { ActOrder } from '../algo/scheme.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { LayerTap } from '../model/layer-runner.js';
+import type { ModelConfig } from '../model/config.js';
 import { HfSource } from '../model/source.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
+import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
 import { setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
 
@@ -79,6 +80,93 @@ function dampeningWarning(name: string, requested: number, r: GptqResult): strin
   return undefined;
 }
 
+/** what one run of the step works on, and what it reports */
+interface LayerJob {
+  ctx: StepContext<GptqParams>;
+  cfg: ModelConfig;
+  linears: readonly LinearSpec[];
+  prefix: string;
+  state: LayerState;
+  /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
+  weightsIn: LayerState['tensors'];
+  /** per-token activation fake-quant of Linears quantized before this step */
+  actQuantIn: ReadonlyMap<string, number>;
+  hidden: Tensor<'float32'>;
+  tokens: number;
+  width(site: InputSite): number;
+  timing: Timing;
+  warnings: string[];
+  tick(message: string): void;
+}
+
+function warn(job: LayerJob, message: string): void {
+  job.warnings.push(message);
+  job.ctx.warn(message);
+}
+
+/** H = 2·XᵀX / tokens of each site in `which`, accumulated in float64 over the calibration batches */
+async function captureHessians(job: LayerJob, which: readonly InputSite[]): Promise<Map<InputSite, Float64Array>> {
+  const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
+  let addMs = 0;
+  const t0 = performance.now();
+  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: actQuantOf(job.state.quant) };
+  await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
+    const a0 = performance.now();
+    for (const [s, h] of acc) {
+      const part = out[`xtx.${s}`]?.data as Float64Array;
+      for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
+    }
+    addMs += performance.now() - a0;
+    job.tick(`capture ${which.join(', ')}`);
+  });
+  const a0 = performance.now();
+  for (const h of acc.values()) for (let i = 0; i < h.length; i++) h[i] = ((h[i] as number) * 2) / job.tokens;
+  addMs += performance.now() - a0;
+  job.timing.capture += performance.now() - t0 - addMs;
+  job.timing.hessian += addMs;
+  return acc;
+}
+
+/** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics; the state gets the result */
+async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Promise<Json> {
+  const { ctx, state } = job;
+  const p = ctx.params;
+  const module = p.modules[local] as ModuleQuant;
+  const name = `${job.prefix}${local}`;
+  const w = state.tensors[`${local}.weight`];
+  if (!w) throw new Error(`gptq layer ${p.layer}: no weight ${local}.weight in the layer state`);
+  const [rows, cols] = w.dims as [number, number];
+  const order = resolveActOrder(p.actorder, module.weights);
+  if (order.warning) warn(job, `${name}: ${order.warning}`);
+  const r = await gptqQuantize(w.data, rows, cols, h, module.weights, {
+    runtime: ctx.runtime,
+    blockSize: p.block_size,
+    dampeningFrac: p.dampening_frac,
+    actorder: order.actorder,
+    name,
+  });
+  job.timing.hessian += r.timing.inverseMs;
+  job.timing.quantize += r.timing.solveMs;
+  const dw = dampeningWarning(name, p.dampening_frac, r);
+  if (dw) warn(job, dw);
+  const t0 = performance.now();
+  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime });
+  const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.dequantized, rtn.dequantized);
+  job.timing.metrics += performance.now() - t0;
+  setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
+  return {
+    gptq_error: err.gptq,
+    rtn_error: err.rtn,
+    gptq_loss: r.loss,
+    dampening_frac: r.dampening.frac,
+    dampening: r.dampening.value,
+    dampening_tried: [...r.dampening.tried],
+    rtn_fallback: r.dampening.fallback,
+    actorder: order.actorder,
+    dead_columns: r.deadColumns,
+  };
+}
+
 export const gptqStep: StepImpl<GptqParams> = {
   kind: 'gptq',
   version: 1,
@@ -88,111 +176,58 @@ export const gptqStep: StepImpl<GptqParams> = {
     try {
       const cfg = src.config;
       const linears = src.arch.linears(cfg);
-      const prefix = src.arch.layerPrefix(p.layer);
       const state = await loadLayerInput(src, optionalInput(ctx, 'state'), p.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const [N, T] = hidden.dims as [number, number, number];
-      const tokens = N * T;
       const bySite = sitesOf(linears, p.modules, p.layer);
       const sites = [...bySite.keys()];
-      const width = (s: InputSite): number => (bySite.get(s)?.[0] as LinearSpec).inFeatures;
-      // capture reads the weights as they came in, whatever was quantized since
-      const weightsIn = { ...state.tensors };
-      const actQuantIn = actQuantOf(state.quant);
       const batches = Math.ceil(N / layerBatch(cfg, T));
-      const moduleCount = Object.keys(p.modules).length;
-      const total = (p.offload_hessians ? sites.length : 1) * batches + moduleCount + batches;
+      const total = (p.offload_hessians ? sites.length : 1) * batches + Object.keys(p.modules).length + batches;
       let done = 0;
-      const tick = (message: string): void => ctx.progress(++done, total, message);
-      const timing: Timing = { capture: 0, hessian: 0, quantize: 0, metrics: 0, propagate: 0 };
-      const warnings: string[] = [];
-      const warn = (m: string): void => {
-        warnings.push(m);
-        ctx.warn(m);
+      const job: LayerJob = {
+        ctx,
+        cfg,
+        linears,
+        prefix: src.arch.layerPrefix(p.layer),
+        state,
+        weightsIn: { ...state.tensors },
+        actQuantIn: actQuantOf(state.quant),
+        hidden,
+        tokens: N * T,
+        width: (s) => (bySite.get(s)?.[0] as LinearSpec).inFeatures,
+        timing: { capture: 0, hessian: 0, quantize: 0, metrics: 0, propagate: 0 },
+        warnings: [],
+        tick: (message) => ctx.progress(++done, total, message),
       };
 
-      const capture = async (which: readonly InputSite[]): Promise<Map<InputSite, Float64Array>> => {
-        const acc = new Map(which.map((s) => [s, new Float64Array(width(s) ** 2)] as const));
-        let addMs = 0;
-        const t0 = performance.now();
-        await forEachBatch(ctx.runtime, cfg, linears, weightsIn, hidden, { tap: xtxTap(which, width), skipOut: true, actQuant: actQuantIn }, (out) => {
-          const a0 = performance.now();
-          for (const [s, h] of acc) {
-            const part = out[`xtx.${s}`]?.data as Float64Array;
-            for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
-          }
-          addMs += performance.now() - a0;
-          tick(`capture ${which.join(', ')}`);
-        });
-        const a0 = performance.now();
-        for (const h of acc.values()) for (let i = 0; i < h.length; i++) h[i] = ((h[i] as number) * 2) / tokens;
-        addMs += performance.now() - a0;
-        timing.capture += performance.now() - t0 - addMs;
-        timing.hessian += addMs;
-        return acc;
-      };
-
-      const results: Record<string, Json> = {};
-      const held = p.offload_hessians ? undefined : await capture(sites);
+      const modules: Record<string, Json> = {};
+      const held = p.offload_hessians ? undefined : await captureHessians(job, sites);
       for (const site of sites) {
-        const h = held ? (held.get(site) as Float64Array) : ((await capture([site])).get(site) as Float64Array);
+        const h = (held ?? (await captureHessians(job, [site]))).get(site) as Float64Array;
         held?.delete(site);
         for (const spec of bySite.get(site) ?? []) {
           ctx.signal.throwIfAborted();
-          const local = spec.local;
-          const module = p.modules[local] as ModuleQuant;
-          const name = `${prefix}${local}`;
-          const w = state.tensors[`${local}.weight`];
-          if (!w) throw new Error(`gptq layer ${p.layer}: no weight ${local}.weight in the layer state`);
-          const [rows, cols] = w.dims as [number, number];
-          const order = resolveActOrder(p.actorder, module.weights);
-          if (order.warning) warn(`${name}: ${order.warning}`);
-          const r = await gptqQuantize(w.data, rows, cols, h, module.weights, {
-            runtime: ctx.runtime,
-            blockSize: p.block_size,
-            dampeningFrac: p.dampening_frac,
-            actorder: order.actorder,
-            name,
-          });
-          timing.hessian += r.timing.inverseMs;
-          timing.quantize += r.timing.solveMs;
-          const dw = dampeningWarning(name, p.dampening_frac, r);
-          if (dw) warn(dw);
-          const t0 = performance.now();
-          const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime });
-          const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.dequantized, rtn.dequantized);
-          timing.metrics += performance.now() - t0;
-          setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
-          results[local] = {
-            gptq_error: err.gptq,
-            rtn_error: err.rtn,
-            gptq_loss: r.loss,
-            dampening_frac: r.dampening.frac,
-            dampening: r.dampening.value,
-            dampening_tried: [...r.dampening.tried],
-            rtn_fallback: r.dampening.fallback,
-            actorder: order.actorder,
-            dead_columns: r.deadColumns,
-          };
-          tick(`quantized ${local}`);
+          modules[spec.local] = await quantizeModule(job, spec.local, h);
+          job.tick(`quantized ${spec.local}`);
         }
       }
 
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
-      const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => tick('propagate'));
-      timing.propagate = performance.now() - t0;
+      const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'));
+      job.timing.propagate = performance.now() - t0;
       await writeHidden(ctx.outDir, next);
       await writeLayerState(ctx.outDir, state);
       const ms = (v: number): number => Math.round(v * 10) / 10;
+      const t = job.timing;
       return {
         layer: p.layer,
         samples: N,
-        tokens,
+        tokens: job.tokens,
         hessian_passes: held ? 1 : sites.length,
-        modules: results,
-        timing_ms: { capture: ms(timing.capture), hessian: ms(timing.hessian), quantize: ms(timing.quantize), metrics: ms(timing.metrics), propagate: ms(timing.propagate) },
-        warnings,
+        modules,
+        timing_ms: { capture: ms(t.capture), hessian: ms(t.hessian), quantize: ms(t.quantize), metrics: ms(t.metrics), propagate: ms(t.propagate) },
+        warnings: job.warnings,
       };
     } finally {
       await src.close();

@@ -61,14 +61,17 @@ interface Run {
   warnings: string[];
 }
 
-async function runStep(params: Partial<GptqParams>): Promise<Run> {
+async function runStep(params: Partial<GptqParams>, stateDir?: string): Promise<Run> {
   const outDir = mkdtempSync(join(root, 'out-'));
   const progress: [number, number, string][] = [];
   const warnings: string[] = [];
   const ctx: StepContext<GptqParams> = {
     id: 'stage1.gptq/layer.0',
     params: { layer: 0, modules: W4A16, block_size: 128, dampening_frac: 0.01, actorder: 'static', offload_hessians: false, ...params },
-    inputs: { hidden: { id: 'embed/calibration', kind: 'embed', dir: embedDir, result: null } },
+    inputs: {
+      hidden: { id: 'embed/calibration', kind: 'embed', dir: embedDir, result: null },
+      ...(stateDir ? { state: { id: 'stage1.gptq/layer.0', kind: 'gptq', dir: stateDir, result: null } } : {}),
+    },
     files: {},
     modelDir,
     outDir,
@@ -183,6 +186,21 @@ describe('gptq step', () => {
     const w = state.tensors['mlp.down_proj.weight']!;
     const deq = dequantizeWeight(q.codes.data, 256, 688, { scale: q.scale.data, zeroPoint: new Int8Array(q.scale.data.length) }, q.weights, q.gIdx!.data);
     expect(deq).toEqual(w.data);
+  });
+
+  test('a second stage builds on the state of the first, capturing with its W8A8 activations, offloaded or not', async () => {
+    const attention = Object.fromEntries(LOCALS.slice(0, 3).map((m) => [m, W8A8[m]!]));
+    const rest = Object.fromEntries(LOCALS.slice(3).map((m) => [m, W4A16[m]!]));
+    const first = await runStep({ modules: attention, dampening_frac: 0.01 });
+    const held = await runStep({ modules: rest }, first.outDir);
+    const off = await runStep({ modules: rest, offload_hessians: true }, first.outDir);
+    expect(Object.keys(held.state.quant).sort()).toEqual([...LOCALS].sort());
+    for (const m of LOCALS.slice(0, 3)) expect(held.state.quant[m]!.codes.data, m).toEqual(first.state.quant[m]!.codes.data);
+    for (const m of LOCALS.slice(3)) expect(off.state.quant[m]!.codes.data, m).toEqual(held.state.quant[m]!.codes.data);
+    expect(off.hidden.data).toEqual(held.hidden.data);
+    // o_proj calibrates on attention outputs computed with the first stage's W8A8 q/k/v
+    const fresh = await runStep({ modules: rest });
+    expect(held.state.quant['self_attn.o_proj']!.codes.data).not.toEqual(fresh.state.quant['self_attn.o_proj']!.codes.data);
   });
 
   test('refuses a module that is not a Linear of the layer', async () => {
