@@ -5,7 +5,7 @@ import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import { archFor, type ArchAdapter } from '../model/arch.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { exampleModelConfig } from '../model/example-model.js';
-import { exampleTokenizer } from '../model/example-tokenizer.js';
+import { EXAMPLE_VOCAB_SIZE } from '../model/example-tokenizer.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import type { StepSpec } from './builder.js';
 import { stepId, type ModelRef } from './types.js';
@@ -21,7 +21,7 @@ export interface ResolvedModel {
 export function resolveModel(loaded: LoadedRecipe, diagnostics: Diagnostic[]): ResolvedModel | undefined {
   const spec = loaded.recipe.model;
   if (typeof spec !== 'string') {
-    const config = exampleModelConfig(spec.example, exampleTokenizer(0).vocabSize);
+    const config = exampleModelConfig(spec.example, EXAMPLE_VOCAB_SIZE);
     const id = 'model/example';
     return {
       config,

@@ -1,0 +1,65 @@
+// The cost of doing nothing: wall time of `quantforge run` (a fresh process, as a user types it) on an unchanged
+// recipe whose 20-layer plan is fully cached, compared with `node -e ''` started the same way in the same run.
+// Usage: npx tsx bench/noop.ts
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { writeSafetensors } from '../src/formats/safetensors.js';
+import { exampleConfigJson, exampleTensor, exampleTensorNames } from '../src/model/example-model.js';
+import { exampleTokenizer } from '../src/model/example-tokenizer.js';
+import { parseModelConfig } from '../src/model/config.js';
+import { median, table } from './util.js';
+
+const RUNS = 7;
+const LAYERS = 20;
+const cli = resolve(import.meta.dirname, '../bin/quantforge.js');
+const dir = mkdtempSync(join(tmpdir(), 'qf-bench-noop-'));
+
+// a real (small) 20-layer Llama: the tiny example's generator with 20 layers and hidden 64
+const { tokenizer, config: tokConfig, vocabSize } = exampleTokenizer(256);
+const raw = { ...exampleConfigJson('tiny', vocabSize, 'f32'), hidden_size: 64, intermediate_size: 128, num_hidden_layers: LAYERS, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, max_position_embeddings: 256 };
+const cfg = parseModelConfig(raw);
+const model = join(dir, 'model');
+execFileSync('mkdir', ['-p', model]);
+writeFileSync(join(model, 'config.json'), JSON.stringify(raw));
+writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tokenizer));
+writeFileSync(join(model, 'tokenizer_config.json'), JSON.stringify(tokConfig));
+await writeSafetensors(join(model, 'model.safetensors'), exampleTensorNames(cfg).map((n) => [n, exampleTensor(cfg, 0, n)] as const));
+writeFileSync(join(dir, 'calib.txt'), 'the cat saw the dog and the bird in the park. '.repeat(400));
+writeFileSync(
+  join(dir, 'recipe.yaml'),
+  `quantforge: 1
+model: ./model
+calibration: { dataset: ./calib.txt, samples: 8, seq_len: 64 }
+stages:
+  - { kind: smoothquant, smoothing_strength: 0.5 }
+  - { kind: gptq, scheme: W8A8, ignore: [lm_head] }
+evaluate:
+  perplexity: { dataset: ./calib.txt, seq_len: 64, max_windows: 4 }
+outputs:
+  - { format: compressed-tensors, path: ./out/model }
+`,
+);
+
+const time = (args: string[]): number => {
+  const t0 = performance.now();
+  execFileSync(process.execPath, args, { cwd: dir, stdio: 'ignore' });
+  return performance.now() - t0;
+};
+const first = time([cli, 'run', 'recipe.yaml', '--json']);
+const noop: number[] = [];
+const node: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  noop.push(time([cli, 'run', 'recipe.yaml', '--json']));
+  node.push(time(['-e', '']));
+}
+const summary = JSON.parse(execFileSync(process.execPath, [cli, 'run', 'recipe.yaml', '--json'], { cwd: dir, encoding: 'utf8' }).trim().split('\n').pop()!) as { ran: number; cached: number };
+console.log(table(['measurement', 'median ms'], [
+  [`first run (${summary.cached} steps, computed)`, first.toFixed(0)],
+  [`unchanged rerun (${summary.ran} ran, ${summary.cached} cached)`, median(noop).toFixed(0)],
+  ['`node -e ""` (process start alone)', median(node).toFixed(0)],
+]));
+console.log(`\n${LAYERS}-layer plan; median of ${RUNS} runs; ratio rerun / bare node start: ${(median(noop) / median(node)).toFixed(1)}×`);
+rmSync(dir, { recursive: true, force: true });
