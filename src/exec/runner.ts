@@ -77,8 +77,14 @@ export class WorkerRunner implements StepRunner {
   #spawn(): Worker {
     if (this.#worker) return this.#worker;
     const ts = import.meta.url.endsWith('.ts');
-    const url = new URL(ts ? './worker.ts' : './worker.js', import.meta.url);
-    this.#worker = new Worker(url, { workerData: this.#config, execArgv: ts ? ['--import', 'tsx'] : [] });
+    if (ts) {
+      // running from TypeScript sources (tests, development): register tsx inside the worker, then load it
+      const url = new URL('./worker.ts', import.meta.url).href;
+      const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); })`;
+      this.#worker = new Worker(boot, { eval: true, workerData: this.#config });
+    } else {
+      this.#worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: this.#config });
+    }
     this.#worker.unref();
     return this.#worker;
   }
