@@ -117,7 +117,7 @@ async function modelPhases(modelDir: string): Promise<void> {
       })) as Record<string, Json>;
       const wall = performance.now() - t0;
       const t = result.timing_ms as Record<string, number>;
-      const ratio = Math.max(...Object.values(result.modules as Record<string, Record<string, number>>).map((m) => (m.gptq_error as number) / (m.rtn_error as number)));
+      const ratio = Math.max(...Object.values(result.modules as Record<string, Record<string, number>>).map((m) => (m.output_error as number) / (m.rtn_output_error as number)));
       console.log(`| ${layer} | ${fmt(t.capture!)} | ${fmt(t.hessian!)} | ${fmt(t.quantize!)} | ${fmt(t.metrics!)} | ${fmt(t.propagate!)} | ${fmt(wall)} | ${ratio.toFixed(3)} |`);
       hiddenDir = outDir;
     }

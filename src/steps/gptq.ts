@@ -19,7 +19,7 @@ import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
-import { setQuantized } from './quantized-module.js';
+import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
 
 export interface GptqParams {
@@ -109,7 +109,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
   let addMs = 0;
   const t0 = performance.now();
-  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: actQuantOf(job.state.quant) };
+  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: job.actQuantIn };
   await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
     const a0 = performance.now();
     for (const [s, h] of acc) {
@@ -155,8 +155,10 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   job.timing.metrics += performance.now() - t0;
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
   return {
-    gptq_error: err.gptq,
-    rtn_error: err.rtn,
+    output_error: err.gptq,
+    rtn_output_error: err.rtn,
+    weight_error: relativeError(w.data, r.dequantized),
+    rtn_weight_error: relativeError(w.data, rtn.dequantized),
     gptq_loss: r.loss,
     dampening_frac: r.dampening.frac,
     dampening: r.dampening.value,

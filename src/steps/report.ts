@@ -87,9 +87,13 @@ function curveBlocks(stage: number, kind: string, layers: StepInputDir[]): Block
   for (const s of layers) {
     const r = s.result as Obj;
     for (const [k, v] of Object.entries(r)) {
-      if (!Array.isArray(v) || v.length < 3 || !v.every((x) => typeof x === 'number')) continue;
+      if (!Array.isArray(v) || v.length < 3) continue;
+      // a curve: plain numbers (x = index) or [x, y] pairs
+      const pairs = v.every((p) => Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === 'number'));
+      if (!pairs && !v.every((x) => typeof x === 'number')) continue;
+      const points = pairs ? (v as [number, number][]) : (v as number[]).map((y, i): [number, number] => [i, y]);
       const series = byField.get(k) ?? [];
-      series.push({ name: `layer ${r['layer']}`, points: (v as number[]).map((y, i) => [i, y] as const) });
+      series.push({ name: `layer ${r['layer']}`, points });
       byField.set(k, series);
     }
   }

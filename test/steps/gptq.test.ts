@@ -109,8 +109,9 @@ describe('gptq step', () => {
     const modules = result.modules as Record<string, ModuleMetrics>;
     expect(Object.keys(modules).sort()).toEqual([...LOCALS].sort());
     for (const [local, m] of Object.entries(modules)) {
-      expect(m.gptq_error as number, local).toBeGreaterThan(0);
-      expect(m.gptq_error as number, local).toBeLessThan(m.rtn_error as number);
+      expect(m.output_error as number, local).toBeGreaterThan(0);
+      expect(m.output_error as number, local).toBeLessThan(m.rtn_output_error as number);
+      for (const k of ['weight_error', 'rtn_weight_error']) expect(m[k] as number, `${local} ${k}`).toBeGreaterThan(0);
       expect(m.dampening_frac, local).toBe(0.01);
       expect(m.actorder, local).toBe('static');
     }
@@ -164,7 +165,7 @@ describe('gptq step', () => {
       // static act order solves channel-wise weights in a new order but records nothing
       expect(state.quant[local]!.weights.actorder, local).toBeNull();
       expect(modules[local]!.actorder, local).toBe('static');
-      expect(modules[local]!.gptq_error as number, local).toBeLessThan(modules[local]!.rtn_error as number);
+      expect(modules[local]!.output_error as number, local).toBeLessThan(modules[local]!.rtn_output_error as number);
     }
   });
 
@@ -175,6 +176,12 @@ describe('gptq step', () => {
     for (const local of LOCALS) expect(off.state.quant[local]!.codes.data, local).toEqual(held.state.quant[local]!.codes.data);
     expect(off.hidden.data).toEqual(held.hidden.data);
     expect(off.progress.at(-1)![0]).toBe(off.progress.at(-1)![1]);
+  });
+
+  test('offloaded Hessians of a W8A8 stage are captured without the activation quantization of its own Linears', async () => {
+    const held = await runStep({ modules: W8A8 });
+    const off = await runStep({ modules: W8A8, offload_hessians: true });
+    for (const local of LOCALS) expect(off.state.quant[local]!.codes.data, local).toEqual(held.state.quant[local]!.codes.data);
   });
 
   test('actorder group stores g_idx for each grouped Linear', async () => {
