@@ -112,7 +112,8 @@ export interface AutoRoundStage extends QuantizingParams {
 
 export interface RtnStage extends QuantizingParams {
   kind: 'rtn';
-  observer: 'minmax' | 'mse';
+  /** absent: the scheme's own weight observer */
+  observer?: 'minmax' | 'mse';
 }
 
 export type StageConfig = GptqStage | AwqStage | SmoothQuantStage | AutoRoundStage | RtnStage;

@@ -7,8 +7,6 @@ import { sharedData, sharedModel, SHARED_MODELS } from './shared.js';
 
 export type SharedModel = (typeof SHARED_MODELS)[number];
 
-/** evaluation windows used by the e2e tests (the first N of the DESIGN §6 stream) */
-export const EVAL_WINDOWS = 100;
 
 export function sharedRecipe(m: SharedModel, stages: string, options: { outputs?: boolean; samples?: number } = {}): { path: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), `qf-e2e-${m.name}-`));
@@ -21,7 +19,7 @@ calibration: { dataset: ${sharedData(m.calib)}, samples: ${options.samples ?? 64
 stages:
 ${stages}
 evaluate:
-  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${EVAL_WINDOWS} }
+  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${m.evalWindows} }
 ${outputs}`;
   const path = join(dir, 'recipe.yaml');
   writeFileSync(path, text);

@@ -58,7 +58,8 @@ describe('loadRecipe with a valid recipe', () => {
     expect(recipe.model).toEqual({ example: 'tiny', seed: 3, dtype: 'f32' });
     const [awq, rtn, autoround] = recipe.stages;
     expect(awq).toEqual({ kind: 'awq', duo_scaling: 'both', n_grid: 10, targets: ['Linear'], ignore: ['lm_head'] });
-    expect(rtn).toMatchObject({ kind: 'rtn', observer: 'minmax' });
+    expect(rtn).toMatchObject({ kind: 'rtn' });
+    expect(rtn).not.toHaveProperty('observer');
     expect(rtn?.kind === 'rtn' && rtn.config_groups?.group_0).toEqual({
       targets: ['Linear'],
       weights: {

@@ -9,7 +9,7 @@ describe('validateStageData', () => {
   test('validates a stage on its own and fills its defaults', () => {
     const stage: Record<string, unknown> = { kind: 'rtn', scheme: 'W8A8' };
     expect(validateStageData('rtn', stage)).toEqual([]);
-    expect(stage).toEqual({ kind: 'rtn', scheme: 'W8A8', targets: ['Linear'], ignore: ['lm_head'], observer: 'minmax' });
+    expect(stage).toEqual({ kind: 'rtn', scheme: 'W8A8', targets: ['Linear'], ignore: ['lm_head'] });
   });
 
   test('reports a stage error with a path relative to the stage', () => {

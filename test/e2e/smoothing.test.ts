@@ -1,0 +1,52 @@
+// SmoothQuant and AWQ on the shared models: the scaling transforms alone leave the logits unchanged, AWQ
+// W4A16_ASYM beats rtn W4A16_ASYM, and SmoothQuant(0.8) + W8A8 is reported against rtn W8A8.
+
+import { expect, test } from 'vitest';
+import { HfSource } from '../../src/model/source.js';
+import { Runtime } from '../../src/ort/session.js';
+import { readIds } from '../../src/steps/activations.js';
+import { OverlaySource } from '../../src/steps/layer-state.js';
+import type { StepInputDir } from '../../src/steps/types.js';
+import { logitsOf, relativeDifference } from './logits.js';
+import { sharedRecipe } from './recipes.js';
+import { perplexities, runRecipe, type RecipeRun } from './run-recipe.js';
+import { describeShared, SHARED_MODELS, sharedModel } from './shared.js';
+
+const quant = (kind: string, scheme: string, extra = ''): string => `  - { kind: ${kind}, scheme: ${scheme}, targets: [Linear], ignore: [lm_head]${extra} }`;
+
+/** logits of the model with the given stage's layer states vs the original, on 2 evaluation windows of 64 tokens */
+async function transformDrift(run: RecipeRun, model: string, stagePrefix: string): Promise<number> {
+  const rt = new Runtime({ device: 'cpu' });
+  const base = await HfSource.open(model);
+  const states: StepInputDir[] = [];
+  for (let l = 0; l < base.config.numLayers; l++) states.push({ id: '', kind: '', dir: run.artifacts.get(`${stagePrefix}/layer.${l}`)!, result: {} });
+  const windows = await readIds(run.artifacts.get('tokenize/evaluation')!);
+  const ids = windows.data.subarray(0, 2 * 64);
+  const transformed = await logitsOf(rt, new OverlaySource(await HfSource.open(model), states), ids, 2, 64);
+  const original = await logitsOf(rt, base, ids, 2, 64);
+  await rt.close();
+  return relativeDifference(transformed, original);
+}
+
+describeShared('smoothquant and awq on the shared models', () => {
+  for (const m of SHARED_MODELS) {
+    test(`${m.name}: the SmoothQuant transform alone changes logits by < 1e-4; SQ(0.8)+W8A8 vs rtn W8A8`, async () => {
+      const rtn = perplexities(await runRecipe(sharedRecipe(m, quant('rtn', 'W8A8')).path));
+      const run = await runRecipe(sharedRecipe(m, `  - { kind: smoothquant, smoothing_strength: 0.8 }\n${quant('rtn', 'W8A8')}`).path);
+      const sq = perplexities(run);
+      const drift = await transformDrift(run, sharedModel(m.name), 'stage1.smoothquant');
+      console.log(`${m.name} W8A8: fp ${sq.fp.toFixed(4)} rtn ${rtn.quantized.toFixed(4)} smoothquant+rtn ${sq.quantized.toFixed(4)}; transform logit drift ${drift.toExponential(2)}`);
+      expect(drift).toBeLessThan(1e-4);
+      expect(Number.isFinite(sq.quantized)).toBe(true);
+    });
+
+    test(`${m.name}: AWQ scaling alone changes logits by < 1e-4; AWQ W4A16_ASYM beats rtn W4A16_ASYM`, async () => {
+      const rtn = perplexities(await runRecipe(sharedRecipe(m, quant('rtn', 'W4A16_ASYM')).path));
+      const awq = perplexities(await runRecipe(sharedRecipe(m, quant('awq', 'W4A16_ASYM', ', duo_scaling: both')).path));
+      console.log(`${m.name} W4A16_ASYM: fp ${awq.fp.toFixed(4)} rtn ${rtn.quantized.toFixed(4)} awq ${awq.quantized.toFixed(4)}`);
+      expect(awq.quantized).toBeLessThan(rtn.quantized);
+      const foldOnly = await runRecipe(sharedRecipe(m, `  - { kind: awq, duo_scaling: both }\n${quant('rtn', 'W4A16_ASYM')}`).path);
+      expect(await transformDrift(foldOnly, sharedModel(m.name), 'stage1.awq')).toBeLessThan(1e-4);
+    });
+  }
+});
