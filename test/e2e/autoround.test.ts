@@ -11,9 +11,12 @@ const stage = (kind: string, extra = ''): string => `  - { kind: ${kind}, scheme
 describeShared('autoround on the shared models', () => {
   for (const m of SHARED_MODELS) {
     test(`${m.name}: AutoRound W4A16 (200 iters) beats rtn, matches or beats GPTQ, loss falls in every block`, async () => {
+      // 32 calibration windows of 128 tokens for both calibrated methods: AutoRound's 200 iterations per block
+      // cost a forward and backward pass over batch_size windows each
+      const calib = { samples: 32, seqLen: 128 };
       const rtn = perplexities(await runRecipe(sharedRecipe(m, stage('rtn')).path));
-      const gptq = perplexities(await runRecipe(sharedRecipe(m, stage('gptq')).path));
-      const run = await runRecipe(sharedRecipe(m, stage('autoround', ', iters: 200')).path);
+      const gptq = perplexities(await runRecipe(sharedRecipe(m, stage('gptq'), calib).path));
+      const run = await runRecipe(sharedRecipe(m, stage('autoround', ', iters: 200'), calib).path);
       const ar = perplexities(run);
       console.log(`${m.name} W4A16: fp ${ar.fp.toFixed(4)} rtn ${rtn.quantized.toFixed(4)} gptq ${gptq.quantized.toFixed(4)} autoround ${ar.quantized.toFixed(4)}`);
       expect(ar.quantized).toBeLessThan(rtn.quantized);

@@ -8,19 +8,27 @@ import { sharedData, sharedModel, SHARED_MODELS } from './shared.js';
 export type SharedModel = (typeof SHARED_MODELS)[number];
 
 
-export function sharedRecipe(m: SharedModel, stages: string, options: { outputs?: boolean; samples?: number } = {}): { path: string; dir: string } {
+export interface RecipeOptions {
+  outputs?: boolean;
+  samples?: number;
+  seqLen?: number;
+  /** measure KL(fp ‖ quantized) too (a second forward pass); off unless a test reads it */
+  kl?: boolean;
+  /** no evaluate block (transform-only runs) */
+  evaluate?: boolean;
+}
+
+export function sharedRecipe(m: SharedModel, stages: string, options: RecipeOptions = {}): { path: string; dir: string } {
   const dir = mkdtempSync(join(tmpdir(), `qf-e2e-${m.name}-`));
   const outputs = options.outputs
     ? `outputs:\n  - { format: compressed-tensors, path: ${join(dir, 'out-ct')} }\n  - { format: onnx, path: ${join(dir, 'out-onnx')} }\n`
     : '';
   const text = `quantforge: 1
 model: ${sharedModel(m.name)}
-calibration: { dataset: ${sharedData(m.calib)}, samples: ${options.samples ?? 64}, seq_len: 256 }
+calibration: { dataset: ${sharedData(m.calib)}, samples: ${options.samples ?? 64}, seq_len: ${options.seqLen ?? 256} }
 stages:
 ${stages}
-evaluate:
-  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${m.evalWindows} }
-${outputs}`;
+${options.evaluate === false ? '' : `evaluate:\n  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${m.evalWindows} }\n  kl: ${options.kl ?? false}\n`}${outputs}`;
   const path = join(dir, 'recipe.yaml');
   writeFileSync(path, text);
   return { path, dir };

@@ -14,7 +14,7 @@ describeShared('rtn on the shared models', () => {
   for (const m of SHARED_MODELS) {
     for (const scheme of ['W4A16', 'W4A16_ASYM', 'W8A8']) {
       test(`${m.name} ${scheme}: checkpoint = fake-quant (0.01%), ONNX within 0.5%, worse than fp`, async () => {
-        const { path, dir } = sharedRecipe(m, `  - { kind: rtn, scheme: ${scheme}, targets: [Linear], ignore: [lm_head] }`, { outputs: true });
+        const { path, dir } = sharedRecipe(m, `  - { kind: rtn, scheme: ${scheme}, targets: [Linear], ignore: [lm_head] }`, { outputs: true, kl: true });
         const run = await runRecipe(path);
         const ppl = perplexities(run);
         expect(ppl.quantized).toBeGreaterThan(ppl.fp);

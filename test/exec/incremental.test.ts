@@ -47,17 +47,17 @@ describe('incremental builds', () => {
     expect(count(ran, 'stage1.smoothquant/layer.')).toBe(LAYERS);
     expect(count(ran, 'stage1.smoothquant/capture.')).toBe(0);
     expect(count(ran, 'stage2.gptq/layer.')).toBe(LAYERS);
-    expect(ran).toEqual(expect.arrayContaining(['pack/compressed-tensors', 'evaluate/quantized']));
+    expect(ran).toEqual(expect.arrayContaining(['pack/compressed-tensors', 'evaluate/quantized', 'report']));
     expect(ran).not.toContain('evaluate/fp');
     expect(ran).not.toContain('tokenize/calibration');
-    expect(summary.ran).toBe(2 * LAYERS + 2);
+    expect(summary.ran).toBe(2 * LAYERS + 3);
   });
 
   test('changing only evaluate reruns only evaluation', async () => {
     await fakeBuild(recipe, cache, fakeImpls(new Map()));
     writeFileSync(recipe, fakeRecipe(STAGES).replace('seq_len: 8 }\noutputs', 'seq_len: 8, max_windows: 3 }\noutputs'));
     const { events } = await fakeBuild(recipe, cache, fakeImpls(new Map()));
-    expect(ranIds(events).sort()).toEqual(['evaluate/fp', 'evaluate/quantized', 'tokenize/evaluation']);
+    expect(ranIds(events).sort()).toEqual(['evaluate/fp', 'evaluate/quantized', 'report', 'tokenize/evaluation']);
   });
 
   test('a corrupted cache entry is detected and rebuilt, never used', async () => {
