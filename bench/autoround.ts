@@ -93,7 +93,9 @@ try {
         modelDir,
         outDir,
         runtime: rt,
-        progress: (done, total, message) => process.stderr.write(`\rrun ${r + 1}/${runs} block ${l}: ${done}/${total} ${message ?? ''}   `),
+        progress: (done, total, message) => {
+          if (process.stderr.isTTY) process.stderr.write(`\rrun ${r + 1}/${runs} block ${l}: ${done}/${total} ${message ?? ''}   `);
+        },
         warn: (m) => console.error(m),
         signal: new AbortController().signal,
       })) as Record<string, Json>;

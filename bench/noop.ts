@@ -62,4 +62,5 @@ console.log(table(['measurement', 'median ms'], [
   ['`node -e ""` (process start alone)', median(node).toFixed(0)],
 ]));
 console.log(`\n${LAYERS}-layer plan; median of ${RUNS} runs; ratio rerun / bare node start: ${(median(noop) / median(node)).toFixed(1)}×`);
-rmSync(dir, { recursive: true, force: true });
+if (process.env['KEEP']) console.log(`kept ${dir}`);
+else rmSync(dir, { recursive: true, force: true });

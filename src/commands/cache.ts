@@ -1,7 +1,6 @@
 // `quantforge cache ls|verify|gc|clean`: inspect and maintain the step cache.
 
 import { resolve } from 'node:path';
-import { LocalCache, resolveCacheDir } from '../cache/store.js';
 import { formatSize, parseSize } from '../cache/parse-size.js';
 import { stringOption, UsageError, type Command } from './command.js';
 
@@ -23,6 +22,7 @@ export const cacheCommand: Command = {
   options: { 'cache-dir': { type: 'string' }, 'max-size': { type: 'string' }, json: { type: 'boolean', default: false } },
   allowPositionals: 1,
   async run({ values, positionals }, io) {
+    const { LocalCache, resolveCacheDir } = await import('../cache/store.js');
     const action = positionals[0] as (typeof ACTIONS)[number] | undefined;
     if (!action || !ACTIONS.includes(action)) throw new UsageError(`expected one of: ${ACTIONS.join(', ')}`);
     const root = resolve(resolveCacheDir(stringOption(values, 'cache-dir')));

@@ -1,10 +1,7 @@
 // `quantforge eval`: perplexity of a model directory on a text file under the DESIGN.md §6 protocol.
 
 import { resolve } from 'node:path';
-import { DEVICES, Runtime, type Device } from '../ort/session.js';
-import { openModel } from '../model/open.js';
-import { loadTokenizer } from '../model/tokenizer.js';
-import { cutWindows, readDatasetText } from '../model/windows.js';
+import type { Device } from '../ort/session.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
 
@@ -34,6 +31,10 @@ export const evalCommand: Command = {
   },
   allowPositionals: 0,
   async run({ values }, io) {
+    const { DEVICES, Runtime } = await import('../ort/session.js');
+    const { openModel } = await import('../model/open.js');
+    const { loadTokenizer } = await import('../model/tokenizer.js');
+    const { cutWindows, readDatasetText } = await import('../model/windows.js');
     const modelDir = stringOption(values, 'model');
     const dataset = stringOption(values, 'dataset');
     if (!modelDir) throw new UsageError('--model DIR is required');

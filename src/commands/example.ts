@@ -3,8 +3,6 @@
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { Runtime } from '../ort/session.js';
-import { writeExampleModel } from '../model/example-dir.js';
 import { EXAMPLE_SIZES, type ExampleSize } from '../model/example-model.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
@@ -28,6 +26,8 @@ export const exampleCommand: Command = {
   },
   allowPositionals: 1,
   async run({ values, positionals }, io) {
+    const { Runtime } = await import('../ort/session.js');
+    const { writeExampleModel } = await import('../model/example-dir.js');
     const size = stringOption(values, 'size') as ExampleSize;
     if (!EXAMPLE_SIZES.includes(size)) throw new UsageError(`--size "${size}" is not one of: ${EXAMPLE_SIZES.join(', ')}`);
     const dtype = stringOption(values, 'dtype');

@@ -1,10 +1,7 @@
 // `quantforge generate`: greedy generation with a KV cache on HF, compressed-tensors and ONNX directories.
 
 import { resolve } from 'node:path';
-import { generate } from '../model/generate.js';
-import { openModel } from '../model/open.js';
-import { loadTokenizer } from '../model/tokenizer.js';
-import { DEVICES, Runtime, type Device } from '../ort/session.js';
+import type { Device } from '../ort/session.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 
 export const generateCommand: Command = {
@@ -27,6 +24,10 @@ export const generateCommand: Command = {
   },
   allowPositionals: 0,
   async run({ values }, io) {
+    const { generate } = await import('../model/generate.js');
+    const { openModel } = await import('../model/open.js');
+    const { loadTokenizer } = await import('../model/tokenizer.js');
+    const { DEVICES, Runtime } = await import('../ort/session.js');
     const dir = stringOption(values, 'model');
     const prompt = stringOption(values, 'prompt');
     if (!dir) throw new UsageError('--model DIR is required');

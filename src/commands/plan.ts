@@ -1,12 +1,8 @@
 // `quantforge plan`: print the steps a run would execute and why, like `make -n`.
 
-import { LocalCache } from '../cache/store.js';
 import { diagnosticToJson } from '../diag/print.js';
-import { prepare } from '../exec/prepare.js';
-import { planStates } from '../exec/run.js';
 import type { Command } from './command.js';
 import { buildOptions, recipeHelp, recipeOptions, runDevice } from './build-options.js';
-import { loadRecipe } from '../recipe/load.js';
 
 export const planCommand: Command = {
   name: 'plan',
@@ -16,6 +12,10 @@ export const planCommand: Command = {
   options: recipeOptions,
   allowPositionals: 1,
   async run({ values, positionals }, io) {
+    const { LocalCache } = await import('../cache/store.js');
+    const { prepare } = await import('../exec/prepare.js');
+    const { lookupAll, planStates } = await import('../exec/run.js');
+    const { loadRecipe } = await import('../recipe/load.js');
     const o = buildOptions(values, positionals);
     const peek = loadRecipe(o.recipe, o.sets);
     const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto').device;
@@ -24,7 +24,7 @@ export const planCommand: Command = {
       if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
       return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
     }
-    const steps = await planStates(prepared.value, new LocalCache(o.cacheDir), o.cacheDir);
+    const steps = planStates(prepared.value, await lookupAll(prepared.value, new LocalCache(o.cacheDir)), o.cacheDir);
     if (o.json) {
       io.out(JSON.stringify({ event: 'plan', steps }));
       return { code: 0 };

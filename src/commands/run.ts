@@ -3,18 +3,18 @@
 // current step, and a rerun resumes from the first unfinished one.
 
 import { basename, dirname, join } from 'node:path';
-import { LocalCache } from '../cache/store.js';
 import { diagnosticToJson } from '../diag/print.js';
-import { prepare } from '../exec/prepare.js';
-import { build } from '../exec/run.js';
-import { WorkerRunner } from '../exec/runner.js';
-import { createReporter } from '../exec/reporters/index.js';
-import { loadRecipe } from '../recipe/load.js';
-import { writeSweepTables } from '../exec/sweep-table.js';
 import { UsageError, type Command, type CommandResult, type Io } from './command.js';
 import { buildOptions, recipeHelp, recipeOptions, runDevice, type BuildOptions } from './build-options.js';
 
 async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<CommandResult> {
+    const { LocalCache } = await import('../cache/store.js');
+    const { prepare } = await import('../exec/prepare.js');
+    const { build } = await import('../exec/run.js');
+    const { WorkerRunner } = await import('../exec/runner.js');
+    const { createReporter } = await import('../exec/reporters/index.js');
+    const { loadRecipe } = await import('../recipe/load.js');
+    const { writeSweepTables } = await import('../exec/sweep-table.js');
   const peek = loadRecipe(o.recipe, o.sets);
   const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
   const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device);

@@ -1,7 +1,5 @@
 // `quantforge validate`: check a recipe (schema, then plan rules) without computing anything.
 
-import { compilePlan } from '../plan/compile.js';
-import { loadRecipe } from '../recipe/load.js';
 import { diagnosticToJson } from '../diag/print.js';
 import type { Command } from './command.js';
 import { buildOptions, recipeHelp, recipeOptions } from './build-options.js';
@@ -14,6 +12,8 @@ export const validateCommand: Command = {
   options: recipeOptions,
   allowPositionals: 1,
   async run({ values, positionals }, io) {
+    const { compilePlan } = await import('../plan/compile.js');
+    const { loadRecipe } = await import('../recipe/load.js');
     const o = buildOptions(values, positionals);
     const loaded = loadRecipe(o.recipe, o.sets);
     const result = loaded.ok ? compilePlan(loaded.value) : loaded;

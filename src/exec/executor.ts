@@ -17,6 +17,8 @@ export interface ExecOptions {
   runner: StepRunner;
   emit: (e: RunEvent) => void;
   signal: AbortSignal;
+  /** entries already looked up (by the plan display), so the walk does not look them up again */
+  known?: ReadonlyMap<Digest, CacheEntry>;
 }
 
 export interface ExecResult {
@@ -132,7 +134,7 @@ export async function execute(jobs: readonly Job[], o: ExecOptions): Promise<Exe
   try {
     for (const job of jobs) {
       if (o.signal.aborted) throw new InterruptedError();
-      const hit = entries.get(job.key) ?? (await o.cache.lookup(job.record.kind, job.key));
+      const hit = entries.get(job.key) ?? o.known?.get(job.key) ?? (await o.cache.lookup(job.record.kind, job.key));
       if (hit) {
         entries.set(job.key, hit);
         emitDone(job, hit, 'cached', 0);

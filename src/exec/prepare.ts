@@ -57,6 +57,12 @@ function label(recipe: LoadedRecipe, combo: readonly Assignment[]): { label: str
   return { label: assignments.map((a) => `${String(a.key).split('.').pop()}=${String(a.value)}`).join(','), assignments };
 }
 
+function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let hit = map.get(key);
+  if (!hit) map.set(key, (hit = make()));
+  return hit;
+}
+
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
 export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda'): Promise<PrepareResult> {
@@ -75,14 +81,18 @@ export async function prepare(recipePath: string, sets: readonly string[], cache
     variants.push({ ...label(recipe, combo), loaded: applied.value, plan: compiled.value.plan });
   }
   const statCache = new DigestStatCache(cacheRoot);
+  // every step reading the model lists and digests the same files: once per process
+  const digests = new Map<string, Promise<Digest>>();
+  const listings = new Map<string, Promise<string[]>>();
   const { jobs, keysByVariant } = await resolveJobs(
     variants.map((v) => v.plan),
-    { digestFile: (p) => digestFile(p, statCache), versions: stepVersions, tools: toolVersions(), device },
-    async (role, path) => {
-      if (role !== 'model') return [path];
-      if (!existsSync(path)) throw new Error(`${path}: model directory not found`);
-      return readdirSync(path).filter((f) => MODEL_FILES.test(f)).sort().map((f) => join(path, f));
-    },
+    { digestFile: (p) => memo(digests, p, () => digestFile(p, statCache)), versions: stepVersions, tools: toolVersions(), device },
+    (role, path) =>
+      memo(listings, `${role}:${path}`, async () => {
+        if (role !== 'model') return [path];
+        if (!existsSync(path)) throw new Error(`${path}: model directory not found`);
+        return readdirSync(path).filter((f) => MODEL_FILES.test(f)).sort().map((f) => join(path, f));
+      }),
   );
   return { ok: true, value: { recipe, variants: variants.map((v, i) => ({ ...v, keys: keysByVariant[i]! })), jobs, warnings } };
 }

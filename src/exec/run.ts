@@ -4,10 +4,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Json, KeyRecord } from '../cache/key.js';
+import type { Digest, Json, KeyRecord } from '../cache/key.js';
 import { explainChange } from '../cache/key.js';
 import { writeFileAtomic } from '../cache/fs-atomic.js';
-import type { LocalCache } from '../cache/store.js';
+import type { CacheEntry, LocalCache } from '../cache/store.js';
 import { withRun } from '../cache/lock.js';
 import type { PlannedStep, RunEvent } from './events.js';
 import { execute, type ExecResult } from './executor.js';
@@ -36,17 +36,21 @@ async function writeHistory(cacheRoot: string, prepared: Prepared): Promise<void
   await writeFileAtomic(file, JSON.stringify(history));
 }
 
+/** the cache entries that exist now, looked up concurrently (cheap checks: meta.json and file sizes) */
+export async function lookupAll(prepared: Prepared, cache: LocalCache): Promise<Map<Digest, CacheEntry>> {
+  const found = await Promise.all(prepared.jobs.map(async (j) => [j.key, await cache.lookup(j.record.kind, j.key)] as const));
+  return new Map(found.filter((f): f is readonly [Digest, CacheEntry] => f[1] !== undefined));
+}
+
 /** each job's state as `plan` shows it: fresh when its entry exists, otherwise why it must run */
-export async function planStates(prepared: Prepared, cache: LocalCache, cacheRoot: string): Promise<PlannedStep[]> {
+export function planStates(prepared: Prepared, hits: ReadonlyMap<Digest, CacheEntry>, cacheRoot: string): PlannedStep[] {
   const history = readHistory(cacheRoot, prepared.recipe.path);
-  const steps: PlannedStep[] = [];
-  for (const job of prepared.jobs) {
+  return prepared.jobs.map((job) => {
     const v = prepared.variants[job.variant]!;
     const id = prepared.variants.length > 1 && !sharedByAll(prepared, job) ? `[${v.label}] ${job.node.id}` : job.node.id;
-    const hit = await cache.lookup(job.record.kind, job.key);
-    steps.push(hit ? { id, kind: job.node.kind, group: job.node.group, state: 'fresh' } : { id, kind: job.node.kind, group: job.node.group, state: 'run', reason: explainChange(history[`${v.label}|${job.node.id}`], job.record) });
-  }
-  return steps;
+    const base = { id, kind: job.node.kind, group: job.node.group };
+    return hits.has(job.key) ? { ...base, state: 'fresh' } : { ...base, state: 'run', reason: explainChange(history[`${v.label}|${job.node.id}`], job.record) };
+  });
 }
 
 function sharedByAll(prepared: Prepared, job: Job): boolean {
@@ -62,9 +66,10 @@ export interface BuildOutcome {
 export async function build(prepared: Prepared, cache: LocalCache, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
   return withRun(cache.root, async () => {
-    emit({ event: 'plan', steps: await planStates(prepared, cache, cache.root) });
+    const hits = await lookupAll(prepared, cache);
+    emit({ event: 'plan', steps: planStates(prepared, hits, cache.root) });
     const jobs = prepared.jobs.map((j) => (prepared.variants.length > 1 && !sharedByAll(prepared, j) ? { ...j, node: { ...j.node, id: `[${prepared.variants[j.variant]!.label}] ${j.node.id}` as typeof j.node.id } } : j));
-    const exec = await execute(jobs, { cache, runner, emit, signal });
+    const exec = await execute(jobs, { cache, runner, emit, signal, known: hits });
     const outputs: BuildOutcome['outputs'] = [];
     if (exec.ok) {
       for (const v of prepared.variants) outputs.push(...(await applyOutputs(prepared, v, exec, cache, emit)));

@@ -10,10 +10,14 @@ interface HfTokenizer {
   decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
 }
 
-const require = createRequire(import.meta.url);
-const { Tokenizer: HfTokenizerClass } = require('@huggingface/tokenizers') as {
-  Tokenizer: new (tokenizer: object, config: object) => HfTokenizer;
-};
+type HfTokenizerClass = new (tokenizer: object, config: object) => HfTokenizer;
+let tokenizerClass: HfTokenizerClass | undefined;
+
+/** the library, loaded on first use (it is large, and most commands never tokenize) */
+function hfTokenizerClass(): HfTokenizerClass {
+  tokenizerClass ??= (createRequire(import.meta.url)('@huggingface/tokenizers') as { Tokenizer: HfTokenizerClass }).Tokenizer;
+  return tokenizerClass;
+}
 
 export interface Tokenizer {
   /** ids of `text` with the model's default special tokens (one BOS at the start for Llama) */
@@ -37,7 +41,7 @@ export function loadTokenizer(dir: string): Tokenizer {
   }
   const configFile = join(dir, 'tokenizer_config.json');
   const config = existsSync(configFile) ? readJson(configFile) : {};
-  const tok = new HfTokenizerClass(readJson(file), config);
+  const tok = new (hfTokenizerClass())(readJson(file), config);
   const modelConfig = existsSync(join(dir, 'config.json')) ? readJson(join(dir, 'config.json')) : {};
   const eos = modelConfig['eos_token_id'];
   return {

@@ -130,6 +130,11 @@ export class Runtime {
     return hit;
   }
 
+  /** milliseconds spent inside onnxruntime by every kernel of this process so far */
+  get busyMs(): number {
+    return Kernel.busyMs;
+  }
+
   /** a session over an ONNX file on disk (external data resolved relative to it); not memoised */
   async load(path: string): Promise<Kernel> {
     return new Kernel(path, await ort.InferenceSession.create(path, this.#sessionOptions()));

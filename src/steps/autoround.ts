@@ -21,7 +21,7 @@ import {
   autoroundBlockKernel, quantLayout, runAutoRoundBlock, toGroups, type AutoRoundBlockSpec, type BlockConstants, type BlockResult, type TargetParams,
 } from '../ort/kernels/autoround.js';
 import type { Graph, Value } from '../ort/graph.js';
-import { Kernel, type Runtime } from '../ort/session.js';
+import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
@@ -122,7 +122,7 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
   const sampler = new IndexSampler(n, p.batch_size, blockRandom(p.seed, p.layer));
   const micro = layerBatch(cfg, T);
   const kernel = p.iters > 0 && spec.targets.length > 0 ? await autoroundBlockKernel(ctx.runtime, spec) : undefined;
-  const [t0, busy0] = [performance.now(), Kernel.busyMs];
+  const [t0, busy0] = [performance.now(), ctx.runtime.busyMs];
   for (let it = 0; it < p.iters && kernel; it++) {
     ctx.signal.throwIfAborted();
     const idx = sampler.next();
@@ -150,7 +150,7 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
     ctx.progress(it + 1, p.iters, `loss ${loss.toExponential(1)} best ${best.loss.toExponential(1)}`);
   }
   if (!p.not_use_best_mse && best.params) kept = best.params;
-  return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: Kernel.busyMs - busy0 };
+  return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: ctx.runtime.busyMs - busy0 };
 }
 
 /** per target: ‖X(W − Q)ᵀ‖² / ‖XWᵀ‖² over the full-precision block's Linear inputs X, for autoround's and rtn's Q */
