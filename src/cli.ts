@@ -49,7 +49,8 @@ function makeIo(): Io {
         statusShown = true;
       }
     },
-    isTTY: Boolean(process.stderr.isTTY) && !process.env['CI'],
+    // a terminal without a width (some pseudo-terminals) cannot host the live task tree
+    isTTY: Boolean(process.stderr.isTTY) && (process.stderr.columns ?? 0) > 0 && !process.env['CI'],
   };
 }
 

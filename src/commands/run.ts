@@ -25,7 +25,11 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   const p = prepared.value;
   if (sweep && p.variants.length < 2) throw new UsageError('nothing to sweep: give a `sweep:` block or --set PATH=V1,V2,...');
   const reporter = createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
-  if (device.notice) reporter.onEvent({ event: 'log', level: 'info', message: device.notice });
+  // the listr tree starts at the plan event, so a notice before it is printed directly
+  if (device.notice) {
+    if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: device.notice });
+    else io.err(`note: ${device.notice}`);
+  }
   const runner = new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
   const abort = new AbortController();
   const onSigint = (): void => {
