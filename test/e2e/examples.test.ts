@@ -6,10 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { OnnxModel } from '../../src/model/onnx-model.js';
-import { parseModelConfig } from '../../src/model/config.js';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
-import { Runtime } from '../../src/ort/session.js';
+import { greedyBoth } from './interop.js';
 import { perplexities, runRecipe } from './run-recipe.js';
 import { REPO } from './shared.js';
 
@@ -30,21 +27,8 @@ describe('examples on the synthetic model', () => {
     expect(second.summary.ran).toBe(0);
     expect(second.summary.cached).toBe(first.summary.ran + first.summary.cached);
 
-    const onnxDir = join(recipe, '..', 'out', 'quickstart-w4a16-onnx');
-    const rt = new Runtime({ device: 'cpu' });
-    const cfg = parseModelConfig(JSON.parse(readFileSync(join(onnxDir, 'config.json'), 'utf8')) as Record<string, unknown>);
-    const model = await OnnxModel.open(rt, onnxDir, cfg);
-    const prompt = loadTokenizer(onnxDir).encode('the cat saw');
-    const ours = await model.generate(prompt, 16, false);
-    await model.close();
-    const { AutoModelForCausalLM, env } = await import('@huggingface/transformers');
-    env.allowRemoteModels = false;
-    env.localModelPath = join(onnxDir, '..');
-    const hf = await AutoModelForCausalLM.from_pretrained('quickstart-w4a16-onnx', { dtype: 'fp32', device: 'cpu' });
-    const ids = BigInt64Array.from(prompt.map(BigInt));
-    const { Tensor } = await import('@huggingface/transformers');
-    const out = (await hf.generate({ input_ids: new Tensor('int64', ids, [1, prompt.length]), attention_mask: new Tensor('int64', ids.map(() => 1n), [1, prompt.length]), max_new_tokens: 16, min_new_tokens: 16, do_sample: false })) as { data: BigInt64Array };
-    expect(Array.from(out.data, Number)).toEqual(ours);
+    const { ours, transformers } = await greedyBoth(join(recipe, '..', 'out', 'quickstart-w4a16-onnx'), 'the cat saw', 16);
+    expect(transformers).toEqual(ours);
   });
 
   test('a 5-value smoothing sweep runs each capture once, and SmoothQuant(0.8)+W8A8 beats rtn W8A8', async () => {

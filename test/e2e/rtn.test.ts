@@ -6,6 +6,7 @@ import { expect, test } from 'vitest';
 import { openModel } from '../../src/model/open.js';
 import { readIds } from '../../src/steps/activations.js';
 import { Runtime } from '../../src/ort/session.js';
+import { greedyBoth } from './interop.js';
 import { sharedRecipe } from './recipes.js';
 import { perplexities, runRecipe } from './run-recipe.js';
 import { describeShared, SHARED_MODELS } from './shared.js';
@@ -25,6 +26,11 @@ describeShared('rtn on the shared models', () => {
         const reloaded = await model.perplexity(await readIds(run.artifacts.get('tokenize/evaluation')!));
         await model.close();
         expect(Math.abs(reloaded.perplexity - ppl.quantized) / ppl.quantized).toBeLessThan(1e-4);
+        if (m.name === 'wiki-llama-8m' && scheme === 'W4A16') {
+          // the int4 ONNX export of the largest shared model loads in transformers.js and generates the same tokens
+          const { ours, transformers } = await greedyBoth(join(dir, 'out-onnx'), 'The history of the Roman Empire', 24);
+          expect(transformers).toEqual(ours);
+        }
         console.log(`${m.name} rtn ${scheme}: fp ${ppl.fp.toFixed(4)} quantized ${ppl.quantized.toFixed(4)} onnx ${ppl.onnx!.toFixed(4)} checkpoint ${reloaded.perplexity.toFixed(4)} kl ${ppl.kl?.toFixed(5)}`);
       });
     }
