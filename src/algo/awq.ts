@@ -9,6 +9,7 @@
 
 import type { QuantArgs } from './scheme.js';
 import type { WeightMatrix } from './smoothquant.js';
+import { ReasonedError } from '../errors.js';
 
 export type DuoScaling = boolean | 'both';
 
@@ -18,14 +19,9 @@ export interface AwqCandidate {
   readonly duo: boolean;
 }
 
-export class AwqError extends Error {
-  readonly reason: 'awq-bad-grid' | 'awq-no-finite-loss' | 'awq-shape-mismatch';
-  constructor(reason: AwqError['reason'], message: string) {
-    super(message);
-    this.name = 'AwqError';
-    this.reason = reason;
-  }
-}
+export type AwqErrorReason = 'awq-bad-grid' | 'awq-no-finite-loss' | 'awq-shape-mismatch';
+
+export class AwqError extends ReasonedError<AwqErrorReason> {}
 
 const SCALE_MIN = 1e-4;
 const W_MEAN_EPS = 1e-4;

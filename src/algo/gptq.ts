@@ -16,17 +16,11 @@ import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
 import { computeQParams, qparamShape, qRange } from './qparams.js';
 import type { ActOrder, QuantArgs } from './scheme.js';
+import { ReasonedError } from '../errors.js';
 
 export type GptqErrorReason = 'gptq-non-finite-input' | 'gptq-shape-mismatch' | 'gptq-unsupported-args';
 
-export class GptqError extends Error {
-  readonly reason: GptqErrorReason;
-  constructor(reason: GptqErrorReason, message: string) {
-    super(message);
-    this.name = 'GptqError';
-    this.reason = reason;
-  }
-}
+export class GptqError extends ReasonedError<GptqErrorReason> {}
 
 export interface GptqOptions {
   readonly runtime: Runtime;

@@ -12,6 +12,7 @@ import type { Runtime } from '../ort/session.js';
 import { computeQParams, qparamShape, qRange, weightMinMax, type MinMax } from './qparams.js';
 import { roundHalfEven } from './round.js';
 import type { JsonScalar, ObserverName, QuantArgs } from './scheme.js';
+import { ReasonedError } from '../errors.js';
 
 const f = Math.fround;
 const FLT_MAX = 3.4028234663852886e38;
@@ -29,14 +30,9 @@ export interface MseOptions {
   readonly expand: number;
 }
 
-export class ObserverError extends Error {
-  readonly reason: 'invalid-observer-kwargs' | 'mse-needs-runtime';
-  constructor(reason: ObserverError['reason'], message: string) {
-    super(message);
-    this.name = 'ObserverError';
-    this.reason = reason;
-  }
-}
+export type ObserverErrorReason = 'invalid-observer-kwargs' | 'mse-needs-runtime';
+
+export class ObserverError extends ReasonedError<ObserverErrorReason> {}
 
 /** which algorithm an observer name runs on weights (the memoryless/static variants coincide there) */
 export function observerKind(name: ObserverName | null): 'minmax' | 'mse' {

@@ -1,3 +1,4 @@
+import { ReasonedError } from '../errors.js';
 // Quantization schemes as data: the compressed-tensors presets and the QuantizationArgs defaults.
 // Source: compressed-tensors quantization/quant_scheme.py (PRESET_SCHEMES) and quant_args.py (0.12.x).
 //
@@ -53,14 +54,7 @@ export interface QuantScheme {
 
 export type SchemeErrorReason = 'unknown-scheme' | 'scheme-conflict' | 'invalid-quant-args' | 'unsupported-quant-args';
 
-export class SchemeError extends Error {
-  readonly reason: SchemeErrorReason;
-  constructor(reason: SchemeErrorReason, message: string) {
-    super(message);
-    this.name = 'SchemeError';
-    this.reason = reason;
-  }
-}
+export class SchemeError extends ReasonedError<SchemeErrorReason> {}
 
 const STRATEGIES: readonly QuantStrategy[] = ['tensor', 'channel', 'group', 'token'];
 

@@ -1,3 +1,4 @@
+import { ReasonedError } from '../errors.js';
 // SmoothQuant (Xiao et al. 2022, https://arxiv.org/abs/2211.10438): migrate activation outliers into the weights
 // with per-input-channel scales s_j = max|X_j|^α / max|W_{:,j}|^(1−α), where max|W_{:,j}| is taken over every
 // Linear that reads the activation. The activation producer (an RMSNorm weight, or a Linear's output rows) is
@@ -13,14 +14,9 @@ export interface WeightMatrix {
 
 export const SMOOTHQUANT_MIN_SCALE = 1e-5;
 
-export class SmoothingError extends Error {
-  readonly reason: 'smoothing-shape-mismatch' | 'smoothing-strength-out-of-range';
-  constructor(reason: SmoothingError['reason'], message: string) {
-    super(message);
-    this.name = 'SmoothingError';
-    this.reason = reason;
-  }
-}
+export type SmoothingErrorReason = 'smoothing-shape-mismatch' | 'smoothing-strength-out-of-range';
+
+export class SmoothingError extends ReasonedError<SmoothingErrorReason> {}
 
 /** max |W_{:,j}| over the rows of every weight, per input channel j */
 export function columnAbsMax(weights: readonly WeightMatrix[]): Float32Array {

@@ -7,17 +7,11 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
+import { ReasonedError } from '../errors.js';
 
 export type CheckpointErrorReason = 'no-weights' | 'pickle-refused' | 'index-invalid' | 'missing-shard' | 'missing-tensor' | 'tensor-not-found' | 'duplicate-tensor';
 
-export class CheckpointError extends Error {
-  readonly reason: CheckpointErrorReason;
-  constructor(reason: CheckpointErrorReason, message: string) {
-    super(message);
-    this.name = 'CheckpointError';
-    this.reason = reason;
-  }
-}
+export class CheckpointError extends ReasonedError<CheckpointErrorReason> {}
 
 export interface CheckpointTensorInfo extends TensorInfo {
   /** absolute path of the .safetensors file holding the tensor */

@@ -3,6 +3,7 @@
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ReasonedError } from '../errors.js';
 
 export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
@@ -41,14 +42,7 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-export class ModelConfigError extends Error {
-  readonly reason: string;
-  constructor(reason: string, message: string) {
-    super(message);
-    this.name = 'ModelConfigError';
-    this.reason = reason;
-  }
-}
+export class ModelConfigError extends ReasonedError<string> {}
 
 const PICKLE = /^(pytorch_model.*\.bin|.*\.pt|.*\.pth|.*\.ckpt|.*\.pkl)$/;
 

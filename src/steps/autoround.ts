@@ -27,6 +27,7 @@ import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './
 import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
+import { ReasonedError } from '../errors.js';
 
 export interface AutoRoundParams {
   layer: number;
@@ -46,14 +47,7 @@ export interface AutoRoundParams {
 
 export type AutoRoundReason = 'autoround-unsupported-actorder' | 'autoround-input-mismatch' | 'autoround-missing-weight' | 'autoround-loss-not-finite';
 
-export class AutoRoundError extends Error {
-  readonly reason: AutoRoundReason;
-  constructor(reason: AutoRoundReason, message: string) {
-    super(message);
-    this.name = 'AutoRoundError';
-    this.reason = reason;
-  }
-}
+export class AutoRoundError extends ReasonedError<AutoRoundReason> {}
 
 interface Target {
   local: string;

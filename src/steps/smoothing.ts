@@ -6,17 +6,11 @@ import type { ParentModule } from '../ort/kernels/awq.js';
 import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { LayerState } from './layer-state.js';
+import { ReasonedError } from '../errors.js';
 
 export type SmoothingStepReason = 'bad-mapping' | 'smoothing-quantized-module' | 'missing-tensor';
 
-export class SmoothingStepError extends Error {
-  readonly reason: SmoothingStepReason;
-  constructor(reason: SmoothingStepReason, message: string) {
-    super(message);
-    this.name = 'SmoothingStepError';
-    this.reason = reason;
-  }
-}
+export class SmoothingStepError extends ReasonedError<SmoothingStepReason> {}
 
 export function layerTensor(tensors: Readonly<Record<string, Tensor<'float32'>>>, name: string, layer: number): Tensor<'float32'> {
   const t = tensors[name];

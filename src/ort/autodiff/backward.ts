@@ -4,17 +4,11 @@
 import type { AttrInput, Graph, Value } from '../graph.js';
 import { ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType } from '../proto.js';
 import { isStatic, type Facts, type SymDim } from '../shape-infer.js';
+import { ReasonedError } from '../../errors.js';
 
 export type AutodiffReason = 'autodiff-unsupported-op' | 'autodiff-unknown-rank' | 'autodiff-bad-argument';
 
-export class AutodiffError extends Error {
-  readonly reason: AutodiffReason;
-  constructor(reason: AutodiffReason, message: string) {
-    super(message);
-    this.name = 'AutodiffError';
-    this.reason = reason;
-  }
-}
+export class AutodiffError extends ReasonedError<AutodiffReason> {}
 
 export interface RuleArgs {
   readonly node: NodeDef;
