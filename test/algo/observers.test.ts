@@ -2,17 +2,9 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { JS_MSE_LIMIT, ObserverError, mseMinMax, mseOptions, observeWeight, observerKind, type WeightObserverArgs } from '../../src/algo/observers.js';
 import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/algo/qparams.js';
 import { Runtime } from '../../src/ort/session.js';
+import { seededRandom } from '../../src/model/windows.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 function gaussian(n: number, seed: number, outliers = 0): Float32Array {
   const r = rng(seed);
   const out = new Float32Array(n);

@@ -5,20 +5,12 @@ import { gradients } from '../../src/ort/autodiff.js';
 import { Graph, type Dim, type Value } from '../../src/ort/graph.js';
 import type { Runtime } from '../../src/ort/session.js';
 import type { Tensor } from '../../src/tensor.js';
+import { seededRandom } from '../../src/model/windows.js';
 
 export type Rng = () => number;
 
-/** mulberry32: a small deterministic uniform generator on [0, 1) */
-export function rng(seed: number): Rng {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the project's deterministic uniform generator on [0, 1) */
+export const rng: (seed: number) => Rng = seededRandom;
 
 export interface InputSpec {
   /** declared shape (may be symbolic) */
