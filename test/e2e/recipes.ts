@@ -7,7 +7,6 @@ import { sharedData, sharedModel, SHARED_MODELS } from './shared.js';
 
 export type SharedModel = (typeof SHARED_MODELS)[number];
 
-
 export interface RecipeOptions {
   outputs?: boolean;
   samples?: number;
@@ -16,6 +15,8 @@ export interface RecipeOptions {
   kl?: boolean;
   /** no evaluate block (transform-only runs) */
   evaluate?: boolean;
+  /** evaluation windows (default: the model's `evalWindows`) */
+  evalWindows?: number;
 }
 
 export function sharedRecipe(m: SharedModel, stages: string, options: RecipeOptions = {}): { path: string; dir: string } {
@@ -28,7 +29,7 @@ model: ${sharedModel(m.name)}
 calibration: { dataset: ${sharedData(m.calib)}, samples: ${options.samples ?? 64}, seq_len: ${options.seqLen ?? 256} }
 stages:
 ${stages}
-${options.evaluate === false ? '' : `evaluate:\n  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${m.evalWindows} }\n  kl: ${options.kl ?? false}\n`}${outputs}`;
+${options.evaluate === false ? '' : `evaluate:\n  perplexity: { dataset: ${sharedData(m.eval)}, seq_len: 256, max_windows: ${options.evalWindows ?? m.evalWindows} }\n  kl: ${options.kl ?? false}\n`}${outputs}`;
   const path = join(dir, 'recipe.yaml');
   writeFileSync(path, text);
   return { path, dir };
