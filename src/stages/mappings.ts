@@ -4,7 +4,7 @@
 
 import { matchesName } from '../algo/targets.js';
 import { errorAt } from '../diag/diagnostic.js';
-import type { Mapping } from '../model/arch.js';
+import type { LinearSpec, Mapping } from '../model/arch.js';
 import type { SmoothMapping } from '../recipe/types.js';
 import type { StageContext } from './stage.js';
 
@@ -44,14 +44,14 @@ export function resolveMappings(ctx: StageContext, custom: SmoothMapping[] | und
   } else mappings = defaults.map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
   const prefix = ctx.b.arch.layerPrefix(0);
   const linears = ctx.b.arch.linears(ctx.b.config);
-  const outOf = (local: string): number | undefined => linears.find((l) => l.local === local)?.outFeatures;
-  const inOf = (local: string): number | undefined => linears.find((l) => l.local === local)?.inFeatures;
   return mappings
     .map((m) => ({ smooth: m.smooth, balance: m.balance.filter((b) => !ignore.some((p) => matchesName(`${prefix}${b}`, p) || matchesName(b, p))) }))
     .filter((m) => m.balance.length > 0)
-    .filter((m) => {
-      // a Linear smoothing another (v → o) needs as many output rows as the balance layer has inputs (not so under GQA)
-      const out = outOf(m.smooth);
-      return out === undefined || m.balance.every((b) => inOf(b) === out);
-    });
+    .filter((m) => shapesAllow(m, linears));
+}
+
+/** a Linear smoothing another (v → o) needs as many output rows as the balance layers have inputs (not so under GQA) */
+export function shapesAllow(m: Mapping, linears: readonly LinearSpec[]): boolean {
+  const out = linears.find((l) => l.local === m.smooth)?.outFeatures;
+  return out === undefined || m.balance.every((b) => linears.find((l) => l.local === b)?.inFeatures === out);
 }

@@ -1,25 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { presetScheme, resolveQuantArgs } from '../../src/algo/scheme.js';
 import type { Json } from '../../src/cache/key.js';
-import { embed } from '../../src/model/embed.js';
-import { writeExampleModel } from '../../src/model/example-dir.js';
 import { HfSource } from '../../src/model/source.js';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
-import { cutWindows, readDatasetText } from '../../src/model/windows.js';
 import { Runtime } from '../../src/ort/session.js';
 import { propagate, readHidden, writeHidden } from '../../src/steps/activations.js';
 import { autoroundStep, type AutoRoundParams } from '../../src/steps/autoround.js';
 import { readLayerState, type LayerState, type ModuleQuant } from '../../src/steps/layer-state.js';
-import type { StepContext } from '../../src/steps/types.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
+import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 
 const rt = new Runtime({ device: 'cpu' });
-const root = mkdtempSync(join(tmpdir(), 'qf-autoround-'));
-const modelDir = join(root, 'model');
+let tiny: TinyModel;
 const [WINDOWS, SEQ] = [4, 32];
 let embedDir = '';
 let base: Record<string, Tensor<'float32'>> = {};
@@ -35,22 +29,14 @@ const MODULES: Record<string, ModuleQuant> = Object.fromEntries(
 );
 
 beforeAll(async () => {
-  await writeExampleModel(rt, modelDir, { size: 'tiny', seed: 0, dtype: 'f32' });
-  const ids = cutWindows(loadTokenizer(modelDir).encode(readDatasetText(join(modelDir, 'calib.txt'))), SEQ, WINDOWS);
-  const src = await HfSource.open(modelDir);
-  try {
-    const H = src.config.hiddenSize;
-    embedDir = mkdtempSync(join(root, 'embed-'));
-    await writeHidden(embedDir, tensor('float32', [WINDOWS, SEQ, H], embed(await src.tensor(src.arch.embedding), ids.data)));
-    base = await src.layer(0);
-  } finally {
-    await src.close();
-  }
+  tiny = await writeTinyModel(rt, 'autoround', WINDOWS, SEQ);
+  embedDir = tiny.embedDir;
+  base = tiny.layer0;
 });
 
 afterAll(async () => {
   await rt.close();
-  rmSync(root, { recursive: true, force: true });
+  await tiny.close();
 });
 
 interface Run {
@@ -61,23 +47,16 @@ interface Run {
 }
 
 async function runStep(overrides: Partial<AutoRoundParams> = {}, referenceDir = embedDir): Promise<Run> {
-  const outDir = mkdtempSync(join(root, 'out-'));
   const progress: string[] = [];
-  const ctx: StepContext<AutoRoundParams> = {
-    id: 'stage1.autoround/layer.0',
-    params: {
-      layer: 0, modules: MODULES, iters: 20, lr: 1 / 20, minmax_lr: 1 / 20, batch_size: 8, nsamples: null,
-      enable_minmax_tuning: true, not_use_best_mse: false, seed: 42, ...overrides,
-    },
-    inputs: { hidden: { id: 'embed', kind: 'embed', dir: embedDir, result: null }, reference: { id: 'embed', kind: 'embed', dir: referenceDir, result: null } },
-    files: {},
-    modelDir,
-    outDir,
-    runtime: rt,
-    progress: (_done, _total, message) => progress.push(message ?? ''),
-    warn: () => {},
-    signal: new AbortController().signal,
+  const params: AutoRoundParams = {
+    layer: 0, modules: MODULES, iters: 20, lr: 1 / 20, minmax_lr: 1 / 20, batch_size: 8, nsamples: null,
+    enable_minmax_tuning: true, not_use_best_mse: false, seed: 42, ...overrides,
   };
+  const ctx = await stepContext(rt, tiny, params, { hidden: embedDir, reference: referenceDir }, {
+    id: 'stage1.autoround/layer.0',
+    progress: (_done, _total, message) => progress.push(message ?? ''),
+  });
+  const { outDir } = ctx;
   const result = (await autoroundStep.run(ctx)) as Record<string, Json>;
   return { result, state: await readLayerState(outDir, 0), hidden: await readHidden(outDir), progress };
 }
@@ -125,7 +104,7 @@ describe('autoround step', () => {
 
   test('the next block inputs are the kept quantized block run over the quantized-path inputs', async () => {
     const { result, hidden, state } = await tunedRun();
-    const src = await HfSource.open(modelDir);
+    const src = await HfSource.open(tiny.modelDir);
     try {
       const linears = src.arch.linears(src.config);
       const x = await readHidden(embedDir);
@@ -201,7 +180,7 @@ describe('autoround step', () => {
     const { result, state, hidden } = await runStep({ modules: {} });
     expect(result.loss_iter0).toBeNull();
     expect(state.quant).toEqual({});
-    const src = await HfSource.open(modelDir);
+    const src = await HfSource.open(tiny.modelDir);
     try {
       const fp = await propagate(rt, src.config, src.arch.linears(src.config), base, await readHidden(embedDir), new Map());
       expect(differ(hidden.data, fp.data)).toBe(0);
@@ -211,7 +190,7 @@ describe('autoround step', () => {
   });
 
   test('inputs of different window lengths are refused', async () => {
-    const other = mkdtempSync(join(root, 'ref-'));
+    const other = mkdtempSync(join(tiny.root, 'ref-'));
     await writeHidden(other, tensor('float32', [WINDOWS, SEQ / 2, 256], new Float32Array(WINDOWS * (SEQ / 2) * 256)));
     await expect(runStep({ iters: 1 }, other)).rejects.toMatchObject({ reason: 'autoround-input-mismatch' });
   });

@@ -1,105 +1,53 @@
 // capture → awq through their StepImpls on the tiny example model (planted outlier channels): folding alone keeps
 // the model's function; with a scheme the layer's output error beats round-to-nearest on the same layer.
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { presetScheme, type QuantArgs } from '../../src/algo/scheme.js';
 import { LLAMA_FAMILY, type Mapping } from '../../src/model/arch.js';
-import { rmsNorm } from '../../src/model/decoder-graph.js';
-import { embed } from '../../src/model/embed.js';
-import { writeExampleModel } from '../../src/model/example-dir.js';
 import { runDecoderLayer } from '../../src/model/layer-runner.js';
 import { HfSource } from '../../src/model/source.js';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
-import { cutWindows } from '../../src/model/windows.js';
-import { Graph } from '../../src/ort/graph.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { writeHidden } from '../../src/steps/activations.js';
 import { awqStep, type AwqParams } from '../../src/steps/awq.js';
 import { captureStep, type CaptureParams } from '../../src/steps/capture.js';
 import { readLayerState, type ModuleQuant } from '../../src/steps/layer-state.js';
+import { shapesAllow } from '../../src/stages/mappings.js';
 import { rtnStep } from '../../src/steps/rtn.js';
 import type { StepContext } from '../../src/steps/types.js';
+import { finalLogits, hiddenDir as writeHiddenDir, relChange, stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });
-let root: string;
-let modelDir: string;
+let tiny: TinyModel;
 let src: HfSource;
 let layer0: Tensor<'float32'>;
 let hidden0: string;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'qf-awq-'));
-  modelDir = join(root, 'model');
-  await writeExampleModel(rt, modelDir, { size: 'tiny', seed: 0, dtype: 'f32' });
-  src = await HfSource.open(modelDir);
-  const ids = cutWindows(loadTokenizer(modelDir).encode(await readFile(join(modelDir, 'calib.txt'), 'utf8')), 32, 8);
-  const [n, T] = ids.dims as [number, number];
-  layer0 = tensor('float32', [n, T, src.config.hiddenSize], embed(await src.tensor(src.arch.embedding), ids.data));
-  hidden0 = await hiddenDir(layer0);
+  tiny = await writeTinyModel(rt, 'awq', 8, 32);
+  src = await HfSource.open(tiny.modelDir);
+  layer0 = tiny.embedded;
+  hidden0 = tiny.embedDir;
 });
 
 afterAll(async () => {
   await src.close();
   await rt.close();
-  await rm(root, { recursive: true, force: true });
+  await tiny.close();
 });
 
-async function context<P>(params: P, inputs: Record<string, string | undefined>): Promise<StepContext<P>> {
-  const outDir = await mkdtemp(join(root, 'step-'));
-  const ins: StepContext<P>['inputs'] = {};
-  for (const [role, dir] of Object.entries(inputs)) if (dir) ins[role] = { id: role, kind: role, dir, result: null };
-  return { id: 'test', params, inputs: ins, files: {}, modelDir, outDir, runtime: rt, progress() {}, warn() {}, signal: new AbortController().signal };
-}
-
-async function hiddenDir(h: Tensor<'float32'>): Promise<string> {
-  const dir = await mkdtemp(join(root, 'hidden-'));
-  await writeHidden(dir, h);
-  return dir;
-}
+const context = <P>(params: P, inputs: Record<string, string | undefined>): Promise<StepContext<P>> => stepContext(rt, tiny, params, inputs);
+const hiddenDir = (h: Tensor<'float32'>): Promise<string> => writeHiddenDir(tiny.root, h);
+const logits = (x: Tensor<'float32'>): Promise<Float32Array> => finalLogits(rt, src, x);
 
 /** the planner's default mappings: v → o is dropped under grouped-query attention (8 heads, 4 kv heads) */
-function mappings(): Mapping[] {
-  const linears = src.arch.linears(src.config);
-  const out = (l: string) => linears.find((s) => s.local === l)?.outFeatures;
-  const inn = (l: string) => linears.find((s) => s.local === l)?.inFeatures;
-  return LLAMA_FAMILY.awqMappings
-    .filter((m) => out(m.smooth) === undefined || m.balance.every((b) => inn(b) === out(m.smooth)))
-    .map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
-}
+const mappings = (): Mapping[] =>
+  LLAMA_FAMILY.awqMappings.filter((m) => shapesAllow(m, src.arch.linears(src.config))).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
 
 const W4A16_ASYM = presetScheme('W4A16_ASYM', ['Linear']).weights as QuantArgs;
 const allModules = (): Record<string, ModuleQuant> => Object.fromEntries(src.arch.linears(src.config).map((l) => [l.local, { weights: W4A16_ASYM, input_activations: null }]));
 
 const forward = async (weights: Record<string, Tensor>, x: Tensor<'float32'>): Promise<Float32Array> =>
   (await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x))['out']!.data as Float32Array;
-
-function relChange(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  a.forEach((v, i) => {
-    num += (v - (b[i] as number)) ** 2;
-    den += v * v;
-  });
-  return Math.sqrt(num / den);
-}
-
-async function logits(x: Tensor<'float32'>): Promise<Float32Array> {
-  const cfg = src.config;
-  const kernel = await rt.kernel(`test.logits:${cfg.hiddenSize}:${cfg.vocabSize}`, () => {
-    const g = new Graph('logits');
-    const h = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
-    const norm = g.input('norm', 'float32', [cfg.hiddenSize]);
-    const lm = g.input('lm', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
-    g.output(g.matmul(rmsNorm(g, h, norm, cfg.rmsNormEps), g.transpose(lm, [1, 0])), 'logits');
-    return g;
-  });
-  const out = await kernel.run({ x, norm: await src.tensor(src.arch.finalNorm), lm: await src.tensor(src.arch.lmHeadWeight(cfg)) });
-  return out['logits']!.data as Float32Array;
-}
 
 async function runAwq(layer: number, hidden: string, params: Partial<AwqParams>): Promise<{ ctx: StepContext<AwqParams>; result: Record<string, unknown> }> {
   const capture = await context<CaptureParams>({ layer, statistic: 'absmean', modules: mappings().map((m) => m.balance[0]!) }, { hidden });

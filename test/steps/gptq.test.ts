@@ -1,26 +1,20 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { dequantizeWeight } from '../../src/algo/qparams.js';
 import { presetScheme } from '../../src/algo/scheme.js';
 import type { Json } from '../../src/cache/key.js';
-import { embed } from '../../src/model/embed.js';
-import { writeExampleModel } from '../../src/model/example-dir.js';
 import { HfSource } from '../../src/model/source.js';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
-import { cutWindows, readDatasetText } from '../../src/model/windows.js';
 import { Runtime } from '../../src/ort/session.js';
-import { propagate, readHidden, writeHidden } from '../../src/steps/activations.js';
+import { propagate, readHidden } from '../../src/steps/activations.js';
 import { gptqStep, type GptqParams } from '../../src/steps/gptq.js';
 import { actQuantOf, readLayerState, readQuantInfo, type LayerState, type ModuleQuant } from '../../src/steps/layer-state.js';
-import type { StepContext } from '../../src/steps/types.js';
-import { tensor, type Tensor } from '../../src/tensor.js';
+import type { Tensor } from '../../src/tensor.js';
+import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 
 const rt = new Runtime({ device: 'cpu' });
-const root = mkdtempSync(join(tmpdir(), 'qf-gptq-'));
-const modelDir = join(root, 'model');
+let tiny: TinyModel;
 // 512 tokens: attn_in (256 features) is well determined, down_in (688 features) is rank-deficient
 const [WINDOWS, SEQ] = [8, 64];
 let embedDir = '';
@@ -35,21 +29,14 @@ const W4A16 = modulesOf('W4A16');
 const W8A8 = modulesOf('W8A8');
 
 beforeAll(async () => {
-  await writeExampleModel(rt, modelDir, { size: 'tiny', seed: 0, dtype: 'f32' });
-  const ids = cutWindows(loadTokenizer(modelDir).encode(readDatasetText(join(modelDir, 'calib.txt'))), SEQ, WINDOWS);
-  const src = await HfSource.open(modelDir);
-  try {
-    embedDir = mkdtempSync(join(root, 'embed-'));
-    await writeHidden(embedDir, tensor('float32', [WINDOWS, SEQ, src.config.hiddenSize], embed(await src.tensor(src.arch.embedding), ids.data)));
-    base = await src.layer(0);
-  } finally {
-    await src.close();
-  }
+  tiny = await writeTinyModel(rt, 'gptq', WINDOWS, SEQ);
+  embedDir = tiny.embedDir;
+  base = tiny.layer0;
 });
 
 afterAll(async () => {
   await rt.close();
-  rmSync(root, { recursive: true, force: true });
+  await tiny.close();
 });
 
 interface Run {
@@ -62,24 +49,16 @@ interface Run {
 }
 
 async function runStep(params: Partial<GptqParams>, stateDir?: string): Promise<Run> {
-  const outDir = mkdtempSync(join(root, 'out-'));
   const progress: [number, number, string][] = [];
   const warnings: string[] = [];
-  const ctx: StepContext<GptqParams> = {
-    id: 'stage1.gptq/layer.0',
-    params: { layer: 0, modules: W4A16, block_size: 128, dampening_frac: 0.01, actorder: 'static', offload_hessians: false, ...params },
-    inputs: {
-      hidden: { id: 'embed/calibration', kind: 'embed', dir: embedDir, result: null },
-      ...(stateDir ? { state: { id: 'stage1.gptq/layer.0', kind: 'gptq', dir: stateDir, result: null } } : {}),
-    },
-    files: {},
-    modelDir,
-    outDir,
-    runtime: rt,
-    progress: (done, total, message) => progress.push([done, total, message ?? '']),
-    warn: (m) => warnings.push(m),
-    signal: new AbortController().signal,
-  };
+  const ctx = await stepContext<GptqParams>(
+    rt,
+    tiny,
+    { layer: 0, modules: W4A16, block_size: 128, dampening_frac: 0.01, actorder: 'static', offload_hessians: false, ...params },
+    { hidden: embedDir, state: stateDir },
+    { id: 'stage1.gptq/layer.0', progress: (done, total, message) => progress.push([done, total, message ?? '']), warn: (m) => warnings.push(m) },
+  );
+  const { outDir } = ctx;
   const result = (await gptqStep.run(ctx)) as Record<string, Json>;
   return { outDir, result, state: await readLayerState(outDir, 0), hidden: await readHidden(outDir), progress, warnings };
 }
@@ -95,7 +74,7 @@ describe('gptq step', () => {
     for (const f of ['layer.safetensors', 'quant.json', 'hidden.safetensors']) expect(existsSync(join(outDir, f)), f).toBe(true);
     expect(hidden.dims).toEqual([WINDOWS, SEQ, 256]);
     expect(hidden.data.every(Number.isFinite)).toBe(true);
-    const src = await HfSource.open(modelDir);
+    const src = await HfSource.open(tiny.modelDir);
     try {
       const again = await propagate(rt, src.config, src.arch.linears(src.config), state.tensors, await readHidden(embedDir), actQuantOf(state.quant));
       expect(again.data).toEqual(hidden.data);
