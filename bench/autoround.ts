@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { presetScheme } from '../src/algo/scheme.js';
+import { presetScheme } from '../src/quant/scheme.js';
 import type { Json } from '../src/cache/key.js';
 import { embed } from '../src/model/embed.js';
 import { writeExampleModel } from '../src/model/example-dir.js';

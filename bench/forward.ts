@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { Graph } from '../src/ort/graph.js';
 import { Runtime } from '../src/ort/session.js';
 import { HfSource } from '../src/model/source.js';
-import { perplexity } from '../src/model/perplexity.js';
+import { perplexity } from '../src/graphs/perplexity.js';
 import { seededRandom } from '../src/model/windows.js';
 import { tensor } from '../src/tensor.js';
 import { median, table } from './util.js';

@@ -12,7 +12,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gptqQuantize } from '../src/algo/gptq.js';
-import { presetScheme } from '../src/algo/scheme.js';
+import { presetScheme } from '../src/quant/scheme.js';
 import type { Json } from '../src/cache/key.js';
 import { embed } from '../src/model/embed.js';
 import { HfSource } from '../src/model/source.js';

@@ -9,9 +9,9 @@
 // V = 0 with factors 1 gives exactly the round-to-nearest codes.
 
 import { seededRandom } from '../model/windows.js';
-import { rowStride, type BlockResult, type QuantLayout, type TargetParams } from '../ort/kernels/autoround.js';
-import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs } from './qparams.js';
-import { roundHalfEven } from './round.js';
+import { rowStride, type BlockResult, type QuantLayout, type TargetParams } from '../graphs/autoround-kernel.js';
+import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs } from '../quant/qparams.js';
+import { roundHalfEven } from '../quant/round.js';
 
 const f = Math.fround;
 

@@ -7,9 +7,9 @@
 // floor(n_grid / 2) ratios with each family) and llm-awq auto_scale.py; with duo scaling the identity scales
 // are searched too (as later llm-compressor releases do), so AWQ never loses to plain rounding on its objective.
 
-import type { QuantArgs } from './scheme.js';
+import type { QuantArgs } from '../quant/scheme.js';
 import type { WeightMatrix } from './smoothquant.js';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export type DuoScaling = boolean | 'both';
 

@@ -8,8 +8,8 @@
 // stored for them; evaluation applies the same arithmetic to every Linear input.
 
 import { observeWeight, type ObserveOptions } from './observers.js';
-import { computeQParams, dequantizeWeight, fakeQuantizeWeight, qparamShape, quantizeWeight, weightMinMax } from './qparams.js';
-import type { QuantArgs } from './scheme.js';
+import { computeQParams, dequantizeWeight, fakeQuantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../quant/qparams.js';
+import type { QuantArgs } from '../quant/scheme.js';
 
 /** a quantized weight: integer codes and the qparams that map them back */
 export interface QuantizedWeight {

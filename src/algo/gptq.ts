@@ -14,9 +14,9 @@ import type { Runtime } from '../ort/session.js';
 import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cholesky.js';
 import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
-import { computeQParams, qparamShape, qRange } from './qparams.js';
-import type { ActOrder, QuantArgs } from './scheme.js';
-import { ReasonedError } from '../errors.js';
+import { computeQParams, qparamShape, qRange } from '../quant/qparams.js';
+import type { ActOrder, QuantArgs } from '../quant/scheme.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export type GptqErrorReason = 'gptq-non-finite-input' | 'gptq-shape-mismatch' | 'gptq-unsupported-args';
 

@@ -9,10 +9,10 @@
 
 import { shrinkErrors, type ShrinkProblem } from '../ort/kernels/quant.js';
 import type { Runtime } from '../ort/session.js';
-import { computeQParams, qparamShape, qRange, weightMinMax, type MinMax } from './qparams.js';
-import { roundHalfEven } from './round.js';
-import type { JsonScalar, ObserverName, QuantArgs } from './scheme.js';
-import { ReasonedError } from '../errors.js';
+import { computeQParams, qparamShape, qRange, weightMinMax, type MinMax } from '../quant/qparams.js';
+import { roundHalfEven } from '../quant/round.js';
+import type { JsonScalar, ObserverName, QuantArgs } from '../quant/scheme.js';
+import { ReasonedError } from '../diag/failure.js';
 
 const f = Math.fround;
 const FLT_MAX = 3.4028234663852886e38;

@@ -1,4 +1,4 @@
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 // SmoothQuant (Xiao et al. 2022, https://arxiv.org/abs/2211.10438): migrate activation outliers into the weights
 // with per-input-channel scales s_j = max|X_j|^α / max|W_{:,j}|^(1−α), where max|W_{:,j}| is taken over every
 // Linear that reads the activation. The activation producer (an RMSNorm weight, or a Linear's output rows) is

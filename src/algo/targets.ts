@@ -6,7 +6,7 @@
 // name, not at the end. Ignore patterns take the same forms. One deliberate difference from
 // compressed-tensors: `lm_head` is never selected by a class name, only by its name or a regex.
 
-import type { QuantScheme } from './scheme.js';
+import type { QuantScheme } from '../quant/scheme.js';
 
 export interface ModuleRef {
   readonly name: string;

@@ -24,8 +24,8 @@ export const generateCommand: Command = {
   },
   allowPositionals: 0,
   async run({ values }, io) {
-    const { generate } = await import('../model/generate.js');
-    const { openModel } = await import('../model/open.js');
+    const { generate } = await import('../graphs/generate.js');
+    const { openModel } = await import('../graphs/open.js');
     const { loadTokenizer } = await import('../model/tokenizer.js');
     const { DEVICES, Runtime } = await import('../ort/session.js');
     const dir = stringOption(values, 'model');

@@ -13,11 +13,11 @@
 // Every other tensor is copied in the model dtype. config.json gains `quantization_config`; `ignore` lists
 // the Linear modules left unquantized by their real names.
 
-import type { QuantArgs } from '../algo/scheme.js';
-import { toCompressedTensorsArgs } from '../algo/scheme.js';
+import type { QuantArgs } from '../quant/scheme.js';
+import { toCompressedTensorsArgs } from '../quant/scheme.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { packToInt32, packZeroPoints } from './pack-quantized.js';
-import type { ModuleQuant, QuantizedModule } from './quantized-weight.js';
+import type { ModuleQuant, QuantizedModule } from '../quant/quantized-weight.js';
 import { toBfloat16, toFloat16 } from './half.js';
 
 export const COMPRESSED_TENSORS_VERSION = '0.12.2';

@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export type CheckpointErrorReason = 'no-weights' | 'pickle-refused' | 'index-invalid' | 'missing-shard' | 'missing-tensor' | 'tensor-not-found' | 'duplicate-tensor';
 

@@ -2,8 +2,8 @@
 // unpacked and dequantized on load ((q − zp)·scale per group, g_idx honoured); modules with dynamic per-token
 // input activations are fake-quantized at inference as the checkpoint declares.
 
-import { dequantizeWeight } from '../algo/qparams.js';
-import type { QuantArgs } from '../algo/scheme.js';
+import { dequantizeWeight } from '../quant/qparams.js';
+import type { QuantArgs } from '../quant/scheme.js';
 import { matchesClass, matchesName } from '../algo/targets.js';
 import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js';
 import { fromBfloat16, fromFloat16 } from '../formats/half.js';

@@ -3,7 +3,7 @@
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];

@@ -13,7 +13,7 @@ import { LLAMA_FAMILY } from './arch.js';
 import type { ModelConfig } from './config.js';
 import { exampleConfigJson, exampleModelConfig, exampleTensor, exampleTensorNames, type ExampleSize } from './example-model.js';
 import { exampleTokenizer } from './example-tokenizer.js';
-import { generate } from './generate.js';
+import { generate } from '../graphs/generate.js';
 import { stripPrefix, type WeightSource } from './source.js';
 import { loadTokenizer } from './tokenizer.js';
 

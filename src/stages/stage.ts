@@ -2,7 +2,7 @@
 // how it expands into steps. The planner reads these declarations and never branches on the kind.
 
 import { assignSchemes } from '../algo/targets.js';
-import { resolveScheme, SchemeError, type QuantArgs, type QuantScheme, type SchemeStage } from '../algo/scheme.js';
+import { resolveScheme, SchemeError, type QuantArgs, type QuantScheme, type SchemeStage } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
 import { errorAt, warningAt, type Diagnostic, type Location } from '../diag/diagnostic.js';
 import type { PlanBuilder } from '../plan/builder.js';

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { ModelConfig } from '../model/config.js';
-import { runDecoderLayer, type LayerRunOptions } from '../model/layer-runner.js';
+import { runDecoderLayer, type LayerRunOptions } from '../graphs/layer-runner.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';

@@ -12,14 +12,14 @@ import {
 } from '../algo/autoround.js';
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import { observeWeight } from '../algo/observers.js';
-import type { MinMax } from '../algo/qparams.js';
+import type { MinMax } from '../quant/qparams.js';
 import type { Json } from '../cache/key.js';
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { HfSource } from '../model/source.js';
 import {
   autoroundBlockKernel, quantLayout, runAutoRoundBlock, toGroups, type AutoRoundBlockSpec, type BlockConstants, type BlockResult, type TargetParams,
-} from '../ort/kernels/autoround.js';
+} from '../graphs/autoround-kernel.js';
 import type { Graph, Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -27,7 +27,7 @@ import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './
 import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface AutoRoundParams {
   layer: number;

@@ -7,15 +7,15 @@
 
 import { awqGrid, awqSearch, weightMeans, type BalanceWeight, type DuoScaling } from '../algo/awq.js';
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
-import { presetScheme, type QuantArgs } from '../algo/scheme.js';
+import { presetScheme, type QuantArgs } from '../quant/scheme.js';
 import { summarizeScales } from '../algo/smoothquant.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import type { LayerTap } from '../model/layer-runner.js';
-import { positionInputs } from '../model/rope.js';
+import type { LayerTap } from '../graphs/layer-runner.js';
+import { positionInputs } from '../graphs/rope.js';
 import { HfSource } from '../model/source.js';
-import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../ort/kernels/awq.js';
+import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';

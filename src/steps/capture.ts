@@ -7,14 +7,14 @@
 import { join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { InputSite } from '../model/arch.js';
-import type { LayerTap } from '../model/layer-runner.js';
+import type { LayerTap } from '../graphs/layer-runner.js';
 import type { Value } from '../ort/graph.js';
 import { HfSource } from '../model/source.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { actQuantOf, loadLayerInput } from './layer-state.js';
 import { input, optionalInput, requireModel, type StepImpl } from './types.js';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export const STATS_FILE = 'stats.safetensors';
 export const STATISTICS = ['absmax', 'absmean'] as const;

@@ -2,7 +2,7 @@
 // of the fake-quantized model the stages produced (`mode: quantized`), with KL(fp ‖ quantized) of the
 // next-token distributions measured in the same pass.
 
-import { perplexity } from '../model/perplexity.js';
+import { perplexity } from '../graphs/perplexity.js';
 import { HfSource } from '../model/source.js';
 import { readIds } from './activations.js';
 import { OverlaySource } from './layer-state.js';

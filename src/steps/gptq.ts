@@ -9,10 +9,10 @@
 
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import { gptqQuantize, resolveActOrder, type GptqResult } from '../algo/gptq.js';
-import type { ActOrder } from '../algo/scheme.js';
+import type { ActOrder } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import type { LayerTap } from '../model/layer-runner.js';
+import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
 import { HfSource } from '../model/source.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';

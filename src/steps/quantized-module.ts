@@ -1,6 +1,6 @@
 // Turning a quantizer's result into a layer state's module entry, shared by every quantizing step.
 
-import type { QuantArgs } from '../algo/scheme.js';
+import type { QuantArgs } from '../quant/scheme.js';
 import { tensor } from '../tensor.js';
 import type { LayerState, ModuleQuant } from './layer-state.js';
 

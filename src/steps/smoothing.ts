@@ -2,11 +2,11 @@
 // parent module whose output AWQ's loss measures, and checks that a mapping's modules can still be smoothed.
 
 import type { WeightMatrix } from '../algo/smoothquant.js';
-import type { ParentModule } from '../ort/kernels/awq.js';
+import type { ParentModule } from '../graphs/awq-kernel.js';
 import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { LayerState } from './layer-state.js';
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export type SmoothingStepReason = 'bad-mapping' | 'smoothing-quantized-module' | 'missing-tensor';
 

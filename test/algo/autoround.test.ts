@@ -3,10 +3,10 @@ import {
   addScaledGrads, BestTracker, blockRandom, IndexSampler, initialParams, learnedQParams, linearLr, quantizeLearned, quantizeWithOffsets, sampleCurve, signSgdStep,
 } from '../../src/algo/autoround.js';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
-import { computeQParams, weightMinMax } from '../../src/algo/qparams.js';
-import { resolveQuantArgs, type QuantArgs } from '../../src/algo/scheme.js';
+import { computeQParams, weightMinMax } from '../../src/quant/qparams.js';
+import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import { seededRandom } from '../../src/model/windows.js';
-import { quantLayout } from '../../src/ort/kernels/autoround.js';
+import { quantLayout } from '../../src/graphs/autoround-kernel.js';
 
 const random = seededRandom(3);
 const weight = (rows: number, cols: number): Float32Array => Float32Array.from({ length: rows * cols }, () => (random() - 0.45) * 0.2);

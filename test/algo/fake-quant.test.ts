@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { fakeQuantizeActivationsPerToken, quantizeWeightRtn } from '../../src/algo/fake-quant.js';
-import { presetScheme } from '../../src/algo/scheme.js';
+import { presetScheme } from '../../src/quant/scheme.js';
 
 describe('fakeQuantizeActivationsPerToken', () => {
   test('each row gets scale max|x| / 127.5; ties round to even and the top clamps to 127', () => {

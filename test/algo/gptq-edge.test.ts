@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { actOrderPermutation, GptqError, gptqQuantize, resolveActOrder } from '../../src/algo/gptq.js';
-import { computeQParams, quantizeWeight, weightMinMax } from '../../src/algo/qparams.js';
-import { resolveQuantArgs } from '../../src/algo/scheme.js';
+import { computeQParams, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
+import { resolveQuantArgs } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });

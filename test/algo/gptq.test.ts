@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { gptqQuantize, type GptqOptions } from '../../src/algo/gptq.js';
-import { computeQParams, dequantizeWeight, qRange, weightMinMax } from '../../src/algo/qparams.js';
-import { roundHalfEven } from '../../src/algo/round.js';
-import { resolveQuantArgs, type ActOrder, type QuantArgs } from '../../src/algo/scheme.js';
+import { computeQParams, dequantizeWeight, qRange, weightMinMax } from '../../src/quant/qparams.js';
+import { roundHalfEven } from '../../src/quant/round.js';
+import { resolveQuantArgs, type ActOrder, type QuantArgs } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
 
 // The reference is a plain, unblocked GPTQ written here: every matrix dense, every loop obvious, the inverse

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { presetScheme } from '../../src/algo/scheme.js';
+import { presetScheme } from '../../src/quant/scheme.js';
 import { TargetError, assignSchemes, matchModules, matchesName, type ModuleRef } from '../../src/algo/targets.js';
 
 const linear = (name: string): ModuleRef => ({ name, className: 'Linear' });

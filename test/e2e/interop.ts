@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseModelConfig } from '../../src/model/config.js';
-import { OnnxModel } from '../../src/model/onnx-model.js';
+import { OnnxModel } from '../../src/graphs/onnx-model.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { Runtime } from '../../src/ort/session.js';
 

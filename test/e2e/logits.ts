@@ -2,7 +2,7 @@
 // equivalence tests of function-preserving transforms.
 
 import { embed } from '../../src/model/embed.js';
-import { runDecoderLayer } from '../../src/model/layer-runner.js';
+import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
 import type { WeightSource } from '../../src/model/source.js';
 import type { Runtime } from '../../src/ort/session.js';
 import { tensor } from '../../src/tensor.js';

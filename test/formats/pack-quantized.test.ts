@@ -9,8 +9,8 @@ import {
   unpackFromInt32,
   unpackZeroPoints,
 } from '../../src/formats/pack-quantized.js';
-import { computeQParams, dequantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../../src/algo/qparams.js';
-import { presetScheme } from '../../src/algo/scheme.js';
+import { computeQParams, dequantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
+import { presetScheme } from '../../src/quant/scheme.js';
 
 function randomCodes(n: number, bits: number, seed: number): Int8Array {
   let s = seed;

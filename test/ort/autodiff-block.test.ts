@@ -108,8 +108,8 @@ describe('gradients of a Llama decoder block', () => {
 describe('gradients of the project decoder graph', () => {
   test('float32 gradients of the GQA decoder layer match float64 finite differences', async () => {
     const { LLAMA_FAMILY } = await import('../../src/model/arch.js');
-    const { decoderLayer, layerWeightInputs } = await import('../../src/model/decoder-graph.js');
-    const { ropeTables } = await import('../../src/model/rope.js');
+    const { decoderLayer, layerWeightInputs } = await import('../../src/graphs/decoder-graph.js');
+    const { ropeTables } = await import('../../src/graphs/rope.js');
     const cfg = {
       modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
       vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,

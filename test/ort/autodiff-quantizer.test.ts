@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { roundHalfEven } from '../../src/algo/round.js';
+import { roundHalfEven } from '../../src/quant/round.js';
 import type { Graph, Value } from '../../src/ort/graph.js';
 import { Runtime } from '../../src/ort/session.js';
 import { checkGradients, f64, type GradCase, type InputSpec } from './autodiff-harness.js';

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/algo/qparams.js';
+import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { packMatMulNBits, packMatMulNBitsZeroPoints } from '../../src/formats/pack-quantized.js';
 import { Graph } from '../../src/ort/graph.js';
 import { Runtime } from '../../src/ort/session.js';

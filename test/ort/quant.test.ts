@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { fakeQuantizeActivationsPerToken } from '../../src/algo/fake-quant.js';
 import { shrinkErrorsJs, shrinkProblem } from '../../src/algo/observers.js';
-import { columnGroups, computeQParams, fakeQuantizeWeight, qRange, weightMinMax } from '../../src/algo/qparams.js';
+import { columnGroups, computeQParams, fakeQuantizeWeight, qRange, weightMinMax } from '../../src/quant/qparams.js';
 import { Graph } from '../../src/ort/graph.js';
 import { fakeQuant, fakeQuantPerToken, fakeQuantizeOrt, shrinkErrors } from '../../src/ort/kernels/quant.js';
 import { Runtime } from '../../src/ort/session.js';

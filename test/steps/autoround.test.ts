@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
-import { presetScheme, resolveQuantArgs } from '../../src/algo/scheme.js';
+import { presetScheme, resolveQuantArgs } from '../../src/quant/scheme.js';
 import type { Json } from '../../src/cache/key.js';
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';

@@ -2,9 +2,9 @@
 // the model's function; with a scheme the layer's output error beats round-to-nearest on the same layer.
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { presetScheme, type QuantArgs } from '../../src/algo/scheme.js';
+import { presetScheme, type QuantArgs } from '../../src/quant/scheme.js';
 import { LLAMA_FAMILY, type Mapping } from '../../src/model/arch.js';
-import { runDecoderLayer } from '../../src/model/layer-runner.js';
+import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';

@@ -6,7 +6,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import type { InputSite } from '../../src/model/arch.js';
 import { exampleConfigJson, exampleModelConfig, exampleTensor, exampleTensorNames } from '../../src/model/example-model.js';
 import { exampleTokenizer } from '../../src/model/example-tokenizer.js';
-import { runDecoderLayer, type LayerTap } from '../../src/model/layer-runner.js';
+import { runDecoderLayer, type LayerTap } from '../../src/graphs/layer-runner.js';
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';

@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LLAMA_FAMILY, type Mapping } from '../../src/model/arch.js';
-import { runDecoderLayer } from '../../src/model/layer-runner.js';
+import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';

@@ -5,7 +5,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { rmsNorm } from '../../src/model/decoder-graph.js';
+import { rmsNorm } from '../../src/graphs/decoder-graph.js';
 import { embed } from '../../src/model/embed.js';
 import { writeExampleModel } from '../../src/model/example-dir.js';
 import { HfSource } from '../../src/model/source.js';

@@ -4,7 +4,7 @@
 import type { AttrInput, Graph, Value } from '../graph.js';
 import { ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType } from '../proto.js';
 import { isStatic, type Facts, type SymDim } from '../shape-infer.js';
-import { ReasonedError } from '../../errors.js';
+import { ReasonedError } from '../../diag/failure.js';
 
 export type AutodiffReason = 'autodiff-unsupported-op' | 'autodiff-unknown-rank' | 'autodiff-bad-argument';
 

@@ -1,7 +1,7 @@
 // A quantized Linear as stored between steps and written to checkpoints: integer codes with their qparams,
 // plus the compressed-tensors args that produced them.
 
-import type { QuantArgs } from '../algo/scheme.js';
+import type { QuantArgs } from './scheme.js';
 import type { Tensor } from '../tensor.js';
 
 export interface ModuleQuant {

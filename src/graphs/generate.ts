@@ -6,13 +6,13 @@
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, layerWeightInputs, rmsNorm } from './decoder-graph.js';
-import { embed } from './embed.js';
+import { embed } from '../model/embed.js';
 import { ropeTables } from './rope.js';
-import type { WeightSource } from './source.js';
-import type { LinearSpec } from './arch.js';
-import { seededRandom } from './windows.js';
+import type { WeightSource } from '../model/source.js';
+import type { LinearSpec } from '../model/arch.js';
+import { seededRandom } from '../model/windows.js';
 
 function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
   const aq = [...actQuant].map(([k, b]) => `${k}:${b}`).join(',');

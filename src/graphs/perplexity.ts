@@ -7,8 +7,8 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { nllKernel, nllKlKernel } from './head-graph.js';
 import { runDecoderLayer } from './layer-runner.js';
-import type { WeightSource } from './source.js';
-import { embed } from './embed.js';
+import type { WeightSource } from '../model/source.js';
+import { embed } from '../model/embed.js';
 
 export interface PerplexityOptions {
   /** windows per onnxruntime call */

@@ -8,7 +8,7 @@ import {
   resolveScheme,
   toCompressedTensorsArgs,
   toCompressedTensorsScheme,
-} from '../../src/algo/scheme.js';
+} from '../../src/quant/scheme.js';
 
 // what compressed-tensors 0.12 dumps for these args (QuantizationArgs.model_dump())
 const W4_GROUP_SYM = {

@@ -4,7 +4,7 @@
 
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import { rmsNorm } from './decoder-graph.js';
 
 function logProbs(g: Graph, x: Value, norm: Value, lm: Value, eps: number): Value {

@@ -4,15 +4,15 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { awqGrid, awqSearch } from '../../src/algo/awq.js';
 import { fakeQuantizeActivationsPerToken } from '../../src/algo/fake-quant.js';
-import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/algo/qparams.js';
-import { presetScheme, resolveQuantArgs, type QuantArgs } from '../../src/algo/scheme.js';
+import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
+import { presetScheme, resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import type { InputSite, LinearSpec } from '../../src/model/arch.js';
 import { exampleSource } from '../../src/model/example-dir.js';
 import { exampleModelConfig } from '../../src/model/example-model.js';
 import { exampleTokenizer } from '../../src/model/example-tokenizer.js';
-import { runDecoderLayer, type LayerTap } from '../../src/model/layer-runner.js';
-import { positionInputs } from '../../src/model/rope.js';
-import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../../src/ort/kernels/awq.js';
+import { runDecoderLayer, type LayerTap } from '../../src/graphs/layer-runner.js';
+import { positionInputs } from '../../src/graphs/rope.js';
+import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../../src/graphs/awq-kernel.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 

@@ -4,11 +4,11 @@
 // combines padding (attention_mask) with causality over past + new positions.
 
 import type { ExternalData } from '../formats/onnx-file.js';
-import type { QuantizedModule } from '../formats/quantized-weight.js';
+import type { QuantizedModule } from '../quant/quantized-weight.js';
 import { Graph, type Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { ArchAdapter } from './arch.js';
-import type { ModelConfig } from './config.js';
+import type { ArchAdapter } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, rmsNorm } from './decoder-graph.js';
 import { exportLinear, type ExportLinearOptions } from './export-linear.js';
 import { inverseFrequencies } from './rope.js';

@@ -1,4 +1,4 @@
-import { ReasonedError } from '../errors.js';
+import { ReasonedError } from '../diag/failure.js';
 // Quantization schemes as data: the compressed-tensors presets and the QuantizationArgs defaults.
 // Source: compressed-tensors quantization/quant_scheme.py (PRESET_SCHEMES) and quant_args.py (0.12.x).
 //

@@ -5,13 +5,13 @@
 import { copyFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { compressModule, quantizationConfig, toModelDtype } from '../formats/compressed-tensors.js';
-import type { ModuleQuant } from '../formats/quantized-weight.js';
-import { SafetensorsWriter } from '../formats/safetensors.js';
-import { HfSource } from '../model/source.js';
-import type { Tensor } from '../tensor.js';
-import { readLayerState } from './layer-state.js';
-import { inputList, requireModel, type StepImpl } from './types.js';
+import { compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
+import type { ModuleQuant } from '../../quant/quantized-weight.js';
+import { SafetensorsWriter } from '../../formats/safetensors.js';
+import { HfSource } from '../../model/source.js';
+import type { Tensor } from '../../tensor.js';
+import { readLayerState } from '../../steps/layer-state.js';
+import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
 
 /** files of a model directory that carry no weights and no code */
 export const SIDE_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { roundHalfEven, roundHalfEvenArray } from '../../src/algo/round.js';
+import { roundHalfEven, roundHalfEvenArray } from '../../src/quant/round.js';
 
 describe('roundHalfEven', () => {
   test('ties go to the even neighbour', () => {

@@ -4,8 +4,8 @@
 // (`self_attn.q_proj.weight`), so one session serves every layer of the same shape.
 
 import type { Graph, Value } from '../ort/graph.js';
-import type { InputSite, LinearSpec } from './arch.js';
-import type { ModelConfig } from './config.js';
+import type { InputSite, LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
 
 /** x · Wᵀ (+ b) for activations `[..., in]` and a weight `[out, in]` */
 export type LinearFn = (g: Graph, x: Value, w: Value, bias: Value | undefined, local: string) => Value;

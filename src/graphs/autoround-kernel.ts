@@ -12,14 +12,14 @@
 // Round passes gradients straight through (auto-round's round_ste); clipping after rounding lets V's
 // gradient through exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
 
-import type { LinearSpec } from '../../model/arch.js';
-import type { ModelConfig } from '../../model/config.js';
-import { decoderLayer } from '../../model/decoder-graph.js';
-import { positionInputs } from '../../model/rope.js';
-import type { Tensor } from '../../tensor.js';
-import { gradients } from '../autodiff.js';
-import { Graph, type Value } from '../graph.js';
-import type { Kernel, Runtime } from '../session.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
+import { decoderLayer } from './decoder-graph.js';
+import { positionInputs } from './rope.js';
+import type { Tensor } from '../tensor.js';
+import { gradients } from '../ort/autodiff.js';
+import { Graph, type Value } from '../ort/graph.js';
+import type { Kernel, Runtime } from '../ort/session.js';
 
 const FP32_EPS = 2 ** -23;
 

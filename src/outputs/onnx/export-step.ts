@@ -5,12 +5,12 @@
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExternalData, writeModelFile } from '../formats/onnx-file.js';
-import { buildExportGraph } from '../model/export-graph.js';
-import { HfSource } from '../model/source.js';
-import { readLayerState } from './layer-state.js';
-import { SIDE_FILES } from './pack.js';
-import { inputList, requireModel, type StepImpl } from './types.js';
+import { ExternalData, writeModelFile } from '../../formats/onnx-file.js';
+import { buildExportGraph } from '../../graphs/export-graph.js';
+import { HfSource } from '../../model/source.js';
+import { readLayerState } from '../../steps/layer-state.js';
+import { SIDE_FILES } from '../compressed-tensors/pack-step.js';
+import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
 
 export interface ExportOnnxParams {
   format: 'onnx';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
 
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {

@@ -10,7 +10,7 @@ import {
   qparamShape,
   quantizeWeight,
   weightMinMax,
-} from '../../src/algo/qparams.js';
+} from '../../src/quant/qparams.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 const fromBits = (hex: number[]) => new Float32Array(Uint32Array.from(hex).buffer);

@@ -5,8 +5,8 @@
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { LinearSpec } from './arch.js';
-import type { ModelConfig } from './config.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
 import { attention, attentionInputs, layerParts, layerWeightInputs, outputAndMlp } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
 

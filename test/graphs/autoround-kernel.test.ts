@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { addScaledGrads, initialParams, quantizeLearned, widenedRange } from '../../src/algo/autoround.js';
-import { weightMinMax } from '../../src/algo/qparams.js';
+import { weightMinMax } from '../../src/quant/qparams.js';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
-import { resolveQuantArgs, type QuantArgs } from '../../src/algo/scheme.js';
+import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
 import type { ModelConfig } from '../../src/model/config.js';
-import { positionInputs } from '../../src/model/rope.js';
+import { positionInputs } from '../../src/graphs/rope.js';
 import {
   autoroundBlockGraph,
   autoroundBlockKernel,
@@ -16,12 +16,12 @@ import {
   type AutoRoundBlockSpec,
   type BlockConstants,
   type TargetParams,
-} from '../../src/ort/kernels/autoround.js';
+} from '../../src/graphs/autoround-kernel.js';
 import type { Graph } from '../../src/ort/graph.js';
 import type { NodeDef } from '../../src/ort/proto.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { rng } from './autodiff-harness.js';
+import { rng } from '../ort/autodiff-harness.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 1 });
 afterAll(() => rt.close());

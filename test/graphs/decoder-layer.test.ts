@@ -4,8 +4,8 @@ import { describe, expect, test } from 'vitest';
 import { Runtime } from '../../src/ort/session.js';
 import { parseModelConfig, type ModelConfig } from '../../src/model/config.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
-import { runDecoderLayer } from '../../src/model/layer-runner.js';
-import { ropeTables } from '../../src/model/rope.js';
+import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
+import { ropeTables } from '../../src/graphs/rope.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { seededRandom } from '../../src/model/windows.js';
 
@@ -127,7 +127,7 @@ describe('decoder layer graph', () => {
 
 describe('chunked attention for long sequences', () => {
   test('agrees with the single-graph layer', async () => {
-    const { runLayerChunked } = await import('../../src/model/chunked-layer.js');
+    const { runLayerChunked } = await import('../../src/graphs/chunked-layer.js');
     const cfg = parseModelConfig({ model_type: 'llama', hidden_size: 32, intermediate_size: 40, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 10, max_position_embeddings: 4096 });
     const weights = randomWeights(cfg, 11);
     const T = 1500;

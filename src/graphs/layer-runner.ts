@@ -5,8 +5,8 @@
 import { Graph, type Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
-import type { LinearSpec } from './arch.js';
-import type { ModelConfig } from './config.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
 import { needsChunking, runLayerChunked } from './chunked-layer.js';

@@ -5,11 +5,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from './perplexity.js';
-import { HfSource, type WeightSource } from './source.js';
-import { CompressedTensorsSource, quantizationConfigOf } from './compressed-tensors-source.js';
-import { parseModelConfig, readModelConfig } from './config.js';
+import { HfSource, type WeightSource } from '../model/source.js';
+import { CompressedTensorsSource, quantizationConfigOf } from '../model/compressed-tensors-source.js';
+import { parseModelConfig, readModelConfig } from '../model/config.js';
 import { OnnxModel } from './onnx-model.js';
 
 export type ModelFormat = 'hf' | 'compressed-tensors' | 'onnx';

@@ -3,10 +3,10 @@
 
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { parseModelConfig } from '../model/config.js';
-import { OnnxModel } from '../model/onnx-model.js';
-import { readIds } from './activations.js';
-import { input, type StepImpl } from './types.js';
+import { parseModelConfig } from '../../model/config.js';
+import { OnnxModel } from '../../graphs/onnx-model.js';
+import { readIds } from '../../steps/activations.js';
+import { input, type StepImpl } from '../../steps/types.js';
 
 export const evaluateOnnxStep: StepImpl<{ batch_size: number | null }> = {
   kind: 'evaluate-onnx',

@@ -4,15 +4,15 @@
 // once with the full-precision weights and once for all K candidates (one GEMM per balance projection, a K axis
 // through the rest) and returns each candidate's sum of squared output errors: no activation leaves the graph.
 
-import type { QuantArithArgs } from '../../algo/qparams.js';
-import { qRange } from '../../algo/qparams.js';
-import type { LinearSpec } from '../../model/arch.js';
-import type { ModelConfig } from '../../model/config.js';
-import { decoderLayer, matmulLinear, perTokenFakeQuant, type LinearFn } from '../../model/decoder-graph.js';
-import { tensor, type Tensor } from '../../tensor.js';
-import { Graph, type Value } from '../graph.js';
-import type { Kernel, Runtime } from '../session.js';
-import { fakeQuant } from './quant.js';
+import type { QuantArithArgs } from '../quant/qparams.js';
+import { qRange } from '../quant/qparams.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
+import { decoderLayer, matmulLinear, perTokenFakeQuant, type LinearFn } from './decoder-graph.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { Graph, type Value } from '../ort/graph.js';
+import type { Kernel, Runtime } from '../ort/session.js';
+import { fakeQuant } from '../ort/kernels/quant.js';
 
 const FP32_EPS = 2 ** -23;
 

@@ -1,7 +1,7 @@
 // Rotary position embedding tables as HF Llama computes them (rotate_half layout): inv_freq from rope_theta,
 // optionally rescaled by the llama3 rule, then cos/sin of position · inv_freq duplicated over both halves.
 
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../model/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 export function inverseFrequencies(cfg: ModelConfig): Float64Array {
