@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { presetScheme } from '../src/quant/scheme.js';
 import type { Json } from '../src/cache/key.js';
 import { embed } from '../src/model/embed.js';
-import { writeExampleModel } from '../src/model/example-dir.js';
+import { writeExampleModel } from '../src/steps/example-model.js';
 import { HfSource } from '../src/model/source.js';
 import { loadTokenizer } from '../src/model/tokenizer.js';
 import { cutWindows, readDatasetText } from '../src/model/windows.js';

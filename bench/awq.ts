@@ -14,7 +14,7 @@ import type { DuoScaling } from '../src/algo/awq.js';
 import { presetScheme, type QuantArgs } from '../src/quant/scheme.js';
 import type { Mapping } from '../src/model/arch.js';
 import { embed } from '../src/model/embed.js';
-import { writeExampleModel } from '../src/model/example-dir.js';
+import { writeExampleModel } from '../src/steps/example-model.js';
 import { runDecoderLayer } from '../src/graphs/layer-runner.js';
 import { HfSource } from '../src/model/source.js';
 import { loadTokenizer } from '../src/model/tokenizer.js';

@@ -8,7 +8,7 @@ import { Graph } from '../src/ort/graph.js';
 import { Runtime } from '../src/ort/session.js';
 import { HfSource } from '../src/model/source.js';
 import { perplexity } from '../src/graphs/perplexity.js';
-import { seededRandom } from '../src/model/windows.js';
+import { seededRandom } from '../src/random.js';
 import { tensor } from '../src/tensor.js';
 import { median, table } from './util.js';
 

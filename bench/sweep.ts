@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeExampleModel } from '../src/model/example-dir.js';
+import { writeExampleModel } from '../src/steps/example-model.js';
 import { Runtime } from '../src/ort/session.js';
 import { median, table } from './util.js';
 

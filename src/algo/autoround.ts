@@ -4,12 +4,12 @@
 // Source: auto-round sign_round/quantizer.py (LinearLR 1 → 0 over iters, best loss kept before each step),
 // sign_sgd.py (p −= lr · sign(grad)), compressors/utils.py (IndexSampler), wrapper.py (factors in [0, 1]).
 //
-// The loss and gradients come from one onnxruntime session (ort/kernels/autoround.ts); everything here is
-// O(parameters) per iteration. Final quantization uses compressed-tensors' arithmetic (algo/qparams.ts), so
+// The loss and gradients come from one onnxruntime session (graphs/autoround-kernel.ts); everything here is
+// O(parameters) per iteration. Final quantization uses compressed-tensors' arithmetic (quant/qparams.ts), so
 // V = 0 with factors 1 gives exactly the round-to-nearest codes.
 
-import { seededRandom } from '../model/windows.js';
-import { rowStride, type BlockResult, type QuantLayout, type TargetParams } from '../graphs/autoround-kernel.js';
+import { seededRandom } from '../random.js';
+import { rowStride, type QuantLayout, type TargetGrads, type TargetParams } from './autoround-layout.js';
 import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs } from '../quant/qparams.js';
 import { roundHalfEven } from '../quant/round.js';
 
@@ -83,7 +83,7 @@ export class IndexSampler {
 }
 
 /** acc + weight · g per target and tensor, into acc's arrays (new ones where acc has none) */
-export function addScaledGrads(acc: BlockResult['grads'], g: BlockResult['grads'], weight: number): BlockResult['grads'] {
+export function addScaledGrads(acc: Record<string, TargetGrads>, g: Record<string, TargetGrads>, weight: number): Record<string, TargetGrads> {
   const add = (a: Float32Array | undefined, b: Float32Array): Float32Array => {
     const out = a ?? new Float32Array(b.length);
     for (let i = 0; i < b.length; i++) out[i] = (out[i] as number) + weight * (b[i] as number);

@@ -20,6 +20,8 @@ export interface QuantizedWeight {
   readonly scaleDims: readonly [number, number];
   /** (codes − zp) · scale, [rows, cols] */
   readonly dequantized: Float32Array;
+  /** each input column's group (GPTQ with actorder group) */
+  readonly gIdx?: Int32Array;
 }
 
 /**

@@ -27,7 +27,7 @@ export const exampleCommand: Command = {
   allowPositionals: 1,
   async run({ values, positionals }, io) {
     const { Runtime } = await import('../ort/session.js');
-    const { writeExampleModel } = await import('../model/example-dir.js');
+    const { writeExampleModel } = await import('../steps/example-model.js');
     const size = stringOption(values, 'size') as ExampleSize;
     if (!EXAMPLE_SIZES.includes(size)) throw new UsageError(`--size "${size}" is not one of: ${EXAMPLE_SIZES.join(', ')}`);
     const dtype = stringOption(values, 'dtype');

@@ -1,10 +1,10 @@
 // AutoRound's block objective in one onnxruntime session: the decoder block built from basic ops
-// (model/decoder-graph.ts) with every targeted Linear's weight replaced by an in-graph quantizer of W with
+// (graphs/decoder-graph.ts) with every targeted Linear's weight replaced by an in-graph quantizer of W with
 // learnable rounding offsets V and min/max factors, the MSE against the full-precision block's output, and
 // (ort/autodiff.ts) the gradients of that loss w.r.t. every V and factor. Source: intel/auto-round
 // data_type/int.py (quant_tensor_sym/asym: how V and the factors enter the qparams) and wrapper.py
 // (weight_min/weight_max observed once, factors multiply them). The arithmetic is compressed-tensors' (as
-// algo/qparams.ts, op for op in fp32), so V = 0 and factors 1 give the round-to-nearest weight bit for bit:
+// quant/qparams.ts, op for op in fp32), so V = 0 and factors 1 give the round-to-nearest weight bit for bit:
 //   lo = min·a, hi = max·b (min ≤ 0 ≤ max widened by the caller, a/b the factors)
 //   symmetric:  s = max(max(|lo|, |hi|) / ((qmax − qmin) / 2), eps), zp = 0
 //   asymmetric: s = max((hi − lo) / (qmax − qmin), eps), zp = round(clip(qmin − lo / s, qmin, qmax))
@@ -16,46 +16,13 @@ import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
+import type { QuantLayout, TargetGrads, TargetParams } from '../algo/autoround-layout.js';
 import type { Tensor } from '../tensor.js';
 import { gradients } from '../ort/autodiff.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 
 const FP32_EPS = 2 ** -23;
-
-/**
- * A weight [rows, cols] seen as [R, G, S]: R rows of scales, G groups per row, S columns per group, the last
- * group zero-padded (tensor: [1, 1, rows·cols]; channel: [rows, 1, cols]; group: [rows, ⌈cols/g⌉, g]).
- */
-export interface QuantLayout {
-  readonly rows: number;
-  readonly cols: number;
-  readonly R: number;
-  readonly G: number;
-  readonly S: number;
-}
-
-export function quantLayout(rows: number, cols: number, strategy: string, groupSize: number | null): QuantLayout {
-  if (strategy === 'tensor') return { rows, cols, R: 1, G: 1, S: rows * cols };
-  if (strategy === 'channel') return { rows, cols, R: rows, G: 1, S: cols };
-  if (strategy === 'group' && groupSize !== null && groupSize > 0) {
-    const G = Math.ceil(cols / groupSize);
-    return { rows, cols, R: rows, G, S: G === 1 ? cols : groupSize };
-  }
-  throw new Error(`autoround: weight strategy "${strategy}" (group_size ${groupSize}) has no layout; expected tensor, channel or group with a positive group_size`);
-}
-
-/** elements between consecutive rows of the grouped array (the padded width; cols for tensor) */
-export const rowStride = (l: QuantLayout): number => (l.R === l.rows ? l.G * l.S : l.cols);
-
-/** w [rows, cols] → grouped [R, G, S], zero-padded */
-export function toGroups(w: Float32Array, l: QuantLayout): Float32Array {
-  const stride = rowStride(l);
-  if (stride === l.cols) return w;
-  const out = new Float32Array(l.R * l.G * l.S);
-  for (let r = 0; r < l.rows; r++) out.set(w.subarray(r * l.cols, (r + 1) * l.cols), r * stride);
-  return out;
-}
 
 /** one targeted Linear of the block */
 export interface AutoRoundTarget {
@@ -182,13 +149,6 @@ export function autoroundBlockKernel(rt: Runtime, spec: AutoRoundBlockSpec): Pro
   return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec));
 }
 
-/** the learnable tensors of one target, grouped [R, G, S] and [R, G] */
-export interface TargetParams {
-  v: Float32Array;
-  minScale: Float32Array;
-  maxScale: Float32Array;
-}
-
 /** what stays fixed while a block trains: its tensors, and each target's grouped weight and observed range */
 export interface BlockConstants {
   /** every non-targeted tensor of the layer by local name */
@@ -200,7 +160,7 @@ export interface BlockConstants {
 export interface BlockResult {
   loss: number;
   /** per target: dL/dV, and dL/d factors when the kernel differentiates them */
-  grads: Record<string, { v: Float32Array; minScale?: Float32Array; maxScale?: Float32Array }>;
+  grads: Record<string, TargetGrads>;
   /** per target: the fake-quantized weight [rows, cols] (kernels built with `weights`) */
   qweights: Record<string, Float32Array>;
 }

@@ -4,7 +4,7 @@
 // combines padding (attention_mask) with causality over past + new positions.
 
 import type { ExternalData } from '../formats/onnx-file.js';
-import type { QuantizedModule } from '../quant/quantized-weight.js';
+import type { QuantizedModule } from '../quant/module-quant.js';
 import { Graph, type Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { ArchAdapter } from '../model/arch.js';

@@ -8,7 +8,7 @@
 
 import type { ExternalData } from '../formats/onnx-file.js';
 import { packMatMulNBits, packMatMulNBitsZeroPoints } from '../formats/pack-quantized.js';
-import type { QuantizedModule } from '../quant/quantized-weight.js';
+import type { QuantizedModule } from '../quant/module-quant.js';
 import type { Graph, Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
 

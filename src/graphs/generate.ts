@@ -12,7 +12,7 @@ import { embed } from '../model/embed.js';
 import { ropeTables } from './rope.js';
 import type { WeightSource } from '../model/source.js';
 import type { LinearSpec } from '../model/arch.js';
-import { seededRandom } from '../model/windows.js';
+import { seededRandom } from '../random.js';
 
 function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
   const aq = [...actQuant].map(([k, b]) => `${k}:${b}`).join(',');

@@ -1,21 +1,17 @@
 // Writes the example model as a HuggingFace directory: config, tokenizer, weights (one tensor in memory at a
-// time, F32 or BF16, sharded above 2 GB) and calib.txt / eval.txt sampled from the model. Sampling the large
-// sizes token by token would take minutes, so they reuse the text of the tiny model with the same seed (same
-// tokenizer); the tiny model's text is sampled from itself.
+// time, F32 or BF16, sharded above 2 GB), and then the calib.txt / eval.txt text sampled from the tiny model
+// (graphs/example-text.ts samples it; steps/example-model.ts puts the two together).
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsWriter } from '../formats/safetensors.js';
 import { toBfloat16 } from '../formats/half.js';
-import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { LLAMA_FAMILY } from './arch.js';
 import type { ModelConfig } from './config.js';
 import { exampleConfigJson, exampleModelConfig, exampleTensor, exampleTensorNames, type ExampleSize } from './example-model.js';
 import { exampleTokenizer } from './example-tokenizer.js';
-import { generate } from '../graphs/generate.js';
 import { stripPrefix, type WeightSource } from './source.js';
-import { loadTokenizer } from './tokenizer.js';
 
 export interface ExampleOptions {
   size: ExampleSize;
@@ -42,20 +38,18 @@ export function exampleSource(cfg: ModelConfig, seed: number): WeightSource {
   };
 }
 
-const SEQUENCES = 128;
-const TOKENS_PER_SEQUENCE = 128;
-const CALIBRATION_SEQUENCES = 80;
-
-async function sampleText(rt: Runtime, seed: number, vocabSize: number, wordIds: readonly number[], decode: (ids: number[]) => string): Promise<{ calib: string; eval: string }> {
-  const cfg = exampleModelConfig('tiny', vocabSize);
-  const prompts = Array.from({ length: SEQUENCES }, () => [1]);
-  // whole-word pieces only, so the text re-encodes to the very ids that were sampled
-  const seqs = await generate(rt, exampleSource(cfg, seed), prompts, { maxNewTokens: TOKENS_PER_SEQUENCE, temperature: 1, seed: seed + 1, allowedIds: wordIds });
-  const texts = seqs.map((s) => decode(s.slice(1)).trim());
-  return { calib: texts.slice(0, CALIBRATION_SEQUENCES).join('\n\n') + '\n', eval: texts.slice(CALIBRATION_SEQUENCES).join('\n\n') + '\n' };
+/** what writeExampleWeights wrote: the model's config and the tokenizer's whole-word pieces */
+export interface ExampleWeights {
+  readonly config: ModelConfig;
+  readonly vocabSize: number;
+  /** ids of whole-word pieces: sampled text re-encodes to the very ids that were sampled */
+  readonly wordIds: readonly number[];
+  /** weight tensors written (progress counts them, then one more for the text) */
+  readonly tensors: number;
 }
 
-export async function writeExampleModel(rt: Runtime, dir: string, o: ExampleOptions): Promise<ModelConfig> {
+/** config.json, tokenizer files and the weights of the example model */
+export async function writeExampleWeights(dir: string, o: ExampleOptions): Promise<ExampleWeights> {
   await mkdir(dir, { recursive: true });
   const { tokenizer, config: tokConfig, vocabSize, wordIds } = exampleTokenizer(exampleConfigJson(o.size, 0, o.dtype)['max_position_embeddings'] as number);
   const configJson = exampleConfigJson(o.size, vocabSize, o.dtype);
@@ -80,9 +74,11 @@ export async function writeExampleModel(rt: Runtime, dir: string, o: ExampleOpti
     await writer.abort();
     throw e;
   }
+  return { config: cfg, vocabSize, wordIds, tensors: names.length };
+}
 
-  const tok = loadTokenizer(dir);
-  const text = await sampleText(rt, o.seed, vocabSize, wordIds, (ids) => tok.decode(ids, true));
+/** calib.txt, eval.txt and the README beside the weights */
+export async function writeExampleText(dir: string, text: { calib: string; eval: string }, o: ExampleOptions): Promise<void> {
   await writeFile(join(dir, 'calib.txt'), text.calib);
   await writeFile(join(dir, 'eval.txt'), text.eval);
   await writeFile(
@@ -91,6 +87,4 @@ export async function writeExampleModel(rt: Runtime, dir: string, o: ExampleOpti
       `not a trained model. Outlier hidden channels are planted on purpose. \`calib.txt\` and \`eval.txt\` are text sampled ` +
       `(temperature 1, whole-word pieces only) from the tiny example model with the same seed.\n`,
   );
-  o.onProgress?.(names.length + 1, names.length + 1, 'text sampled');
-  return cfg;
 }

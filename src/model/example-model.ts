@@ -7,7 +7,7 @@ import type { LinearSpec } from './arch.js';
 import { LLAMA_FAMILY } from './arch.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { seededRandom } from './windows.js';
+import { seededRandom } from '../random.js';
 import { exampleTokenizer } from './example-tokenizer.js';
 
 let wordIdsMemo: number[] | undefined;

@@ -4,6 +4,7 @@
 // random choice of them with `shuffle`.
 
 import { readFileSync } from 'node:fs';
+import { seededRandom } from '../random.js';
 import { tensor, type Tensor } from '../tensor.js';
 
 export function readDatasetText(path: string, textField = 'text'): string {
@@ -30,18 +31,6 @@ export function cutWindows(ids: readonly number[], seqLen: number, maxWindows?: 
   let n = Math.floor(ids.length / seqLen);
   if (maxWindows !== undefined) n = Math.min(n, maxWindows);
   return tensor('int32', [n, seqLen], Int32Array.from(ids.slice(0, n * seqLen)));
-}
-
-/** mulberry32: a small deterministic PRNG so `shuffle` with a seed picks the same windows everywhere */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export interface CalibrationChoice {

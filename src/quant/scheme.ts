@@ -1,4 +1,3 @@
-import { ReasonedError } from '../diag/failure.js';
 // Quantization schemes as data: the compressed-tensors presets and the QuantizationArgs defaults.
 // Source: compressed-tensors quantization/quant_scheme.py (PRESET_SCHEMES) and quant_args.py (0.12.x).
 //
@@ -6,6 +5,8 @@ import { ReasonedError } from '../diag/failure.js';
 // Every QuantArgs is completed exactly as compressed-tensors' validator completes it: the strategy is
 // inferred from group_size, static args get observer "minmax", dynamic args get observer null, and the
 // combinations compressed-tensors rejects are rejected here, with a typed error.
+
+import { ReasonedError } from '../diag/failure.js';
 
 export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'token';
 export type ActOrder = 'static' | 'group';
@@ -191,15 +192,16 @@ const tokenActivations = (num_bits: number): QuantArgsInput => ({
   dynamic: true,
 });
 
-/** the integer presets of compressed-tensors' PRESET_SCHEMES (names match case-insensitively) */
-export const PRESET_SCHEMES: Readonly<Record<string, PresetScheme>> = {
+/** the integer presets of compressed-tensors' PRESET_SCHEMES that quantforge supports (names match case-insensitively) */
+export const PRESET_SCHEMES = {
   W8A16: { weights: intWeights(8, true, null) },
   W4A16: { weights: intWeights(4, true, 128) },
   W4A16_ASYM: { weights: intWeights(4, false, 128) },
   W8A8: { weights: intWeights(8, true, null), input_activations: tokenActivations(8) },
-  INT8: { weights: intWeights(8, true, null), input_activations: tokenActivations(8) },
-  W4A8: { weights: intWeights(4, true, 128), input_activations: tokenActivations(8) },
-};
+} as const satisfies Readonly<Record<string, PresetScheme>>;
+
+/** a preset's name as a recipe's `scheme` writes it (schema/recipe.schema.json lists the same names) */
+export type SchemeName = keyof typeof PRESET_SCHEMES;
 
 export function isPresetScheme(name: string): boolean {
   return Object.hasOwn(PRESET_SCHEMES, name.toUpperCase());
@@ -207,7 +209,7 @@ export function isPresetScheme(name: string): boolean {
 
 /** the preset `name` applied to `targets`, its args completed with compressed-tensors' defaults */
 export function presetScheme(name: string, targets: readonly string[]): QuantScheme {
-  const preset = isPresetScheme(name) ? PRESET_SCHEMES[name.toUpperCase()] : undefined;
+  const preset: PresetScheme | undefined = isPresetScheme(name) ? PRESET_SCHEMES[name.toUpperCase() as SchemeName] : undefined;
   if (preset === undefined) {
     throw new SchemeError(
       'unknown-scheme',
@@ -223,7 +225,8 @@ export function presetScheme(name: string, targets: readonly string[]): QuantSch
   };
 }
 
-export interface ConfigGroupInput {
+/** one `config_groups` entry as a recipe writes it; anything omitted takes compressed-tensors' default */
+export interface ConfigGroup {
   readonly targets: string | readonly string[];
   readonly weights?: QuantArgsInput | null;
   readonly input_activations?: QuantArgsInput | null;
@@ -234,7 +237,7 @@ export interface ConfigGroupInput {
 export interface SchemeStage {
   /** a preset name, or `{PRESET: targets}` */
   readonly scheme?: string | Readonly<Record<string, string | readonly string[]>>;
-  readonly config_groups?: Readonly<Record<string, ConfigGroupInput>>;
+  readonly config_groups?: Readonly<Record<string, ConfigGroup>>;
   /** targets of a preset given by name; default ["Linear"] */
   readonly targets?: string | readonly string[];
   /** replaces the weight observer of every group (llm-compressor `weight_observer`) */
@@ -248,7 +251,7 @@ function withWeightObserver(scheme: QuantScheme, observer: string | undefined, w
   return { ...scheme, weights: resolveQuantArgs({ ...scheme.weights, observer }, `${where}.weights`) };
 }
 
-function resolveGroup(name: string, group: ConfigGroupInput): QuantScheme {
+function resolveGroup(name: string, group: ConfigGroup): QuantScheme {
   const targets = asList(group.targets ?? []);
   if (targets.length === 0) throw invalid(`config group "${name}"`, 'targets is empty; expected class names or "re:" patterns');
   if (group.output_activations) {

@@ -2,7 +2,7 @@
 // min/max factors with signSGD so the quantized block, fed the quantized chain's inputs (`hidden`), matches
 // the full-precision block on the full-precision chain's inputs (`reference`), as intel/auto-round's
 // quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
-// (ort/kernels/autoround.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
+// (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
 // quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the quantized block
 // is run over `hidden` to give the next block its inputs.
 
@@ -17,14 +17,14 @@ import type { Json } from '../cache/key.js';
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { HfSource } from '../model/source.js';
-import {
-  autoroundBlockKernel, quantLayout, runAutoRoundBlock, toGroups, type AutoRoundBlockSpec, type BlockConstants, type BlockResult, type TargetParams,
-} from '../graphs/autoround-kernel.js';
+import { quantLayout, toGroups, type TargetGrads, type TargetParams } from '../algo/autoround-layout.js';
+import { autoroundBlockKernel, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
 import type { Graph, Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
+import { actQuantOf, loadLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
 import { ReasonedError } from '../diag/failure.js';
@@ -122,7 +122,7 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
     const idx = sampler.next();
     // minibatches above one onnxruntime call's budget run in parts: the mean loss is the parts' weighted sum
     let loss = 0;
-    let grads: BlockResult['grads'] = {};
+    let grads: Record<string, TargetGrads> = {};
     for (let b = 0; b < idx.length; b += micro) {
       const part = idx.slice(b, b + micro);
       const res = await runAutoRoundBlock(kernel, spec, constants, gather(x, part), gather(y, part), params);

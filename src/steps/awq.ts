@@ -1,6 +1,6 @@
 // Step `awq`: activation-aware scaling of one decoder layer, then (when the stage has a scheme) quantization.
 // Mappings run in order; each grid-searches scales on the layer's calibration inputs, measuring its parent
-// module's output error in batched onnxruntime graphs (ort/kernels/awq.ts), and folds the best before the next
+// module's output error in batched onnxruntime graphs (graphs/awq-kernel.ts), and folds the best before the next
 // mapping is searched. Memory stays bounded: candidates are evaluated in groups whose weights fit a budget, and
 // calibration tokens in chunks. Without a scheme (a later stage quantizes) the search quantizes as W4A16_ASYM
 // (llm-awq's default q_config: int4, zero point, group 128) and the layer is left unquantized.
@@ -20,7 +20,8 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { readStatistic } from './capture.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
+import { actQuantOf, loadLayerInput, writeLayerState } from './layer-state.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
 import { input, optionalInput, requireModel, type StepImpl } from './types.js';

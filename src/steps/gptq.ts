@@ -18,7 +18,8 @@ import { HfSource } from '../model/source.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type LayerState, type ModuleQuant } from './layer-state.js';
+import { actQuantOf, loadLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
 

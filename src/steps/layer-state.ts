@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ModuleQuant, QuantizedModule } from '../quant/quantized-weight.js';
+import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { HfSource, type WeightSource } from '../model/source.js';
@@ -15,8 +15,6 @@ import type { StepInputDir } from './types.js';
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
 export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx'] as const;
-
-export type { ModuleQuant, QuantizedWeight } from '../quant/quantized-weight.js';
 
 export interface LayerState {
   layer: number;

@@ -1,21 +1,13 @@
 // Turning a quantizer's result into a layer state's module entry, shared by every quantizing step.
 
+import type { QuantizedWeight } from '../algo/fake-quant.js';
 import type { QuantArgs } from '../quant/scheme.js';
 import { tensor } from '../tensor.js';
-import type { LayerState, ModuleQuant } from './layer-state.js';
-
-export interface QuantResult {
-  codes: Int8Array;
-  scale: Float32Array;
-  zeroPoint: Int8Array;
-  scaleDims: readonly [number, number];
-  dequantized: Float32Array;
-  /** act-order groups (actorder: group) */
-  gIdx?: Int32Array;
-}
+import type { LayerState } from './layer-state.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 
 /** store `q` for module `local` of `state`: dequantized weight for the forward, codes and qparams for packing */
-export function setQuantized(state: LayerState, local: string, rows: number, cols: number, q: QuantResult, module: ModuleQuant): void {
+export function setQuantized(state: LayerState, local: string, rows: number, cols: number, q: QuantizedWeight, module: ModuleQuant): void {
   state.tensors[`${local}.weight`] = tensor('float32', [rows, cols], q.dequantized);
   const args: QuantArgs = module.weights;
   state.quant[local] = {

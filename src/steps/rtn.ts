@@ -4,7 +4,8 @@
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import type { Json } from '../cache/key.js';
 import { HfSource } from '../model/source.js';
-import { loadLayerInput, writeLayerState, type ModuleQuant } from './layer-state.js';
+import { loadLayerInput, writeLayerState } from './layer-state.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { optionalInput, requireModel, type StepImpl } from './types.js';
 

@@ -5,8 +5,8 @@ import {
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { computeQParams, weightMinMax } from '../../src/quant/qparams.js';
 import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
-import { seededRandom } from '../../src/model/windows.js';
-import { quantLayout } from '../../src/graphs/autoround-kernel.js';
+import { seededRandom } from '../../src/random.js';
+import { quantLayout } from '../../src/algo/autoround-layout.js';
 
 const random = seededRandom(3);
 const weight = (rows: number, cols: number): Float32Array => Float32Array.from({ length: rows * cols }, () => (random() - 0.45) * 0.2);

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { JS_MSE_LIMIT, ObserverError, mseMinMax, mseOptions, observeWeight, observerKind, type WeightObserverArgs } from '../../src/algo/observers.js';
 import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { Runtime } from '../../src/ort/session.js';
-import { seededRandom } from '../../src/model/windows.js';
+import { seededRandom } from '../../src/random.js';
 
 const rng = seededRandom;
 function gaussian(n: number, seed: number, outliers = 0): Float32Array {

@@ -6,16 +6,14 @@ import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { positionInputs } from '../../src/graphs/rope.js';
+import { quantLayout, toGroups, type TargetParams } from '../../src/algo/autoround-layout.js';
 import {
   autoroundBlockGraph,
   autoroundBlockKernel,
-  quantLayout,
   runAutoRoundBlock,
   targetInputNames,
-  toGroups,
   type AutoRoundBlockSpec,
   type BlockConstants,
-  type TargetParams,
 } from '../../src/graphs/autoround-kernel.js';
 import type { Graph } from '../../src/ort/graph.js';
 import type { NodeDef } from '../../src/ort/proto.js';

@@ -7,7 +7,7 @@ import { LLAMA_FAMILY } from '../../src/model/arch.js';
 import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
 import { ropeTables } from '../../src/graphs/rope.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { seededRandom } from '../../src/model/windows.js';
+import { seededRandom } from '../../src/random.js';
 
 function randomWeights(cfg: ModelConfig, seed: number): Record<string, Tensor<'float32'>> {
   const rand = seededRandom(seed);

@@ -5,7 +5,7 @@ import { gradients } from '../../src/ort/autodiff.js';
 import { Graph, type Dim, type Value } from '../../src/ort/graph.js';
 import type { Runtime } from '../../src/ort/session.js';
 import type { Tensor } from '../../src/tensor.js';
-import { seededRandom } from '../../src/model/windows.js';
+import { seededRandom } from '../../src/random.js';
 
 export type Rng = () => number;
 

@@ -54,10 +54,6 @@ describe('presets', () => {
     expect(toCompressedTensorsArgs(s.input_activations!)).toEqual(INT8_TOKEN_DYNAMIC);
   });
 
-  test('INT8 is an alias of W8A8', () => {
-    expect(presetScheme('INT8', ['Linear'])).toEqual(presetScheme('W8A8', ['Linear']));
-  });
-
   test('an unknown preset lists the available names', () => {
     expect(() => presetScheme('W3A16', ['Linear'])).toThrow(/Unknown preset scheme name "W3A16", available names: \[W8A16, W4A16, W4A16_ASYM, W8A8/);
     expect(reason(() => presetScheme('toString', ['Linear']))).toBe('unknown-scheme');

@@ -8,7 +8,8 @@ import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { propagate, readHidden, writeHidden } from '../../src/steps/activations.js';
 import { autoroundStep, type AutoRoundParams } from '../../src/steps/autoround.js';
-import { readLayerState, type LayerState, type ModuleQuant } from '../../src/steps/layer-state.js';
+import { readLayerState, type LayerState } from '../../src/steps/layer-state.js';
+import type { ModuleQuant } from '../../src/quant/module-quant.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 

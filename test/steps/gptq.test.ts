@@ -9,7 +9,8 @@ import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { propagate, readHidden } from '../../src/steps/activations.js';
 import { gptqStep, type GptqParams } from '../../src/steps/gptq.js';
-import { actQuantOf, readLayerState, readQuantInfo, type LayerState, type ModuleQuant } from '../../src/steps/layer-state.js';
+import { actQuantOf, readLayerState, readQuantInfo, type LayerState } from '../../src/steps/layer-state.js';
+import type { ModuleQuant } from '../../src/quant/module-quant.js';
 import type { Tensor } from '../../src/tensor.js';
 import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 

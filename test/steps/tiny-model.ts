@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rmsNorm } from '../../src/graphs/decoder-graph.js';
 import { embed } from '../../src/model/embed.js';
-import { writeExampleModel } from '../../src/model/example-dir.js';
+import { writeExampleModel } from '../../src/steps/example-model.js';
 import { HfSource } from '../../src/model/source.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { cutWindows, readDatasetText } from '../../src/model/windows.js';

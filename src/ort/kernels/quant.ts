@@ -1,6 +1,6 @@
 // Fake quantization in onnxruntime: a graph-building helper other kernels embed, a standalone
 // fake-quantize kernel, and the MSE observer's batch of shrink candidates (errors of many candidate
-// scales at once). The arithmetic is the one of algo/qparams.ts, op for op, so results are bitwise
+// scales at once). The arithmetic is the one of quant/qparams.ts, op for op, so results are bitwise
 // equal: Div, Add zero point, Clip, Round (half to even), Sub zero point, Mul, all in fp32.
 
 import type { Tensor } from '../../tensor.js';

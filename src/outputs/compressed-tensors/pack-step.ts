@@ -6,7 +6,7 @@ import { copyFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
-import type { ModuleQuant } from '../../quant/quantized-weight.js';
+import type { ModuleQuant } from '../../quant/module-quant.js';
 import { SafetensorsWriter } from '../../formats/safetensors.js';
 import { HfSource } from '../../model/source.js';
 import type { Tensor } from '../../tensor.js';

@@ -1,4 +1,4 @@
-// Step `export-onnx`: the quantized model as one ONNX graph with a KV cache (src/model/export-graph.ts), in the
+// Step `export-onnx`: the quantized model as one ONNX graph with a KV cache (src/graphs/export-graph.ts), in the
 // directory layout of Optimum / transformers.js: onnx/model.onnx (+ model.onnx_data), config.json, tokenizer
 // and generation files.
 

@@ -1,5 +1,6 @@
-// A quantized Linear as stored between steps and written to checkpoints: integer codes with their qparams,
-// plus the compressed-tensors args that produced them.
+// A quantized Linear as stored between steps and written to checkpoints: the compressed-tensors args it was
+// quantized with (`ModuleQuant`: what a stage assigns to a module and a layer state's quant.json records),
+// and with them its integer codes and qparams as tensors.
 
 import type { QuantArgs } from './scheme.js';
 import type { Tensor } from '../tensor.js';
@@ -9,7 +10,7 @@ export interface ModuleQuant {
   input_activations: QuantArgs | null;
 }
 
-export interface QuantizedWeight {
+export interface QuantizedModule extends ModuleQuant {
   /** [out, in] */
   codes: Tensor<'int8'>;
   /** [out, groups]; [out, 1] for channel */
@@ -19,5 +20,3 @@ export interface QuantizedWeight {
   /** actorder group: each input column's group */
   gIdx?: Tensor<'int32'>;
 }
-
-export type QuantizedModule = ModuleQuant & QuantizedWeight;
