@@ -32,7 +32,7 @@ export const evalCommand: Command = {
   allowPositionals: 0,
   async run({ values }, io) {
     const { DEVICES, Runtime } = await import('../ort/session.js');
-    const { openModel } = await import('../graphs/open.js');
+    const { openModel } = await import('../outputs/open.js');
     const { loadTokenizer } = await import('../model/tokenizer.js');
     const { cutWindows, readDatasetText } = await import('../model/windows.js');
     const modelDir = stringOption(values, 'model');

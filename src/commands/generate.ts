@@ -24,8 +24,7 @@ export const generateCommand: Command = {
   },
   allowPositionals: 0,
   async run({ values }, io) {
-    const { generate } = await import('../graphs/generate.js');
-    const { openModel } = await import('../graphs/open.js');
+    const { openModel } = await import('../outputs/open.js');
     const { loadTokenizer } = await import('../model/tokenizer.js');
     const { DEVICES, Runtime } = await import('../ort/session.js');
     const dir = stringOption(values, 'model');
@@ -41,9 +40,7 @@ export const generateCommand: Command = {
       const tok = loadTokenizer(model.dir);
       const ids = tok.encode(prompt);
       const t0 = performance.now();
-      const out = model.onnx
-        ? await model.onnx.generate(ids, maxNew)
-        : (await generate(rt, model.source!, [ids], { maxNewTokens: maxNew, stopAtEos: true }))[0]!;
+      const out = await model.generate(ids, maxNew);
       const seconds = (performance.now() - t0) / 1000;
       const text = tok.decode(out, true);
       const perSecond = (out.length - ids.length) / seconds;

@@ -3,7 +3,8 @@
 
 import { basename, join } from 'node:path';
 import { computeKey, type Digest, type Json, type KeyRecord, CACHE_FORMAT } from '../cache/key.js';
-import type { Plan, StepId, StepNode } from '../plan/types.js';
+import type { Plan, StepNode } from '../plan/types.js';
+import type { StepId } from '../stages/step-plan.js';
 
 export interface Job {
   key: Digest;

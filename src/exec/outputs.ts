@@ -9,6 +9,7 @@ import { sha256Hex, type Digest, type Json } from '../cache/key.js';
 import type { LocalCache } from '../cache/store.js';
 import type { RunEvent } from './events.js';
 import type { ExecResult } from './executor.js';
+import type { StepId } from '../stages/step-plan.js';
 import type { Prepared, Variant } from './prepare.js';
 
 export const LOCK_FILE = 'quantforge.lock.json';
@@ -62,19 +63,19 @@ export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecRes
   return done;
 }
 
-/** perplexity and KL of a variant from its evaluate steps */
+/** perplexity of every evaluated model of a variant (fp, quantized, then the written ones), and the KL */
 export function variantMetrics(v: Variant, exec: ExecResult): Json {
-  const result = (id: string): Record<string, Json> | undefined => {
-    const key = v.keys.get(id as never);
+  const result = (id: StepId): Record<string, Json> | undefined => {
+    const key = v.keys.get(id);
     return key ? (exec.entries.get(key)?.meta.result as Record<string, Json> | undefined) : undefined;
   };
-  const fp = result('evaluate/fp');
-  const q = result('evaluate/quantized');
-  const onnx = result('evaluate/onnx');
-  if (!fp && !q) return {};
   const perplexity: Record<string, Json> = {};
-  if (fp) perplexity['fp'] = fp['perplexity'] ?? null;
-  if (q) perplexity['quantized'] = q['perplexity'] ?? null;
-  if (onnx) perplexity['onnx'] = onnx['perplexity'] ?? null;
-  return { perplexity, ...(q?.['kl'] !== undefined ? { kl: q['kl'] } : {}) };
+  for (const e of v.plan.evaluations) {
+    const r = result(e.step);
+    if (r) perplexity[e.role] = r['perplexity'] ?? null;
+  }
+  if (perplexity['fp'] === undefined && perplexity['quantized'] === undefined) return {};
+  const quantized = v.plan.evaluations.find((e) => e.role === 'quantized');
+  const kl = quantized ? result(quantized.step)?.['kl'] : undefined;
+  return { perplexity, ...(kl !== undefined ? { kl } : {}) };
 }

@@ -9,10 +9,11 @@ import { DigestStatCache, digestFile } from '../cache/file-digest.js';
 import type { Digest } from '../cache/key.js';
 import type { Diagnostic } from '../diag/diagnostic.js';
 import { compilePlan } from '../plan/compile.js';
-import type { Plan, StepId } from '../plan/types.js';
+import type { Plan } from '../plan/types.js';
+import type { StepId } from '../stages/step-plan.js';
 import { applyAssignments, loadRecipe } from '../recipe/load.js';
 import type { Assignment, LoadedRecipe } from '../recipe/types.js';
-import { stepVersions } from '../steps/registry.js';
+import { stepVersions } from './step-impls.js';
 import { resolveJobs, type Job } from './jobs.js';
 import { VERSION } from '../version.js';
 

@@ -10,7 +10,8 @@ import type { StepImpl, StepInputDir } from '../steps/types.js';
 export interface StepRequest {
   id: string;
   kind: string;
-  params: Json;
+  /** the step's params as its plan node holds them (plain data) */
+  params: unknown;
   inputs: Record<string, StepInputDir | StepInputDir[]>;
   files: Record<string, string>;
   modelDir: string | undefined;

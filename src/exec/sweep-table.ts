@@ -3,24 +3,29 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Json } from '../cache/key.js';
+import { outputDefs } from '../outputs/registry.js';
 import type { Prepared } from './prepare.js';
 
 interface VariantRow {
   label: string;
   params: { key: string; value: unknown }[];
-  perplexity?: { fp?: number; quantized?: number; onnx?: number };
+  /** by evaluated model: fp, quantized, and each output format's evaluation role */
+  perplexity?: Record<string, number | undefined>;
   kl?: number;
 }
+
+/** the perplexity columns: fp, quantized, then every model an output format can evaluate */
+const MODELS = ['fp', 'quantized', ...Object.values(outputDefs).flatMap((d) => (d.evaluate ? [d.evaluate.role] : []))];
 
 const fmt = (x: number | undefined, digits = 4): string => (x === undefined || x === null ? '–' : x.toFixed(digits));
 
 export function sweepMarkdown(rows: readonly VariantRow[]): string {
   const keys = [...new Set(rows.flatMap((r) => r.params.map((p) => p.key)))];
-  const head = [...keys, 'ppl fp', 'ppl quantized', 'ppl onnx', 'KL'];
+  const head = [...keys, ...MODELS.map((m) => `ppl ${m}`), 'KL'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) {
     const vals = keys.map((k) => String(r.params.find((p) => p.key === k)?.value ?? ''));
-    lines.push(`| ${[...vals, fmt(r.perplexity?.fp), fmt(r.perplexity?.quantized), fmt(r.perplexity?.onnx), fmt(r.kl, 5)].join(' | ')} |`);
+    lines.push(`| ${[...vals, ...MODELS.map((m) => fmt(r.perplexity?.[m])), fmt(r.kl, 5)].join(' | ')} |`);
   }
   return lines.join('\n');
 }

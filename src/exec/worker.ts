@@ -3,7 +3,7 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Runtime } from '../ort/session.js';
-import { stepImpls } from '../steps/registry.js';
+import { stepImpls } from './step-impls.js';
 import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
 
 const config = workerData as WorkerConfig;

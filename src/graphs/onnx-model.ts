@@ -1,11 +1,12 @@
 // A quantforge ONNX export (onnx/model.onnx) run as a whole: perplexity under the same protocol as the
 // layer-by-layer path, and greedy generation with its KV cache inputs/outputs.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { ModelConfig } from '../model/config.js';
+import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
 
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
@@ -33,6 +34,12 @@ export class OnnxModel {
 
   static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
     return new OnnxModel(rt, await rt.load(join(dir, 'onnx', 'model.onnx')), config);
+  }
+
+  /** an export directory, with the config.json beside onnx/ */
+  static openDir(rt: Runtime, dir: string): Promise<OnnxModel> {
+    const file = join(dir, 'config.json');
+    return OnnxModel.open(rt, dir, parseModelConfig(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>, file));
   }
 
   #emptyCache(batch: number): Record<string, Tensor> {

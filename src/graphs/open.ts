@@ -1,51 +1,33 @@
-// Open any model directory quantforge can evaluate: a HuggingFace checkpoint, a compressed-tensors checkpoint
-// (dequantized on load) or a quantforge ONNX export. The format is recognised from the files present.
+// A model directory opened for `quantforge eval` and `quantforge generate`: perplexity under the DESIGN.md §6
+// protocol and greedy generation, whatever runs the model. `openWeights` serves any WeightSource (a
+// HuggingFace or compressed-tensors directory, read layer by layer); an output format whose directories run
+// as a whole (ONNX) gives its own OpenedModel (src/outputs/<format>/).
 
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelConfig } from '../model/config.js';
+import type { WeightSource } from '../model/source.js';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
-import type { ModelConfig } from '../model/config.js';
+import { generate } from './generate.js';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from './perplexity.js';
-import { HfSource, type WeightSource } from '../model/source.js';
-import { CompressedTensorsSource, quantizationConfigOf } from '../model/compressed-tensors-source.js';
-import { parseModelConfig, readModelConfig } from '../model/config.js';
-import { OnnxModel } from './onnx-model.js';
-
-export type ModelFormat = 'hf' | 'compressed-tensors' | 'onnx';
 
 export interface OpenedModel {
   readonly dir: string;
-  readonly format: ModelFormat;
+  /** `hf`, or the output format that recognised the directory */
+  readonly format: string;
   readonly config: ModelConfig;
-  /** the weights, for formats that expose them layer by layer */
-  readonly source: WeightSource | undefined;
-  /** the whole-graph model, for ONNX exports */
-  readonly onnx?: OnnxModel;
   perplexity(windows: Tensor<'int32'>, options?: PerplexityOptions): Promise<PerplexityResult>;
+  /** greedy continuation of one prompt (prompt included), stopping at EOS */
+  generate(prompt: number[], maxNewTokens: number): Promise<number[]>;
   close(): Promise<void>;
 }
 
-export function detectFormat(dir: string): ModelFormat {
-  if (existsSync(join(dir, 'onnx', 'model.onnx'))) return 'onnx';
-  return quantizationConfigOf(readModelConfig(dir).raw) ? 'compressed-tensors' : 'hf';
-}
-
-export async function openModel(rt: Runtime, dir: string): Promise<OpenedModel> {
-  if (!existsSync(dir)) throw new Error(`${dir}: no such model directory`);
-  const format = detectFormat(dir);
-  if (format === 'onnx') {
-    const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>, join(dir, 'config.json'));
-    const onnx = await OnnxModel.open(rt, dir, config);
-    return { dir, format, config, source: undefined, onnx, perplexity: (w, o) => onnx.perplexity(w, o), close: () => onnx.close() };
-  }
-  const source = format === 'compressed-tensors' ? await CompressedTensorsSource.open(dir) : await HfSource.open(dir);
+export function openWeights(rt: Runtime, format: string, source: WeightSource): OpenedModel {
   return {
-    dir,
+    dir: source.dir,
     format,
     config: source.config,
-    source,
     perplexity: (windows, options) => perplexity(rt, source, windows, options),
+    generate: async (prompt, maxNewTokens) => (await generate(rt, source, [prompt], { maxNewTokens, stopAtEos: true }))[0]!,
     close: () => source.close(),
   };
 }

@@ -1,44 +1,30 @@
 // PlanBuilder: the mutable state of plan compilation. It owns the step list and the two per-layer tables that
 // stages read and write: the latest layer state of each decoder layer, and the calibration chain (the step
 // whose artifact holds each layer's inputs under the model as it currently is). Missing chain links are made
-// on demand by `propagate` steps, so stages that do not need a chain never pay for one.
+// on demand by `propagate` steps, so stages that do not need a chain never pay for one. Stages see it as a
+// StepPlan (src/stages/step-plan.ts).
 
-import type { Json } from '../cache/key.js';
-import type { Location } from '../diag/diagnostic.js';
 import type { ArchAdapter, ModuleInfo } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import { stepId, type ModelRef, type PlannedOutput, type StepId, type StepNode } from './types.js';
+import { stepId, type StepId, type StepPlacement, type StepPlan, type StepSpec } from '../stages/step-plan.js';
+import type { StepKind } from '../steps/registry.js';
+import type { StepImpl } from '../steps/types.js';
+import type { ModelRef, PlannedEvaluation, PlannedOutput, StepNode } from './types.js';
 
-export interface StepSpec {
-  id: string;
-  kind: string;
-  params: Json;
-  inputs?: Record<string, StepId | StepId[] | undefined>;
-  files?: Record<string, string>;
-  readsModel?: boolean;
-  origin?: Location;
-  group: string;
-  deviceDependent?: boolean;
-}
-
-export class PlanBuilder {
+export class PlanBuilder implements StepPlan {
   readonly config: ModelConfig;
   readonly arch: ArchAdapter;
   readonly model: ModelRef;
   readonly modules: readonly ModuleInfo[];
   readonly steps: StepNode[] = [];
   readonly outputs: PlannedOutput[] = [];
-  readonly metricSteps: StepId[] = [];
-  /** latest layer-state step per decoder layer; undefined = the base model's weights */
+  readonly evaluations: PlannedEvaluation[] = [];
   readonly state: (StepId | undefined)[];
-  /** calibration inputs of each layer under the current model; undefined = not planned yet */
   #chain: (StepId | undefined)[] = [];
   /** counts model states so propagate steps of different states get different ids */
   #generation = 0;
   readonly #ids = new Set<string>();
-  /** the per-layer steps of each stage (1-based), for the report */
   readonly stageLayers = new Map<number, StepId[]>();
-  /** full module name → 1-based index of the stage that quantized it (a module is quantized once) */
   readonly quantizedBy = new Map<string, number>();
 
   constructor(config: ModelConfig, arch: ArchAdapter, model: ModelRef) {
@@ -49,15 +35,24 @@ export class PlanBuilder {
     this.state = Array.from({ length: config.numLayers }, () => undefined);
   }
 
-  add(spec: StepSpec): StepId {
+  add<K extends StepKind>(spec: StepSpec<K>): StepId {
+    return this.#push(spec.kind, spec.params, spec);
+  }
+
+  /** a step of a kind outside the step registry (an output format's), typed by its implementation */
+  addStep<P>(impl: StepImpl<string, P>, params: P, placement: StepPlacement): StepId {
+    return this.#push(impl.kind, params, placement);
+  }
+
+  #push(kind: string, params: unknown, spec: StepPlacement): StepId {
     if (this.#ids.has(spec.id)) throw new Error(`plan error: step id ${spec.id} planned twice`);
     this.#ids.add(spec.id);
     const inputs: Record<string, StepId | StepId[]> = {};
     for (const [role, v] of Object.entries(spec.inputs ?? {})) if (v !== undefined) inputs[role] = v;
     const node: StepNode = {
       id: stepId(spec.id),
-      kind: spec.kind,
-      params: spec.params,
+      kind,
+      params,
       inputs,
       files: spec.files ?? {},
       group: spec.group,
@@ -80,7 +75,6 @@ export class PlanBuilder {
     this.#chainRoot = plan;
   }
 
-  /** the step holding layer `l`'s calibration inputs under the current model, planning propagation as needed */
   chain(l: number): StepId {
     const hit = this.#chain[l];
     if (hit) return hit;
@@ -102,13 +96,11 @@ export class PlanBuilder {
     return id;
   }
 
-  /** a stage changed the model's function: later stages calibrate on a new chain from the embeddings */
   resetChain(): void {
     this.#chain = this.#chain.slice(0, 1);
     this.#generation++;
   }
 
-  /** a stage provides its own chain: `steps[l]` holds layer l+1's inputs */
   replaceChain(steps: readonly StepId[]): void {
     this.#chain = [this.#chain[0], ...steps];
     this.#generation++;

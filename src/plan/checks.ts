@@ -1,6 +1,6 @@
 // Cross-stage rules (as llm-compressor's Recipe.validate_model_after): calibration data for stages that need
-// it, a quantizing stage after every smoothing-only stage, and parameters that must agree with the
-// calibration block.
+// it, a quantizing stage after every smoothing-only stage, each stage's own rules (its StageDef's `check`),
+// and a calibration length the model's sliding window allows.
 
 import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import type { LoadedRecipe } from '../recipe/types.js';
@@ -16,23 +16,12 @@ export function checkStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: D
       diagnostics.push(errorAt('missing-calibration', `stage "${stage.kind}" needs calibration data, but the recipe has no calibration block`, here));
     }
     if (!def.quantizes(stage) && !recipe.stages.slice(i + 1).some((s) => stageDef(s).quantizes(s))) {
-      const what = stage.kind === 'awq' ? 'awq without scheme or config_groups' : stage.kind;
+      const what = def.describe?.(stage) ?? stage.kind;
       diagnostics.push(
         errorAt('no-quantizing-stage-after', `${what} only rescales weights; add a quantizing stage after it (rtn, gptq, autoround) or give it a scheme`, here),
       );
     }
-    if (stage.kind === 'autoround' && recipe.calibration) {
-      if (stage.seqlen !== null && stage.seqlen !== recipe.calibration.seq_len) {
-        diagnostics.push(
-          errorAt('autoround-seqlen', `autoround seqlen ${stage.seqlen} differs from calibration.seq_len ${recipe.calibration.seq_len}; set calibration.seq_len instead`, loaded.locate(['stages', i, 'seqlen'])),
-        );
-      }
-      if (stage.nsamples !== null && stage.nsamples > recipe.calibration.samples) {
-        diagnostics.push(
-          errorAt('autoround-nsamples', `autoround nsamples ${stage.nsamples} exceeds calibration.samples ${recipe.calibration.samples}`, loaded.locate(['stages', i, 'nsamples'])),
-        );
-      }
-    }
+    def.check?.(stage, { calibration: recipe.calibration, locate: (path) => loaded.locate(['stages', i, ...path]), diagnostics });
   });
   const sw = b.config.slidingWindow;
   const seq = recipe.calibration?.seq_len ?? 0;

@@ -1,17 +1,17 @@
 // compilePlan: a validated recipe → the DAG of steps, read top to bottom like the pipeline it describes.
 // Cross-stage rules that JSON Schema cannot express become plan diagnostics pointing at the stage.
 
-import { join } from 'node:path';
-import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
+import type { Diagnostic } from '../diag/diagnostic.js';
 import type { Result } from '../diag/result.js';
 import type { LoadedRecipe } from '../recipe/types.js';
-import { resolveModel, type ResolvedModel } from './model.js';
+import { stageDef } from '../stages/registry.js';
+import type { StageContext } from '../stages/stage.js';
 import { PlanBuilder } from './builder.js';
 import { checkStages } from './checks.js';
-import { stageDefs } from '../stages/registry.js';
-import type { StageContext } from '../stages/stage.js';
-import type { Plan, StepId } from './types.js';
+import { cappedSeqLen, datasetSource } from './datasets.js';
+import { resolveModel, type ResolvedModel } from './model.js';
 import { addEvaluation, addOutputs, addReport } from './outputs.js';
+import type { Plan } from './types.js';
 
 export interface PlanResult {
   plan: Plan;
@@ -34,14 +34,7 @@ export function compilePlan(loaded: LoadedRecipe): Result<PlanResult> {
   addEvaluation(loaded, b, model, diagnostics);
   addReport(loaded, b);
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, error: diagnostics };
-  return { ok: true, value: { plan: { steps: b.steps, outputs: b.outputs, metricSteps: b.metricSteps }, warnings: diagnostics } };
-}
-
-/** a dataset as step files/params: a file of its own, or a file inside the model directory */
-export function datasetSource(ref: { source: 'file'; path: string } | { source: 'model'; file: string }, model: ResolvedModel): { files: Record<string, string>; params: { model_file?: string } } {
-  if (ref.source === 'file') return { files: { dataset: ref.path }, params: {} };
-  if (model.ref.kind === 'dir') return { files: { dataset: join(model.ref.dir, ref.file) }, params: {} };
-  return { files: {}, params: { model_file: ref.file } };
+  return { ok: true, value: { plan: { steps: b.steps, outputs: b.outputs, evaluations: b.evaluations }, warnings: diagnostics } };
 }
 
 function addCalibration(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedModel, diagnostics: Diagnostic[]): void {
@@ -51,21 +44,19 @@ function addCalibration(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedMod
   const seqLen = cappedSeqLen(loaded, ['calibration', 'seq_len'], calib.seq_len, model, diagnostics);
   const source = datasetSource(ref, model);
   const origin = loaded.locate(['calibration']);
-  const params = { role: 'calibration', seq_len: seqLen, samples: calib.samples, shuffle: calib.shuffle, seed: calib.seed, text_field: calib.text_field, ...source.params };
   b.startChain(() => {
-    const ids: StepId = b.add({ id: 'tokenize/calibration', kind: 'tokenize', params, files: source.files, readsModel: true, origin, group: 'calibration', deviceDependent: false });
+    const ids = b.add({
+      id: 'tokenize/calibration',
+      kind: 'tokenize',
+      params: { role: 'calibration', seq_len: seqLen, samples: calib.samples, shuffle: calib.shuffle, seed: calib.seed, text_field: calib.text_field, ...source.params },
+      files: source.files,
+      readsModel: true,
+      origin,
+      group: 'calibration',
+      deviceDependent: false,
+    });
     return b.add({ id: 'embed/calibration', kind: 'embed', params: {}, inputs: { ids }, readsModel: true, origin, group: 'calibration', deviceDependent: false });
   });
-}
-
-/** seq_len written in the recipe must fit the model; a default is capped to the model's context */
-export function cappedSeqLen(loaded: LoadedRecipe, path: (string | number)[], value: number, model: ResolvedModel, diagnostics: Diagnostic[]): number {
-  const max = model.config.maxPositions;
-  if (value <= max) return value;
-  if (loaded.doc.hasIn(path)) {
-    diagnostics.push(errorAt('seq-len-too-long', `seq_len ${value} exceeds the model's max_position_embeddings ${max}`, loaded.locate(path)));
-  }
-  return max;
 }
 
 function addStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic[]): void {
@@ -80,7 +71,6 @@ function addStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic
       calibration: loaded.recipe.calibration,
       diagnostics,
     };
-    const def = stageDefs[stage.kind] as { expand(s: typeof stage, c: StageContext): void };
-    def.expand(stage, ctx);
+    stageDef(stage).expand(stage, ctx);
   });
 }

@@ -7,15 +7,15 @@ import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { exampleModelConfig } from '../model/example-model.js';
 import { EXAMPLE_VOCAB_SIZE } from '../model/example-tokenizer.js';
 import type { LoadedRecipe } from '../recipe/types.js';
-import type { StepSpec } from './builder.js';
-import { stepId, type ModelRef } from './types.js';
+import { stepId, type StepSpec } from '../stages/step-plan.js';
+import type { ModelRef } from './types.js';
 
 export interface ResolvedModel {
   config: ModelConfig;
   arch: ArchAdapter;
   ref: ModelRef;
   /** the step that generates the model, for the example model */
-  step?: StepSpec;
+  step?: StepSpec<'example-model'>;
 }
 
 export function resolveModel(loaded: LoadedRecipe, diagnostics: Diagnostic[]): ResolvedModel | undefined {

@@ -1,15 +1,15 @@
-// The end of the plan: output artifacts (compressed-tensors, ONNX) built from the final layer states, the
-// evaluation of the full-precision and quantized models, and the report.
+// The end of the plan: each recipe output written by its format's step (src/outputs/), the evaluation of the
+// full-precision and quantized models (and of every written model its format can run), and the report.
 
-import type { Diagnostic } from '../diag/diagnostic.js';
-import type { LoadedRecipe } from '../recipe/types.js';
-import type { PlanBuilder } from './builder.js';
-import { cappedSeqLen, datasetSource } from './compile.js';
-import type { ResolvedModel } from './model.js';
-import type { StepId } from './types.js';
 import { basename, dirname, join } from 'node:path';
-
-const OUTPUT_KIND = { 'compressed-tensors': 'pack', onnx: 'export-onnx' } as const;
+import type { Diagnostic, Location } from '../diag/diagnostic.js';
+import { outputDef } from '../outputs/registry.js';
+import type { LoadedRecipe } from '../recipe/types.js';
+import type { StepId } from '../stages/step-plan.js';
+import type { PlanBuilder } from './builder.js';
+import { cappedSeqLen, datasetSource } from './datasets.js';
+import type { ResolvedModel } from './model.js';
+import type { PlannedEvaluation } from './types.js';
 
 /** layer states for every decoder layer (all quantized by now: the checks guarantee a quantizing stage) */
 function finalStates(b: PlanBuilder): StepId[] {
@@ -23,12 +23,10 @@ export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
   const states = finalStates(b);
   const outputs = loaded.recipe.outputs ?? [];
   outputs.forEach((o, i) => {
-    const kind = OUTPUT_KIND[o.format];
+    const { write } = outputDef(o);
     const repeat = outputs.slice(0, i).filter((p) => p.format === o.format).length;
-    const id = b.add({
-      id: `${kind}/${o.format}${repeat > 0 ? `.${repeat}` : ''}`,
-      kind,
-      params: o.format === 'onnx' ? { format: o.format, accuracy_level: o.accuracy_level } : { format: o.format },
+    const id = b.addStep(write.step, write.params(o), {
+      id: `${write.step.kind}/${o.format}${repeat > 0 ? `.${repeat}` : ''}`,
       inputs: { states },
       readsModel: true,
       origin: loaded.locate(['outputs', i]),
@@ -37,6 +35,24 @@ export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
     });
     b.outputs.push({ format: o.format, path: loaded.paths.outputs[i]!, step: id });
   });
+}
+
+/** perplexity of every written model whose format can run it (the first output of each format) */
+function evaluateOutputs(b: PlanBuilder, ids: StepId, origin: Location, batchSize: number | null): PlannedEvaluation[] {
+  const out: PlannedEvaluation[] = [];
+  for (const format of new Set(b.outputs.map((o) => o.format))) {
+    const written = b.outputs.find((o) => o.format === format)!;
+    const evaluation = outputDef(written).evaluate;
+    if (!evaluation) continue;
+    const step = b.addStep(evaluation.step, evaluation.params(batchSize), {
+      id: `evaluate/${evaluation.role}`,
+      inputs: { ids, [evaluation.input]: written.step },
+      origin,
+      group: 'evaluate',
+    });
+    out.push({ role: evaluation.role, label: evaluation.label, step });
+  }
+  return out;
 }
 
 export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedModel, diagnostics: Diagnostic[]): void {
@@ -56,26 +72,22 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
     group: 'evaluate',
     deviceDependent: false,
   });
+  const written = evaluateOutputs(b, ids, origin, ppl.batch_size);
   const common = { batch_size: ppl.batch_size };
-  const onnx = b.outputs.find((o) => o.format === 'onnx');
-  if (onnx) {
-    b.metricSteps.push(b.add({ id: 'evaluate/onnx', kind: 'evaluate-onnx', params: common, inputs: { ids, onnx: onnx.step }, origin, group: 'evaluate' }));
-  }
-  b.metricSteps.push(
-    b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl: false, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' }),
-    b.add({
-      id: 'evaluate/quantized',
-      kind: 'evaluate',
-      params: { mode: 'quantized', kl: loaded.recipe.evaluate?.kl ?? true, ...common },
-      inputs: { ids, states: finalStates(b) },
-      readsModel: true,
-      origin,
-      group: 'evaluate',
-    }),
-  );
+  const fp = b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl: false, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' });
+  const quantized = b.add({
+    id: 'evaluate/quantized',
+    kind: 'evaluate',
+    params: { mode: 'quantized', kl: loaded.recipe.evaluate?.kl ?? true, ...common },
+    inputs: { ids, states: finalStates(b) },
+    readsModel: true,
+    origin,
+    group: 'evaluate',
+  });
+  b.evaluations.push({ role: 'fp', step: fp }, { role: 'quantized', step: quantized }, ...written);
 }
 
-function stageSummary(stage: Record<string, unknown>): string {
+function stageSummary(stage: Readonly<Record<string, unknown>>): string {
   return Object.entries(stage)
     .filter(([k, v]) => k !== 'kind' && (typeof v !== 'object' || v === null))
     .map(([k, v]) => `${k} ${String(v)}`)
@@ -93,14 +105,16 @@ function reportPath(loaded: LoadedRecipe): string {
 export function addReport(loaded: LoadedRecipe, b: PlanBuilder): void {
   const inputs: Record<string, StepId | StepId[] | undefined> = {};
   for (const [stage, ids] of b.stageLayers) inputs[`stage${stage}`] = ids;
-  for (const role of ['fp', 'quantized', 'onnx']) inputs[role] = b.steps.find((s) => s.id === `evaluate/${role}`)?.id;
+  for (const e of b.evaluations) inputs[e.role] = e.step;
+  const written = b.evaluations.flatMap((e) => (e.label === undefined ? [] : [{ role: e.role, label: e.label }]));
   const id = b.add({
     id: 'report',
     kind: 'report',
     params: {
       title: basename(loaded.path),
       model: typeof loaded.recipe.model === 'string' ? loaded.recipe.model : `example ${loaded.recipe.model.example} (seed ${loaded.recipe.model.seed})`,
-      stages: loaded.recipe.stages.map((s) => ({ kind: s.kind, summary: stageSummary(s as unknown as Record<string, unknown>) })),
+      stages: loaded.recipe.stages.map((s) => ({ kind: s.kind, summary: stageSummary(s) })),
+      ...(written.length > 0 ? { evaluations: written } : {}),
     },
     inputs,
     origin: loaded.locate(['stages']),

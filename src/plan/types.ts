@@ -2,12 +2,8 @@
 // role), its files are source files whose contents go into its cache key, and its origin is the YAML node it
 // came from, so a failure at run time still points at a recipe line.
 
-import type { Json } from '../cache/key.js';
 import type { Location } from '../diag/diagnostic.js';
-
-export type StepId = string & { readonly __brand: 'StepId' };
-
-export const stepId = (s: string): StepId => s as StepId;
+import type { StepId } from '../stages/step-plan.js';
 
 /** where the model of a plan comes from: a directory on disk, or the artifact of a step (the example model) */
 export type ModelRef = { kind: 'dir'; dir: string } | { kind: 'step'; step: StepId };
@@ -15,7 +11,8 @@ export type ModelRef = { kind: 'dir'; dir: string } | { kind: 'step'; step: Step
 export interface StepNode {
   id: StepId;
   kind: string;
-  params: Json;
+  /** the params its StepImpl declares, as plain data (their canonical JSON goes into the key) */
+  params: unknown;
   /** upstream steps by role; a list keeps its order (e.g. the layer states of every layer) */
   inputs: Record<string, StepId | StepId[]>;
   /** source files read by the step, by role (`model`, `dataset`): their digests go into the key */
@@ -36,9 +33,17 @@ export interface PlannedOutput {
   step: StepId;
 }
 
+/** an evaluated model: `fp`, `quantized`, or a written model its output format runs (`onnx`) */
+export interface PlannedEvaluation {
+  role: string;
+  step: StepId;
+  /** how the report names a written model (the report names fp and quantized itself) */
+  label?: string;
+}
+
 export interface Plan {
   steps: StepNode[];
   outputs: PlannedOutput[];
-  /** steps whose results are the run's metrics (evaluate, report) */
-  metricSteps: StepId[];
+  /** the perplexity steps, fp and quantized first: the run's metrics */
+  evaluations: PlannedEvaluation[];
 }

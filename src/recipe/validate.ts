@@ -5,8 +5,8 @@
 import type { ErrorObject } from 'ajv';
 import { suggest } from '../diag/suggest.js';
 import { isRecord, pointerToPath } from './json-path.js';
-import { recipeValidator, stageValidator } from './schemas.js';
-import { STAGE_KINDS, type JsonPath, type LocationTarget, type StageKind } from './types.js';
+import { outputFormats, recipeValidator, stageKinds, stageValidator } from './schemas.js';
+import type { JsonPath, LocationTarget } from './types.js';
 import { nestedProperties } from './vocabulary.js';
 import { expectedTypes, found, literal, literals, subject, where } from './wording.js';
 
@@ -27,7 +27,7 @@ export function validateRecipeData(data: unknown): Issue[] {
 }
 
 /** validates one stage object on its own (e.g. a value meant for `stages[i]`); paths are relative to the stage */
-export function validateStageData(kind: StageKind, data: unknown): Issue[] {
+export function validateStageData(kind: string, data: unknown): Issue[] {
   const validate = stageValidator(kind);
   if (validate(data)) return [];
   // messages name stages by their place in a recipe, so validate as stage 0 of one
@@ -129,7 +129,7 @@ function toIssue(e: ErrorObject, data: unknown): Issue {
         target: 'value',
       };
     case 'discriminator':
-      return stageKindIssue(path, params, data);
+      return path[0] === 'stages' ? stageKindIssue(path, params, data) : formatIssue(path, params, data);
     case 'not':
       return conflict(path, e.schema, data) ?? fallback(e, path, data);
     case 'anyOf': {
@@ -178,9 +178,10 @@ function invalidValue(path: JsonPath, value: unknown, allowed: unknown[], data: 
 
 function stageKindIssue(stage: JsonPath, params: Record<string, unknown>, data: unknown): Issue {
   const kindPath = [...stage, String(params.tag)];
-  const allowed = `Allowed kinds: ${STAGE_KINDS.join(', ')}.`;
+  const kinds = stageKinds();
+  const allowed = `Allowed kinds: ${kinds.join(', ')}.`;
   if (params.error === 'mapping') {
-    const guess = typeof params.tagValue === 'string' ? suggest(params.tagValue, STAGE_KINDS) : undefined;
+    const guess = typeof params.tagValue === 'string' ? suggest(params.tagValue, kinds) : undefined;
     const hint = guess !== undefined ? ` Did you mean "${guess}"?` : '';
     return { code: 'unknown-stage-kind', message: `Unknown stage kind ${literal(params.tagValue)}.${hint} ${allowed}`, path: kindPath, target: 'value' };
   }
@@ -193,6 +194,15 @@ function stageKindIssue(stage: JsonPath, params: Record<string, unknown>, data: 
     path: kindPath,
     target: 'value',
   };
+}
+
+/** an output entry's `format` that names no output schema (or is missing) */
+function formatIssue(output: JsonPath, params: Record<string, unknown>, data: unknown): Issue {
+  const tag = String(params.tag);
+  if (params.tagValue === undefined) {
+    return { code: 'missing-property', message: `Missing required property "${tag}" ${where(output, data)}.`, path: output, target: 'container' };
+  }
+  return invalidValue([...output, tag], params.tagValue, [...outputFormats()], data);
 }
 
 /** `not: {required: [a, b]}` means a and b exclude each other */

@@ -1,7 +1,8 @@
 // How messages name things: a property by its path and the stage it sits in, a value by its YAML type.
 
 import { formatPath, valueAt } from './json-path.js';
-import { STAGE_KINDS, type JsonPath } from './types.js';
+import { stageKinds } from './schemas.js';
+import type { JsonPath } from './types.js';
 
 /** `in stage "gptq"`, `in "config_groups.g.weights" of stage "gptq"`, `in "calibration"`, `at the top level` */
 export function where(container: JsonPath, data: unknown): string {
@@ -29,7 +30,7 @@ export function subject(path: JsonPath, data: unknown): string {
 
 function stageName(index: number, data: unknown): string {
   const kind = valueAt(data, ['stages', index, 'kind']);
-  return typeof kind === 'string' && (STAGE_KINDS as readonly string[]).includes(kind)
+  return typeof kind === 'string' && stageKinds().includes(kind)
     ? `stage "${kind}"`
     : `stage ${index + 1} ("stages[${index}]")`;
 }

@@ -3,20 +3,66 @@
 // outputs of the blocks already quantized (the stage's own chain) against the full-precision block's
 // outputs on full-precision inputs (the chain of the model entering the stage).
 
-import type { AutoRoundStage } from '../recipe/types.js';
-import { assignModules, json, perLayerSteps, type StageDef } from './stage.js';
+import { errorAt } from '../diag/diagnostic.js';
+import { assignModules, type QuantizingParams } from './quantizing.js';
+import { perLayerSteps, type StageDef } from './stage.js';
+
+export interface AutoRoundStage extends QuantizingParams {
+  kind: 'autoround';
+  iters: number;
+  /** null: 1 / iters */
+  lr: number | null;
+  /** null: lr */
+  minmax_lr: number | null;
+  batch_size: number;
+  /** null: calibration.samples */
+  nsamples: number | null;
+  /** null: calibration.seq_len */
+  seqlen: number | null;
+  enable_minmax_tuning: boolean;
+  not_use_best_mse: boolean;
+  seed: number;
+}
 
 export const autoroundStage: StageDef<AutoRoundStage> = {
   kind: 'autoround',
+  properties: {
+    kind: 'always',
+    scheme: 'optional',
+    config_groups: 'optional',
+    targets: 'always',
+    ignore: 'always',
+    iters: 'always',
+    lr: 'always',
+    minmax_lr: 'always',
+    batch_size: 'always',
+    nsamples: 'always',
+    seqlen: 'always',
+    enable_minmax_tuning: 'always',
+    not_use_best_mse: 'always',
+    seed: 'always',
+  },
   needsCalibration: () => true,
   quantizes: () => true,
+  /** nsamples and seqlen must agree with the calibration block, which makes the windows */
+  check(stage, ctx) {
+    const calib = ctx.calibration;
+    if (!calib) return;
+    if (stage.seqlen !== null && stage.seqlen !== calib.seq_len) {
+      ctx.diagnostics.push(errorAt('autoround-seqlen', `autoround seqlen ${stage.seqlen} differs from calibration.seq_len ${calib.seq_len}; set calibration.seq_len instead`, ctx.locate(['seqlen'])));
+    }
+    if (stage.nsamples !== null && stage.nsamples > calib.samples) {
+      ctx.diagnostics.push(errorAt('autoround-nsamples', `autoround nsamples ${stage.nsamples} exceeds calibration.samples ${calib.samples}`, ctx.locate(['nsamples'])));
+    }
+  },
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;
     const embed = ctx.b.chain(0);
     const steps = perLayerSteps(ctx, 'autoround', (l, previous) => ({
       params: {
-        modules: json(modules[l]),
+        layer: l,
+        modules: modules[l] ?? {},
         iters: stage.iters,
         lr: stage.lr ?? 1 / Math.max(1, stage.iters),
         minmax_lr: stage.minmax_lr ?? stage.lr ?? 1 / Math.max(1, stage.iters),

@@ -4,18 +4,39 @@
 // model entering the stage (scaling alone preserves the function), so sweeps over duo_scaling or n_grid
 // share the captures.
 
-import type { AwqStage } from '../recipe/types.js';
-import { assignModules, json, perLayerSteps, type StageDef } from './stage.js';
-import { resolveMappings } from './mappings.js';
+import type { DuoScaling } from '../algo/awq.js';
+import { resolveMappings, type SmoothMapping } from './mappings.js';
+import { assignModules, type QuantizingParams } from './quantizing.js';
+import { perLayerSteps, type StageDef } from './stage.js';
+
+export interface AwqStage extends QuantizingParams {
+  kind: 'awq';
+  duo_scaling: DuoScaling;
+  n_grid: number;
+  /** absent: the architecture's default mappings */
+  mappings?: SmoothMapping[];
+}
+
+const quantizes = (stage: AwqStage): boolean => stage.scheme !== undefined || stage.config_groups !== undefined;
 
 export const awqStage: StageDef<AwqStage> = {
   kind: 'awq',
+  properties: {
+    kind: 'always',
+    scheme: 'optional',
+    config_groups: 'optional',
+    targets: 'always',
+    ignore: 'always',
+    duo_scaling: 'always',
+    n_grid: 'always',
+    mappings: 'optional',
+  },
   needsCalibration: () => true,
-  quantizes: (stage) => stage.scheme !== undefined || stage.config_groups !== undefined,
+  quantizes,
+  describe: (stage) => (quantizes(stage) ? 'awq' : 'awq without scheme or config_groups'),
   expand(stage, ctx) {
     const mappings = resolveMappings(ctx, stage.mappings, ctx.b.arch.awqMappings, stage.ignore);
-    const quantizes = awqStage.quantizes(stage);
-    const modules = quantizes ? assignModules(stage, ctx) : [];
+    const modules = quantizes(stage) ? assignModules(stage, ctx) : [];
     if (!mappings || !modules) return;
     const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
     perLayerSteps(ctx, 'awq', (l) => {
@@ -30,10 +51,10 @@ export const awqStage: StageDef<AwqStage> = {
         group: ctx.group,
       });
       return {
-        params: { modules: json(modules[l] ?? {}), mappings: json(mappings), duo_scaling: stage.duo_scaling, n_grid: stage.n_grid },
+        params: { layer: l, modules: modules[l] ?? {}, mappings, duo_scaling: stage.duo_scaling, n_grid: stage.n_grid },
         inputs: { stats: capture, hidden },
       };
     });
-    if (quantizes) ctx.b.resetChain();
+    if (quantizes(stage)) ctx.b.resetChain();
   },
 };

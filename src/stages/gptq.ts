@@ -2,11 +2,31 @@
 // layers this stage already quantized, quantizes the layer, and passes its quantized outputs on, so the
 // stage's steps form their own calibration chain (an interrupted run resumes at the first unfinished layer).
 
-import type { GptqStage } from '../recipe/types.js';
-import { assignModules, json, perLayerSteps, type StageDef } from './stage.js';
+import type { ActOrder } from '../quant/scheme.js';
+import { assignModules, type QuantizingParams } from './quantizing.js';
+import { perLayerSteps, type StageDef } from './stage.js';
+
+export interface GptqStage extends QuantizingParams {
+  kind: 'gptq';
+  block_size: number;
+  dampening_frac: number;
+  actorder: ActOrder | null;
+  offload_hessians: boolean;
+}
 
 export const gptqStage: StageDef<GptqStage> = {
   kind: 'gptq',
+  properties: {
+    kind: 'always',
+    scheme: 'optional',
+    config_groups: 'optional',
+    targets: 'always',
+    ignore: 'always',
+    block_size: 'always',
+    dampening_frac: 'always',
+    actorder: 'always',
+    offload_hessians: 'always',
+  },
   needsCalibration: () => true,
   quantizes: () => true,
   expand(stage, ctx) {
@@ -15,7 +35,8 @@ export const gptqStage: StageDef<GptqStage> = {
     const embed = ctx.b.chain(0);
     const steps = perLayerSteps(ctx, 'gptq', (l, previous) => ({
       params: {
-        modules: json(modules[l]),
+        layer: l,
+        modules: modules[l] ?? {},
         block_size: stage.block_size,
         dampening_frac: stage.dampening_frac,
         actorder: stage.actorder,

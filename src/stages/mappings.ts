@@ -5,8 +5,13 @@
 import { matchesName } from '../algo/targets.js';
 import { errorAt } from '../diag/diagnostic.js';
 import type { LinearSpec, Mapping } from '../model/arch.js';
-import type { SmoothMapping } from '../recipe/types.js';
 import type { StageContext } from './stage.js';
+
+/** a mapping as a recipe writes it (`mappings:` of smoothquant and awq) */
+export interface SmoothMapping {
+  smooth_layer: string;
+  balance_layers: string[];
+}
 
 function localNames(ctx: StageContext): string[] {
   const prefix = ctx.b.arch.layerPrefix(0);

@@ -1,6 +1,6 @@
-// Stage kinds by their YAML `kind`: one word in the recipe, the schema file name and the module name.
+// Stage kinds by their YAML `kind`: one word in the recipe, the schema file name and the module name. A new
+// stage kind is one line here (and its schema's line in schema/recipe.schema.json).
 
-import type { StageConfig, StageKind } from '../recipe/types.js';
 import { autoroundStage } from './autoround.js';
 import { awqStage } from './awq.js';
 import { gptqStage } from './gptq.js';
@@ -8,7 +8,10 @@ import { rtnStage } from './rtn.js';
 import { smoothquantStage } from './smoothquant.js';
 import type { StageDef } from './stage.js';
 
-export const stageDefs: { readonly [K in StageKind]: StageDef<Extract<StageConfig, { kind: K }>> } = {
+/** a stage as the planner hands it to its def: the recipe's object, validated by the kind's schema */
+export type StageParams = { readonly kind: string };
+
+export const stageDefs: Readonly<Record<string, StageDef<StageParams>>> = {
   gptq: gptqStage,
   awq: awqStage,
   smoothquant: smoothquantStage,
@@ -16,6 +19,11 @@ export const stageDefs: { readonly [K in StageKind]: StageDef<Extract<StageConfi
   rtn: rtnStage,
 };
 
-export function stageDef(stage: StageConfig): StageDef<StageConfig> {
-  return stageDefs[stage.kind] as StageDef<StageConfig>;
+export const STAGE_KINDS: readonly string[] = Object.keys(stageDefs);
+
+/** the def of a validated stage (the schema admits only kinds that have one) */
+export function stageDef(stage: StageParams): StageDef<StageParams> {
+  const def = stageDefs[stage.kind];
+  if (!def) throw new Error(`plan error: no stage kind "${stage.kind}"; expected one of: ${STAGE_KINDS.join(', ')}`);
+  return def;
 }

@@ -2,17 +2,24 @@
 // every targeted Linear, one step per layer. Needs no calibration data: dynamic activation scales are
 // computed at inference time.
 
-import type { RtnStage } from '../recipe/types.js';
-import { assignModules, json, perLayerSteps, type StageDef } from './stage.js';
+import { assignModules, type QuantizingParams } from './quantizing.js';
+import { perLayerSteps, type StageDef } from './stage.js';
+
+export interface RtnStage extends QuantizingParams {
+  kind: 'rtn';
+  /** absent: the scheme's own weight observer */
+  observer?: 'minmax' | 'mse';
+}
 
 export const rtnStage: StageDef<RtnStage> = {
   kind: 'rtn',
+  properties: { kind: 'always', scheme: 'optional', config_groups: 'optional', targets: 'always', ignore: 'always', observer: 'optional' },
   needsCalibration: () => false,
   quantizes: () => true,
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;
-    perLayerSteps(ctx, 'rtn', (l) => ({ params: { modules: json(modules[l]) } }));
+    perLayerSteps(ctx, 'rtn', (l) => ({ params: { layer: l, modules: modules[l] ?? {} } }));
     ctx.b.resetChain();
   },
 };

@@ -3,12 +3,21 @@
 // and the Linears. The transform leaves the model's function unchanged, so the captures run on the chain
 // of the model entering the stage and are shared by every smoothing_strength of a sweep.
 
-import type { SmoothQuantStage } from '../recipe/types.js';
-import { json, perLayerSteps, type StageDef } from './stage.js';
-import { resolveMappings } from './mappings.js';
+import { resolveMappings, type SmoothMapping } from './mappings.js';
+import { perLayerSteps, type StageDef } from './stage.js';
+
+export interface SmoothQuantStage {
+  kind: 'smoothquant';
+  /** α in [0, 1] (the schema checks it, algo/smoothquant.ts declares it: SMOOTHING_STRENGTH) */
+  smoothing_strength: number;
+  /** absent: the architecture's default mappings */
+  mappings?: SmoothMapping[];
+  ignore: string[];
+}
 
 export const smoothquantStage: StageDef<SmoothQuantStage> = {
   kind: 'smoothquant',
+  properties: { kind: 'always', smoothing_strength: 'always', mappings: 'optional', ignore: 'always' },
   needsCalibration: () => true,
   quantizes: () => false,
   expand(stage, ctx) {
@@ -25,7 +34,7 @@ export const smoothquantStage: StageDef<SmoothQuantStage> = {
         origin: ctx.origin,
         group: ctx.group,
       });
-      return { params: { smoothing_strength: stage.smoothing_strength, mappings: json(mappings) }, inputs: { stats: capture } };
+      return { params: { layer: l, smoothing_strength: stage.smoothing_strength, mappings }, inputs: { stats: capture } };
     });
   },
 };

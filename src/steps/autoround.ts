@@ -187,7 +187,7 @@ async function outputErrors(
   return Object.fromEntries(Object.keys(quantized).map((local) => [local, { autoround: ratio(local, 'autoround'), rtn: ratio(local, 'rtn') }]));
 }
 
-export const autoroundStep: StepImpl<AutoRoundParams> = {
+export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   kind: 'autoround',
   version: 1,
   async run(ctx) {

@@ -118,7 +118,7 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
   return out;
 }
 
-export const awqStep: StepImpl<AwqParams> = {
+export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
   version: 1,
   async run(ctx) {

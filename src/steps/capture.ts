@@ -49,7 +49,7 @@ function statisticTap(sites: readonly InputSite[], statistic: Statistic): LayerT
   };
 }
 
-export const captureStep: StepImpl<CaptureParams> = {
+export const captureStep: StepImpl<'capture', CaptureParams> = {
   kind: 'capture',
   version: 1,
   async run(ctx) {

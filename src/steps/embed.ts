@@ -6,7 +6,7 @@ import { tensor } from '../tensor.js';
 import { readIds, writeHidden } from './activations.js';
 import { input, requireModel, type StepImpl } from './types.js';
 
-export const embedStep: StepImpl<Record<string, never>> = {
+export const embedStep: StepImpl<'embed', Record<string, never>> = {
   kind: 'embed',
   version: 1,
   async run(ctx) {

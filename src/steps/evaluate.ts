@@ -14,7 +14,7 @@ export interface EvaluateParams {
   batch_size: number | null;
 }
 
-export const evaluateStep: StepImpl<EvaluateParams> = {
+export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
   kind: 'evaluate',
   version: 1,
   async run(ctx) {

@@ -27,7 +27,7 @@ export async function writeExampleModel(rt: Runtime, dir: string, o: ExampleOpti
   return weights.config;
 }
 
-export const exampleModelStep: StepImpl<ExampleModelParams> = {
+export const exampleModelStep: StepImpl<'example-model', ExampleModelParams> = {
   kind: 'example-model',
   version: 1,
   async run(ctx) {

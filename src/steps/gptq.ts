@@ -170,7 +170,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   };
 }
 
-export const gptqStep: StepImpl<GptqParams> = {
+export const gptqStep: StepImpl<'gptq', GptqParams> = {
   kind: 'gptq',
   version: 1,
   async run(ctx) {

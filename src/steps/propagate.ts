@@ -11,7 +11,7 @@ export interface PropagateParams {
   layer: number;
 }
 
-export const propagateStep: StepImpl<PropagateParams> = {
+export const propagateStep: StepImpl<'propagate', PropagateParams> = {
   kind: 'propagate',
   version: 1,
   async run(ctx) {

@@ -1,5 +1,7 @@
-// Step implementations by kind. Importing this module is cheap (no onnxruntime): step modules touch the
-// runtime only through the Runtime they are handed.
+// The step kinds stages and the planner add, by their literal kind, and the type map from a kind to its
+// params that the plan builder's `add` checks (an output format's steps live in its src/outputs/ folder).
+// Importing this module is cheap (no onnxruntime): step modules touch the runtime only through the Runtime
+// they are handed.
 
 import type { StepImpl } from './types.js';
 import { awqStep } from './awq.js';
@@ -10,15 +12,12 @@ import { exampleModelStep } from './example-model.js';
 import { gptqStep } from './gptq.js';
 import { autoroundStep } from './autoround.js';
 import { propagateStep } from './propagate.js';
-import { evaluateOnnxStep } from '../outputs/onnx/evaluate-step.js';
-import { exportOnnxStep } from '../outputs/onnx/export-step.js';
-import { packStep } from '../outputs/compressed-tensors/pack-step.js';
 import { reportStep } from './report.js';
 import { rtnStep } from './rtn.js';
 import { smoothquantStep } from './smoothquant.js';
 import { tokenizeStep } from './tokenize.js';
 
-const impls: StepImpl<never>[] = [
+const STEPS = [
   exampleModelStep,
   tokenizeStep,
   embedStep,
@@ -30,12 +29,14 @@ const impls: StepImpl<never>[] = [
   autoroundStep,
   rtnStep,
   evaluateStep,
-  packStep,
-  exportOnnxStep,
-  evaluateOnnxStep,
   reportStep,
-];
+] as const;
 
-export const stepImpls: ReadonlyMap<string, StepImpl> = new Map(impls.map((s) => [s.kind, s as unknown as StepImpl]));
+type Step = (typeof STEPS)[number];
 
-export const stepVersions: ReadonlyMap<string, number> = new Map(impls.map((s) => [s.kind, s.version]));
+export type StepKind = Step['kind'];
+
+/** the params of step kind `K`, as its StepImpl declares them */
+export type StepParams<K extends StepKind> = Extract<Step, { kind: K }> extends StepImpl<K, infer P> ? P : never;
+
+export const steps: readonly StepImpl[] = STEPS;

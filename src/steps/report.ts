@@ -11,6 +11,8 @@ export interface ReportParams {
   title: string;
   model: string;
   stages: { kind: string; summary: string }[];
+  /** written models an output format evaluated (input role, report name), after fp and fake-quantized; absent when none */
+  evaluations?: { role: string; label: string }[];
 }
 
 type Obj = Record<string, Json>;
@@ -104,13 +106,17 @@ function curveBlocks(stage: number, kind: string, layers: StepInputDir[]): Block
   }));
 }
 
-export const reportStep: StepImpl<ReportParams> = {
+export const reportStep: StepImpl<'report', ReportParams> = {
   kind: 'report',
   version: 1,
   async run(ctx) {
     const p = ctx.params;
     const result = (role: string): Obj | undefined => optionalInput(ctx, role)?.result as Obj | undefined;
-    const [fp, q, onnx] = [result('fp'), result('quantized'), result('onnx')];
+    const [fp, q] = [result('fp'), result('quantized')];
+    const written = (p.evaluations ?? []).flatMap((e) => {
+      const r = result(e.role);
+      return r ? [{ label: e.label, r }] : [];
+    });
     const blocks: Block[] = [
       { type: 'heading', level: 1, text: `quantforge report: ${p.title}` },
       { type: 'paragraph', text: `Model \`${p.model}\`; stages: ${p.stages.map((s, i) => `${i + 1}. ${s.kind} (${s.summary})`).join('; ')}.` },
@@ -123,12 +129,11 @@ export const reportStep: StepImpl<ReportParams> = {
         rows: [
           ...(fp ? [['fp32', num(fp['perplexity']), num(fp['nll']), '–', num(fp['tokens'])]] : []),
           ...(q ? [['fake-quantized', num(q['perplexity']), num(q['nll']), num(q['kl'], 5), num(q['tokens'])]] : []),
-          ...(onnx ? [['ONNX export', num(onnx['perplexity']), num(onnx['nll']), '–', num(onnx['tokens'])]] : []),
+          ...written.map(({ label, r }) => [label, num(r['perplexity']), num(r['nll']), '–', num(r['tokens'])]),
         ],
       });
-      const names = ['fp32', 'fake-quantized', 'ONNX'];
-      const values = [fp?.['perplexity'], q?.['perplexity'], onnx?.['perplexity']];
-      const present = names.map((n, i) => [n, values[i]] as const).filter(([, v]) => typeof v === 'number');
+      const models: [string, Obj | undefined][] = [['fp32', fp], ['fake-quantized', q], ...written.map(({ label, r }): [string, Obj] => [label, r])];
+      const present = models.map(([n, r]) => [n, r?.['perplexity']] as const).filter(([, v]) => typeof v === 'number');
       blocks.push({ type: 'chart', name: 'perplexity', svg: barChart(present.map(([n]) => n), [{ name: 'perplexity', values: present.map(([, v]) => v as number) }], { title: 'Perplexity', xLabel: 'model', yLabel: 'perplexity' }) });
     }
     p.stages.forEach((s, i) => {

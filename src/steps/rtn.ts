@@ -14,7 +14,7 @@ export interface RtnParams {
   modules: Record<string, ModuleQuant>;
 }
 
-export const rtnStep: StepImpl<RtnParams> = {
+export const rtnStep: StepImpl<'rtn', RtnParams> = {
   kind: 'rtn',
   version: 1,
   async run(ctx) {

@@ -18,7 +18,7 @@ export interface SmoothQuantParams {
   mappings: Mapping[];
 }
 
-export const smoothquantStep: StepImpl<SmoothQuantParams> = {
+export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
   kind: 'smoothquant',
   version: 1,
   async run(ctx) {

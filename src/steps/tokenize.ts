@@ -22,7 +22,7 @@ export interface TokenizeParams {
   model_file?: string;
 }
 
-export const tokenizeStep: StepImpl<TokenizeParams> = {
+export const tokenizeStep: StepImpl<'tokenize', TokenizeParams> = {
   kind: 'tokenize',
   version: 1,
   async run(ctx) {

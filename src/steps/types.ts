@@ -13,7 +13,7 @@ export interface StepInputDir {
   result: Json;
 }
 
-export interface StepContext<P = Json> {
+export interface StepContext<P = unknown> {
   id: string;
   params: P;
   /** artifact directories of the input steps, by role */
@@ -30,10 +30,11 @@ export interface StepContext<P = Json> {
   signal: AbortSignal;
 }
 
-export interface StepImpl<P = Json> {
-  kind: string;
+/** a step kind: `K` is its literal kind, `P` its params (steps/registry.ts maps one to the other) */
+export interface StepImpl<K extends string = string, P = unknown> {
+  readonly kind: K;
   /** bump when a code change alters the step's results: it is part of the cache key */
-  version: number;
+  readonly version: number;
   run(ctx: StepContext<P>): Promise<Json>;
 }
 

@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { openModel } from '../../src/graphs/open.js';
+import { openModel } from '../../src/outputs/open.js';
 import { readIds } from '../../src/steps/activations.js';
 import { Runtime } from '../../src/ort/session.js';
 import { greedyBoth } from './interop.js';

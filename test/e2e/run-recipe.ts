@@ -10,7 +10,7 @@ import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
 import { InProcessRunner } from '../../src/exec/runner.js';
 import { Runtime } from '../../src/ort/session.js';
-import { stepImpls } from '../../src/steps/registry.js';
+import { stepImpls } from '../../src/exec/step-impls.js';
 
 export type Summary = Extract<RunEvent, { event: 'summary' }>;
 

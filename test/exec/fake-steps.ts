@@ -9,7 +9,7 @@ import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import type { StepContext, StepImpl, StepInputDir } from '../../src/steps/types.js';
-import { stepVersions } from '../../src/steps/registry.js';
+import { stepVersions } from '../../src/exec/step-impls.js';
 import { tensor } from '../../src/tensor.js';
 
 /** a model directory the planner accepts: config.json with `layers` layers and a weights file with every tensor */

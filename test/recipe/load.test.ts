@@ -5,6 +5,7 @@ import { printDiagnostics } from '../../src/diag/print.js';
 import { startOf } from '../../src/diag/position.js';
 import { applyAssignments, loadRecipe, loadRecipeSource } from '../../src/recipe/load.js';
 import type { LoadedRecipe } from '../../src/recipe/types.js';
+import type { RtnStage } from '../../src/stages/rtn.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const validDir = join(repo, 'test/fixtures/recipes/valid');
@@ -60,7 +61,7 @@ describe('loadRecipe with a valid recipe', () => {
     expect(awq).toEqual({ kind: 'awq', duo_scaling: 'both', n_grid: 10, targets: ['Linear'], ignore: ['lm_head'] });
     expect(rtn).toMatchObject({ kind: 'rtn' });
     expect(rtn).not.toHaveProperty('observer');
-    expect(rtn?.kind === 'rtn' && rtn.config_groups?.group_0).toEqual({
+    expect(rtn?.kind === 'rtn' && (rtn['config_groups'] as RtnStage['config_groups'])?.group_0).toEqual({
       targets: ['Linear'],
       weights: {
         num_bits: 4,

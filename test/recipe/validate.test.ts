@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { schemaDir } from '../../src/recipe/schemas.js';
-import { STAGE_KINDS } from '../../src/recipe/types.js';
+import { STAGE_KINDS } from '../../src/stages/registry.js';
 import { validateRecipeData, validateStageData } from '../../src/recipe/validate.js';
 
 describe('validateStageData', () => {

@@ -2,8 +2,7 @@
 // states: quantized Linears packed, every other tensor copied in the model's dtype, config.json with
 // quantization_config, tokenizer and generation files copied. Tensors stream one at a time.
 
-import { copyFile, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
 import type { ModuleQuant } from '../../quant/module-quant.js';
@@ -12,11 +11,13 @@ import { HfSource } from '../../model/source.js';
 import type { Tensor } from '../../tensor.js';
 import { readLayerState } from '../../steps/layer-state.js';
 import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
+import { copySideFiles } from '../side-files.js';
 
-/** files of a model directory that carry no weights and no code */
-export const SIDE_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model'];
+export interface PackParams {
+  format: 'compressed-tensors';
+}
 
-export const packStep: StepImpl<{ format: 'compressed-tensors' }> = {
+export const packStep: StepImpl<'pack', PackParams> = {
   kind: 'pack',
   version: 1,
   async run(ctx) {
@@ -61,7 +62,7 @@ export const packStep: StepImpl<{ format: 'compressed-tensors' }> = {
       const ignore = linears.filter((n) => !quantized.has(n));
       const config = { ...cfg.raw, quantization_config: quantizationConfig(quantized, ignore) };
       await writeFile(join(ctx.outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-      for (const f of SIDE_FILES) if (existsSync(join(src.dir, f))) await copyFile(join(src.dir, f), join(ctx.outDir, f));
+      await copySideFiles(src.dir, ctx.outDir);
       return { format: 'compressed-tensors', quantized_modules: quantized.size, ignored: ignore.length, bytes: written.totalSize, layer_bytes_in: bytesIn };
     } catch (e) {
       await writer.abort().catch(() => undefined);

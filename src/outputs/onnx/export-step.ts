@@ -2,15 +2,14 @@
 // directory layout of Optimum / transformers.js: onnx/model.onnx (+ model.onnx_data), config.json, tokenizer
 // and generation files.
 
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ExternalData, writeModelFile } from '../../formats/onnx-file.js';
 import { buildExportGraph } from '../../graphs/export-graph.js';
 import { HfSource } from '../../model/source.js';
 import { readLayerState } from '../../steps/layer-state.js';
-import { SIDE_FILES } from '../compressed-tensors/pack-step.js';
 import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
+import { copySideFiles } from '../side-files.js';
 
 export interface ExportOnnxParams {
   format: 'onnx';
@@ -18,7 +17,7 @@ export interface ExportOnnxParams {
   accuracy_level?: number;
 }
 
-export const exportOnnxStep: StepImpl<ExportOnnxParams> = {
+export const exportOnnxStep: StepImpl<'export-onnx', ExportOnnxParams> = {
   kind: 'export-onnx',
   version: 1,
   async run(ctx) {
@@ -45,7 +44,7 @@ export const exportOnnxStep: StepImpl<ExportOnnxParams> = {
       await writeModelFile(join(ctx.outDir, 'onnx', 'model.onnx'), g.build());
       const config = { ...src.config.raw, 'transformers.js_config': { use_external_data_format: data.used } };
       await writeFile(join(ctx.outDir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-      for (const f of SIDE_FILES) if (existsSync(join(src.dir, f))) await copyFile(join(src.dir, f), join(ctx.outDir, f));
+      await copySideFiles(src.dir, ctx.outDir);
       return { format: 'onnx', external_data: data.used, nodes: g.nodes.length };
     } catch (e) {
       await data.abort();

@@ -1,0 +1,37 @@
+// Output `onnx`: the whole model as one graph with a KV cache in the Optimum / transformers.js layout
+// (onnx/model.onnx + model.onnx_data; src/graphs/export-graph.ts builds it). quantforge runs the export
+// itself to report its perplexity beside the fake-quantized model's, and `eval` / `generate` run it whole.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { OnnxModel } from '../../graphs/onnx-model.js';
+import type { OutputDef, OutputOptions } from '../output-def.js';
+import { evaluateOnnxStep, type EvaluateOnnxParams } from './evaluate-step.js';
+import { exportOnnxStep, type ExportOnnxParams } from './export-step.js';
+
+export interface OnnxOutput extends OutputOptions {
+  readonly format: 'onnx';
+  /** MatMulNBits accuracy_level of int4 weights: 4 int8 activations (the fast CPU path), 0 fp32 math */
+  readonly accuracy_level: 0 | 1 | 2 | 3 | 4;
+}
+
+export const onnxOutput: OutputDef<OnnxOutput, ExportOnnxParams, EvaluateOnnxParams> = {
+  format: 'onnx',
+  properties: { format: 'always', path: 'always', accuracy_level: 'always' },
+  write: { step: exportOnnxStep, params: (o) => ({ format: 'onnx', accuracy_level: o.accuracy_level }) },
+  evaluate: { role: 'onnx', label: 'ONNX export', step: evaluateOnnxStep, input: 'onnx', params: (batchSize) => ({ batch_size: batchSize }) },
+  open: {
+    detect: (dir) => existsSync(join(dir, 'onnx', 'model.onnx')),
+    async open(rt, dir) {
+      const model = await OnnxModel.openDir(rt, dir);
+      return {
+        dir,
+        format: 'onnx',
+        config: model.config,
+        perplexity: (windows, options) => model.perplexity(windows, options),
+        generate: (prompt, maxNewTokens) => model.generate(prompt, maxNewTokens),
+        close: () => model.close(),
+      };
+    },
+  },
+};
