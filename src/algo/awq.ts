@@ -9,7 +9,7 @@
 
 import type { QuantArgs } from '../quant/scheme.js';
 import type { WeightMatrix } from './smoothquant.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 export type DuoScaling = boolean | 'both';
 
@@ -19,9 +19,7 @@ export interface AwqCandidate {
   readonly duo: boolean;
 }
 
-export type AwqErrorReason = 'awq-bad-grid' | 'awq-no-finite-loss' | 'awq-shape-mismatch';
-
-export class AwqError extends ReasonedError<AwqErrorReason> {}
+export class AwqError extends ReasonedError<MethodReason> {}
 
 const SCALE_MIN = 1e-4;
 const W_MEAN_EPS = 1e-4;

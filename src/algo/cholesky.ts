@@ -9,6 +9,7 @@
 import { choleskySchur, lowerInverseCorner } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor } from '../tensor.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface CholeskyOptions {
   /** blocks of at most this size are factorised in JavaScript */
@@ -21,14 +22,12 @@ export const DEFAULT_PIVOT_TOL = 1e-10;
 const DEFAULT_BASE = 128;
 
 /** the matrix is not numerically positive definite: its `index`-th pivot was `pivot` */
-export class CholeskyError extends Error {
-  readonly reason = 'cholesky-not-positive-definite';
+export class CholeskyError extends ReasonedError<'cholesky-not-positive-definite'> {
   readonly index: number;
   readonly pivot: number;
   readonly diagonal: number;
   constructor(index: number, pivot: number, diagonal: number) {
-    super(`Cholesky pivot ${index} is ${pivot} (diagonal entry ${diagonal}); expected a positive pivot above the tolerance`);
-    this.name = 'CholeskyError';
+    super('cholesky-not-positive-definite', `Cholesky pivot ${index} is ${pivot} (diagonal entry ${diagonal}); expected a positive pivot above the tolerance`);
     this.index = index;
     this.pivot = pivot;
     this.diagonal = diagonal;

@@ -16,11 +16,9 @@ import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
 import { computeQParams, qparamShape, qRange } from '../quant/qparams.js';
 import type { ActOrder, QuantArgs } from '../quant/scheme.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
-export type GptqErrorReason = 'gptq-non-finite-input' | 'gptq-shape-mismatch' | 'gptq-unsupported-args';
-
-export class GptqError extends ReasonedError<GptqErrorReason> {}
+export class GptqError extends ReasonedError<MethodReason> {}
 
 export interface GptqOptions {
   readonly runtime: Runtime;
@@ -39,6 +37,11 @@ export interface GptqOptions {
   readonly precision?: FloatType;
   /** a coarser block level above block_size, so the lazy updates pass over W fewer times (results do not depend on it) */
   readonly superBlock?: number;
+  /**
+   * false: only the requested dampening is tried, and a singular Hessian fails with `gptq-singular-hessian`
+   * instead of escalating (and at worst falling back to round-to-nearest); default true
+   */
+  readonly escalate?: boolean;
   /** dampening tries after the requested one fails; each multiplies the fraction by 10, from `escalateFrom` */
   readonly maxEscalations?: number;
   readonly escalateFrom?: number;
@@ -148,7 +151,8 @@ function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepare
 
 async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
   const tried: number[] = [];
-  for (const frac of dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7)) {
+  const escalate = o.escalate ?? true;
+  for (const frac of escalate ? dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7) : [o.dampeningFrac]) {
     tried.push(frac);
     try {
       const value = frac * p.meanDiag;
@@ -156,6 +160,9 @@ async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): 
       return { u, dampening: { frac, value, tried, fallback: false } };
     } catch (e) {
       if (!(e instanceof CholeskyError)) throw e;
+      if (!escalate) {
+        throw new GptqError('gptq-singular-hessian', `${o.name ?? 'weight'}: the Hessian is singular with dampening_frac ${frac} (${e.message}) and dampening escalation is off`);
+      }
     }
   }
   const u = new Float64Array(n * n);

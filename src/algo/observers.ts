@@ -12,7 +12,7 @@ import type { Runtime } from '../ort/session.js';
 import { computeQParams, qparamShape, qRange, weightMinMax, type MinMax } from '../quant/qparams.js';
 import { roundHalfEven } from '../quant/round.js';
 import type { JsonScalar, ObserverName, QuantArgs } from '../quant/scheme.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type QuantReason } from '../diag/failure.js';
 
 const f = Math.fround;
 const FLT_MAX = 3.4028234663852886e38;
@@ -30,9 +30,7 @@ export interface MseOptions {
   readonly expand: number;
 }
 
-export type ObserverErrorReason = 'invalid-observer-kwargs' | 'mse-needs-runtime';
-
-export class ObserverError extends ReasonedError<ObserverErrorReason> {}
+export class ObserverError extends ReasonedError<QuantReason> {}
 
 /** which algorithm an observer name runs on weights (the memoryless/static variants coincide there) */
 export function observerKind(name: ObserverName | null): 'minmax' | 'mse' {

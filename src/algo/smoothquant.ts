@@ -1,9 +1,10 @@
-import { ReasonedError } from '../diag/failure.js';
 // SmoothQuant (Xiao et al. 2022, https://arxiv.org/abs/2211.10438): migrate activation outliers into the weights
 // with per-input-channel scales s_j = max|X_j|^α / max|W_{:,j}|^(1−α), where max|W_{:,j}| is taken over every
 // Linear that reads the activation. The activation producer (an RMSNorm weight, or a Linear's output rows) is
 // divided by s and the Linears' columns multiplied by s, so the model's function is unchanged while X/s has a
 // flatter per-channel range. Clamps as mit-han-lab/smoothquant smooth_ln_fcs: both max|W| and s ≥ 1e-5.
+
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 /** a Linear weight [rows = out features, cols = in features], row-major */
 export interface WeightMatrix {
@@ -14,9 +15,7 @@ export interface WeightMatrix {
 
 export const SMOOTHQUANT_MIN_SCALE = 1e-5;
 
-export type SmoothingErrorReason = 'smoothing-shape-mismatch' | 'smoothing-strength-out-of-range';
-
-export class SmoothingError extends ReasonedError<SmoothingErrorReason> {}
+export class SmoothingError extends ReasonedError<MethodReason> {}
 
 /** max |W_{:,j}| over the rows of every weight, per input channel j */
 export function columnAbsMax(weights: readonly WeightMatrix[]): Float32Array {

@@ -7,6 +7,7 @@
 // compressed-tensors: `lm_head` is never selected by a class name, only by its name or a regex.
 
 import type { QuantScheme } from '../quant/scheme.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface ModuleRef {
   readonly name: string;
@@ -15,11 +16,9 @@ export interface ModuleRef {
   readonly baseClassNames?: readonly string[];
 }
 
-export class TargetError extends Error {
-  readonly reason = 'invalid-target-regex';
+export class TargetError extends ReasonedError<'invalid-target-regex'> {
   constructor(pattern: string, cause: string) {
-    super(`pattern "${pattern}" is not a valid regular expression (${cause}); expected "re:<regex>" in Python re syntax`);
-    this.name = 'TargetError';
+    super('invalid-target-regex', `pattern "${pattern}" is not a valid regular expression (${cause}); expected "re:<regex>" in Python re syntax`);
   }
 }
 

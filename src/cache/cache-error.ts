@@ -1,21 +1,6 @@
-// Failures of the cache layer as data: a kebab-case reason the executor can switch on, and a message
-// that says what was found and what was expected.
+// Failures of the cache layer as data: a kebab-case reason the executor can switch on (CacheReason in
+// diag/failure.ts), and a message that says what was found and what was expected.
 
-export type CacheFailureReason =
-  | 'cache-entry-corrupt'
-  | 'cache-key-mismatch'
-  | 'cache-invalid-name'
-  | 'cache-reserved-name'
-  | 'cache-lock-timeout'
-  | 'cache-output-blocked'
-  | 'cache-invalid-size';
+import { ReasonedError, type CacheReason } from '../diag/failure.js';
 
-export class CacheError extends Error {
-  constructor(
-    readonly reason: CacheFailureReason,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'CacheError';
-  }
-}
+export class CacheError extends ReasonedError<CacheReason> {}

@@ -3,6 +3,7 @@
 // the address of the step's cache entry (.quantforge/cache/<kind>/<key>/).
 
 import { createHash } from 'node:crypto';
+import { ReasonedError } from '../diag/failure.js';
 
 /** plain JSON data: what params, metrics and key records are made of */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -50,11 +51,9 @@ export interface KeyRecord {
   device?: 'cpu' | 'cuda';
 }
 
-export class CanonicalJsonError extends Error {
-  readonly reason = 'cache-key-not-json';
+export class CanonicalJsonError extends ReasonedError<'cache-key-not-json'> {
   constructor(path: string, found: string) {
-    super(`cannot put ${found} at ${path || '<root>'} into a cache key: expected JSON (null, boolean, finite number, string, array, object)`);
-    this.name = 'CanonicalJsonError';
+    super('cache-key-not-json', `cannot put ${found} at ${path || '<root>'} into a cache key: expected JSON (null, boolean, finite number, string, array, object)`);
   }
 }
 

@@ -2,6 +2,7 @@
 // that returns an exit code. Commands write through `Io`; only src/cli.ts touches process.exit.
 
 import type { Diagnostic } from '../diag/diagnostic.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface Io {
   out(text: string): void;
@@ -30,11 +31,9 @@ export interface Command {
   run(args: { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] }, io: Io): Promise<CommandResult>;
 }
 
-export class UsageError extends Error {
-  readonly reason = 'usage';
+export class UsageError extends ReasonedError<'usage'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
+    super('usage', message);
   }
 }
 

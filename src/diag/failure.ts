@@ -1,11 +1,162 @@
-// The base of quantforge's typed errors: a kebab-case `reason` (the machine-readable failure kind that
-// reporters and tests read) beside the human message; `name` is the subclass's name.
+// Failures as data (STYLE.md §6, tiers 3 and 4): every way a step, the build engine or a command fails has a
+// kebab-case reason from one union (wireit's event.ts), beside the human message and, when known, the recipe
+// Location it comes from. ReasonedError carries a Failure through throw and catch; `toFailure` turns anything
+// thrown into one (a thrown plain Error is an internal error: `unknown-error-thrown`); the compute worker sends
+// Failures, so a reason survives the thread boundary. Recipe and plan mistakes are Diagnostics (their own codes).
 
-export class ReasonedError<R extends string = string> extends Error {
+import type { Location } from './diagnostic.js';
+
+/** a safetensors file that is malformed, or a read or write misused (formats/safetensors*.ts) */
+export type SafetensorsReason =
+  // the 8-byte length prefix
+  | 'file-too-short'
+  | 'header-length-out-of-range'
+  // the JSON header as a whole
+  | 'header-not-utf8'
+  | 'header-not-json'
+  | 'header-not-object'
+  | 'duplicate-name'
+  | 'metadata-not-object'
+  | 'metadata-not-string'
+  // one tensor entry
+  | 'entry-not-object'
+  | 'missing-field'
+  | 'unknown-field'
+  | 'duplicate-field'
+  | 'unknown-dtype'
+  | 'unsupported-dtype'
+  | 'bad-shape'
+  | 'bad-offsets'
+  | 'byte-size-mismatch'
+  // the entries together against the data section
+  | 'offsets-out-of-bounds'
+  | 'offsets-overlap'
+  | 'offsets-gap'
+  // reading and writing
+  | 'tensor-not-found'
+  | 'short-read'
+  | 'file-closed'
+  | 'reserved-name'
+  | 'bad-tensor'
+  | 'writer-finished';
+
+/** a model directory quantforge refuses or cannot read (model/config.ts, checkpoint.ts, tokenizer.ts) */
+export type ModelReason =
+  | 'model-not-found'
+  | 'missing-config'
+  | 'bad-config'
+  | 'missing-field'
+  | 'bad-field'
+  | 'unsupported-field'
+  | 'unsupported-model-type'
+  | 'remote-code-refused'
+  | 'pickle-refused'
+  | 'no-weights'
+  | 'index-invalid'
+  | 'missing-shard'
+  | 'missing-tensor'
+  | 'tensor-not-found'
+  | 'duplicate-tensor'
+  | 'tokenizer-missing'
+  | 'tokenizer-unreadable';
+
+/** a dataset file (model/windows.ts, steps/tokenize.ts) */
+export type DatasetReason = 'file-not-found' | 'dataset-invalid' | 'dataset-too-short';
+
+/** quantization arguments and their arithmetic (quant/, algo/targets.ts, formats/pack-quantized.ts) */
+export type QuantReason =
+  | 'unknown-scheme'
+  | 'scheme-conflict'
+  | 'invalid-quant-args'
+  | 'unsupported-quant-args'
+  | 'quant-shape-mismatch'
+  | 'pack-shape-mismatch'
+  | 'invalid-target-regex'
+  | 'invalid-observer-kwargs'
+  | 'mse-needs-runtime';
+
+/** the methods (algo/, steps/) */
+export type MethodReason =
+  | 'gptq-non-finite-input'
+  | 'gptq-shape-mismatch'
+  | 'gptq-unsupported-args'
+  | 'gptq-singular-hessian'
+  | 'cholesky-not-positive-definite'
+  | 'awq-bad-grid'
+  | 'awq-no-finite-loss'
+  | 'awq-shape-mismatch'
+  | 'smoothing-shape-mismatch'
+  | 'smoothing-strength-out-of-range'
+  | 'smoothing-quantized-module'
+  | 'bad-mapping'
+  | 'missing-tensor'
+  | 'bad-capture-params'
+  | 'missing-statistic'
+  | 'autoround-unsupported-actorder'
+  | 'autoround-input-mismatch'
+  | 'autoround-missing-weight'
+  | 'autoround-loss-not-finite'
+  | 'perplexity-not-finite';
+
+/** onnxruntime and the graphs built for it (ort/, graphs/) */
+export type OrtReason =
+  | 'ort-session-failed'
+  | 'device-unavailable'
+  | 'autodiff-unsupported-op'
+  | 'autodiff-unknown-rank'
+  | 'autodiff-bad-argument';
+
+/** outputs that a format cannot write (formats/, outputs/) */
+export type OutputReason = 'unsupported-output-scheme';
+
+/** the step cache (cache/) */
+export type CacheReason =
+  | 'cache-entry-corrupt'
+  | 'cache-key-mismatch'
+  | 'cache-key-not-json'
+  | 'cache-invalid-name'
+  | 'cache-reserved-name'
+  | 'cache-lock-timeout'
+  | 'cache-output-blocked'
+  | 'cache-invalid-size';
+
+/** the run itself and the command line */
+export type RunReason = 'interrupted' | 'worker-exited' | 'usage' | 'unknown-error-thrown';
+
+export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | RunReason;
+
+/** a failure as plain data: what events, the worker protocol and reporters carry */
+export interface Failure {
+  readonly reason: FailureReason;
+  readonly message: string;
+  readonly stack?: string;
+  /** the recipe node the failure comes from, when known */
+  readonly location?: Location;
+}
+
+/** the base of quantforge's typed errors; `name` is the subclass's name */
+export class ReasonedError<R extends FailureReason = FailureReason> extends Error {
   readonly reason: R;
-  constructor(reason: R, message: string) {
-    super(message);
+  readonly location: Location | undefined;
+  constructor(reason: R, message: string, options: { location?: Location; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.reason = reason;
+    this.location = options.location;
   }
+
+  /** an error rebuilt from a Failure (e.g. one the compute worker sent), its stack kept */
+  static from(f: Failure): ReasonedError {
+    const e = new ReasonedError(f.reason, f.message, f.location ? { location: f.location } : {});
+    if (f.stack !== undefined) e.stack = f.stack;
+    return e;
+  }
+}
+
+/** any thrown value as a Failure: a ReasonedError keeps its reason, anything else is `unknown-error-thrown` */
+export function toFailure(e: unknown): Failure {
+  const error = e instanceof Error ? e : new Error(String(e));
+  const reason = error instanceof ReasonedError ? error.reason : 'unknown-error-thrown';
+  const location = error instanceof ReasonedError ? error.location : undefined;
+  return { reason, message: error.message, ...(error.stack !== undefined ? { stack: error.stack } : {}), ...(location ? { location } : {}) };
 }

@@ -34,3 +34,14 @@ export function lineAt(file: SourceFile, offset: number): { text: string; start:
 export function startOf(location: Location): Position {
   return positionOf(location.file, location.range.offset);
 }
+
+/** a location as plain JSON data, for events: the file's path and the 1-based line and column of its start */
+export interface SourcePosition {
+  readonly path: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+export function sourcePosition(location: Location): SourcePosition {
+  return { path: location.file.path, ...startOf(location) };
+}

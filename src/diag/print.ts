@@ -8,7 +8,7 @@
 
 import { isAbsolute, relative } from 'node:path';
 import type { Diagnostic, Location, SourceFile } from './diagnostic.js';
-import { lineAt, positionOf } from './position.js';
+import { lineAt, sourcePosition, type SourcePosition } from './position.js';
 
 export interface PrintOptions {
   /** file paths print relative to this directory (default: process.cwd()) */
@@ -48,8 +48,12 @@ export function drawSquiggle(location: Location, indent: number, tone: (s: strin
 
 /** `path:line:col`, 1-based, the path relative to `cwd` when the file is a real (absolute) path */
 export function formatLocation(location: Location, cwd?: string): string {
-  const { line, column } = positionOf(location.file, location.range.offset);
-  return `${displayPath(location.file, cwd)}:${line}:${column}`;
+  return formatPosition(sourcePosition(location), cwd);
+}
+
+/** a SourcePosition (an event's location) as `path:line:col` */
+export function formatPosition(p: SourcePosition, cwd?: string): string {
+  return `${displayPath({ path: p.path, contents: '' }, cwd)}:${p.line}:${p.column}`;
 }
 
 export function displayPath(file: SourceFile, cwd: string = process.cwd()): string {

@@ -3,6 +3,8 @@
 // and every field is plain JSON.
 
 import type { Json } from '../cache/key.js';
+import type { FailureReason } from '../diag/failure.js';
+import type { SourcePosition } from '../diag/position.js';
 
 /** how a step's result was obtained: from the cache, or by running it now */
 export type StepResult = 'cached' | 'ran';
@@ -28,10 +30,10 @@ export type RunEvent =
       kind: string;
       group: string;
       message: string;
-      /** `file:line:col` of the recipe node the step came from */
-      location?: string;
-      /** kebab-case failure reason, e.g. `ort-session-failed`, `unknown-error-thrown` */
-      reason: string;
+      /** where the recipe node the step came from starts; reporters print it as `file:line:col` */
+      location?: SourcePosition;
+      /** what failed, from one union (diag/failure.ts), e.g. `offsets-out-of-bounds`, `unknown-error-thrown` */
+      reason: FailureReason;
     }
   | { event: 'log'; level: 'info' | 'warn'; message: string; id?: string }
   | { event: 'output'; format: string; path: string }

@@ -1,16 +1,18 @@
-// The executor walks jobs in topological order down the ladder fresh → cache hit → run → store (wireit's
-// standard executor). Cache hits are cheap checks (meta.json and file sizes); an entry is fully verified
-// (sha256 of every file) only when a running step is about to read it or an output is written from it, and
-// a corrupt entry is evicted and rebuilt. It only emits events; reporters render them.
+// The executor walks jobs in topological order; each job climbs one ladder (wireit's execution/standard.ts):
+// a known entry or a cache hit → else its dependencies → under the step's lock, an entry another run stored
+// meanwhile → else run → store. Cache hits are cheap checks (meta.json and file sizes); an entry is fully
+// verified (sha256 of every file) only when a running step is about to read it, and a corrupt entry is
+// evicted and rebuilt. It only emits events; reporters render them.
 
 import type { Digest, Json } from '../cache/key.js';
 import { withStepLock } from '../cache/lock.js';
 import type { CacheEntry, LocalCache } from '../cache/store.js';
-import type { RunEvent } from './events.js';
-import { inputKeys, type Job } from './jobs.js';
-import { InterruptedError, type StepRunner } from './runner.js';
+import { toFailure } from '../diag/failure.js';
+import { sourcePosition } from '../diag/position.js';
 import type { StepInputDir } from '../steps/types.js';
-import { formatLocation } from '../diag/print.js';
+import type { RunEvent, StepResult } from './events.js';
+import { inputKeys, type Job } from './jobs.js';
+import { InterruptedError, type StepRequest, type StepRunner } from './runner.js';
 
 export interface ExecOptions {
   cache: LocalCache;
@@ -32,125 +34,172 @@ export interface ExecResult {
   perKind: Record<string, { ran: number; cached: number }>;
 }
 
+/** a step failed and said so with a step-failed event; the walk stops */
 class StepFailure extends Error {}
 
-export async function execute(jobs: readonly Job[], o: ExecOptions): Promise<ExecResult> {
-  const byKey = new Map(jobs.map((j) => [j.key, j]));
-  const entries = new Map<Digest, CacheEntry>();
-  const verified = new Set<Digest>();
-  const res: ExecResult = { ok: true, interrupted: false, entries, ran: 0, cached: 0, failed: 0, perKind: {} };
-  const count = (job: Job, what: 'ran' | 'cached'): void => {
-    const k = (res.perKind[job.node.kind] ??= { ran: 0, cached: 0 });
-    k[what]++;
-    res[what]++;
-  };
-  const doneOnce = new Set<Digest>();
-
-  const emitDone = (job: Job, entry: CacheEntry, result: 'ran' | 'cached', ms: number): void => {
-    if (doneOnce.has(job.key)) return;
-    doneOnce.add(job.key);
-    count(job, result);
-    o.emit({ event: 'step-done', id: job.node.id, kind: job.node.kind, group: job.node.group, result, ms, metrics: entry.meta.result });
-  };
-
-  /** an input's entry, verified; a corrupt or missing one is rebuilt first */
-  const usable = async (key: Digest): Promise<CacheEntry> => {
-    let entry = entries.get(key) ?? (await o.cache.lookup(byKey.get(key)!.record.kind, key));
-    if (entry && !verified.has(key)) {
-      const check = await o.cache.verify(entry);
-      if (!check.ok) {
-        const job = byKey.get(key)!;
-        o.emit({ event: 'log', level: 'warn', id: job.node.id, message: `cache entry of ${job.node.id} is corrupt (${check.problem}); rebuilding it` });
-        await o.cache.evict(job.record.kind, key, check.problem);
-        entries.delete(key);
-        if (doneOnce.delete(key)) {
-          res.cached--;
-          res.perKind[job.node.kind]!.cached--;
-        }
-        entry = undefined;
-      } else verified.add(key);
-    }
-    if (!entry) entry = await build(byKey.get(key)!);
-    entries.set(key, entry);
-    return entry;
-  };
-
-  const dirOf = async (key: Digest): Promise<StepInputDir> => {
-    const e = await usable(key);
-    const job = byKey.get(key)!;
-    return { id: job.node.id, kind: job.node.kind, dir: e.dir, result: e.meta.result };
-  };
-
-  const build = async (job: Job): Promise<CacheEntry> => {
-    for (const k of inputKeys(job)) await usable(k);
-    const inputs: Record<string, StepInputDir | StepInputDir[]> = {};
-    for (const [role, keys] of Object.entries(job.inputs)) {
-      inputs[role] = Array.isArray(keys) ? await Promise.all(keys.map(dirOf)) : await dirOf(keys);
-    }
-    const modelDir = job.modelStep ? (await dirOf(job.modelStep)).dir : job.node.model?.kind === 'dir' ? job.node.model.dir : undefined;
-    return withStepLock(o.cache.root, job.key, async () => {
-      const raced = await o.cache.lookup(job.record.kind, job.key);
-      if (raced) {
-        emitDone(job, raced, 'cached', 0);
-        return raced;
-      }
-      if (o.signal.aborted) throw new InterruptedError();
-      o.emit({ event: 'step-start', id: job.node.id, kind: job.node.kind, group: job.node.group });
-      const t0 = performance.now();
-      const pending = await o.cache.begin(job.record.kind, job.key);
-      let result: Json;
-      try {
-        result = await o.runner.run(
-          { id: job.node.id, kind: job.node.kind, params: job.node.params, inputs, files: job.node.files, modelDir, outDir: pending.dir },
-          {
-            progress: (done, total, message) => o.emit({ event: 'step-progress', id: job.node.id, done, total, ...(message ? { message } : {}) }),
-            warn: (message) => o.emit({ event: 'log', level: 'warn', id: job.node.id, message }),
-          },
-          o.signal,
-        );
-      } catch (e) {
-        await pending.abort();
-        if (e instanceof InterruptedError || o.signal.aborted) throw new InterruptedError();
-        const message = e instanceof Error ? e.message : String(e);
-        o.emit({
-          event: 'step-failed',
-          id: job.node.id,
-          kind: job.node.kind,
-          group: job.node.group,
-          message,
-          reason: (e as { reason?: string }).reason ?? 'unknown-error-thrown',
-          ...(job.node.origin ? { location: formatLocation(job.node.origin) } : {}),
-        });
-        throw new StepFailure(message);
-      }
-      const ms = performance.now() - t0;
-      const entry = await pending.commit({ record: job.record, stepId: job.node.id, result, elapsedMs: ms });
-      verified.add(job.key);
-      emitDone(job, entry, 'ran', ms);
-      return entry;
-    });
-  };
-
-  try {
-    for (const job of jobs) {
-      if (o.signal.aborted) throw new InterruptedError();
-      const hit = entries.get(job.key) ?? o.known?.get(job.key) ?? (await o.cache.lookup(job.record.kind, job.key));
-      if (hit) {
-        entries.set(job.key, hit);
-        emitDone(job, hit, 'cached', 0);
-      } else entries.set(job.key, await build(job));
-    }
-  } catch (e) {
-    res.ok = false;
-    if (e instanceof InterruptedError) res.interrupted = true;
-    else if (e instanceof StepFailure) res.failed++;
-    else throw e;
-  }
-  return res;
+export function execute(jobs: readonly Job[], o: ExecOptions): Promise<ExecResult> {
+  return new Execution(jobs, o).run();
 }
 
-/** the verified entry of an output step, ready to be applied to the user's directory */
-export async function verifiedEntry(cache: LocalCache, job: Job, entry: CacheEntry): Promise<CacheEntry | string> {
-  const check = await cache.verify(entry);
-  return check.ok ? entry : check.problem;
+class Execution {
+  readonly #o: ExecOptions;
+  readonly #order: readonly Job[];
+  readonly #jobs: ReadonlyMap<Digest, Job>;
+  /** every entry obtained so far: hits, verified inputs, stored results */
+  readonly #entries = new Map<Digest, CacheEntry>();
+  /** entries whose file digests this run has checked */
+  readonly #verified = new Set<Digest>();
+  /** how each reported job's entry was obtained (counts come from here); an evicted entry has none until rebuilt */
+  readonly #outcomes = new Map<Digest, StepResult>();
+  readonly #reported = new Set<Digest>();
+
+  constructor(jobs: readonly Job[], o: ExecOptions) {
+    this.#o = o;
+    this.#order = jobs;
+    this.#jobs = new Map(jobs.map((j) => [j.key, j]));
+  }
+
+  async run(): Promise<ExecResult> {
+    try {
+      for (const job of this.#order) await this.#visit(job);
+      return this.#result('ok');
+    } catch (e) {
+      if (e instanceof InterruptedError) return this.#result('interrupted');
+      if (e instanceof StepFailure) return this.#result('failed');
+      throw e;
+    }
+  }
+
+  /** the ladder's top: an entry already known or in the cache, else build it */
+  async #visit(job: Job): Promise<void> {
+    this.#checkAbort();
+    const hit = this.#entries.get(job.key) ?? this.#o.known?.get(job.key) ?? (await this.#o.cache.lookup(job.record.kind, job.key));
+    if (hit) {
+      this.#entries.set(job.key, hit);
+      this.#report(job, hit, 'cached', 0);
+    } else this.#entries.set(job.key, await this.#build(job));
+  }
+
+  /** dependencies first, then under the step's lock: an entry another run stored meanwhile, else run and store */
+  async #build(job: Job): Promise<CacheEntry> {
+    const inputs = await this.#dependencies(job);
+    return withStepLock(this.#o.cache.root, job.key, async () => (await this.#raced(job)) ?? (await this.#runAndStore(job, inputs)));
+  }
+
+  /** the artifact directories a step reads, each verified (and built first when missing or corrupt) */
+  async #dependencies(job: Job): Promise<Pick<StepRequest, 'inputs' | 'modelDir'>> {
+    for (const key of inputKeys(job)) await this.#usable(key);
+    const inputs: StepRequest['inputs'] = {};
+    for (const [role, keys] of Object.entries(job.inputs)) {
+      inputs[role] = Array.isArray(keys) ? await Promise.all(keys.map((k) => this.#inputDir(k))) : await this.#inputDir(keys);
+    }
+    const modelDir = job.modelStep ? (await this.#inputDir(job.modelStep)).dir : job.node.model?.kind === 'dir' ? job.node.model.dir : undefined;
+    return { inputs, modelDir };
+  }
+
+  async #inputDir(key: Digest): Promise<StepInputDir> {
+    const entry = await this.#usable(key);
+    const job = this.#job(key);
+    return { id: job.node.id, kind: job.node.kind, dir: entry.dir, result: entry.meta.result };
+  }
+
+  /** an input's entry with its files verified; a corrupt or missing one is built again */
+  async #usable(key: Digest): Promise<CacheEntry> {
+    const job = this.#job(key);
+    let entry = this.#entries.get(key) ?? (await this.#o.cache.lookup(job.record.kind, key));
+    if (entry && !(await this.#verify(job, entry))) entry = undefined;
+    entry ??= await this.#build(job);
+    this.#entries.set(key, entry);
+    return entry;
+  }
+
+  /** whether the entry's files match their digests; a corrupt entry is evicted, and its job reported anew once rebuilt */
+  async #verify(job: Job, entry: CacheEntry): Promise<boolean> {
+    if (this.#verified.has(job.key)) return true;
+    const check = await this.#o.cache.verify(entry);
+    if (check.ok) {
+      this.#verified.add(job.key);
+      return true;
+    }
+    this.#o.emit({ event: 'log', level: 'warn', id: job.node.id, message: `cache entry of ${job.node.id} is corrupt (${check.problem}); rebuilding it` });
+    await this.#o.cache.evict(job.record.kind, job.key, check.problem);
+    this.#entries.delete(job.key);
+    this.#reported.delete(job.key);
+    this.#outcomes.delete(job.key);
+    return false;
+  }
+
+  /** an entry another run stored while this one waited for the step's lock */
+  async #raced(job: Job): Promise<CacheEntry | undefined> {
+    const entry = await this.#o.cache.lookup(job.record.kind, job.key);
+    if (entry) this.#report(job, entry, 'cached', 0);
+    return entry;
+  }
+
+  async #runAndStore(job: Job, deps: Pick<StepRequest, 'inputs' | 'modelDir'>): Promise<CacheEntry> {
+    this.#checkAbort();
+    const { id, kind, group, params, files } = job.node;
+    this.#o.emit({ event: 'step-start', id, kind, group });
+    const t0 = performance.now();
+    const pending = await this.#o.cache.begin(job.record.kind, job.key);
+    let result: Json;
+    try {
+      result = await this.#o.runner.run(
+        { id, kind, params, files, ...deps, outDir: pending.dir },
+        {
+          progress: (done, total, message) => this.#o.emit({ event: 'step-progress', id, done, total, ...(message ? { message } : {}) }),
+          warn: (message) => this.#o.emit({ event: 'log', level: 'warn', id, message }),
+        },
+        this.#o.signal,
+      );
+    } catch (e) {
+      await pending.abort();
+      throw this.#failed(job, e);
+    }
+    const ms = performance.now() - t0;
+    const entry = await pending.commit({ record: job.record, stepId: id, result, elapsedMs: ms });
+    this.#verified.add(job.key);
+    this.#report(job, entry, 'ran', ms);
+    return entry;
+  }
+
+  /** what a run's error becomes: an interruption, or a step-failed event with its reason and recipe location */
+  #failed(job: Job, e: unknown): Error {
+    if (e instanceof InterruptedError || this.#o.signal.aborted) return new InterruptedError();
+    const failure = toFailure(e);
+    const location = failure.location ?? job.node.origin;
+    const { id, kind, group } = job.node;
+    this.#o.emit({ event: 'step-failed', id, kind, group, message: failure.message, reason: failure.reason, ...(location ? { location: sourcePosition(location) } : {}) });
+    return new StepFailure(failure.message);
+  }
+
+  /** one step-done event per job (again after a rebuild), its outcome recorded for the counts */
+  #report(job: Job, entry: CacheEntry, result: StepResult, ms: number): void {
+    if (this.#reported.has(job.key)) return;
+    this.#reported.add(job.key);
+    this.#outcomes.set(job.key, result);
+    this.#o.emit({ event: 'step-done', id: job.node.id, kind: job.node.kind, group: job.node.group, result, ms, metrics: entry.meta.result });
+  }
+
+  #checkAbort(): void {
+    if (this.#o.signal.aborted) throw new InterruptedError();
+  }
+
+  #job(key: Digest): Job {
+    const job = this.#jobs.get(key);
+    if (!job) throw new Error(`plan error: no job with key ${key}`);
+    return job;
+  }
+
+  #result(end: 'ok' | 'interrupted' | 'failed'): ExecResult {
+    const perKind: ExecResult['perKind'] = {};
+    let ran = 0;
+    let cached = 0;
+    for (const [key, outcome] of this.#outcomes) {
+      (perKind[this.#job(key).node.kind] ??= { ran: 0, cached: 0 })[outcome]++;
+      if (outcome === 'ran') ran++;
+      else cached++;
+    }
+    return { ok: end === 'ok', interrupted: end === 'interrupted', entries: this.#entries, ran, cached, failed: end === 'failed' ? 1 : 0, perKind };
+  }
 }

@@ -11,6 +11,7 @@ import type { RunEvent } from './events.js';
 import type { ExecResult } from './executor.js';
 import type { StepId } from '../stages/step-plan.js';
 import type { Prepared, Variant } from './prepare.js';
+import { CacheError } from '../cache/cache-error.js';
 
 export const LOCK_FILE = 'quantforge.lock.json';
 
@@ -52,7 +53,7 @@ export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecRes
     const current = existsSync(lockPath) ? (JSON.parse(readFileSync(lockPath, 'utf8')) as { output?: { key?: string } }) : undefined;
     if (current?.output?.key !== key) {
       const check = await cache.verify(entry);
-      if (!check.ok) throw new Error(`cache entry for output ${dest} is corrupt (${check.problem}); rerun to rebuild it`);
+      if (!check.ok) throw new CacheError('cache-entry-corrupt', `cache entry for output ${dest} is corrupt (${check.problem}); rerun to rebuild it`);
       await cache.applyTo(entry, dest);
       await writeFile(join(dest, 'recipe.yaml'), prepared.recipe.file.contents);
       await writeFile(lockPath, `${JSON.stringify(lockFile(prepared, v, o.format, key, exec), null, 2)}\n`);

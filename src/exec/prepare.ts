@@ -16,6 +16,7 @@ import type { Assignment, LoadedRecipe } from '../recipe/types.js';
 import { stepVersions } from './step-impls.js';
 import { resolveJobs, type Job } from './jobs.js';
 import { VERSION } from '../version.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface Variant {
   /** '' for a plain run; `smoothing_strength=0.5` for a sweep variant */
@@ -91,7 +92,7 @@ export async function prepare(recipePath: string, sets: readonly string[], cache
     (role, path) =>
       memo(listings, `${role}:${path}`, async () => {
         if (role !== 'model') return [path];
-        if (!existsSync(path)) throw new Error(`${path}: model directory not found`);
+        if (!existsSync(path)) throw new ReasonedError('model-not-found', `${path}: model directory not found`);
         return readdirSync(path).filter((f) => MODEL_FILES.test(f)).sort().map((f) => join(path, f));
       }),
   );

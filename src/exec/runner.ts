@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { Json } from '../cache/key.js';
 import type { Runtime } from '../ort/session.js';
 import type { StepImpl, StepInputDir } from '../steps/types.js';
+import { ReasonedError, type Failure } from '../diag/failure.js';
 
 export interface StepRequest {
   id: string;
@@ -28,11 +29,9 @@ export interface StepRunner {
   close(): Promise<void>;
 }
 
-export class InterruptedError extends Error {
-  readonly reason = 'interrupted';
+export class InterruptedError extends ReasonedError<'interrupted'> {
   constructor() {
-    super('interrupted');
-    this.name = 'InterruptedError';
+    super('interrupted', 'interrupted');
   }
 }
 
@@ -59,7 +58,8 @@ export type WorkerMessage =
   | { type: 'progress'; done: number; total: number; message?: string }
   | { type: 'warn'; message: string }
   | { type: 'done'; result: Json }
-  | { type: 'error'; message: string; stack?: string };
+  /** the step threw: its reason, message, stack and location cross the thread boundary as data */
+  | { type: 'error'; failure: Failure };
 
 export interface WorkerConfig {
   device: 'auto' | 'cpu' | 'cuda';
@@ -109,20 +109,18 @@ export class WorkerRunner implements StepRunner {
           resolve(m.result);
         } else {
           cleanup();
-          const err = new Error(m.message);
-          if (m.stack) err.stack = m.stack;
-          reject(err);
+          reject(ReasonedError.from(m.failure));
         }
       };
       const onError = (e: Error): void => {
         cleanup();
         this.#worker = undefined;
-        reject(e);
+        reject(new ReasonedError('worker-exited', `compute worker crashed: ${e.message}`, { cause: e }));
       };
       const onExit = (code: number): void => {
         cleanup();
         this.#worker = undefined;
-        reject(signal.aborted ? new InterruptedError() : new Error(`compute worker exited with code ${code}`));
+        reject(signal.aborted ? new InterruptedError() : new ReasonedError('worker-exited', `compute worker exited with code ${code}`));
       };
       const onAbort = (): void => {
         void worker.terminate();

@@ -2,6 +2,7 @@
 // step at a time on request from WorkerRunner.
 
 import { parentPort, workerData } from 'node:worker_threads';
+import { toFailure } from '../diag/failure.js';
 import { Runtime } from '../ort/session.js';
 import { stepImpls } from './step-impls.js';
 import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
@@ -25,8 +26,7 @@ port.on('message', (req: StepRequest) => {
       });
       post({ type: 'done', result });
     } catch (e) {
-      const err = e instanceof Error ? e : new Error(String(e));
-      post(err.stack ? { type: 'error', message: err.message, stack: err.stack } : { type: 'error', message: err.message });
+      post({ type: 'error', failure: toFailure(e) });
     }
   })();
 });

@@ -19,6 +19,7 @@ import { tensor, type Tensor } from '../tensor.js';
 import { packToInt32, packZeroPoints } from './pack-quantized.js';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
 import { toBfloat16, toFloat16 } from './half.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export const COMPRESSED_TENSORS_VERSION = '0.12.2';
 
@@ -28,7 +29,8 @@ export function formatOf(q: ModuleQuant): CtFormat {
   const a = q.input_activations;
   if (a === null) return 'pack-quantized';
   if (q.weights.num_bits === 8 && a.num_bits === 8 && a.dynamic && q.weights.symmetric) return 'int-quantized';
-  throw new Error(
+  throw new ReasonedError(
+    'unsupported-output-scheme',
     `compressed-tensors output supports weight-only int4/int8 (pack-quantized) and W8A8 with symmetric weights (int-quantized); found weights ${q.weights.num_bits}-bit with ${a.num_bits}-bit activations`,
   );
 }

@@ -22,11 +22,11 @@
 //      ceil(k_blocks·b / 8) bytes → uint8 [N, ceil(k_blocks·b / 8)]; absent means 2^(b−1) (q's zero)
 //   so for symmetric int4 with K a multiple of B, B's bytes equal weight_packed's bytes (little-endian).
 
-export class PackError extends Error {
-  readonly reason = 'pack-shape-mismatch';
+import { ReasonedError } from '../diag/failure.js';
+
+export class PackError extends ReasonedError<'pack-shape-mismatch'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'PackError';
+    super('pack-shape-mismatch', message);
   }
 }
 

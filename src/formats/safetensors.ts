@@ -29,7 +29,7 @@
 // A sharded checkpoint splits tensors over model-00001-of-0000K.safetensors … and adds
 // model.safetensors.index.json = {"metadata": {"total_size": Σ data bytes}, "weight_map": {name: file}}.
 
-export { SafetensorsError, type SafetensorsErrorReason } from './safetensors-errors.js';
+export { SafetensorsError } from './safetensors-errors.js';
 export {
   CODE_OF_DTYPE,
   DATA_ALIGNMENT,

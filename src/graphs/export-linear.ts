@@ -11,6 +11,7 @@ import { packMatMulNBits, packMatMulNBitsZeroPoints } from '../formats/pack-quan
 import type { QuantizedModule } from '../quant/module-quant.js';
 import type { Graph, Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { ReasonedError } from '../diag/failure.js';
 
 function transpose(w: Tensor<'float32'>): Tensor<'float32'> {
   const [rows, cols] = w.dims as [number, number];
@@ -73,7 +74,7 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
     const groups = q.scale.dims[1] as number;
     const block = q.weights.strategy === 'group' ? (q.weights.group_size as number) : nextPow2(K);
     if (block !== nextPow2(block) || (q.weights.strategy === 'group' && groups !== Math.ceil(K / block))) {
-      throw new Error(`${lw.name}: MatMulNBits needs a power-of-two group size ≥ 16, found ${q.weights.group_size}`);
+      throw new ReasonedError('unsupported-output-scheme', `${lw.name}: MatMulNBits needs a power-of-two group size ≥ 16, found ${q.weights.group_size}`);
     }
     const packed = packMatMulNBits(q.codes.data, N, K, block, 4);
     const inputs: Value[] = [

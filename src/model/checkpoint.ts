@@ -7,11 +7,9 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type ModelReason } from '../diag/failure.js';
 
-export type CheckpointErrorReason = 'no-weights' | 'pickle-refused' | 'index-invalid' | 'missing-shard' | 'missing-tensor' | 'tensor-not-found' | 'duplicate-tensor';
-
-export class CheckpointError extends ReasonedError<CheckpointErrorReason> {}
+export class CheckpointError extends ReasonedError<ModelReason> {}
 
 export interface CheckpointTensorInfo extends TensorInfo {
   /** absolute path of the .safetensors file holding the tensor */

@@ -10,6 +10,7 @@ import { fromBfloat16, fromFloat16 } from '../formats/half.js';
 import type { Tensor } from '../tensor.js';
 import { tensor } from '../tensor.js';
 import { HfSource, stripPrefix, type WeightSource } from './source.js';
+import { ReasonedError } from '../diag/failure.js';
 
 interface ConfigGroup {
   targets: string[];
@@ -49,7 +50,7 @@ export class CompressedTensorsSource implements WeightSource {
   static async open(dir: string): Promise<CompressedTensorsSource> {
     const hf = await HfSource.open(dir, { quantized: true });
     const q = quantizationConfigOf(hf.config.raw);
-    if (!q) throw new Error(`${dir}/config.json: no compressed-tensors quantization_config`);
+    if (!q) throw new ReasonedError('bad-config', `${dir}/config.json: no compressed-tensors quantization_config`);
     return new CompressedTensorsSource(hf, q);
   }
 

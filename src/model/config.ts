@@ -3,7 +3,7 @@
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type ModelReason } from '../diag/failure.js';
 
 export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
@@ -42,7 +42,7 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-export class ModelConfigError extends ReasonedError<string> {}
+export class ModelConfigError extends ReasonedError<ModelReason> {}
 
 const PICKLE = /^(pytorch_model.*\.bin|.*\.pt|.*\.pth|.*\.ckpt|.*\.pkl)$/;
 

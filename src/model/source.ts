@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface WeightSource {
   readonly dir: string;
@@ -52,7 +53,7 @@ export class HfSource implements WeightSource {
     const missing = required.filter((n) => !this.checkpoint.has(n));
     if (missing.length > 0) {
       const more = missing.length > 5 ? ` and ${missing.length - 5} more` : '';
-      throw new Error(`${this.dir}: checkpoint lacks tensors the config implies: ${missing.slice(0, 5).join(', ')}${more}`);
+      throw new ReasonedError('missing-tensor', `${this.dir}: checkpoint lacks tensors the config implies: ${missing.slice(0, 5).join(', ')}${more}`);
     }
   }
 

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ReasonedError } from '../diag/failure.js';
 
 interface HfTokenizer {
   encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
@@ -30,14 +31,14 @@ function readJson(file: string): Record<string, unknown> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${file}: cannot read tokenizer file (${e instanceof Error ? e.message : String(e)})`);
+    throw new ReasonedError('tokenizer-unreadable', `${file}: cannot read tokenizer file (${e instanceof Error ? e.message : String(e)})`);
   }
 }
 
 export function loadTokenizer(dir: string): Tokenizer {
   const file = join(dir, 'tokenizer.json');
   if (!existsSync(file)) {
-    throw new Error(`${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`);
+    throw new ReasonedError('tokenizer-missing', `${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`);
   }
   const configFile = join(dir, 'tokenizer_config.json');
   const config = existsSync(configFile) ? readJson(configFile) : {};

@@ -6,9 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { seededRandom } from '../random.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export function readDatasetText(path: string, textField = 'text'): string {
-  const raw = readFileSync(path, 'utf8');
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new ReasonedError('file-not-found', `${path}: no such dataset file`);
+  }
   if (!/\.jsonl$/i.test(path)) return raw;
   const docs: string[] = [];
   raw.split('\n').forEach((line, i) => {
@@ -17,10 +24,10 @@ export function readDatasetText(path: string, textField = 'text'): string {
     try {
       obj = JSON.parse(line);
     } catch {
-      throw new Error(`${path}:${i + 1}: not a JSON object`);
+      throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: not a JSON object`);
     }
     const text = (obj as Record<string, unknown> | null)?.[textField];
-    if (typeof text !== 'string') throw new Error(`${path}:${i + 1}: field "${textField}" is missing or not a string`);
+    if (typeof text !== 'string') throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: field "${textField}" is missing or not a string`);
     docs.push(text);
   });
   return docs.join('\n\n');
@@ -43,7 +50,7 @@ export interface CalibrationChoice {
 export function chooseCalibration(all: Tensor<'int32'>, choice: CalibrationChoice): Tensor<'int32'> {
   const [n, T] = all.dims as [number, number];
   if (n < choice.samples) {
-    throw new Error(`calibration set has only ${n} windows of ${T} tokens; ${choice.samples} samples requested`);
+    throw new ReasonedError('dataset-too-short', `calibration set has only ${n} windows of ${T} tokens; ${choice.samples} samples requested`);
   }
   const order = Array.from({ length: n }, (_, i) => i);
   if (choice.shuffle) {

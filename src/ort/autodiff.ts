@@ -35,7 +35,7 @@ import { MATMUL_RULES } from './autodiff/rules-matmul.js';
 import { REDUCE_RULES } from './autodiff/rules-reduce.js';
 import { SHAPE_RULES } from './autodiff/rules-shape.js';
 
-export { AutodiffError, type AutodiffReason } from './autodiff/backward.js';
+export { AutodiffError } from './autodiff/backward.js';
 
 const RULES: Readonly<Record<string, VjpRule>> = { ...ELEMENTWISE_RULES, ...SHAPE_RULES, ...REDUCE_RULES, ...MATMUL_RULES };
 

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { ReasonedError } from '../diag/failure.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
@@ -29,8 +30,10 @@ export interface ResolvedDevice {
   notice?: string;
 }
 
-export class DeviceError extends Error {
-  readonly reason = 'device-unavailable';
+export class DeviceError extends ReasonedError<'device-unavailable'> {
+  constructor(message: string) {
+    super('device-unavailable', message);
+  }
 }
 
 export function resolveDevice(requested: Device): ResolvedDevice {

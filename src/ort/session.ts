@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { resolveDevice, type Device } from './device.js';
 import type { DType, Tensor } from '../tensor.js';
 import type { Graph } from './graph.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export { DEVICES, resolveDevice, type Device } from './device.js';
 
@@ -19,15 +20,14 @@ export interface RuntimeOptions {
 export type Feeds = Record<string, Tensor>;
 export type Fetches = Record<string, Tensor>;
 
-export class OrtRunError extends Error {
-  readonly reason = 'ort-session-failed';
+export class OrtRunError extends ReasonedError<'ort-session-failed'> {
   constructor(kernel: string, expected: readonly string[], fed: Feeds, cause: unknown) {
     const fedList = Object.entries(fed).map(([k, t]) => `${k}: ${t.dtype}[${t.dims.join(', ')}]`);
     super(
+      'ort-session-failed',
       `onnxruntime failed in kernel "${kernel}": ${cause instanceof Error ? cause.message : String(cause)}\n` +
         `  expected inputs: ${expected.join(', ')}\n  fed: ${fedList.join('; ')}`,
     );
-    this.name = 'OrtRunError';
   }
 }
 
@@ -121,7 +121,7 @@ export class Runtime {
         try {
           return new Kernel(key, await ort.InferenceSession.create(bytes, this.#sessionOptions()));
         } catch (e) {
-          throw new Error(`onnxruntime could not create a session for kernel "${key}": ${e instanceof Error ? e.message : String(e)}`);
+          throw new ReasonedError('ort-session-failed', `onnxruntime could not create a session for kernel "${key}": ${e instanceof Error ? e.message : String(e)}`);
         }
       })();
       hit.catch(() => this.#kernels.delete(key));

@@ -10,15 +10,14 @@
 
 import { roundHalfEven } from './round.js';
 import type { QuantArgs } from './scheme.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export const FP32_EPS = 2 ** -23;
 const f = Math.fround;
 
-export class QuantShapeError extends Error {
-  readonly reason = 'quant-shape-mismatch';
+export class QuantShapeError extends ReasonedError<'quant-shape-mismatch'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'QuantShapeError';
+    super('quant-shape-mismatch', message);
   }
 }
 

@@ -6,7 +6,7 @@
 // inferred from group_size, static args get observer "minmax", dynamic args get observer null, and the
 // combinations compressed-tensors rejects are rejected here, with a typed error.
 
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type QuantReason } from '../diag/failure.js';
 
 export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'token';
 export type ActOrder = 'static' | 'group';
@@ -53,9 +53,7 @@ export interface QuantScheme {
   readonly output_activations: null;
 }
 
-export type SchemeErrorReason = 'unknown-scheme' | 'scheme-conflict' | 'invalid-quant-args' | 'unsupported-quant-args';
-
-export class SchemeError extends ReasonedError<SchemeErrorReason> {}
+export class SchemeError extends ReasonedError<QuantReason> {}
 
 const STRATEGIES: readonly QuantStrategy[] = ['tensor', 'channel', 'group', 'token'];
 

@@ -27,7 +27,7 @@ import { actQuantOf, loadLayerInput, writeLayerState, type LayerState } from './
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 export interface AutoRoundParams {
   layer: number;
@@ -45,9 +45,7 @@ export interface AutoRoundParams {
   seed: number;
 }
 
-export type AutoRoundReason = 'autoround-unsupported-actorder' | 'autoround-input-mismatch' | 'autoround-missing-weight' | 'autoround-loss-not-finite';
-
-export class AutoRoundError extends ReasonedError<AutoRoundReason> {}
+export class AutoRoundError extends ReasonedError<MethodReason> {}
 
 interface Target {
   local: string;

@@ -14,7 +14,7 @@ import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { actQuantOf, loadLayerInput } from './layer-state.js';
 import { input, optionalInput, requireModel, type StepImpl } from './types.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 export const STATS_FILE = 'stats.safetensors';
 export const STATISTICS = ['absmax', 'absmean'] as const;
@@ -30,9 +30,7 @@ export interface CaptureParams {
 /** the tensor holding `statistic` of the input of `module` in stats.safetensors */
 export const statName = (module: string, statistic: Statistic): string => `${module}.input_${statistic}`;
 
-export type CaptureErrorReason = 'bad-capture-params' | 'missing-statistic';
-
-export class CaptureError extends ReasonedError<CaptureErrorReason> {}
+export class CaptureError extends ReasonedError<MethodReason> {}
 
 /** per-site |X| reductions over batch and time: ReduceSum (for means) or ReduceMax */
 function statisticTap(sites: readonly InputSite[], statistic: Statistic): LayerTap {

@@ -7,6 +7,7 @@ import { HfSource } from '../model/source.js';
 import { readIds } from './activations.js';
 import { OverlaySource } from './layer-state.js';
 import { input, inputList, requireModel, type StepImpl } from './types.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export interface EvaluateParams {
   mode: 'fp' | 'quantized';
@@ -28,7 +29,7 @@ export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
         onProgress: ctx.progress,
         ...(reference ? { reference } : {}),
       });
-      if (!Number.isFinite(r.perplexity)) throw new Error(`perplexity is ${r.perplexity}: the model produced NaN or Inf`);
+      if (!Number.isFinite(r.perplexity)) throw new ReasonedError('perplexity-not-finite', `perplexity is ${r.perplexity}: the model produced NaN or Inf`);
       return {
         perplexity: r.perplexity,
         nll: r.nll,

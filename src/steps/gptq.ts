@@ -30,6 +30,11 @@ export interface GptqParams {
   dampening_frac: number;
   actorder: ActOrder | null;
   offload_hessians: boolean;
+  /**
+   * false: a singular Hessian fails the step (`gptq-singular-hessian`) instead of escalating the dampening;
+   * absent (true) otherwise. The gptq stage never sets it, so plans and keys do not carry it; tests do.
+   */
+  escalate_dampening?: boolean;
 }
 
 interface Timing {
@@ -145,6 +150,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
     dampeningFrac: p.dampening_frac,
     actorder: order.actorder,
     name,
+    ...(p.escalate_dampening === false ? { escalate: false } : {}),
   });
   job.timing.hessian += r.timing.inverseMs;
   job.timing.quantize += r.timing.solveMs;

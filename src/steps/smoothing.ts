@@ -6,11 +6,9 @@ import type { ParentModule } from '../graphs/awq-kernel.js';
 import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { LayerState } from './layer-state.js';
-import { ReasonedError } from '../diag/failure.js';
+import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
-export type SmoothingStepReason = 'bad-mapping' | 'smoothing-quantized-module' | 'missing-tensor';
-
-export class SmoothingStepError extends ReasonedError<SmoothingStepReason> {}
+export class SmoothingStepError extends ReasonedError<MethodReason> {}
 
 export function layerTensor(tensors: Readonly<Record<string, Tensor<'float32'>>>, name: string, layer: number): Tensor<'float32'> {
   const t = tensors[name];

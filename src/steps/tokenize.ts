@@ -7,6 +7,7 @@ import { writeSafetensors } from '../formats/safetensors.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { chooseCalibration, cutWindows, readDatasetText } from '../model/windows.js';
 import { requireModel, type StepImpl } from './types.js';
+import { ReasonedError } from '../diag/failure.js';
 
 export const IDS_FILE = 'ids.safetensors';
 
@@ -33,7 +34,7 @@ export const tokenizeStep: StepImpl<'tokenize', TokenizeParams> = {
     const ids = loadTokenizer(requireModel(ctx)).encode(readDatasetText(dataset, p.text_field));
     const all = cutWindows(ids, p.seq_len, p.role === 'evaluation' ? (p.max_windows ?? undefined) : undefined);
     const windows = p.role === 'calibration' ? chooseCalibration(all, { samples: p.samples ?? 1, shuffle: p.shuffle ?? false, seed: p.seed ?? 0 }) : all;
-    if (windows.dims[0] === 0) throw new Error(`${dataset}: ${ids.length} tokens make no window of ${p.seq_len} tokens`);
+    if (windows.dims[0] === 0) throw new ReasonedError('dataset-too-short', `${dataset}: ${ids.length} tokens make no window of ${p.seq_len} tokens`);
     await writeSafetensors(join(ctx.outDir, IDS_FILE), { ids: windows });
     ctx.progress(1, 1);
     return { tokens: ids.length, windows: windows.dims[0] as number, seq_len: p.seq_len };

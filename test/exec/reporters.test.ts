@@ -59,7 +59,7 @@ function scriptedRun(): { at: number; e: RunEvent }[] {
         kind: 'evaluate',
         group: 'evaluate',
         message: 'evaluation file ./data/eval.txt not found',
-        location: 'recipes/gptq-w4a16.yaml:14:5',
+        location: { path: 'recipes/gptq-w4a16.yaml', line: 14, column: 5 },
         reason: 'file-not-found',
       },
     },

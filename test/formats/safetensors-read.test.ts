@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { SafetensorsError, SafetensorsFile, type SafetensorsErrorReason } from '../../src/formats/safetensors.js';
+import type { SafetensorsReason } from '../../src/diag/failure.js';
+import { SafetensorsError, SafetensorsFile } from '../../src/formats/safetensors.js';
 
 const SHARED = fileURLToPath(new URL('../../../shared/models/stories260K/model.safetensors', import.meta.url));
 const REQUIRE_SHARED = process.env['QUANTFORGE_REQUIRE_SHARED'] === '1';
@@ -39,7 +40,7 @@ const f32 = (shape: number[], begin: number, end: number) => ({ dtype: 'F32', sh
 const T = 'model.layers.0.mlp.up_proj.weight';
 
 interface Case {
-  reason: SafetensorsErrorReason;
+  reason: SafetensorsReason;
   bytes: Uint8Array;
   tensor?: string;
   field?: string;

@@ -7,6 +7,7 @@ import { Listr, ListrLogger, ProcessOutput, type ListrTaskWrapper } from 'listr2
 import type { Writable } from 'node:stream';
 import type { Reporter, RunEvent } from '../events.js';
 import { formatMs, outputLine, PlainReporter, progressText, summaryLines } from './plain.js';
+import { formatPosition } from '../../diag/print.js';
 
 export interface ListrReporterOptions {
   /** default process.stdout */
@@ -92,7 +93,7 @@ export class ListrReporter implements Reporter {
           g.finished.add(e.id);
           if (e.event === 'step-failed') {
             g.failedCount++;
-            g.failed ??= `${e.id} (${e.reason}): ${e.message}${e.location ? ` at ${e.location}` : ''}`;
+            g.failed ??= `${e.id} (${e.reason}): ${e.message}${e.location ? ` at ${formatPosition(e.location)}` : ''}`;
           }
           else if (e.result === 'ran') g.ran++;
           else g.cached++;

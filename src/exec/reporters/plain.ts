@@ -5,6 +5,7 @@
 import type { Writable } from 'node:stream';
 import type { Json } from '../../cache/key.js';
 import type { PlannedStep, Reporter, RunEvent } from '../events.js';
+import { formatPosition } from '../../diag/print.js';
 
 export interface PlainReporterOptions {
   stream: Writable;
@@ -68,7 +69,7 @@ export class PlainReporter implements Reporter {
           : [`${c('green', 'done')}   ${e.id} in ${formatMs(e.ms)}${metricsSuffix(e.metrics)}`];
       case 'step-failed':
         this.#progress.delete(e.id);
-        return [`${c('red', 'FAILED')} ${e.id} (${e.reason}): ${e.message}`, ...(e.location ? [`       at ${e.location}`] : [])];
+        return [`${c('red', 'FAILED')} ${e.id} (${e.reason}): ${e.message}`, ...(e.location ? [`       at ${formatPosition(e.location)}`] : [])];
       case 'log':
         return [e.level === 'warn' ? `${c('yellow', 'warning:')} ${logText(e.message, e.id)}` : logText(e.message, e.id)];
       case 'output':

@@ -4,11 +4,9 @@
 import type { AttrInput, Graph, Value } from '../graph.js';
 import { ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType } from '../proto.js';
 import { isStatic, type Facts, type SymDim } from '../shape-infer.js';
-import { ReasonedError } from '../../diag/failure.js';
+import { ReasonedError, type OrtReason } from '../../diag/failure.js';
 
-export type AutodiffReason = 'autodiff-unsupported-op' | 'autodiff-unknown-rank' | 'autodiff-bad-argument';
-
-export class AutodiffError extends ReasonedError<AutodiffReason> {}
+export class AutodiffError extends ReasonedError<OrtReason> {}
 
 export interface RuleArgs {
   readonly node: NodeDef;
