@@ -43,15 +43,16 @@ export interface LayerReport {
 
 const SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm;
 
+/** every module specifier a file imports, as written */
+export function specifiersOf(text: string): string[] {
+  return [...text.matchAll(SPECIFIER)].map((m) => m[1]!);
+}
+
 /** the relative imports of one file, resolved to paths relative to src/ (`.js` read as `.ts`) */
 export function importsOf(file: string, text: string): string[] {
-  const out: string[] = [];
-  for (const m of text.matchAll(SPECIFIER)) {
-    const spec = m[1]!;
-    if (!spec.startsWith('.')) continue;
-    out.push(posix.normalize(posix.join(posix.dirname(file), spec)).replace(/\.js$/, '.ts'));
-  }
-  return out;
+  return specifiersOf(text)
+    .filter((spec) => spec.startsWith('.'))
+    .map((spec) => posix.normalize(posix.join(posix.dirname(file), spec)).replace(/\.js$/, '.ts'));
 }
 
 /** the layer of a file: its first folder, `cli` for cli.ts, `.` for the other files directly under src/ */

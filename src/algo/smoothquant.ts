@@ -15,6 +15,13 @@ export interface WeightMatrix {
 
 export const SMOOTHQUANT_MIN_SCALE = 1e-5;
 
+/**
+ * The range of α (`smoothing_strength`), the one rule for it: 0 leaves the activations as they are, 1 moves
+ * all of their range into the weights. schema/stages/smoothquant.schema.json states the same bounds (a test
+ * compares them), so a recipe is refused before any compute and a direct call here is refused alike.
+ */
+export const SMOOTHING_STRENGTH = { minimum: 0, maximum: 1 } as const;
+
 export class SmoothingError extends ReasonedError<MethodReason> {}
 
 /** max |W_{:,j}| over the rows of every weight, per input channel j */
@@ -36,8 +43,9 @@ export function columnAbsMax(weights: readonly WeightMatrix[]): Float32Array {
 
 /** the smoothing scales s_j = max|X_j|^α / max|W_j|^(1−α) for activation maxima `actMax` [in] */
 export function smoothquantScales(actMax: Float32Array, weights: readonly WeightMatrix[], alpha: number): Float32Array {
-  if (!(alpha >= 0 && alpha <= 1)) {
-    throw new SmoothingError('smoothing-strength-out-of-range', `smoothing_strength is ${alpha}; expected a number in [0, 1]`);
+  const { minimum, maximum } = SMOOTHING_STRENGTH;
+  if (!(alpha >= minimum && alpha <= maximum)) {
+    throw new SmoothingError('smoothing-strength-out-of-range', `smoothing_strength is ${alpha}; expected a number in [${minimum}, ${maximum}]`);
   }
   if (weights.length === 0) throw new SmoothingError('smoothing-shape-mismatch', 'no balance weights given; expected at least one');
   const wMax = columnAbsMax(weights);

@@ -161,7 +161,7 @@ describe('loadRecipe with an invalid recipe', () => {
   test('smoothing_strength outside (0, 1) gives the open range', () => {
     expect(printed('smoothing-strength-out-of-range')).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/invalid/smoothing-strength-out-of-range.yaml:6:25 Value 1.5 for "smoothing_strength" in stage "smoothquant" is out of range: expected a number > 0 and < 1.
+      ❌ test/fixtures/recipes/invalid/smoothing-strength-out-of-range.yaml:6:25 Value 1.5 for "smoothing_strength" in stage "smoothquant" is out of range: expected a number >= 0 and <= 1.
               smoothing_strength: 1.5
                                   ~~~
       "
@@ -344,7 +344,7 @@ describe('loadRecipe with a bad --set', () => {
   test('a bad value among sweep values points at that value', () => {
     expect(valid(['stages[0].smoothing_strength=0.5,1.2,0.8'])).toMatchInlineSnapshot(`
       "
-      ❌ --set:1:34 Value 1.2 for "smoothing_strength" in stage "smoothquant" is out of range: expected a number > 0 and < 1.
+      ❌ --set:1:34 Value 1.2 for "smoothing_strength" in stage "smoothquant" is out of range: expected a number >= 0 and <= 1.
           stages[0].smoothing_strength=0.5,1.2,0.8
                                            ~~~
       "

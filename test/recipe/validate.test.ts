@@ -56,7 +56,7 @@ describe('validateRecipeData', () => {
 });
 
 describe('schema files', () => {
-  const files = ['recipe.schema.json', ...readdirSync(join(schemaDir(), 'stages')).map((f) => `stages/${f}`)];
+  const files = ['recipe.schema.json', ...['stages', 'outputs'].flatMap((d) => readdirSync(join(schemaDir(), d)).map((f) => `${d}/${f}`))];
 
   test('there is one stage schema per stage kind', () => {
     expect(files.filter((f) => f.startsWith('stages/')).sort()).toEqual(STAGE_KINDS.map((k) => `stages/${k}.schema.json`).sort());
