@@ -26,8 +26,6 @@ export interface DataFor {
   bool: Uint8Array;
 }
 
-export type TensorData = DataFor[DType];
-
 export interface Tensor<D extends DType = DType> {
   readonly dtype: D;
   readonly dims: readonly number[];

@@ -49,8 +49,6 @@ export type RunEvent =
       ms: number;
     };
 
-export type RunEventName = RunEvent['event'];
-
 /** renders events; `close` resolves once everything is written (the last line included) */
 export interface Reporter {
   onEvent(e: RunEvent): void;

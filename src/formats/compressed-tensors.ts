@@ -13,8 +13,7 @@
 // Every other tensor is copied in the model dtype. config.json gains `quantization_config`; `ignore` lists
 // the Linear modules left unquantized by their real names.
 
-import type { QuantArgs } from '../quant/scheme.js';
-import { toCompressedTensorsArgs } from '../quant/scheme.js';
+import { toCompressedTensorsScheme } from '../quant/scheme.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { packToInt32, packZeroPoints } from './pack-quantized.js';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
@@ -86,13 +85,8 @@ export function quantizationConfig(modules: ReadonlyMap<string, ModuleQuant>, ig
   const format = formats.size === 1 ? [...formats][0]! : 'mixed-precision';
   const config_groups: Record<string, unknown> = {};
   [...groups.values()].forEach((g, i) => {
-    config_groups[`group_${i}`] = {
-      targets: groups.size === 1 ? ['Linear'] : g.names,
-      weights: toCompressedTensorsArgs(g.q.weights as QuantArgs),
-      input_activations: g.q.input_activations ? toCompressedTensorsArgs(g.q.input_activations) : null,
-      output_activations: null,
-      format: formatOf(g.q),
-    };
+    const targets = groups.size === 1 ? ['Linear'] : g.names;
+    config_groups[`group_${i}`] = toCompressedTensorsScheme({ ...g.q, targets, output_activations: null }, formatOf(g.q));
   });
   return sortKeys({
     config_groups,

@@ -21,8 +21,8 @@ import type { Tensor } from '../tensor.js';
 import { gradients } from '../ort/autodiff.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
+import { FP32_EPS } from '../quant/qparams.js';
 
-const FP32_EPS = 2 ** -23;
 
 /** one targeted Linear of the block */
 export interface AutoRoundTarget {

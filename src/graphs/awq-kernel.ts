@@ -4,8 +4,7 @@
 // once with the full-precision weights and once for all K candidates (one GEMM per balance projection, a K axis
 // through the rest) and returns each candidate's sum of squared output errors: no activation leaves the graph.
 
-import type { QuantArithArgs } from '../quant/qparams.js';
-import { qRange } from '../quant/qparams.js';
+import { FP32_EPS, qRange, type QuantArithArgs } from '../quant/qparams.js';
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, matmulLinear, perTokenFakeQuant, type LinearFn } from './decoder-graph.js';
@@ -14,7 +13,6 @@ import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { fakeQuant } from '../ort/kernels/quant.js';
 
-const FP32_EPS = 2 ** -23;
 
 /** min-max qparams over the last axis of `v` (0 included) and the fake-quantized `v` */
 function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: QuantArithArgs): Value {

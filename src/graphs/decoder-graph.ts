@@ -4,6 +4,8 @@
 // (`self_attn.q_proj.weight`), so one session serves every layer of the same shape.
 
 import type { Graph, Value } from '../ort/graph.js';
+import { fakeQuant } from '../ort/kernels/quant.js';
+import { FP32_EPS, qRange } from '../quant/qparams.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 
@@ -21,14 +23,15 @@ export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
   return g.mul(normed, w);
 }
 
-/** symmetric dynamic per-token fake quantization (compressed-tensors W8A8 activations) */
+/**
+ * symmetric dynamic per-token fake quantization (compressed-tensors W8A8 activations): scale = max|x| /
+ * ((qmax − qmin) / 2) per last-axis row, then the arithmetic of quant/qparams.ts op for op (signed zeros included)
+ */
 export function perTokenFakeQuant(g: Graph, x: Value, bits: number): Value {
-  const qmax = 2 ** (bits - 1) - 1;
-  const qmin = -(2 ** (bits - 1));
+  const { qmin, qmax } = qRange(bits);
   const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
-  const scale = g.op('Max', [g.div(absMax, g.scalar((qmax - qmin) / 2)), g.scalar(1.1920928955078125e-7)]);
-  const q = g.op('Clip', [g.op('Round', [g.div(x, scale)]), g.scalar(qmin), g.scalar(qmax)]);
-  return g.mul(q, scale);
+  const scale = g.op('Max', [g.div(absMax, g.scalar((qmax - qmin) / 2)), g.scalar(FP32_EPS)]);
+  return fakeQuant(g, x, scale, null, qmin, qmax);
 }
 
 function rotateHalf(g: Graph, x: Value, half: number): Value {

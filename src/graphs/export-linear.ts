@@ -12,6 +12,7 @@ import type { QuantizedModule } from '../quant/module-quant.js';
 import type { Graph, Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { ReasonedError } from '../diag/failure.js';
+import { FP32_EPS } from '../quant/qparams.js';
 
 function transpose(w: Tensor<'float32'>): Tensor<'float32'> {
   const [rows, cols] = w.dims as [number, number];
@@ -63,7 +64,7 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
       // symmetric per-token codes q ∈ [−128, 127], stored as q + 128 in uint8 (zero point 128): the u8 × s8
       // MatMulInteger kernel is onnxruntime's fast path, and Σ (u − 128)·w is exactly Σ q·w
       const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
-      const s = g.op('Max', [g.div(absMax, g.scalar(127.5)), g.scalar(1.1920928955078125e-7)]);
+      const s = g.op('Max', [g.div(absMax, g.scalar(127.5)), g.scalar(FP32_EPS)]);
       const q = g.op('Clip', [g.op('Round', [g.div(x, s)]), g.scalar(-128), g.scalar(127)]);
       const u = g.cast(g.add(q, g.scalar(128)), 'uint8');
       const acc = g.op('MatMulInteger', [u, wq, zero], {}, { dtype: 'int32' });

@@ -3,11 +3,56 @@ import { fakeQuantizeActivationsPerToken } from '../../src/algo/fake-quant.js';
 import { shrinkErrorsJs, shrinkProblem } from '../../src/algo/observers.js';
 import { columnGroups, computeQParams, fakeQuantizeWeight, qRange, weightMinMax } from '../../src/quant/qparams.js';
 import { Graph } from '../../src/ort/graph.js';
-import { fakeQuant, fakeQuantPerToken, fakeQuantizeOrt, shrinkErrors } from '../../src/ort/kernels/quant.js';
+import { perTokenFakeQuant } from '../../src/graphs/decoder-graph.js';
+import { fakeQuant, shrinkErrors } from '../../src/ort/kernels/quant.js';
 import { Runtime } from '../../src/ort/session.js';
+import type { Tensor } from '../../src/tensor.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });
 afterAll(() => rt.close());
+
+interface FakeQuantSpec {
+  readonly qmin: number;
+  readonly qmax: number;
+  /** columns per scale column (group strategy); null for tensor and channel */
+  readonly groupSize: number | null;
+}
+
+/**
+ * fakeQuant run on its own: fq(w) for w [rows, cols] with scale and zero point [1 or rows, groups]; `gIdx` [cols] replaces
+ * the contiguous group layout (actorder group).
+ */
+async function fakeQuantizeOrt(
+  rt: Runtime,
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  scale: Float32Array,
+  zeroPoint: ArrayLike<number>,
+  spec: FakeQuantSpec,
+  gIdx?: Int32Array,
+): Promise<Float32Array> {
+  const groups = spec.groupSize === null ? 1 : Math.ceil(cols / spec.groupSize);
+  const scaleRows = scale.length / groups;
+  const mode = spec.groupSize === null ? 'bcast' : gIdx ? 'gidx' : `g${spec.groupSize}`;
+  const kernel = await rt.kernel(`quant.fake:${spec.qmin}:${spec.qmax}:${mode}`, () => {
+    const g = new Graph('fake_quant');
+    const wv = g.input('w', 'float32', ['R', 'K']);
+    const sv = g.input('scale', 'float32', ['S', 'G']);
+    const zv = g.input('zero_point', 'float32', ['S', 'G']);
+    const index = mode === 'gidx' ? g.input('g_idx', 'int64', ['K']) : spec.groupSize;
+    g.output(fakeQuant(g, wv, sv, zv, spec.qmin, spec.qmax, index), 'y');
+    return g;
+  });
+  const feeds: Record<string, Tensor> = {
+    w: { dtype: 'float32', dims: [rows, cols], data: w },
+    scale: { dtype: 'float32', dims: [scaleRows, groups], data: scale },
+    zero_point: { dtype: 'float32', dims: [scaleRows, groups], data: Float32Array.from(zeroPoint) },
+  };
+  if (mode === 'gidx' && gIdx) feeds.g_idx = { dtype: 'int64', dims: [cols], data: BigInt64Array.from(gIdx, (v) => BigInt(v)) };
+  const out = await kernel.run(feeds);
+  return out.y?.data as Float32Array;
+}
 
 function weights(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
@@ -96,13 +141,13 @@ describe('fakeQuant graph', () => {
     expect(bits(ort)).not.toEqual(bits(fakeQuantizeWeight(w, rows, cols, qp, args, columnGroups(cols, args))));
   });
 
-  test('fakeQuantPerToken is bit-identical to fakeQuantizeActivationsPerToken', async () => {
+  test('perTokenFakeQuant (the decoder graph\'s) is bit-identical to fakeQuantizeActivationsPerToken', async () => {
     const rows = 9;
     const cols = 40;
     const x = withTies(rows, cols);
     const kernel = await rt.kernel('test.per-token', () => {
       const g = new Graph('per_token');
-      g.output(fakeQuantPerToken(g, g.input('x', 'float32', ['R', 'C'])), 'y');
+      g.output(perTokenFakeQuant(g, g.input('x', 'float32', ['R', 'C']), 8), 'y');
       return g;
     });
     const out = await kernel.run({ x: { dtype: 'float32', dims: [rows, cols], data: x } });

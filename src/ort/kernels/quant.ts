@@ -1,9 +1,8 @@
-// Fake quantization in onnxruntime: a graph-building helper other kernels embed, a standalone
-// fake-quantize kernel, and the MSE observer's batch of shrink candidates (errors of many candidate
-// scales at once). The arithmetic is the one of quant/qparams.ts, op for op, so results are bitwise
+// Fake quantization in onnxruntime: a graph-building helper other kernels embed (the decoder graph's
+// per-token activations, AWQ's candidates), and the MSE observer's batch of shrink candidates (errors of
+// many candidate scales at once). The arithmetic is the one of quant/qparams.ts, op for op, so results are bitwise
 // equal: Div, Add zero point, Clip, Round (half to even), Sub zero point, Mul, all in fp32.
 
-import type { Tensor } from '../../tensor.js';
 import { Graph, type Value } from '../graph.js';
 import type { Runtime } from '../session.js';
 
@@ -41,58 +40,6 @@ function columnGroups(g: Graph, w: Value, groupSize: number): Value {
   const k = g.op('Squeeze', [g.op('Shape', [w], { start: -1 }, { dtype: 'int64' }), g.ints([0])]);
   const cols = g.op('Range', [g.int(0), k, g.int(1)]);
   return g.op('Div', [cols, g.int(groupSize)]);
-}
-
-/** dynamic symmetric per-row fake quantization: scale = max|x| / ((qmax − qmin) / 2) per last-axis row */
-export function fakeQuantPerToken(g: Graph, x: Value, bits = 8): Value {
-  const qmin = -(2 ** (bits - 1));
-  const qmax = 2 ** (bits - 1) - 1;
-  const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
-  const scale = g.op('Max', [g.div(absMax, g.scalar((qmax - qmin) / 2)), g.scalar(2 ** -23)]);
-  return fakeQuant(g, x, scale, null, qmin, qmax);
-}
-
-export interface FakeQuantSpec {
-  readonly qmin: number;
-  readonly qmax: number;
-  /** columns per scale column (group strategy); null for tensor and channel */
-  readonly groupSize: number | null;
-}
-
-/**
- * fq(w) for w [rows, cols] with scale and zero point [1 or rows, groups]; `gIdx` [cols] replaces
- * the contiguous group layout (actorder group).
- */
-export async function fakeQuantizeOrt(
-  rt: Runtime,
-  w: Float32Array,
-  rows: number,
-  cols: number,
-  scale: Float32Array,
-  zeroPoint: ArrayLike<number>,
-  spec: FakeQuantSpec,
-  gIdx?: Int32Array,
-): Promise<Float32Array> {
-  const groups = spec.groupSize === null ? 1 : Math.ceil(cols / spec.groupSize);
-  const scaleRows = scale.length / groups;
-  const mode = spec.groupSize === null ? 'bcast' : gIdx ? 'gidx' : `g${spec.groupSize}`;
-  const kernel = await rt.kernel(`quant.fake:${spec.qmin}:${spec.qmax}:${mode}`, () => {
-    const g = new Graph('fake_quant');
-    const wv = g.input('w', 'float32', ['R', 'K']);
-    const sv = g.input('scale', 'float32', ['S', 'G']);
-    const zv = g.input('zero_point', 'float32', ['S', 'G']);
-    const index = mode === 'gidx' ? g.input('g_idx', 'int64', ['K']) : spec.groupSize;
-    g.output(fakeQuant(g, wv, sv, zv, spec.qmin, spec.qmax, index), 'y');
-    return g;
-  });
-  const feeds: Record<string, Tensor> = {
-    w: { dtype: 'float32', dims: [rows, cols], data: w },
-    scale: { dtype: 'float32', dims: [scaleRows, groups], data: scale },
-    zero_point: { dtype: 'float32', dims: [scaleRows, groups], data: Float32Array.from(zeroPoint) },
-  };
-  if (mode === 'gidx' && gIdx) feeds.g_idx = { dtype: 'int64', dims: [cols], data: BigInt64Array.from(gIdx, (v) => BigInt(v)) };
-  const out = await kernel.run(feeds);
-  return out.y?.data as Float32Array;
 }
 
 /** a weight laid out as [rows, groups, width] slices (zero-padded), with its range and error norm */
