@@ -12,6 +12,7 @@
 import type { FloatType } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
 import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cholesky.js';
+import type { QuantizedWeight } from './fake-quant.js';
 import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
 import { computeQParams, qparamShape, qRange } from '../quant/qparams.js';
@@ -59,14 +60,8 @@ export interface GptqDampening {
   readonly fallback: boolean;
 }
 
-export interface GptqResult {
-  readonly codes: Int8Array;
-  readonly scale: Float32Array;
-  readonly zeroPoint: Int8Array;
-  readonly scaleDims: readonly [number, number];
-  readonly dequantized: Float32Array;
-  /** each column's group, only for actorder group */
-  readonly gIdx?: Int32Array;
+/** the quantized weight (gIdx only for actorder group), and how the solve went */
+export interface GptqResult extends QuantizedWeight {
   /** GPTQ's own loss Σ (w − q)² / U_ii² / 2 */
   readonly loss: number;
   readonly dampening: GptqDampening;

@@ -4,8 +4,8 @@
 // outputs on full-precision inputs (the chain of the model entering the stage).
 
 import { errorAt } from '../diag/diagnostic.js';
-import { assignModules, type QuantizingParams } from './quantizing.js';
-import { perLayerSteps, type StageDef } from './stage.js';
+import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface AutoRoundStage extends QuantizingParams {
   kind: 'autoround';
@@ -28,10 +28,7 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   kind: 'autoround',
   properties: {
     kind: 'always',
-    scheme: 'optional',
-    config_groups: 'optional',
-    targets: 'always',
-    ignore: 'always',
+    ...QUANTIZING_PROPERTIES,
     iters: 'always',
     lr: 'always',
     minmax_lr: 'always',
@@ -58,8 +55,7 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;
-    const embed = ctx.b.chain(0);
-    const steps = perLayerSteps(ctx, 'autoround', (l, previous) => ({
+    chainedLayerSteps(ctx, 'autoround', (l) => ({
       params: {
         layer: l,
         modules: modules[l] ?? {},
@@ -72,8 +68,7 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
         not_use_best_mse: stage.not_use_best_mse,
         seed: stage.seed,
       },
-      inputs: { hidden: previous ?? embed, reference: ctx.b.chain(l) },
+      inputs: { reference: ctx.b.chain(l) },
     }));
-    ctx.b.replaceChain(steps);
   },
 };

@@ -6,7 +6,7 @@
 
 import type { DuoScaling } from '../algo/awq.js';
 import { resolveMappings, type SmoothMapping } from './mappings.js';
-import { assignModules, type QuantizingParams } from './quantizing.js';
+import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { perLayerSteps, type StageDef } from './stage.js';
 
 export interface AwqStage extends QuantizingParams {
@@ -21,16 +21,7 @@ const quantizes = (stage: AwqStage): boolean => stage.scheme !== undefined || st
 
 export const awqStage: StageDef<AwqStage> = {
   kind: 'awq',
-  properties: {
-    kind: 'always',
-    scheme: 'optional',
-    config_groups: 'optional',
-    targets: 'always',
-    ignore: 'always',
-    duo_scaling: 'always',
-    n_grid: 'always',
-    mappings: 'optional',
-  },
+  properties: { kind: 'always', ...QUANTIZING_PROPERTIES, duo_scaling: 'always', n_grid: 'always', mappings: 'optional' },
   needsCalibration: () => true,
   quantizes,
   describe: (stage) => (quantizes(stage) ? 'awq' : 'awq without scheme or config_groups'),

@@ -3,8 +3,8 @@
 // stage's steps form their own calibration chain (an interrupted run resumes at the first unfinished layer).
 
 import type { ActOrder } from '../quant/scheme.js';
-import { assignModules, type QuantizingParams } from './quantizing.js';
-import { perLayerSteps, type StageDef } from './stage.js';
+import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface GptqStage extends QuantizingParams {
   kind: 'gptq';
@@ -16,24 +16,13 @@ export interface GptqStage extends QuantizingParams {
 
 export const gptqStage: StageDef<GptqStage> = {
   kind: 'gptq',
-  properties: {
-    kind: 'always',
-    scheme: 'optional',
-    config_groups: 'optional',
-    targets: 'always',
-    ignore: 'always',
-    block_size: 'always',
-    dampening_frac: 'always',
-    actorder: 'always',
-    offload_hessians: 'always',
-  },
+  properties: { kind: 'always', ...QUANTIZING_PROPERTIES, block_size: 'always', dampening_frac: 'always', actorder: 'always', offload_hessians: 'always' },
   needsCalibration: () => true,
   quantizes: () => true,
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;
-    const embed = ctx.b.chain(0);
-    const steps = perLayerSteps(ctx, 'gptq', (l, previous) => ({
+    chainedLayerSteps(ctx, 'gptq', (l) => ({
       params: {
         layer: l,
         modules: modules[l] ?? {},
@@ -42,8 +31,6 @@ export const gptqStage: StageDef<GptqStage> = {
         actorder: stage.actorder,
         offload_hessians: stage.offload_hessians,
       },
-      inputs: { hidden: previous ?? embed },
     }));
-    ctx.b.replaceChain(steps);
   },
 };

@@ -5,7 +5,7 @@ import { assignSchemes } from '../algo/targets.js';
 import { errorAt, warningAt } from '../diag/diagnostic.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { resolveScheme, SchemeError, type ConfigGroup, type QuantScheme, type SchemeName } from '../quant/scheme.js';
-import type { StageContext } from './stage.js';
+import type { ParamKeys, StageContext } from './stage.js';
 
 /** a schema-valid quantizing stage has exactly one of scheme, config_groups (awq may have neither) */
 export interface QuantizingParams {
@@ -14,6 +14,9 @@ export interface QuantizingParams {
   targets: string[];
   ignore: string[];
 }
+
+/** the QuantizingParams entries of a quantizing stage's `properties` */
+export const QUANTIZING_PROPERTIES = { scheme: 'optional', config_groups: 'optional', targets: 'always', ignore: 'always' } as const satisfies ParamKeys<QuantizingParams>;
 
 /**
  * Resolve `scheme`/`config_groups` with `targets`/`ignore` against the model's modules: per decoder layer,

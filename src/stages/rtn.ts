@@ -2,7 +2,7 @@
 // every targeted Linear, one step per layer. Needs no calibration data: dynamic activation scales are
 // computed at inference time.
 
-import { assignModules, type QuantizingParams } from './quantizing.js';
+import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { perLayerSteps, type StageDef } from './stage.js';
 
 export interface RtnStage extends QuantizingParams {
@@ -13,7 +13,7 @@ export interface RtnStage extends QuantizingParams {
 
 export const rtnStage: StageDef<RtnStage> = {
   kind: 'rtn',
-  properties: { kind: 'always', scheme: 'optional', config_groups: 'optional', targets: 'always', ignore: 'always', observer: 'optional' },
+  properties: { kind: 'always', ...QUANTIZING_PROPERTIES, observer: 'optional' },
   needsCalibration: () => false,
   quantizes: () => true,
   expand(stage, ctx) {

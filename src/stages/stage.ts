@@ -87,3 +87,17 @@ export function perLayerSteps<K extends StepKind>(ctx: StageContext, kind: K, ma
   ctx.b.stageLayers.set(ctx.index, out);
   return out;
 }
+
+/**
+ * Per-layer steps that are the stage's own calibration chain (GPTQ, AutoRound): each layer's step reads the
+ * outputs of the step before it (layer 0 the embeddings) as `hidden`, and later stages calibrate on them.
+ */
+export function chainedLayerSteps<K extends StepKind>(ctx: StageContext, kind: K, make: (layer: number) => LayerStep<K>): StepId[] {
+  const embed = ctx.b.chain(0);
+  const steps = perLayerSteps(ctx, kind, (l, previous) => {
+    const step = make(l);
+    return { ...step, inputs: { hidden: previous ?? embed, ...step.inputs } };
+  });
+  ctx.b.replaceChain(steps);
+  return steps;
+}

@@ -16,17 +16,16 @@ import type { MinMax } from '../quant/qparams.js';
 import type { Json } from '../cache/key.js';
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import { HfSource } from '../model/source.js';
 import { quantLayout, toGroups, type TargetGrads, type TargetParams } from '../algo/autoround-layout.js';
 import { autoroundBlockKernel, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
 import type { Graph, Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
-import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
+import { input, type StepContext, type StepImpl } from './types.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 export interface AutoRoundParams {
@@ -190,11 +189,10 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   version: 1,
   async run(ctx) {
     const p = ctx.params;
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, p.layer);
     try {
       const cfg = src.config;
       const linears: LinearSpec[] = src.arch.linears(cfg);
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), p.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const reference = await readHidden(input(ctx, 'reference').dir);
       const n = calibration(ctx, hidden, reference);

@@ -14,17 +14,16 @@ import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
-import { HfSource } from '../model/source.js';
 import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { readStatistic } from './capture.js';
-import { actQuantOf, loadLayerInput, writeLayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
-import { input, optionalInput, requireModel, type StepImpl } from './types.js';
+import { input, type StepImpl } from './types.js';
 
 export interface AwqParams {
   layer: number;
@@ -124,11 +123,10 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, layer);
     try {
       const cfg = src.config;
       const linears = src.arch.linears(cfg);
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const stats = input(ctx, 'stats').dir;
       const actQuant = actQuantOf(state.quant);

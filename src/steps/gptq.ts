@@ -14,14 +14,13 @@ import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
-import { HfSource } from '../model/source.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
-import { input, optionalInput, requireModel, type StepContext, type StepImpl } from './types.js';
+import { input, type StepContext, type StepImpl } from './types.js';
 
 export interface GptqParams {
   layer: number;
@@ -181,11 +180,10 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
   version: 1,
   async run(ctx) {
     const p = ctx.params;
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, p.layer);
     try {
       const cfg = src.config;
       const linears = src.arch.linears(cfg);
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), p.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const [N, T] = hidden.dims as [number, number, number];
       const bySite = sitesOf(linears, p.modules, p.layer);

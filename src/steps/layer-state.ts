@@ -10,7 +10,7 @@ import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { HfSource, type WeightSource } from '../model/source.js';
-import type { StepInputDir } from './types.js';
+import { optionalInput, requireModel, type StepContext, type StepInputDir } from './types.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
@@ -71,6 +71,17 @@ export async function readLayerState(dir: string, layer: number): Promise<LayerS
 export async function loadLayerInput(base: WeightSource, state: StepInputDir | undefined, layer: number): Promise<LayerState> {
   if (state) return readLayerState(state.dir, layer);
   return { layer, tensors: await base.layer(layer), quant: {} };
+}
+
+/** a per-layer step's model and its layer's input state (input role `state`); the caller closes `src` */
+export async function openLayerInput(ctx: StepContext<unknown>, layer: number): Promise<{ src: HfSource; state: LayerState }> {
+  const src = await HfSource.open(requireModel(ctx));
+  try {
+    return { src, state: await loadLayerInput(src, optionalInput(ctx, 'state'), layer) };
+  } catch (e) {
+    await src.close();
+    throw e;
+  }
 }
 
 /** per-token activation fake-quant of a layer's quantized Linears (W8A8), local name → bits */

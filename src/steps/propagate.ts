@@ -2,10 +2,9 @@
 // get the next layer's inputs. Stages that leave the model's function unchanged (SmoothQuant's and AWQ's
 // scaling) calibrate on this chain, so every variant of a sweep over their parameters shares it.
 
-import { HfSource } from '../model/source.js';
 import { propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, loadLayerInput } from './layer-state.js';
-import { input, optionalInput, requireModel, type StepImpl } from './types.js';
+import { actQuantOf, openLayerInput } from './layer-state.js';
+import { input, type StepImpl } from './types.js';
 
 export interface PropagateParams {
   layer: number;
@@ -15,9 +14,8 @@ export const propagateStep: StepImpl<'propagate', PropagateParams> = {
   kind: 'propagate',
   version: 1,
   async run(ctx) {
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), ctx.params.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const linears = src.arch.linears(src.config);
       await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress));

@@ -3,11 +3,10 @@
 
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import type { Json } from '../cache/key.js';
-import { HfSource } from '../model/source.js';
-import { loadLayerInput, writeLayerState } from './layer-state.js';
+import { openLayerInput, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
-import { optionalInput, requireModel, type StepImpl } from './types.js';
+import type { StepImpl } from './types.js';
 
 export interface RtnParams {
   layer: number;
@@ -18,9 +17,8 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
   kind: 'rtn',
   version: 1,
   async run(ctx) {
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), ctx.params.layer);
       const errors: Record<string, Json> = {};
       const modules = Object.entries(ctx.params.modules);
       for (const [i, [local, module]] of modules.entries()) {

@@ -6,11 +6,10 @@
 import { smoothquantScales, summarizeScales } from '../algo/smoothquant.js';
 import type { Json } from '../cache/key.js';
 import type { Mapping } from '../model/arch.js';
-import { HfSource } from '../model/source.js';
 import { readStatistic } from './capture.js';
-import { loadLayerInput, writeLayerState } from './layer-state.js';
+import { openLayerInput, writeLayerState } from './layer-state.js';
 import { checkSmoothable, foldScales, mappingSite, weightMatrix } from './smoothing.js';
-import { input, optionalInput, requireModel, type StepImpl } from './types.js';
+import { input, type StepImpl } from './types.js';
 
 export interface SmoothQuantParams {
   layer: number;
@@ -23,10 +22,9 @@ export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
   version: 1,
   async run(ctx) {
     const { layer, smoothing_strength: alpha, mappings } = ctx.params;
-    const src = await HfSource.open(requireModel(ctx));
+    const { src, state } = await openLayerInput(ctx, layer);
     try {
       const linears = src.arch.linears(src.config);
-      const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
       const stats = input(ctx, 'stats').dir;
       const report: Json[] = [];
       for (const [i, m] of mappings.entries()) {
