@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { SMOOTHING_STRENGTH } from '../src/algo/smoothquant.js';
+import { EXAMPLE_SIZES } from '../src/model/example-model.js';
+import { DEVICES } from '../src/ort/device.js';
 import { outputDefs } from '../src/outputs/registry.js';
 import { PRESET_SCHEMES } from '../src/quant/scheme.js';
 import { outputFormats, schemaDir, stageKinds } from '../src/recipe/schemas.js';
@@ -95,6 +97,12 @@ describe('values declared once in TypeScript and stated in a schema', () => {
   test('the recipe schema offers exactly the preset schemes quant/scheme.ts defines', () => {
     const recipe = readSchema('recipe.schema.json') as { definitions: { scheme: { enum: string[] } } };
     expect([...recipe.definitions.scheme.enum].sort()).toEqual(Object.keys(PRESET_SCHEMES).sort());
+  });
+
+  test('the devices and example sizes the code accepts are the schema\'s', () => {
+    const recipe = readSchema('recipe.schema.json') as { properties: { device: { enum: string[] }; model: { properties: { example: { enum: string[] } } } } };
+    expect(recipe.properties.device.enum).toEqual([...DEVICES]);
+    expect(recipe.properties.model.properties.example.enum).toEqual([...EXAMPLE_SIZES]);
   });
 
   test('smoothing_strength has the range algo/smoothquant.ts declares', () => {

@@ -2,7 +2,8 @@
 
 import { resolve } from 'node:path';
 import { resolveCacheDir } from '../cache/store.js';
-import { DEVICES, resolveDevice, type Device } from '../ort/device.js';
+import { DEVICES, resolveDevice } from '../ort/device.js';
+import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
 
 export const recipeOptions: Record<string, OptionSpec> = {

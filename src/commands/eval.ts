@@ -1,7 +1,7 @@
 // `quantforge eval`: perplexity of a model directory on a text file under the DESIGN.md §6 protocol.
 
 import { resolve } from 'node:path';
-import type { Device } from '../ort/session.js';
+import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
 

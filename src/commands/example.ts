@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { EXAMPLE_SIZES, type ExampleSize } from '../model/example-model.js';
+import { EXAMPLE_SIZES } from '../model/example-model.js';
+import type { ExampleSize } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
 

@@ -1,7 +1,7 @@
 // `quantforge generate`: greedy generation with a KV cache on HF, compressed-tensors and ONNX directories.
 
 import { resolve } from 'node:path';
-import type { Device } from '../ort/session.js';
+import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 
 export const generateCommand: Command = {

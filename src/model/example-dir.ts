@@ -9,7 +9,8 @@ import { toBfloat16 } from '../formats/half.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { LLAMA_FAMILY } from './arch.js';
 import type { ModelConfig } from './config.js';
-import { exampleConfigJson, exampleModelConfig, exampleTensor, exampleTensorNames, type ExampleSize } from './example-model.js';
+import type { ExampleSize } from '../recipe/types.js';
+import { exampleConfigJson, exampleModelConfig, exampleTensor, exampleTensorNames } from './example-model.js';
 import { exampleTokenizer } from './example-tokenizer.js';
 import { stripPrefix, type WeightSource } from './source.js';
 

@@ -9,14 +9,14 @@ import { parseModelConfig, type ModelConfig } from './config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { seededRandom } from '../random.js';
 import { exampleTokenizer } from './example-tokenizer.js';
+import type { ExampleSize } from '../recipe/types.js';
 
 let wordIdsMemo: number[] | undefined;
 function exampleWordIds(): number[] {
   return (wordIdsMemo ??= exampleTokenizer(0).wordIds);
 }
 
-export const EXAMPLE_SIZES = ['tiny', '100m', '1b'] as const;
-export type ExampleSize = (typeof EXAMPLE_SIZES)[number];
+export const EXAMPLE_SIZES: readonly ExampleSize[] = ['tiny', '100m', '1b'];
 
 interface Shape {
   hidden: number;

@@ -5,8 +5,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { ReasonedError } from '../diag/failure.js';
+import type { Device } from '../recipe/types.js';
 
-export type Device = 'auto' | 'cpu' | 'cuda';
+/** the recipe's `device` values (recipe/types.ts and the schema), which --device accepts too */
 export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
 
 function ortBinaryDir(): string | undefined {

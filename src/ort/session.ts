@@ -4,12 +4,13 @@
 
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { resolveDevice, type Device } from './device.js';
+import type { Device } from '../recipe/types.js';
+import { resolveDevice } from './device.js';
 import type { DType, Tensor } from '../tensor.js';
 import type { Graph } from './graph.js';
 import { ReasonedError } from '../diag/failure.js';
 
-export { DEVICES, resolveDevice, type Device } from './device.js';
+export { DEVICES, resolveDevice } from './device.js';
 
 export interface RuntimeOptions {
   device?: Device;

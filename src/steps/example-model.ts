@@ -6,7 +6,7 @@ import type { Json } from '../cache/key.js';
 import { sampleExampleText } from '../graphs/example-text.js';
 import { writeExampleText, writeExampleWeights, type ExampleOptions } from '../model/example-dir.js';
 import type { ModelConfig } from '../model/config.js';
-import type { ExampleSize } from '../model/example-model.js';
+import type { ExampleSize } from '../recipe/types.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import type { Runtime } from '../ort/session.js';
 import type { StepImpl } from './types.js';
