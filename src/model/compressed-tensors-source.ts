@@ -3,7 +3,7 @@
 // input activations are fake-quantized at inference as the checkpoint declares.
 
 import { dequantizeWeight } from '../quant/qparams.js';
-import type { QuantArgs } from '../quant/scheme.js';
+import type { QuantScheme } from '../quant/scheme.js';
 import { matchesClass, matchesName } from '../algo/targets.js';
 import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js';
 import { fromBfloat16, fromFloat16 } from '../formats/half.js';
@@ -12,15 +12,10 @@ import { tensor } from '../tensor.js';
 import { HfSource, stripPrefix, type WeightSource } from './source.js';
 import { ReasonedError } from '../diag/failure.js';
 
-interface ConfigGroup {
-  targets: string[];
-  weights: QuantArgs | null;
-  input_activations: QuantArgs | null;
-}
-
+/** quantization_config as a compressed-tensors checkpoint writes it: each config group is a resolved scheme */
 interface QuantizationConfig {
   quant_method: string;
-  config_groups: Record<string, ConfigGroup>;
+  config_groups: Record<string, QuantScheme>;
   ignore: string[];
 }
 
@@ -59,13 +54,13 @@ export class CompressedTensorsSource implements WeightSource {
   get arch(): HfSource['arch'] { return this.#hf.arch; }
 
   /** the config group of a module, if it is quantized */
-  groupOf(name: string): ConfigGroup | undefined {
+  groupOf(name: string): QuantScheme | undefined {
     if (!this.#linears.has(name) || this.#q.ignore.some((p) => matchesName(name, p))) return undefined;
     const mod = { name, className: 'Linear' };
     return Object.values(this.#q.config_groups).find((g) => g.targets.some((t) => matchesName(name, t) || matchesClass(mod, t)));
   }
 
-  async #linear(module: string, group: ConfigGroup): Promise<Tensor<'float32'>> {
+  async #linear(module: string, group: QuantScheme): Promise<Tensor<'float32'>> {
     const ck = this.#hf.checkpoint;
     const args = group.weights!;
     const scaleT = await ck.read(`${module}.weight_scale`);
