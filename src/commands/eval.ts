@@ -34,7 +34,7 @@ export const evalCommand: Command = {
     const { DEVICES, Runtime } = await import('../ort/session.js');
     const { openModel } = await import('../outputs/open.js');
     const { loadTokenizer } = await import('../model/tokenizer.js');
-    const { cutWindows, readDatasetText } = await import('../model/windows.js');
+    const { cutWindows, datasetPieces } = await import('../model/windows.js');
     const modelDir = stringOption(values, 'model');
     const dataset = stringOption(values, 'dataset');
     if (!modelDir) throw new UsageError('--model DIR is required');
@@ -49,8 +49,10 @@ export const evalCommand: Command = {
       if (seqLen > model.config.maxPositions) {
         throw new UsageError(`--seq-len ${seqLen} exceeds the model's max_position_embeddings ${model.config.maxPositions}`);
       }
-      const ids = loadTokenizer(model.dir).encode(readDatasetText(resolve(dataset), stringOption(values, 'text-field')));
-      const windows = cutWindows(ids, seqLen, intOption(values, 'max-windows'));
+      const maxWindows = intOption(values, 'max-windows');
+      const pieces = datasetPieces(resolve(dataset), stringOption(values, 'text-field'));
+      const { ids } = loadTokenizer(model.dir).encodePrefix(pieces, maxWindows === undefined ? Infinity : maxWindows * seqLen);
+      const windows = cutWindows(ids, seqLen, maxWindows);
       if (windows.dims[0] === 0) throw new UsageError(`${dataset}: ${ids.length} tokens make no window of ${seqLen}`);
       const progress = values['json'] ? undefined : progressLine(io, 'eval');
       const batch = intOption(values, 'batch');

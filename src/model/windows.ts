@@ -3,34 +3,75 @@
 // seq_len tokens, the ragged remainder dropped. Calibration takes the first `samples` windows, or a seeded
 // random choice of them with `shuffle`.
 
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { seededRandom } from '../random.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { ReasonedError } from '../diag/failure.js';
 
 export function readDatasetText(path: string, textField = 'text'): string {
-  let raw: string;
+  return [...datasetPieces(path, textField)].join('');
+}
+
+const CHUNK_BYTES = 2 ** 20;
+
+/** the file's text in pieces of about a MiB, read as they are asked for (UTF-8 sequences kept whole) */
+function* fileChunks(path: string): Generator<string> {
+  let fd: number;
   try {
-    raw = readFileSync(path, 'utf8');
+    fd = openSync(path, 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     throw new ReasonedError('file-not-found', `${path}: no such dataset file`);
   }
-  if (!/\.jsonl$/i.test(path)) return raw;
-  const docs: string[] = [];
-  raw.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
+  try {
+    const decoder = new TextDecoder('utf-8');
+    const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) yield decoder.decode(buf.subarray(0, n), { stream: true });
+    const tail = decoder.decode();
+    if (tail) yield tail;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The dataset's text (DESIGN.md §6) in pieces whose concatenation is the text: a plain file as it is read, a
+ * JSONL file's `text_field` of each line, documents joined by a blank line. Read lazily, so a consumer that
+ * needs only the beginning (calibration windows) stops reading early.
+ */
+export function* datasetPieces(path: string, textField = 'text'): Generator<string> {
+  if (!/\.jsonl$/i.test(path)) {
+    yield* fileChunks(path);
+    return;
+  }
+  let carry = '';
+  let line = 0;
+  let first = true;
+  const doc = (text: string): string | undefined => {
+    line++;
+    if (text.trim() === '') return undefined;
     let obj: unknown;
     try {
-      obj = JSON.parse(line);
+      obj = JSON.parse(text);
     } catch {
-      throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: not a JSON object`);
+      throw new ReasonedError('dataset-invalid', `${path}:${line}: not a JSON object`);
     }
-    const text = (obj as Record<string, unknown> | null)?.[textField];
-    if (typeof text !== 'string') throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: field "${textField}" is missing or not a string`);
-    docs.push(text);
-  });
-  return docs.join('\n\n');
+    const value = (obj as Record<string, unknown> | null)?.[textField];
+    if (typeof value !== 'string') throw new ReasonedError('dataset-invalid', `${path}:${line}: field "${textField}" is missing or not a string`);
+    const out = first ? value : `\n\n${value}`;
+    first = false;
+    return out;
+  };
+  for (const chunk of fileChunks(path)) {
+    const lines = (carry + chunk).split('\n');
+    carry = lines.pop() as string;
+    for (const l of lines) {
+      const d = doc(l);
+      if (d !== undefined) yield d;
+    }
+  }
+  const d = doc(carry);
+  if (d !== undefined) yield d;
 }
 
 /** consecutive windows `[floor(n / seqLen), seqLen]` of an id stream */

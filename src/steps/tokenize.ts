@@ -1,11 +1,12 @@
 // Step `tokenize`: encode a dataset once with the model's tokenizer and cut it into windows (DESIGN.md §6):
 // calibration keeps `samples` windows (first, or seeded random with shuffle); evaluation keeps the first
-// `max_windows` (all when null).
+// `max_windows` (all when null). When only the first windows are kept, the text is read and encoded only until
+// they are full (model/segment-encoder.ts says why the ids equal encoding the whole file and cutting).
 
 import { join } from 'node:path';
 import { writeSafetensors } from '../formats/safetensors.js';
 import { loadTokenizer } from '../model/tokenizer.js';
-import { chooseCalibration, cutWindows, readDatasetText } from '../model/windows.js';
+import { chooseCalibration, cutWindows, datasetPieces } from '../model/windows.js';
 import { requireModel, type StepImpl } from './types.js';
 import { ReasonedError } from '../diag/failure.js';
 
@@ -31,12 +32,16 @@ export const tokenizeStep: StepImpl<'tokenize', TokenizeParams> = {
     const dataset = p.model_file !== undefined ? join(requireModel(ctx), p.model_file) : ctx.files['dataset'];
     if (!dataset) throw new Error(`step ${ctx.id}: no dataset file`);
     ctx.progress(0, 1, 'encoding');
-    const ids = loadTokenizer(requireModel(ctx)).encode(readDatasetText(dataset, p.text_field));
-    const all = cutWindows(ids, p.seq_len, p.role === 'evaluation' ? (p.max_windows ?? undefined) : undefined);
-    const windows = p.role === 'calibration' ? chooseCalibration(all, { samples: p.samples ?? 1, shuffle: p.shuffle ?? false, seed: p.seed ?? 0 }) : all;
+    const calibration = p.role === 'calibration';
+    // windows needed from the start of the stream; a shuffled choice draws from all of them
+    const needed = calibration ? (p.shuffle ? undefined : (p.samples ?? 1)) : (p.max_windows ?? undefined);
+    const { ids, complete } = loadTokenizer(requireModel(ctx)).encodePrefix(datasetPieces(dataset, p.text_field), needed === undefined ? Infinity : needed * p.seq_len);
+    const all = cutWindows(ids, p.seq_len, calibration ? undefined : (p.max_windows ?? undefined));
+    const windows = calibration ? chooseCalibration(all, { samples: p.samples ?? 1, shuffle: p.shuffle ?? false, seed: p.seed ?? 0 }) : all;
     if (windows.dims[0] === 0) throw new ReasonedError('dataset-too-short', `${dataset}: ${ids.length} tokens make no window of ${p.seq_len} tokens`);
     await writeSafetensors(join(ctx.outDir, IDS_FILE), { ids: windows });
     ctx.progress(1, 1);
-    return { tokens: ids.length, windows: windows.dims[0] as number, seq_len: p.seq_len };
+    // tokens: how many were encoded (the whole file when complete)
+    return { tokens: ids.length, complete, windows: windows.dims[0] as number, seq_len: p.seq_len };
   },
 };
