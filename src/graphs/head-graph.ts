@@ -1,17 +1,31 @@
 // The language-model head as onnxruntime graphs that reduce inside the session: final RMSNorm, lm_head,
-// log-softmax and the negative log-likelihood of the next token (and, for a quantized model, the KL divergence
-// from the full-precision distribution), so full `[B, T, vocab]` logits never cross into JavaScript.
+// log-softmax and the negative log-likelihood of the next token, so full `[B, T, vocab]` logits never cross
+// into JavaScript. KL(fp ‖ q) needs the fp distribution p at every position, but only through two numbers of
+// size H + 1: with z = W·h the quantized model's logits (the same lm_head W: stages never change it),
+//   KL = Σ p log p − Σ p log q = Σ p log p − (h · Wᵀp − logsumexp z)
+// so the fp evaluation keeps Σ p log p and ē = Wᵀp per position, and the quantized one needs no fp forward.
 
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import type { ModelConfig } from '../model/config.js';
 import { rmsNorm } from './decoder-graph.js';
 
-function logProbs(g: Graph, x: Value, norm: Value, lm: Value, eps: number): Value {
+function headValues(g: Graph, x: Value, norm: Value, lm: Value, eps: number): { h: Value; logits: Value; lp: Value } {
   // positions 0..T-2 predict tokens 1..T-1
   const h = g.op('Slice', [rmsNorm(g, x, norm, eps), g.ints([0]), g.ints([-1]), g.ints([1])]);
   const logits = g.matmul(h, g.transpose(lm, [1, 0]));
-  return g.op('LogSoftmax', [logits], { axis: -1 });
+  return { h, logits, lp: g.op('LogSoftmax', [logits], { axis: -1 }) };
+}
+
+const logProbs = (g: Graph, x: Value, norm: Value, lm: Value, eps: number): Value => headValues(g, x, norm, lm, eps).lp;
+
+function headInputs(g: Graph, cfg: ModelConfig): { x: Value; norm: Value; lm: Value; targets: Value } {
+  return {
+    x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
+    norm: g.input('norm', 'float32', [cfg.hiddenSize]),
+    lm: g.input('lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]),
+    targets: g.input('targets', 'int64', ['B', 'T1']),
+  };
 }
 
 function nll(g: Graph, lp: Value, targets: Value): Value {
@@ -23,33 +37,40 @@ function nll(g: Graph, lp: Value, targets: Value): Value {
 export function nllKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
   return rt.kernel(`head-nll:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
     const g = new Graph('head_nll');
-    const x = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
-    const norm = g.input('norm', 'float32', [cfg.hiddenSize]);
-    const lm = g.input('lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
-    const targets = g.input('targets', 'int64', ['B', 'T1']);
-    g.output(nll(g, logProbs(g, x, norm, lm, cfg.rmsNormEps), targets), 'nll');
+    const i = headInputs(g, cfg);
+    g.output(nll(g, logProbs(g, i.x, i.norm, i.lm, cfg.rmsNormEps), i.targets), 'nll');
     return g;
   });
 }
 
-/** nll of the quantized model and KL(fp ‖ quantized) per position, `[B, T-1]` each */
-export function nllKlKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
-  return rt.kernel(`head-nll-kl:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
-    const g = new Graph('head_nll_kl');
-    const H = cfg.hiddenSize;
-    const x = g.input('x', 'float32', ['B', 'T', H]);
-    const norm = g.input('norm', 'float32', [H]);
-    const lm = g.input('lm_head', 'float32', [cfg.vocabSize, H]);
-    const xRef = g.input('x_ref', 'float32', ['B', 'T', H]);
-    const normRef = g.input('norm_ref', 'float32', [H]);
-    const lmRef = g.input('lm_head_ref', 'float32', [cfg.vocabSize, H]);
-    const targets = g.input('targets', 'int64', ['B', 'T1']);
-    const lp = logProbs(g, x, norm, lm, cfg.rmsNormEps);
-    const lpRef = logProbs(g, xRef, normRef, lmRef, cfg.rmsNormEps);
-    const kl = g.reduceSum(g.mul(g.op('Exp', [lpRef]), g.sub(lpRef, lp)), [-1], false);
-    g.output(nll(g, lp, targets), 'nll');
-    g.output(nll(g, lpRef, targets), 'nll_ref');
-    g.output(kl, 'kl');
+/** the fp head: nll, and per position Σ p log p (`negent`, [B, T-1]) and ē = Wᵀp (`ebar`, [B, T-1, H]) for KL later */
+export function nllKlReferenceKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
+  return rt.kernel(`head-nll-klref:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
+    const g = new Graph('head_nll_klref');
+    const i = headInputs(g, cfg);
+    const lp = logProbs(g, i.x, i.norm, i.lm, cfg.rmsNormEps);
+    const p = g.op('Exp', [lp]);
+    g.output(nll(g, lp, i.targets), 'nll');
+    g.output(g.reduceSum(g.mul(p, lp), [-1], false), 'negent');
+    g.output(g.matmul(p, i.lm), 'ebar');
+    return g;
+  });
+}
+
+/** the quantized head: nll, and KL(fp ‖ q) per position from the fp evaluation's `negent` and `ebar` */
+export function nllKlFromReferenceKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
+  return rt.kernel(`head-nll-kl-from-ref:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
+    const g = new Graph('head_nll_kl_from_ref');
+    const i = headInputs(g, cfg);
+    const negent = g.input('negent', 'float32', ['B', 'T1']);
+    const ebar = g.input('ebar', 'float32', ['B', 'T1', cfg.hiddenSize]);
+    const { h, logits, lp } = headValues(g, i.x, i.norm, i.lm, cfg.rmsNormEps);
+    // logsumexp z = z − log softmax z, read at token 0
+    const first = (v: Value): Value => g.op('Squeeze', [g.op('Slice', [v, g.ints([0]), g.ints([1]), g.ints([-1])]), g.ints([-1])]);
+    const lse = g.sub(first(logits), first(lp));
+    const cross = g.sub(g.reduceSum(g.mul(h, ebar), [-1], false), lse);
+    g.output(nll(g, lp, i.targets), 'nll');
+    g.output(g.sub(negent, cross), 'kl');
     return g;
   });
 }

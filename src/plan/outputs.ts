@@ -74,12 +74,14 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
   });
   const written = evaluateOutputs(b, ids, origin, ppl.batch_size);
   const common = { batch_size: ppl.batch_size };
-  const fp = b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl: false, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' });
+  // with kl, the fp evaluation keeps what KL needs and the quantized one reads it (no second fp forward)
+  const kl = loaded.recipe.evaluate?.kl ?? true;
+  const fp = b.add({ id: 'evaluate/fp', kind: 'evaluate', params: { mode: 'fp', kl, ...common }, inputs: { ids }, readsModel: true, origin, group: 'evaluate' });
   const quantized = b.add({
     id: 'evaluate/quantized',
     kind: 'evaluate',
-    params: { mode: 'quantized', kl: loaded.recipe.evaluate?.kl ?? true, ...common },
-    inputs: { ids, states: finalStates(b) },
+    params: { mode: 'quantized', kl, ...common },
+    inputs: { ids, states: finalStates(b), ...(kl ? { fp } : {}) },
     readsModel: true,
     origin,
     group: 'evaluate',

@@ -1,35 +1,47 @@
 // Step `evaluate`: perplexity of the full-precision model (`mode: fp`, shared by every variant of a sweep) or
-// of the fake-quantized model the stages produced (`mode: quantized`), with KL(fp ‖ quantized) of the
-// next-token distributions measured in the same pass.
+// of the fake-quantized model the stages produced (`mode: quantized`). With `kl`, the fp evaluation also keeps
+// what KL(fp ‖ quantized) needs (steps/kl-reference.ts) and the quantized one, given the fp step as input `fp`,
+// measures KL on the same pass as its perplexity: the fp model never runs twice.
 
 import { perplexity } from '../graphs/perplexity.js';
 import { HfSource } from '../model/source.js';
 import { readIds } from './activations.js';
+import { klLayout, klReader, klWriter } from './kl-reference.js';
 import { OverlaySource } from './layer-state.js';
-import { input, inputList, requireModel, type StepImpl } from './types.js';
+import { input, inputList, optionalInput, requireModel, type StepImpl } from './types.js';
 import { ReasonedError } from '../diag/failure.js';
 
 export interface EvaluateParams {
   mode: 'fp' | 'quantized';
+  /** fp: keep the KL reference; quantized: measure KL from input `fp` */
   kl: boolean;
   batch_size: number | null;
 }
 
 export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
   kind: 'evaluate',
-  version: 1,
+  version: 2,
   async run(ctx) {
+    const p = ctx.params;
     const windows = await readIds(input(ctx, 'ids').dir);
+    const [n, T] = windows.dims as [number, number];
     const base = await HfSource.open(requireModel(ctx));
-    const reference = ctx.params.mode === 'quantized' && ctx.params.kl ? await HfSource.open(requireModel(ctx)) : undefined;
     try {
-      const src = ctx.params.mode === 'fp' ? base : new OverlaySource(base, inputList(ctx, 'states'));
+      const H = base.config.hiddenSize;
+      const layout = klLayout(n, T, H);
+      const fp = p.kl && p.mode === 'quantized' ? optionalInput(ctx, 'fp') : undefined;
+      if (p.kl && p.mode === 'quantized' && !fp) throw new Error(`step ${ctx.id}: kl needs the fp evaluation as input "fp"`);
+      const writer = p.kl && p.mode === 'fp' ? klWriter(ctx.outDir, layout, T, H) : undefined;
+      const src = p.mode === 'fp' ? base : new OverlaySource(base, inputList(ctx, 'states'));
       const r = await perplexity(ctx.runtime, src, windows, {
-        ...(ctx.params.batch_size ? { batch: ctx.params.batch_size } : {}),
+        ...(p.batch_size ? { batch: p.batch_size } : {}),
         onProgress: ctx.progress,
-        ...(reference ? { reference } : {}),
+        ...(writer ? { klWrite: writer } : {}),
+        ...(fp ? { klRead: klReader(fp.dir, layout, T, H) } : {}),
       });
+      await writer?.finish();
       if (!Number.isFinite(r.perplexity)) throw new ReasonedError('perplexity-not-finite', `perplexity is ${r.perplexity}: the model produced NaN or Inf`);
+      const fpResult = fp?.result as Record<string, unknown> | undefined;
       return {
         perplexity: r.perplexity,
         nll: r.nll,
@@ -37,12 +49,12 @@ export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
         windows: r.windows,
         seq_len: r.seqLen,
         seconds: r.seconds,
-        ...(r.kl !== undefined ? { kl: r.kl } : {}),
-        ...(r.referencePerplexity !== undefined ? { fp_perplexity: r.referencePerplexity } : {}),
+        ...(writer ? { kl_windows: layout.windows } : {}),
+        ...(r.kl !== undefined ? { kl: r.kl, kl_windows: r.klWindows ?? 0 } : {}),
+        ...(typeof fpResult?.['perplexity'] === 'number' ? { fp_perplexity: fpResult['perplexity'] } : {}),
       };
     } finally {
       await base.close();
-      await reference?.close();
     }
   },
 };
