@@ -96,6 +96,15 @@ export class PlanBuilder implements StepPlan {
     return id;
   }
 
+  chainOpen(l: number): boolean {
+    return l > 0 && l < this.config.numLayers && this.#chain[l] === undefined;
+  }
+
+  provideChain(l: number, id: StepId): void {
+    if (!this.chainOpen(l)) throw new Error(`plan error: layer ${l}'s calibration inputs are already planned`);
+    this.#chain[l] = id;
+  }
+
   resetChain(): void {
     this.#chain = this.#chain.slice(0, 1);
     this.#generation++;

@@ -7,7 +7,7 @@
 import type { DuoScaling } from '../algo/awq.js';
 import { resolveMappings, type SmoothMapping } from './mappings.js';
 import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
-import { perLayerSteps, type StageDef } from './stage.js';
+import { captureStep, perLayerSteps, type StageDef } from './stage.js';
 
 export interface AwqStage extends QuantizingParams {
   kind: 'awq';
@@ -32,15 +32,7 @@ export const awqStage: StageDef<AwqStage> = {
     const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
     perLayerSteps(ctx, 'awq', (l) => {
       const hidden = ctx.b.chain(l);
-      const capture = ctx.b.add({
-        id: `${ctx.prefix}/capture.${l}`,
-        kind: 'capture',
-        params: { layer: l, statistic: 'absmean', modules: sites },
-        inputs: { hidden, state: ctx.b.state[l] },
-        readsModel: true,
-        origin: ctx.origin,
-        group: ctx.group,
-      });
+      const capture = captureStep(ctx, l, 'absmean', sites);
       return {
         params: { layer: l, modules: modules[l] ?? {}, mappings, duo_scaling: stage.duo_scaling, n_grid: stage.n_grid },
         inputs: { stats: capture, hidden },

@@ -4,7 +4,7 @@
 // of the model entering the stage and are shared by every smoothing_strength of a sweep.
 
 import { resolveMappings, type SmoothMapping } from './mappings.js';
-import { perLayerSteps, type StageDef } from './stage.js';
+import { captureStep, perLayerSteps, type StageDef } from './stage.js';
 
 export interface SmoothQuantStage {
   kind: 'smoothquant';
@@ -25,15 +25,7 @@ export const smoothquantStage: StageDef<SmoothQuantStage> = {
     if (!mappings) return;
     const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
     perLayerSteps(ctx, 'smoothquant', (l) => {
-      const capture = ctx.b.add({
-        id: `${ctx.prefix}/capture.${l}`,
-        kind: 'capture',
-        params: { layer: l, statistic: 'absmax', modules: sites },
-        inputs: { hidden: ctx.b.chain(l), state: ctx.b.state[l] },
-        readsModel: true,
-        origin: ctx.origin,
-        group: ctx.group,
-      });
+      const capture = captureStep(ctx, l, 'absmax', sites);
       return { params: { layer: l, smoothing_strength: stage.smoothing_strength, mappings }, inputs: { stats: capture } };
     });
   },

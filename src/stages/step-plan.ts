@@ -47,6 +47,10 @@ export interface StepPlan {
   add<K extends StepKind>(spec: StepSpec<K>): StepId;
   /** the step holding layer `l`'s calibration inputs under the current model, planning propagation as needed */
   chain(l: number): StepId;
+  /** whether layer `l`'s calibration inputs under the current model are still unplanned */
+  chainOpen(l: number): boolean;
+  /** step `id`, which ran layer l − 1 as the current model has it on chain(l − 1), writes layer `l`'s inputs */
+  provideChain(l: number, id: StepId): void;
   /** a stage changed the model's function: later stages calibrate on a new chain from the embeddings */
   resetChain(): void;
   /** a stage provides its own chain: `steps[l]` holds layer l+1's inputs */

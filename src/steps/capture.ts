@@ -2,7 +2,8 @@
 // smoothing stages: max |X| (SmoothQuant) or mean |X| (AWQ) of the input of each requested Linear, over every
 // calibration token. The reductions run inside onnxruntime as taps on the layer graph; only [channels] vectors
 // cross into JavaScript. The statistics depend on the model entering the stage only, so sweeps over
-// smoothing_strength, duo_scaling or n_grid reuse them.
+// smoothing_strength, duo_scaling or n_grid reuse them. With `next_hidden` the same forward pass also writes
+// the layer's outputs (what a `propagate` step would write), so the calibration chain costs no second pass.
 
 import { join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
@@ -11,7 +12,7 @@ import type { LayerTap } from '../graphs/layer-runner.js';
 import type { Value } from '../ort/graph.js';
 import { HfSource } from '../model/source.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { forEachBatch, readHidden } from './activations.js';
+import { forEachBatch, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, loadLayerInput } from './layer-state.js';
 import { input, optionalInput, requireModel, type StepImpl } from './types.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
@@ -25,6 +26,8 @@ export interface CaptureParams {
   statistic: Statistic;
   /** Linears (local names) whose input statistics are recorded */
   modules: string[];
+  /** also write the layer's outputs (the next layer's calibration inputs) as hidden.safetensors */
+  next_hidden?: boolean;
 }
 
 /** the tensor holding `statistic` of the input of `module` in stats.safetensors */
@@ -51,7 +54,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
   kind: 'capture',
   version: 1,
   async run(ctx) {
-    const { layer, statistic, modules } = ctx.params;
+    const { layer, statistic, modules, next_hidden: nextHidden = false } = ctx.params;
     if (!STATISTICS.includes(statistic)) {
       throw new CaptureError('bad-capture-params', `statistic "${statistic}" is not supported; expected one of: ${STATISTICS.join(', ')}`);
     }
@@ -67,10 +70,12 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
       const sites = [...new Set(siteOf.values())].sort();
       const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
-      const [N, T] = hidden.dims as [number, number, number];
+      const [N, T, H] = hidden.dims as [number, number, number];
       const acc = new Map<InputSite, Float64Array>();
       const tap = statisticTap(sites, statistic);
-      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: true }, (out) => {
+      const next = nextHidden ? new Float32Array(N * T * H) : undefined;
+      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: !next }, (out, b) => {
+        next?.set(out['out']!.data as Float32Array, b * T * H);
         for (const s of sites) {
           const v = out[`stat_${s}`]!.data as Float32Array;
           let a = acc.get(s);
@@ -84,6 +89,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
         return [statName(m, statistic), tensor('float32', [a.length], Float32Array.from(a, (v) => (statistic === 'absmean' ? v / tokens : v)))];
       });
       await writeSafetensors(join(ctx.outDir, STATS_FILE), tensors, { statistic, tokens: String(tokens) });
+      if (next) await writeHidden(ctx.outDir, tensor('float32', [N, T, H], next));
       return { layer, statistic, tokens, modules };
     } finally {
       await src.close();

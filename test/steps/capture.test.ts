@@ -10,7 +10,8 @@ import { runDecoderLayer, type LayerTap } from '../../src/graphs/layer-runner.js
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { writeHidden } from '../../src/steps/activations.js';
+import { readHidden, writeHidden } from '../../src/steps/activations.js';
+import { propagateStep } from '../../src/steps/propagate.js';
 import { CaptureError, captureStep, readStatistic, type CaptureParams } from '../../src/steps/capture.js';
 import { writeLayerState } from '../../src/steps/layer-state.js';
 import type { StepContext } from '../../src/steps/types.js';
@@ -115,6 +116,19 @@ describe('capture step', () => {
     const a = await readStatistic(base.outDir, 'self_attn.k_proj', 'absmax');
     const b = await readStatistic(scaled.outDir, 'self_attn.k_proj', 'absmax');
     a.forEach((v, j) => expect(b[j]).toBeCloseTo(3 * v, 3));
+  });
+
+  test('with next_hidden the same pass writes the layer outputs a propagate step writes, bit for bit', async () => {
+    const ctx = await context({ layer: 0, statistic: 'absmean', modules: ['self_attn.q_proj', 'mlp.down_proj'], next_hidden: true });
+    await captureStep.run(ctx);
+    const plain = await context({ layer: 0, statistic: 'absmean', modules: ['self_attn.q_proj', 'mlp.down_proj'] });
+    await captureStep.run(plain);
+    const prop = await context({ layer: 0 } as never);
+    await propagateStep.run(prop as never);
+    const [a, b] = [await readHidden(ctx.outDir), await readHidden(prop.outDir)];
+    expect(a.dims).toEqual(b.dims);
+    expect(Buffer.from(a.data.buffer).equals(Buffer.from(b.data.buffer))).toBe(true);
+    expect(Array.from(await readStatistic(ctx.outDir, 'mlp.down_proj', 'absmean'))).toEqual(Array.from(await readStatistic(plain.outDir, 'mlp.down_proj', 'absmean')));
   });
 
   test('rejects a module that is not a Linear of the layer, naming the allowed ones', async () => {
