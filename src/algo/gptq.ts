@@ -120,7 +120,7 @@ function dampeningLadder(frac: number, from: number, steps: number): number[] {
   return out;
 }
 
-interface Prepared {
+export interface Prepared {
   /** solve column j is original column order[j] */
   order: Int32Array;
   /** inputs with H_ii = 0, by original column */
@@ -165,13 +165,35 @@ async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): 
   return { u, dampening: { frac: null, value: 0, tried, fallback: true } };
 }
 
-/** quantize `w` [rows, cols] with GPTQ given its Hessian `h` [cols, cols] (float64, e.g. 2XᵀX/n) */
-export async function gptqQuantize(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): Promise<GptqResult> {
+/**
+ * What GPTQ derives from a Hessian alone: the solve order, dead inputs, and the damped inverse factor U. Linears
+ * that read the same input (q/k/v, gate/up) share one, so it is computed once per input and act order.
+ */
+export interface GptqFactor {
+  readonly prepared: Prepared;
+  readonly u: Float64Array;
+  readonly dampening: GptqDampening;
+  readonly ms: number;
+}
+
+/** the solve order and inverse factor of Hessian `h` [n, n] under `actorder`, with dampening escalation per `o` */
+export async function gptqFactor(h: Float64Array, n: number, actorder: ActOrder | null, o: Omit<GptqOptions, 'actorder'>): Promise<GptqFactor> {
+  const t0 = performance.now();
+  const prepared = prepare(h, n, actorder);
+  const { u, dampening } = await invert(h, prepared, n, { ...o, actorder });
+  return { prepared, u, dampening, ms: performance.now() - t0 };
+}
+
+/**
+ * quantize `w` [rows, cols] with GPTQ given its Hessian `h` [cols, cols] (float64, e.g. 2XᵀX/n); `factor`, when
+ * given, is gptqFactor(h, cols, o.actorder, o) computed before (for another Linear of the same input)
+ */
+export async function gptqQuantize(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions, factor?: GptqFactor): Promise<GptqResult> {
   checkInputs(w, rows, cols, h, args, o);
   const n = cols;
   const t0 = performance.now();
-  const p = prepare(h, n, o.actorder);
-  const { order } = p;
+  const f = factor ?? (await gptqFactor(h, n, o.actorder, o));
+  const { order } = f.prepared;
 
   // qparams from the observer: on the original columns, or along the solve order for actorder group
   const permuted = o.actorder === 'group';
@@ -183,10 +205,9 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
   const groupOf = new Int32Array(n);
   for (let j = 0; j < n; j++) groupOf[j] = args.strategy === 'group' ? Math.floor((permuted ? j : (order[j] as number)) / gs) : 0;
 
-  const { u, dampening } = await invert(h, p, n, o);
   const t1 = performance.now();
   const { qmin, qmax } = qRange(args.num_bits);
-  const problem = { rows, cols, order, dead: p.dead, groupOf, scale: qp.scale, zeroPoint: qp.zeroPoint, groups: scaleDims[1], tensorWide: args.strategy === 'tensor', qmin, qmax, u };
+  const problem = { rows, cols, order, dead: f.prepared.dead, groupOf, scale: qp.scale, zeroPoint: qp.zeroPoint, groups: scaleDims[1], tensorWide: args.strategy === 'tensor', qmin, qmax, u: f.u };
   const pass = await gptqColumns(w, problem, o);
   let gIdx: Int32Array | undefined;
   if (permuted) {
@@ -201,8 +222,8 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
     dequantized: pass.dequantized,
     ...(gIdx ? { gIdx } : {}),
     loss: pass.loss,
-    dampening,
-    deadColumns: p.dead.reduce((a, b) => a + b, 0),
+    dampening: f.dampening,
+    deadColumns: f.prepared.dead.reduce((a, b) => a + b, 0),
     timing: { inverseMs: t1 - t0, solveMs: performance.now() - t1 },
   };
 }

@@ -3,6 +3,8 @@
 // memoryless observer during the search), laid out [in, K, out]. A parent-loss kernel runs the parent module
 // once with the full-precision weights and once for all K candidates (one GEMM per balance projection, a K axis
 // through the rest) and returns each candidate's sum of squared output errors: no activation leaves the graph.
+// A Linear parent needs no pass over the tokens per candidate: with G = XᵀX of its input (one tap on the layer),
+// ‖X(W − Q)ᵀ‖² = Σ over rows d of d·G·dᵀ with d a row of W − Q (the bias cancels), `gramLossKernel`.
 
 import { FP32_EPS, qRange, type QuantArithArgs } from '../quant/qparams.js';
 import type { LinearSpec } from '../model/arch.js';
@@ -217,6 +219,24 @@ export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonl
       linearLoss(g, spec, actQuant.get(spec.local));
     } else if (parent.kind === 'mlp') mlpLoss(g, linears, parent.balance, actQuant);
     else attentionLoss(g, cfg, linears, parent.balance, actQuant);
+    return g;
+  });
+}
+
+/**
+ * Σ over rows of d·G·dᵀ, d = W − Q_k, for every candidate k: inputs `w` [rows, cols], `candidates` [cols, K, rows]
+ * (candidateWeights' layout), `gram` [cols, cols] (XᵀX of the Linear's input, float32); output sse [K]
+ */
+export function gramLossKernel(rt: Runtime, rows: number, cols: number): Promise<Kernel> {
+  return rt.kernel(`awq.gram-loss:${rows}:${cols}`, () => {
+    const g = new Graph('awq_gram_loss');
+    const w = g.input('w', 'float32', [rows, cols]);
+    const cand = g.input('candidates', 'float32', [cols, 'K', rows]);
+    const gram = g.input('gram', 'float32', [cols, cols]);
+    const d = g.sub(g.op('Unsqueeze', [g.transpose(w, [1, 0]), g.ints([1])]), cand); // [cols, K, rows]
+    const flat = g.reshape(d, [cols, -1]);
+    const gd = g.reshape(g.matmul(gram, flat), [cols, -1, rows]);
+    g.output(g.reduceSum(g.mul(gd, d), [0, 2], false), 'sse', ['K']);
     return g;
   });
 }

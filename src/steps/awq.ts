@@ -14,7 +14,9 @@ import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
-import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
+import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
+import { gramOf } from '../ort/kernels/linalg.js';
+import { perTokenFakeQuant } from '../graphs/decoder-graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
@@ -57,8 +59,43 @@ export interface LossProblem {
   actQuant: ReadonlyMap<string, number>;
 }
 
+/** XᵀX (float64 sums, per-token activation fake-quant applied) of the input of a Linear parent, over every token */
+async function linearInputGram(p: LossProblem, spec: LinearSpec): Promise<Float32Array> {
+  const n = spec.inFeatures;
+  const bits = p.actQuant.get(spec.local);
+  const tap: LayerTap = {
+    key: `awq.gram:${p.site}:${bits ?? ''}`,
+    build: (g, v) => ({ gram: gramOf(g, bits === undefined ? v.sites[p.site] : perTokenFakeQuant(g, v.sites[p.site], bits), n) }),
+  };
+  const acc = new Float64Array(n * n);
+  await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true }, (out) => {
+    const part = out['gram']!.data as Float64Array;
+    for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);
+  });
+  return Float32Array.from(acc);
+}
+
+/** a Linear parent's candidate losses from its input's Gram matrix: no pass over the tokens per candidate */
+async function linearLosses(p: LossProblem, scales: Float32Array, K: number): Promise<Float64Array> {
+  const [N, T] = p.hidden.dims as [number, number, number];
+  const spec = p.linears.find((l) => l.local === p.parent.balance[0])!;
+  const w = weightMatrix(p.tensors, spec.local, p.layer);
+  const gram = tensor('float32', [w.cols, w.cols], await linearInputGram(p, spec));
+  const kernel = await gramLossKernel(p.rt, w.rows, w.cols);
+  const kc = Math.max(1, Math.min(K, Math.floor(CANDIDATE_BYTES / (4 * w.rows * w.cols))));
+  const sse = new Float64Array(K);
+  for (let k0 = 0; k0 < K; k0 += kc) {
+    const k = Math.min(kc, K - k0);
+    const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * w.cols, (k0 + k) * w.cols), k, p.args[spec.local]!);
+    const out = (await kernel.run({ w: tensor('float32', [w.rows, w.cols], w.data), candidates: tensor('float32', [w.cols, k, w.rows], cand), gram }))['sse']!.data as Float32Array;
+    out.forEach((v, j) => (sse[k0 + j] = v));
+  }
+  return sse.map((v) => v / (N * T * spec.outFeatures));
+}
+
 /** mean squared parent-output error of each of K candidates' scales [K, channels] */
 export async function candidateLosses(p: LossProblem, scales: Float32Array, K: number): Promise<Float64Array> {
+  if (p.parent.kind === 'linear') return linearLosses(p, scales, K);
   const { cfg, hidden, parent } = p;
   const [N, T, H] = hidden.dims as [number, number, number];
   const specs = parent.balance.map((b) => p.linears.find((l) => l.local === b)!);
@@ -119,7 +156,7 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);

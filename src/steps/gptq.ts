@@ -8,7 +8,7 @@
 // no two Hessians are held at once (the layer runs once per site instead of once in all).
 
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
-import { gptqQuantize, resolveActOrder, type GptqResult } from '../algo/gptq.js';
+import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
 import type { ActOrder } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
@@ -133,7 +133,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
 }
 
 /** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics; the state gets the result */
-async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Promise<Json> {
+async function quantizeModule(job: LayerJob, local: string, h: Float64Array, factors: Map<string, GptqFactor>): Promise<Json> {
   const { ctx, state } = job;
   const p = ctx.params;
   const module = p.modules[local] as ModuleQuant;
@@ -143,14 +143,22 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   const [rows, cols] = w.dims as [number, number];
   const order = resolveActOrder(p.actorder, module.weights);
   if (order.warning) warn(job, `${name}: ${order.warning}`);
-  const r = await gptqQuantize(w.data, rows, cols, h, module.weights, {
+  const options = {
     runtime: ctx.runtime,
     blockSize: p.block_size,
     dampeningFrac: p.dampening_frac,
     actorder: order.actorder,
     name,
     ...(p.escalate_dampening === false ? { escalate: false } : {}),
-  });
+  };
+  // Linears of one input share H, so its solve order and inverse factor (per act order)
+  const key = String(order.actorder);
+  let factor = factors.get(key);
+  if (!factor) {
+    factors.set(key, (factor = await gptqFactor(h, cols, order.actorder, options)));
+    job.timing.hessian += factor.ms;
+  }
+  const r = await gptqQuantize(w.data, rows, cols, h, module.weights, options, factor);
   job.timing.hessian += r.timing.inverseMs;
   job.timing.quantize += r.timing.solveMs;
   const dw = dampeningWarning(name, p.dampening_frac, r);
@@ -212,9 +220,10 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       for (const site of sites) {
         const h = (held ?? (await captureHessians(job, [site]))).get(site) as Float64Array;
         held?.delete(site);
+        const factors = new Map<string, GptqFactor>();
         for (const spec of bySite.get(site) ?? []) {
           ctx.signal.throwIfAborted();
-          modules[spec.local] = await quantizeModule(job, spec.local, h);
+          modules[spec.local] = await quantizeModule(job, spec.local, h, factors);
           job.tick(`quantized ${spec.local}`);
         }
       }

@@ -12,7 +12,7 @@ import { exampleModelConfig } from '../../src/model/example-model.js';
 import { exampleTokenizer } from '../../src/model/example-tokenizer.js';
 import { runDecoderLayer, type LayerTap } from '../../src/graphs/layer-runner.js';
 import { positionInputs } from '../../src/graphs/rope.js';
-import { candidateInput, candidateWeights, lossFeeds, parentLossKernel, type ParentModule } from '../../src/graphs/awq-kernel.js';
+import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../../src/graphs/awq-kernel.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 
@@ -144,6 +144,27 @@ describe('parentLossKernel', () => {
 
   test('linear: the module output error of each candidate', async () => {
     await compare({ kind: 'linear', balance: ['mlp.down_proj'] }, 'down_in', spec('mlp.down_proj'));
+  });
+});
+
+describe('gramLossKernel', () => {
+  test('Σ d·(XᵀX)·dᵀ over rows equals the Linear output error of each candidate (bias and all)', async () => {
+    const [M, inF, outF, K] = [300, 48, 20, 5];
+    const layer: LinearSpec = { local: 'mlp.down_proj', site: 'down_in', outFeatures: outF, inFeatures: inF, bias: true };
+    const cfg = exampleModelConfig('tiny', exampleTokenizer(512).vocabSize);
+    const x = Float32Array.from(random(M * inF, 3), (v, i) => (i % inF === 7 ? 30 * v : v));
+    const w = random(outF * inF, 5, 0.3);
+    const scales = Float32Array.from(random(K * inF, 9), (v) => 1 + 0.8 * v);
+    const args = resolveQuantArgs({ num_bits: 4, symmetric: false, group_size: 32 });
+    const cand = await candidateWeights(rt, w, outF, inF, scales, K, args);
+    const direct = await parentLossKernel(rt, cfg, [layer], { kind: 'linear', balance: [layer.local] }, new Map());
+    const feeds = { x: tensor('float32', [M, inF], x), 'mlp.down_proj.weight': tensor('float32', [outF, inF], w), 'mlp.down_proj.bias': tensor('float32', [outF], random(outF, 2)), [candidateInput(layer.local)]: tensor('float32', [inF, K, outF], cand) };
+    const want = (await direct.run(lossFeeds(direct, feeds)))['sse']!.data as Float32Array;
+    const gram = new Float64Array(inF * inF);
+    for (let m = 0; m < M; m++) for (let i = 0; i < inF; i++) for (let j = 0; j < inF; j++) gram[i * inF + j] = (gram[i * inF + j] as number) + (x[m * inF + i] as number) * (x[m * inF + j] as number);
+    const kernel = await gramLossKernel(rt, outF, inF);
+    const got = (await kernel.run({ w: tensor('float32', [outF, inF], w), candidates: tensor('float32', [inF, K, outF], cand), gram: tensor('float32', [inF, inF], Float32Array.from(gram)) }))['sse']!.data as Float32Array;
+    for (let k = 0; k < K; k++) expect(Math.abs((got[k] as number) - (want[k] as number)) / (want[k] as number)).toBeLessThan(1e-4);
   });
 });
 
