@@ -1,10 +1,10 @@
 // The cost of doing nothing: wall time of `quantforge run` (a fresh process, as a user types it) on an unchanged
 // recipe whose 20-layer plan is fully cached, compared with `node -e ''` started the same way in the same run.
-// Usage: npx tsx bench/noop.ts
+// Usage: npx tsx bench/noop.ts [--base DIR]   (DIR: another built checkout, timed the same way, interleaved)
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSafetensors } from '../src/formats/safetensors.js';
 import { exampleConfigJson, exampleTensor, exampleTensorNames } from '../src/model/example-model.js';
@@ -43,24 +43,37 @@ outputs:
 `,
 );
 
-const time = (args: string[]): number => {
+const baseIdx = process.argv.indexOf('--base');
+const baseCli = baseIdx > 0 ? resolve(process.argv[baseIdx + 1]!, 'bin/quantforge.js') : undefined;
+const baseDir = baseCli ? mkdtempSync(join(tmpdir(), 'qf-bench-noop-base-')) : undefined;
+if (baseDir) cpSync(dir, baseDir, { recursive: true });
+
+const time = (args: string[], cwd = dir): number => {
   const t0 = performance.now();
-  execFileSync(process.execPath, args, { cwd: dir, stdio: 'ignore' });
+  execFileSync(process.execPath, args, { cwd, stdio: 'ignore' });
   return performance.now() - t0;
 };
 const first = time([cli, 'run', 'recipe.yaml', '--json']);
+const baseFirst = baseCli ? time([baseCli, 'run', 'recipe.yaml', '--json'], baseDir) : 0;
 const noop: number[] = [];
+const baseNoop: number[] = [];
 const node: number[] = [];
 for (let i = 0; i < RUNS; i++) {
   noop.push(time([cli, 'run', 'recipe.yaml', '--json']));
+  if (baseCli) baseNoop.push(time([baseCli, 'run', 'recipe.yaml', '--json'], baseDir));
   node.push(time(['-e', '']));
 }
 const summary = JSON.parse(execFileSync(process.execPath, [cli, 'run', 'recipe.yaml', '--json'], { cwd: dir, encoding: 'utf8' }).trim().split('\n').pop()!) as { ran: number; cached: number };
 console.log(table(['measurement', 'median ms'], [
   [`first run (${summary.cached} steps, computed)`, first.toFixed(0)],
+  ...(baseCli ? [['first run, base', baseFirst.toFixed(0)]] : []),
   [`unchanged rerun (${summary.ran} ran, ${summary.cached} cached)`, median(noop).toFixed(0)],
+  ...(baseCli ? [['unchanged rerun, base', median(baseNoop).toFixed(0)]] : []),
   ['`node -e ""` (process start alone)', median(node).toFixed(0)],
 ]));
-console.log(`\n${LAYERS}-layer plan; median of ${RUNS} runs; ratio rerun / bare node start: ${(median(noop) / median(node)).toFixed(1)}×`);
+console.log(`\n${LAYERS}-layer plan; median of ${RUNS} runs (interleaved); ratio rerun / bare node start: ${(median(noop) / median(node)).toFixed(1)}×; load average ${loadavg()[0]!.toFixed(2)}`);
 if (process.env['KEEP']) console.log(`kept ${dir}`);
-else rmSync(dir, { recursive: true, force: true });
+else {
+  rmSync(dir, { recursive: true, force: true });
+  if (baseDir) rmSync(baseDir, { recursive: true, force: true });
+}

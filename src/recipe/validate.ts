@@ -5,7 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import { suggest } from '../diag/suggest.js';
 import { isRecord, pointerToPath } from './json-path.js';
-import { outputFormats, recipeValidator, stageKinds, stageValidator } from './schemas.js';
+import { outputFormats, quickRecipeValidator, quickStageValidator, recipeValidator, stageKinds, stageValidator } from './schemas.js';
 import type { JsonPath, LocationTarget } from './types.js';
 import { nestedProperties } from './vocabulary.js';
 import { expectedTypes, found, literal, literals, subject, where } from './wording.js';
@@ -20,14 +20,28 @@ export interface Issue {
   readonly related?: readonly { message: string; path: JsonPath; target: IssueTarget }[];
 }
 
+/**
+ * valid data is checked (and defaulted) by the precompiled validator alone; invalid data, from a copy taken
+ * before it, by the run-time compiled one, which lists every error with its schema
+ */
+function quickly(quick: (data: unknown) => boolean, data: unknown): { ok: true } | { ok: false; data: unknown } {
+  const pristine = structuredClone(data);
+  return quick(data) ? { ok: true } : { ok: false, data: pristine };
+}
+
 /** validates (and fills defaults into) plain recipe data */
 export function validateRecipeData(data: unknown): Issue[] {
+  const q = quickly(quickRecipeValidator(), data);
+  if (q.ok) return [];
   const validate = recipeValidator();
-  return validate(data) ? [] : issuesFromAjv(validate.errors ?? [], data);
+  return validate(q.data) ? [] : issuesFromAjv(validate.errors ?? [], q.data);
 }
 
 /** validates one stage object on its own (e.g. a value meant for `stages[i]`); paths are relative to the stage */
 export function validateStageData(kind: string, data: unknown): Issue[] {
+  const q = quickly(quickStageValidator(kind), data);
+  if (q.ok) return [];
+  data = q.data;
   const validate = stageValidator(kind);
   if (validate(data)) return [];
   // messages name stages by their place in a recipe, so validate as stage 0 of one
