@@ -10,6 +10,7 @@ import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
 import { needsChunking, runLayerChunked } from './chunked-layer.js';
+import { fusedDecoderLayer, fusedPositionInputs, fusedRotary } from './fused-layer.js';
 
 export interface LayerTap {
   /** part of the kernel's memo key: different taps are different graphs */
@@ -22,13 +23,31 @@ export interface LayerRunOptions {
   tap?: LayerTap;
   /** leave out the layer output when only taps are needed */
   skipOut?: boolean;
+  /** the layer from onnxruntime's fused kernels (fused-layer.ts): faster, equal up to float32 rounding; no taps */
+  fused?: boolean;
 }
 
 function kernelKey(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): string {
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
   const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
   const aq = o.actQuant ? [...o.actQuant].map(([k, b]) => `${k}:${b}`).join(',') : '';
-  return `decoder:${shape.join(':')}:${bias}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
+  return `decoder${o.fused ? '-fused' : ''}:${shape.join(':')}:${bias}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
+}
+
+function fusedKernelGraph(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): Graph {
+  const g = new Graph('decoder_layer_fused');
+  const half = cfg.headDim / 2;
+  const values = fusedDecoderLayer(g, cfg, linears, {
+    x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
+    cosCache: g.input('cos_cache', 'float32', ['P', half]),
+    sinCache: g.input('sin_cache', 'float32', ['P', half]),
+    seqlensK: g.input('seqlens_k', 'int32', ['B']),
+    totalLength: g.input('total_length', 'int32', []),
+    ...(fusedRotary(cfg) === 'separate' ? { positionIds: g.input('position_ids', 'int64', [1]) } : {}),
+    weights: layerWeightInputs(g, cfg, linears),
+  }, o.actQuant ? { actQuant: o.actQuant } : {});
+  g.output(values.out, 'out');
+  return g;
 }
 
 /** run layer weights (local name → tensor) over hidden states `[B, T, H]`; returns `out` plus tap outputs */
@@ -41,10 +60,14 @@ export async function runDecoderLayer(
   options: LayerRunOptions = {},
 ): Promise<Record<string, Tensor>> {
   const [B, T0] = x.dims as [number, number];
-  if (!options.tap && !options.skipOut && needsChunking(cfg, B, T0)) {
+  if (options.fused && (options.tap || options.skipOut)) throw new Error('decoder layer: the fused layer has no taps');
+  // head sizes GroupQueryAttention cannot take run the basic-op layer
+  if (options.fused && !fusedRotary(cfg)) options = { ...options, fused: false };
+  if (!options.fused && !options.tap && !options.skipOut && needsChunking(cfg, B, T0)) {
     return { out: await runLayerChunked(rt, cfg, linears, weights, x, options.actQuant ?? new Map()) };
   }
   const kernel = await rt.kernel(kernelKey(cfg, linears, options), () => {
+    if (options.fused) return fusedKernelGraph(cfg, linears, options);
     const g = new Graph('decoder_layer');
     const inputs = {
       x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
@@ -59,7 +82,7 @@ export async function runDecoderLayer(
     return g;
   });
   const T = x.dims[1] as number;
-  const feeds: Record<string, Tensor> = { x, ...positionInputs(cfg, T) };
+  const feeds: Record<string, Tensor> = { x, ...(options.fused ? fusedPositionInputs(cfg, B, T) : positionInputs(cfg, T)) };
   for (const name of kernel.inputNames) {
     if (name in feeds) continue;
     const t = weights[name];

@@ -1,6 +1,7 @@
 // Perplexity under DESIGN.md §6 (GPTQ's llama_eval protocol): windows of seq_len tokens cut from one encoded
 // stream, each run from position 0, NLL averaged over the seq_len−1 predicted tokens of every window.
-// Windows are processed layer by layer in chunks (one decoder layer's weights in memory at a time). KL(fp ‖ q)
+// Windows are processed layer by layer in chunks (one decoder layer's weights in memory at a time), each layer
+// from onnxruntime's fused kernels (fused-layer.ts: equal to the basic-op layer up to float32 rounding). KL(fp ‖ q)
 // of the next-token distributions comes without a second forward pass (head-graph.ts): the fp evaluation writes
 // Σ p log p and ē = Wᵀp per position of its first windows (`klWrite`), a quantized one reads them (`klRead`).
 
@@ -16,6 +17,8 @@ export interface PerplexityOptions {
   batch?: number;
   /** bytes of hidden states held per chunk of windows */
   chunkBytes?: number;
+  /** run the basic-op layer graph (decoder-graph.ts) instead of the fused kernels: the reference, slower */
+  basicLayers?: boolean;
   /** keep what KL needs, for the first `windows` windows (an fp evaluation) */
   klWrite?: KlReferenceWriter;
   /** measure KL(fp ‖ this model) on the first `windows` windows from what an fp evaluation kept */
@@ -53,7 +56,7 @@ export interface PerplexityResult {
   seconds: number;
 }
 
-async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: number, T: number, batch: number, tick: () => void): Promise<Float32Array> {
+async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: number, T: number, batch: number, fused: boolean, tick: () => void): Promise<Float32Array> {
   const H = src.config.hiddenSize;
   let hidden = embed(await src.tensor(src.arch.embedding), ids);
   for (let l = 0; l < src.config.numLayers; l++) {
@@ -63,7 +66,7 @@ async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: 
     for (let b = 0; b < n; b += batch) {
       const m = Math.min(batch, n - b);
       const x = tensor('float32', [m, T, H], hidden.subarray(b * T * H, (b + m) * T * H));
-      const { out } = await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x, { actQuant });
+      const { out } = await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x, { actQuant, fused });
       next.set(out!.data as Float32Array, b * T * H);
       tick();
     }
@@ -129,7 +132,7 @@ export async function perplexity(rt: Runtime, src: WeightSource, windows: Tensor
   for (let c = 0; c < n; c += perChunk) {
     const m = Math.min(perChunk, n - c);
     const ids = windows.data.subarray(c * T, (c + m) * T);
-    const hidden = await forwardChunk(rt, src, ids, m, T, batch, tick);
+    const hidden = await forwardChunk(rt, src, ids, m, T, batch, !options.basicLayers, tick);
     for (let b = 0; b < m; b += batch) {
       const k = Math.min(batch, m - b);
       await head.score(sums, c + b, tensor('float32', [k, T, H], hidden.subarray(b * T * H, (b + k) * T * H)), ids.subarray(b * T, (b + k) * T));

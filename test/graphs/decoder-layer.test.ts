@@ -107,21 +107,53 @@ describe('decoder layer graph', () => {
       const rand = seededRandom(3);
       const x = Float32Array.from({ length: 2 * T * cfg.hiddenSize }, () => rand() * 2 - 1);
       const rt = new Runtime({ device: 'cpu' });
-      const { out } = await runDecoderLayer(rt, cfg, LLAMA_FAMILY.linears(cfg), weights, tensor('float32', [2, T, cfg.hiddenSize], x));
-      for (let b = 0; b < 2; b++) {
-        const xs = Float64Array.from(x.subarray(b * T * cfg.hiddenSize, (b + 1) * T * cfg.hiddenSize));
-        const ref = referenceLayer(cfg, weights, xs, T);
-        const got = (out!.data as Float32Array).subarray(b * T * cfg.hiddenSize, (b + 1) * T * cfg.hiddenSize);
-        let num = 0;
-        let den = 0;
-        ref.forEach((r, i) => {
-          num += (r - (got[i] as number)) ** 2;
-          den += r * r;
-        });
-        expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
+      for (const fused of [false, true]) {
+        const { out } = await runDecoderLayer(rt, cfg, LLAMA_FAMILY.linears(cfg), weights, tensor('float32', [2, T, cfg.hiddenSize], x), { fused });
+        for (let b = 0; b < 2; b++) {
+          const xs = Float64Array.from(x.subarray(b * T * cfg.hiddenSize, (b + 1) * T * cfg.hiddenSize));
+          const ref = referenceLayer(cfg, weights, xs, T);
+          const got = (out!.data as Float32Array).subarray(b * T * cfg.hiddenSize, (b + 1) * T * cfg.hiddenSize);
+          let num = 0;
+          let den = 0;
+          ref.forEach((r, i) => {
+            num += (r - (got[i] as number)) ** 2;
+            den += r * r;
+          });
+          expect(Math.sqrt(num / den), fused ? 'fused layer' : 'basic-op layer').toBeLessThan(1e-4);
+        }
       }
       await rt.close();
     });
+  }
+});
+
+describe('fused layer', () => {
+  for (const [heads, hidden] of [[6, 96], [8, 64]] as const) {
+  test(`equals the basic-op layer up to float32 rounding, in a batch or alone (head_dim ${hidden / heads})`, async () => {
+    const cfg = parseModelConfig({ model_type: 'llama', hidden_size: hidden, intermediate_size: 160, num_hidden_layers: 1, num_attention_heads: heads, num_key_value_heads: 2, vocab_size: 10 });
+    const weights = randomWeights(cfg, 13);
+    const T = 64;
+    const rand = seededRandom(8);
+    const H = hidden;
+    const x = Float32Array.from({ length: 5 * T * H }, () => rand() * 2 - 1);
+    const rt = new Runtime({ device: 'cpu' });
+    const linears = LLAMA_FAMILY.linears(cfg);
+    const basic = (await runDecoderLayer(rt, cfg, linears, weights, tensor('float32', [5, T, H], x)))['out']!.data as Float32Array;
+    const fused = (await runDecoderLayer(rt, cfg, linears, weights, tensor('float32', [5, T, H], x), { fused: true }))['out']!.data as Float32Array;
+    const one = (await runDecoderLayer(rt, cfg, linears, weights, tensor('float32', [1, T, H], x.subarray(2 * T * H, 3 * T * H)), { fused: true }))['out']!.data as Float32Array;
+    const relMax = (a: Float32Array, b: Float32Array): number => {
+      let max = 0;
+      let scale = 0;
+      a.forEach((v, i) => {
+        max = Math.max(max, Math.abs(v - (b[i] as number)));
+        scale = Math.max(scale, Math.abs(v));
+      });
+      return max / scale;
+    };
+    expect(relMax(basic, fused)).toBeLessThan(1e-5);
+    expect(relMax(one, fused.subarray(2 * T * H, 3 * T * H))).toBeLessThan(1e-6);
+    await rt.close();
+  });
   }
 });
 

@@ -1,0 +1,111 @@
+// A Llama-family decoder layer from onnxruntime's fused CPU kernels (DESIGN.md §8): SimplifiedLayerNormalization
+// for RMSNorm, com.microsoft GroupQueryAttention for rotary embedding + causal grouped-query attention (+ the KV
+// cache when decoding), and the same Linear projections as decoder-graph.ts. About 20 elementwise ops per layer
+// become three kernels, and no [B, heads, T, T] score tensor is materialised. The results differ from the
+// basic-op layer by float32 rounding only (the softmax and the rotation are computed in another order): on the
+// shared models the layer outputs differ by ~1e-6 relative and perplexities by under 1e-5 relative
+// (BENCHMARKS.md). The basic-op layer stays the reference: calibration and AutoRound's differentiated block
+// use it; evaluation and the ONNX export use this one.
+
+import { float, type Graph, type Value } from '../ort/graph.js';
+import type { LinearSpec } from '../model/arch.js';
+import type { ModelConfig } from '../model/config.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { layerParts, type DecoderOptions } from './decoder-graph.js';
+import { inverseFrequencies } from './rope.js';
+
+export interface FusedLayerInputs {
+  /** hidden states `[B, S, H]` */
+  x: Value;
+  /** rotary tables `[max positions, head_dim / 2]` (rotate-half layout), indexed by position */
+  cosCache: Value;
+  sinCache: Value;
+  /** int32 `[B]`: each sequence's total length (past + new) minus one */
+  seqlensK: Value;
+  /** int32 scalar: the longest total length */
+  totalLength: Value;
+  /** int64 `[B, S]` positions, or `[1]` the first position of every sequence (rotary outside GQA, see fusedRotary) */
+  positionIds?: Value;
+  weights: Readonly<Record<string, Value>>;
+  /** cached keys/values of earlier positions `[B, nkv, P, hd]`, rotated */
+  past?: { key: Value; value: Value };
+}
+
+export interface FusedLayerValues {
+  out: Value;
+  /** keys and values of all positions `[B, nkv, P + S, hd]` */
+  present: { key: Value; value: Value };
+}
+
+/**
+ * How the fused layer rotates q and k: inside GroupQueryAttention (its rotary needs head_dim % 16 = 0), with a
+ * RotaryEmbedding op before it (GQA itself needs head_dim % 8 = 0), or not at all (use the basic-op layer).
+ */
+export function fusedRotary(cfg: ModelConfig): 'gqa' | 'separate' | undefined {
+  return cfg.headDim % 16 === 0 ? 'gqa' : cfg.headDim % 8 === 0 ? 'separate' : undefined;
+}
+
+export function rmsNormFused(g: Graph, x: Value, w: Value, eps: number): Value {
+  return g.op('SimplifiedLayerNormalization', [x, w], { epsilon: float(eps), axis: -1 });
+}
+
+export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: FusedLayerInputs, options: DecoderOptions = {}): FusedLayerValues {
+  const rotary = fusedRotary(cfg);
+  if (!rotary) throw new Error(`fused decoder layer: head_dim ${cfg.headDim} is not a multiple of 8 (GroupQueryAttention needs it)`);
+  const p = layerParts(g, cfg, linears, inp.weights, options);
+  const attnIn = rmsNormFused(g, inp.x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
+  const rotate = (y: Value, heads: number): Value => {
+    if (rotary === 'gqa') return y;
+    if (!inp.positionIds) throw new Error('fused decoder layer: rotary outside GroupQueryAttention needs position_ids');
+    return g.op('RotaryEmbedding', [y, inp.positionIds, inp.cosCache, inp.sinCache], { interleaved: 0, num_heads: heads }, { domain: 'com.microsoft' });
+  };
+  const q = rotate(p.proj('self_attn.q_proj', attnIn), cfg.numHeads);
+  const k = rotate(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads);
+  const v = p.proj('self_attn.v_proj', attnIn);
+  const gqaInputs = [q, k, v, inp.past?.key, inp.past?.value, inp.seqlensK, inp.totalLength, ...(rotary === 'gqa' ? [inp.cosCache, inp.sinCache] : [])];
+  const [attn, key, value] = g.opN(
+    'GroupQueryAttention',
+    gqaInputs,
+    3,
+    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads, do_rotary: rotary === 'gqa' ? 1 : 0, rotary_interleaved: 0, scale: float(1 / Math.sqrt(cfg.headDim)) },
+    { domain: 'com.microsoft' },
+  ) as [Value, Value, Value];
+  const h = g.add(inp.x, p.proj('self_attn.o_proj', attn));
+  const mlpIn = rmsNormFused(g, h, p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
+  const gate = p.proj('mlp.gate_proj', mlpIn);
+  const up = p.proj('mlp.up_proj', mlpIn);
+  const act = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
+  return { out: g.add(h, p.proj('mlp.down_proj', act)), present: { key, value } };
+}
+
+/** cos and sin caches `[positions, head_dim / 2]` for positions 0 … n − 1, as HF Llama computes the angles */
+export function rotaryCaches(cfg: ModelConfig, n: number): { cos: Tensor<'float32'>; sin: Tensor<'float32'> } {
+  const inv = inverseFrequencies(cfg);
+  const half = cfg.headDim / 2;
+  const cos = new Float32Array(n * half);
+  const sin = new Float32Array(n * half);
+  for (let t = 0; t < n; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = Math.fround(t * (inv[i] as number));
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos: tensor('float32', [n, half], cos), sin: tensor('float32', [n, half], sin) };
+}
+
+const memo = new Map<string, { cos: Tensor<'float32'>; sin: Tensor<'float32'> }>();
+
+/** the caches and per-sequence lengths of a batch of `B` full windows of `T` positions, memoised */
+export function fusedPositionInputs(cfg: ModelConfig, B: number, T: number): Record<string, Tensor> {
+  const key = `${cfg.headDim}:${cfg.ropeTheta}:${JSON.stringify(cfg.ropeScaling)}:${T}`;
+  let caches = memo.get(key);
+  if (!caches) memo.set(key, (caches = rotaryCaches(cfg, T)));
+  return {
+    cos_cache: caches.cos,
+    sin_cache: caches.sin,
+    seqlens_k: tensor('int32', [B], new Int32Array(B).fill(T - 1)),
+    total_length: tensor('int32', [], Int32Array.of(T)),
+    ...(fusedRotary(cfg) === 'separate' ? { position_ids: tensor('int64', [1], BigInt64Array.of(0n)) } : {}),
+  };
+}
