@@ -1,7 +1,11 @@
 // The whole model as one ONNX graph with a KV cache, laid out as Optimum / transformers.js expect:
 // inputs input_ids, attention_mask, position_ids, past_key_values.{i}.key|value; outputs logits and
-// present.{i}.key|value. Rotary tables are computed in the graph from position_ids; the attention mask
-// combines padding (attention_mask) with causality over past + new positions.
+// present.{i}.key|value. When onnxruntime's GroupQueryAttention takes the model's head size (fused-layer.ts),
+// every layer is the fused layer: rotary tables are constants indexed by position, and GQA masks causally by
+// each sequence's length (the attention_mask's sum): prompts padded on the right or not at all, as batch-1
+// decoding feeds them. Its past and present may be one buffer of the maximum length (OnnxModel.generate uses
+// that; transformers.js feeds past and takes present as usual). Otherwise rotary tables are computed in the graph
+// from position_ids and the attention mask combines padding with causality over past + new positions.
 
 import type { ExternalData } from '../formats/onnx-file.js';
 import type { QuantizedModule } from '../quant/module-quant.js';
@@ -10,6 +14,7 @@ import { tensor, type Tensor } from '../tensor.js';
 import type { ArchAdapter } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, rmsNorm } from './decoder-graph.js';
+import { fusedDecoderLayer, fusedRotary, rmsNormFused, rotaryCaches } from './fused-layer.js';
 import { exportLinear, type ExportLinearOptions } from './export-linear.js';
 import { inverseFrequencies } from './rope.js';
 
@@ -44,6 +49,14 @@ function attentionMask(g: Graph, attentionMask: Value, seqLen: Value, totalLen: 
   return g.op('Where', [allowed, g.scalar(0), g.scalar(-1e30)]);
 }
 
+/** GroupQueryAttention's length inputs from attention_mask [B, P+S]: per sequence length − 1, and the longest */
+function gqaLengths(g: Graph, attentionMask: Value): { seqlensK: Value; totalLength: Value } {
+  const lengths = g.reduceSum(attentionMask, [1], false); // [B] int64
+  const seqlensK = g.cast(g.sub(lengths, g.int(1)), 'int32');
+  const totalLength = g.cast(g.op('Squeeze', [g.op('Slice', [g.op('Shape', [attentionMask], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]), 'int32');
+  return { seqlensK, totalLength };
+}
+
 /** build the graph, streaming every weight into `data`; `onLayer` reports progress */
 export async function buildExportGraph(src: ExportSource, data: ExternalData, o: ExportLinearOptions, onLayer?: (l: number) => void): Promise<Graph> {
   const { config: cfg, arch } = src;
@@ -56,8 +69,15 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
   let x = g.op('Gather', [emb, inputIds], { axis: 0 }, { dtype: 'float32' });
   const seqLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
   const totalLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [attn], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
-  const { cos, sin } = positionTables(g, cfg, positionIds);
-  const mask = attentionMask(g, attn, seqLen, totalLen);
+  const rotary = fusedRotary(cfg);
+  const tables = rotary ? undefined : { ...positionTables(g, cfg, positionIds), mask: attentionMask(g, attn, seqLen, totalLen) };
+  const caches = rotary ? rotaryCaches(cfg, cfg.maxPositions) : undefined;
+  const fused = caches && {
+    cosCache: g.constant(caches.cos, 'cos_cache'),
+    sinCache: g.constant(caches.sin, 'sin_cache'),
+    ...gqaLengths(g, attn),
+    ...(rotary === 'separate' ? { positionIds } : {}),
+  };
   const linears = arch.linears(cfg);
   for (let l = 0; l < cfg.numLayers; l++) {
     const layer = await src.layer(l);
@@ -73,9 +93,9 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
       weights[`${lin.local}.weight`] = { name: `${lw.name}.weight`, dtype: 'float32' };
     }
     const past = { key: g.input(`past_key_values.${l}.key`, 'float32', kvShape), value: g.input(`past_key_values.${l}.value`, 'float32', kvShape) };
-    const values = decoderLayer(g, cfg, linears.map((s) => ({ ...s, bias: false })), { x, cos, sin, mask, weights, past }, {
-      linear: (_g, input, _w, _b, local) => emitters.get(local)!(input),
-    });
+    const specs = linears.map((s) => ({ ...s, bias: false }));
+    const options = { linear: (_g: Graph, input: Value, _w: Value, _b: Value | undefined, local: string) => emitters.get(local)!(input) };
+    const values = fused ? fusedDecoderLayer(g, cfg, specs, { x, ...fused, weights, past }, options) : decoderLayer(g, cfg, specs, { x, ...tables!, weights, past }, options);
     x = values.out;
     const present = ['batch_size', cfg.numKvHeads, 'total_sequence_length', cfg.headDim];
     g.output(values.present!.key, `present.${l}.key`, present);
@@ -83,7 +103,7 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
     onLayer?.(l);
   }
   const norm = g.initializer(await data.tensor(arch.finalNorm, await src.tensor(arch.finalNorm)));
-  const h = rmsNorm(g, x, norm, cfg.rmsNormEps);
+  const h = fused ? rmsNormFused(g, x, norm, cfg.rmsNormEps) : rmsNorm(g, x, norm, cfg.rmsNormEps);
   const lmName = arch.lmHeadWeight(cfg);
   const lm = lmName === arch.embedding ? emb : g.initializer(await data.tensor(lmName, await src.tensor(lmName)));
   // Gemm with transB reads the [vocab, hidden] weight in place (shared with the embedding when tied)

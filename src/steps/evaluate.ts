@@ -20,7 +20,7 @@ export interface EvaluateParams {
 
 export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
   kind: 'evaluate',
-  version: 2,
+  version: 3,
   async run(ctx) {
     const p = ctx.params;
     const windows = await readIds(input(ctx, 'ids').dir);

@@ -19,7 +19,7 @@ export interface ExportOnnxParams {
 
 export const exportOnnxStep: StepImpl<'export-onnx', ExportOnnxParams> = {
   kind: 'export-onnx',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const src = await HfSource.open(requireModel(ctx));
     const states = inputList(ctx, 'states');
