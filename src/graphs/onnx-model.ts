@@ -1,5 +1,7 @@
 // A quantforge ONNX export (onnx/model.onnx) run as a whole: perplexity under the same protocol as the
-// layer-by-layer path, and greedy generation with its KV cache inputs/outputs.
+// layer-by-layer path, and greedy generation with its KV cache inputs/outputs. An export whose layers use
+// GroupQueryAttention decodes with one KV buffer per layer of the final length, fed as past and written in
+// place as present (GQA's shared-buffer mode): no cache is copied out of or back into onnxruntime per token.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,19 +23,27 @@ function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
   });
 }
 
+/** whether the graph file names GroupQueryAttention (weights live in model.onnx_data, so the file is small) */
+function usesGroupQueryAttention(file: string): boolean {
+  return readFileSync(file).includes('GroupQueryAttention');
+}
+
 export class OnnxModel {
   readonly #rt: Runtime;
   readonly #session: Kernel;
+  readonly #sharedCache: boolean;
   readonly config: ModelConfig;
 
-  private constructor(rt: Runtime, session: Kernel, config: ModelConfig) {
+  private constructor(rt: Runtime, session: Kernel, config: ModelConfig, sharedCache: boolean) {
     this.#rt = rt;
     this.#session = session;
     this.config = config;
+    this.#sharedCache = sharedCache;
   }
 
   static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
-    return new OnnxModel(rt, await rt.load(join(dir, 'onnx', 'model.onnx')), config);
+    const file = join(dir, 'onnx', 'model.onnx');
+    return new OnnxModel(rt, await rt.load(file), config, usesGroupQueryAttention(file));
   }
 
   /** an export directory, with the config.json beside onnx/ */
@@ -92,6 +102,7 @@ export class OnnxModel {
 
   /** greedy continuation of one prompt */
   async generate(prompt: number[], maxNewTokens: number, stopAtEos = true, onToken?: (n: number) => void): Promise<number[]> {
+    if (this.#sharedCache) return this.#generateShared(prompt, maxNewTokens, stopAtEos, onToken);
     const seq = [...prompt];
     let cache = this.#emptyCache(1);
     let next = [prompt];
@@ -108,6 +119,43 @@ export class OnnxModel {
       onToken?.(step + 1);
       if (stopAtEos && best === this.config.eosTokenId) break;
       next = [[best]];
+    }
+    return seq;
+  }
+
+  /** greedy decoding with GQA's shared past/present buffers of the final length */
+  async #generateShared(prompt: number[], maxNewTokens: number, stopAtEos: boolean, onToken?: (n: number) => void): Promise<number[]> {
+    const cfg = this.config;
+    const seq = [...prompt];
+    const length = Math.min(cfg.maxPositions, prompt.length + Math.max(0, maxNewTokens - 1));
+    const cache: Record<string, Tensor> = {};
+    const into: Record<string, Tensor> = {};
+    for (let l = 0; l < cfg.numLayers; l++) {
+      for (const kv of ['key', 'value']) {
+        const t = tensor('float32', [1, cfg.numKvHeads, length, cfg.headDim]);
+        cache[`past_key_values.${l}.${kv}`] = t;
+        into[`present.${l}.${kv}`] = t;
+      }
+    }
+    let next = prompt;
+    for (let step = 0; step < maxNewTokens && seq.length <= length; step++) {
+      const past = step === 0 ? 0 : seq.length - 1;
+      const S = next.length;
+      const feeds: Record<string, Tensor> = {
+        input_ids: tensor('int64', [1, S], BigInt64Array.from(next.map(BigInt))),
+        attention_mask: tensor('int64', [1, past + S], new BigInt64Array(past + S).fill(1n)),
+        position_ids: tensor('int64', [1, S], BigInt64Array.from({ length: S }, (_, i) => BigInt(past + i))),
+        ...cache,
+      };
+      const logits = (await this.#session.run(feeds, undefined, into))['logits']!.data as Float32Array;
+      const V = cfg.vocabSize;
+      const last = logits.subarray((S - 1) * V, S * V);
+      let best = 0;
+      for (let v = 1; v < V; v++) if ((last[v] as number) > (last[best] as number)) best = v;
+      seq.push(best);
+      onToken?.(step + 1);
+      if (stopAtEos && best === cfg.eosTokenId) break;
+      next = [best];
     }
     return seq;
   }

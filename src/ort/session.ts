@@ -62,13 +62,21 @@ export class Kernel {
     return this.#session.outputNames;
   }
 
-  async run(feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> {
+  /**
+   * run with `feeds`; `outputs` names the outputs wanted (default all); `into` gives tensors some outputs are
+   * written into in place (an output may share its buffer with an input, e.g. a KV cache updated in place)
+   */
+  async run(feeds: Feeds, outputs?: readonly string[], into?: Readonly<Record<string, Tensor>>): Promise<Fetches> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [k, t] of Object.entries(feeds)) ortFeeds[k] = toOrt(t);
     const t0 = performance.now();
     let result: ort.InferenceSession.ReturnType;
     try {
-      result = outputs ? await this.#session.run(ortFeeds, outputs as string[]) : await this.#session.run(ortFeeds);
+      if (into) {
+        const fetches: Record<string, ort.Tensor | null> = {};
+        for (const name of outputs ?? this.#session.outputNames) fetches[name] = into[name] ? toOrt(into[name]) : null;
+        result = await this.#session.run(ortFeeds, fetches);
+      } else result = outputs ? await this.#session.run(ortFeeds, outputs as string[]) : await this.#session.run(ortFeeds);
     } catch (e) {
       throw new OrtRunError(this.key, this.#session.inputNames, feeds, e);
     } finally {
@@ -76,6 +84,11 @@ export class Kernel {
     }
     const out: Fetches = {};
     for (const [k, t] of Object.entries(result)) {
+      const given = into?.[k];
+      if (given) {
+        out[k] = given;
+        continue;
+      }
       out[k] = fromOrt(t);
       t.dispose?.();
     }
