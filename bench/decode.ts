@@ -1,34 +1,45 @@
 // Greedy decoding speed of exported ONNX models, batch 1: fp32 vs int4 MatMulNBits (accuracy_level 0 and 4)
-// vs W8A8 (per-token int8 MatMulInteger), on the same model in the same process.
-// Usage: npx tsx bench/decode.ts [model dir] [--size 100m]   (default: generate the 100m example model)
+// vs W8A8 (per-token int8 MatMulInteger), on the same model in the same process. With --base DIR (another
+// checkout) its export and decoding code run the same variants, interleaved with this tree's, round by round.
+// Usage: npx tsx bench/decode.ts [model dir] [--base DIR] [--runs 5]   (default: generate the 100m example model)
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { quantizeWeightRtn } from '../src/algo/fake-quant.js';
 import { presetScheme } from '../src/quant/scheme.js';
 import { ExternalData, writeModelFile } from '../src/formats/onnx-file.js';
 import type { QuantizedModule } from '../src/quant/module-quant.js';
 import { writeExampleModel } from '../src/steps/example-model.js';
-import { buildExportGraph, type ExportLayer } from '../src/graphs/export-graph.js';
-import { OnnxModel } from '../src/graphs/onnx-model.js';
+import type { ExportLayer } from '../src/graphs/export-graph.js';
 import { HfSource } from '../src/model/source.js';
 import { Runtime } from '../src/ort/session.js';
 import { tensor } from '../src/tensor.js';
 import { median, table } from './util.js';
 
-const RUNS = 3;
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { base: { type: 'string' }, runs: { type: 'string', default: '5' } } });
+const RUNS = Number(values.runs);
 const NEW_TOKENS = 32;
 const rt = new Runtime({ device: 'cpu' });
 const work = mkdtempSync(join(tmpdir(), 'qf-bench-decode-'));
-let dir = process.argv[2];
-if (!dir || dir.startsWith('--')) {
+let dir = positionals[0];
+if (!dir) {
   dir = join(work, 'model');
   await writeExampleModel(rt, dir, { size: '100m', seed: 0, dtype: 'f32' });
 }
 const src = await HfSource.open(dir);
 const cfg = src.config;
+
+type ExportModule = typeof import('../src/graphs/export-graph.js');
+type ModelModule = typeof import('../src/graphs/onnx-model.js');
+const trees: [string, ExportModule, ModelModule][] = [];
+for (const [name, root] of [['this tree', resolve(import.meta.dirname, '..')], ...(values.base ? [['base', resolve(values.base)]] : [])] as [string, string][]) {
+  const load = async <T>(p: string): Promise<T> => (await import(pathToFileURL(join(root, 'src', p)).href)) as T;
+  trees.push([name, await load<ExportModule>('graphs/export-graph.ts'), await load<ModelModule>('graphs/onnx-model.ts')]);
+}
 
 async function quantLayer(l: number, scheme: string | undefined): Promise<ExportLayer> {
   const tensors = await src.layer(l);
@@ -46,11 +57,11 @@ async function quantLayer(l: number, scheme: string | undefined): Promise<Export
   return { tensors, quant };
 }
 
-async function exportVariant(name: string, scheme: string | undefined, accuracyLevel: number): Promise<string> {
+async function exportVariant(exporter: ExportModule, name: string, scheme: string | undefined, accuracyLevel: number): Promise<string> {
   const out = join(work, name);
   await mkdir(join(out, 'onnx'), { recursive: true });
   const data = new ExternalData(join(out, 'onnx', 'model.onnx_data'));
-  const g = await buildExportGraph({ config: cfg, arch: src.arch, tensor: (n) => src.tensor(n), layer: (l) => quantLayer(l, scheme) }, data, { accuracyLevel });
+  const g = await exporter.buildExportGraph({ config: cfg, arch: src.arch, tensor: (n) => src.tensor(n), layer: (l) => quantLayer(l, scheme) }, data, { accuracyLevel });
   await data.finish();
   await writeModelFile(join(out, 'onnx', 'model.onnx'), g.build());
   return out;
@@ -62,26 +73,38 @@ const variants: [string, string | undefined, number][] = [
   ['int4 W4A16 (accuracy_level 4)', 'W4A16', 4],
   ['W8A8 (per-token int8)', 'W8A8', 0],
 ];
-const rows: string[][] = [];
-let base = 0;
-for (const [name, scheme, level] of variants) {
-  const model = await OnnxModel.open(rt, await exportVariant(name.replace(/\W+/g, '-'), scheme, level), cfg);
-  await model.generate([1, 300, 301], 4, false);
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t0 = performance.now();
-    await model.generate([1, 300, 301], NEW_TOKENS, false);
-    times.push(performance.now() - t0);
+const load0 = loadavg()[0]!;
+type Opened = Awaited<ReturnType<ModelModule['OnnxModel']['open']>>;
+const models: { tree: string; variant: string; model: Opened; times: number[] }[] = [];
+for (const [tree, exporter, runner] of trees) {
+  for (const [name, scheme, level] of variants) {
+    const model = await runner.OnnxModel.open(rt, await exportVariant(exporter, `${tree}-${name}`.replace(/\W+/g, '-'), scheme, level), cfg);
+    await model.generate([1, 300, 301], 4, false);
+    models.push({ tree, variant: name, model, times: [] });
   }
-  const tokPerS = NEW_TOKENS / (median(times) / 1000);
-  if (!scheme) base = tokPerS;
-  rows.push([name, tokPerS.toFixed(1), `${(tokPerS / base).toFixed(2)}×`]);
-  await model.close();
 }
+for (let i = 0; i < RUNS; i++) {
+  for (const m of models) {
+    const t0 = performance.now();
+    await m.model.generate([1, 300, 301], NEW_TOKENS, false);
+    m.times.push(performance.now() - t0);
+  }
+}
+const rows: string[][] = [];
+for (const [name] of variants) {
+  const row = [name];
+  for (const [tree] of trees) {
+    const fp = NEW_TOKENS / (median(models.find((m) => m.tree === tree && m.variant === 'fp32')!.times) / 1000);
+    const tok = NEW_TOKENS / (median(models.find((m) => m.tree === tree && m.variant === name)!.times) / 1000);
+    row.push(tok.toFixed(1), `${(tok / fp).toFixed(2)}×`);
+  }
+  rows.push(row);
+}
+for (const m of models) await m.model.close();
 const params = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers;
 console.log(`model: ${dir} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${(params / 1e6).toFixed(0)} M Linear parameters)\n`);
-console.log(table(['export', 'tokens/s', 'vs fp32'], rows));
-console.log(`\nbatch 1, ${NEW_TOKENS} new tokens after a 3-token prompt, median of ${RUNS} runs after a warm-up; ${rt.threads} threads.`);
+console.log(table(['export', ...trees.flatMap(([t]) => [`tokens/s (${t})`, `vs fp32 (${t})`])], rows));
+console.log(`\nbatch 1, ${NEW_TOKENS} new tokens after a 3-token prompt, median of ${RUNS} runs (interleaved) after a warm-up; ${rt.threads} threads; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end.`);
 await src.close();
 await rt.close();
 rmSync(work, { recursive: true, force: true });

@@ -1,8 +1,11 @@
 // Forward-pass throughput: tokens/s of the layer-by-layer perplexity forward on real models, and its
-// effective GFLOP/s as a fraction of the onnxruntime fp32 MatMul ceiling measured in the same process.
+// effective GFLOP/s as a fraction of the onnxruntime fp32 MatMul ceiling measured in the same process: the
+// fused layer (what evaluation runs) at 8 and 32 windows per onnxruntime call, beside the basic-op layer
+// (the reference graph; 8 windows per call, what evaluation ran before), interleaved run by run.
 // Usage: npx tsx bench/forward.ts [model dir ...]   (default: the models in ../shared when present)
 
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Graph } from '../src/ort/graph.js';
 import { Runtime } from '../src/ort/session.js';
@@ -37,25 +40,33 @@ async function matmulCeiling(rt: Runtime): Promise<number> {
 const shared = resolve(import.meta.dirname, '../../shared/models');
 const dirs = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['stories260K', 'babyllama-char105', 'wiki-llama-8m'].map((m) => join(shared, m)).filter(existsSync);
 const rt = new Runtime({ device: 'cpu' });
+const load0 = loadavg()[0]!;
 const ceiling = await matmulCeiling(rt);
 const rows: string[][] = [];
+const VARIANTS = [
+  { name: 'basic-op layer, 8 windows/call', options: { basicLayers: true, batch: 8 } },
+  { name: 'fused layer, 8 windows/call', options: { batch: 8 } },
+  { name: 'fused layer, 32 windows/call', options: { batch: 32 } },
+];
 for (const dir of dirs) {
   const src = await HfSource.open(dir);
   const cfg = src.config;
   const rand = seededRandom(1);
   const ids = tensor('int32', [WINDOWS, T], Int32Array.from({ length: WINDOWS * T }, () => Math.floor(rand() * cfg.vocabSize)));
-  await perplexity(rt, src, ids);
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) times.push((await perplexity(rt, src, ids)).seconds);
+  const times = VARIANTS.map(() => [] as number[]);
+  for (const v of VARIANTS) await perplexity(rt, src, ids, v.options);
+  for (let i = 0; i < RUNS; i++) for (const [k, v] of VARIANTS.entries()) times[k]!.push((await perplexity(rt, src, ids, v.options)).seconds);
   const linearParams = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize;
   const attention = 4 * T * cfg.numHeads * cfg.headDim * cfg.numLayers;
   const flopsPerToken = 2 * linearParams + attention;
-  const tokPerS = (WINDOWS * T) / median(times);
-  const gflops = (tokPerS * flopsPerToken) / 1e9;
-  rows.push([dir.split('/').pop()!, String(cfg.numLayers), String(cfg.hiddenSize), tokPerS.toFixed(0), gflops.toFixed(1), `${((100 * gflops) / ceiling).toFixed(0)}%`]);
+  for (const [k, v] of VARIANTS.entries()) {
+    const tokPerS = (WINDOWS * T) / median(times[k]!);
+    const gflops = (tokPerS * flopsPerToken) / 1e9;
+    rows.push([dir.split('/').pop()!, String(cfg.numLayers), String(cfg.hiddenSize), v.name, tokPerS.toFixed(0), gflops.toFixed(1), `${((100 * gflops) / ceiling).toFixed(0)}%`]);
+  }
   await src.close();
 }
 console.log(`onnxruntime fp32 MatMul ceiling (2048³, median of ${RUNS}): ${ceiling.toFixed(1)} GFLOP/s\n`);
-console.log(table(['model', 'layers', 'hidden', 'tokens/s', 'GFLOP/s', 'of ceiling'], rows));
-console.log(`\n${WINDOWS} windows × ${T} tokens per run, median of ${RUNS} runs after one warm-up; ${rt.threads} threads.`);
+console.log(table(['model', 'layers', 'hidden', 'layer graph', 'tokens/s', 'GFLOP/s', 'of ceiling'], rows));
+console.log(`\n${WINDOWS} windows × ${T} tokens per run, median of ${RUNS} runs after one warm-up, variants interleaved; ${rt.threads} threads; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end.`);
 await rt.close();

@@ -4,11 +4,12 @@
 // become three kernels, and no [B, heads, T, T] score tensor is materialised. The results differ from the
 // basic-op layer by float32 rounding only (the softmax and the rotation are computed in another order): on the
 // shared models the layer outputs differ by ~1e-6 relative and perplexities by under 1e-5 relative
-// (BENCHMARKS.md). The basic-op layer stays the reference: calibration and AutoRound's differentiated block
-// use it; evaluation and the ONNX export use this one.
+// (BENCHMARKS.md). Calibration, evaluation and the ONNX export run this layer; the basic-op layer stays the
+// reference (tests compare the two) and is what AutoRound differentiates (no gradient rules for fused kernels)
+// and what runs head sizes GroupQueryAttention cannot take.
 
 import { float, type Graph, type Value } from '../ort/graph.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { layerParts, type DecoderOptions } from './decoder-graph.js';
@@ -35,6 +36,8 @@ export interface FusedLayerValues {
   out: Value;
   /** keys and values of all positions `[B, nkv, P + S, hd]` */
   present: { key: Value; value: Value };
+  /** the input activation of each Linear site (before any activation fake-quant) */
+  sites: Record<InputSite, Value>;
 }
 
 /**
@@ -75,7 +78,8 @@ export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, linears: readonly 
   const gate = p.proj('mlp.gate_proj', mlpIn);
   const up = p.proj('mlp.up_proj', mlpIn);
   const act = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
-  return { out: g.add(h, p.proj('mlp.down_proj', act)), present: { key, value } };
+  const sites = { attn_in: attnIn, o_in: attn, mlp_in: mlpIn, down_in: act };
+  return { out: g.add(h, p.proj('mlp.down_proj', act)), present: { key, value }, sites };
 }
 
 /** cos and sin caches `[positions, head_dim / 2]` for positions 0 … n − 1, as HF Llama computes the angles */

@@ -23,7 +23,10 @@ export interface LayerRunOptions {
   tap?: LayerTap;
   /** leave out the layer output when only taps are needed */
   skipOut?: boolean;
-  /** the layer from onnxruntime's fused kernels (fused-layer.ts): faster, equal up to float32 rounding; no taps */
+  /**
+   * the layer from onnxruntime's fused kernels (fused-layer.ts: faster, equal up to float32 rounding), when the
+   * head size allows; default true. false: the basic-op reference graph
+   */
   fused?: boolean;
 }
 
@@ -46,7 +49,8 @@ function fusedKernelGraph(cfg: ModelConfig, linears: readonly LinearSpec[], o: L
     ...(fusedRotary(cfg) === 'separate' ? { positionIds: g.input('position_ids', 'int64', [1]) } : {}),
     weights: layerWeightInputs(g, cfg, linears),
   }, o.actQuant ? { actQuant: o.actQuant } : {});
-  g.output(values.out, 'out');
+  if (!o.skipOut) g.output(values.out, 'out');
+  for (const [name, v] of Object.entries(o.tap?.build(g, values) ?? {})) g.output(v, name);
   return g;
 }
 
@@ -60,9 +64,8 @@ export async function runDecoderLayer(
   options: LayerRunOptions = {},
 ): Promise<Record<string, Tensor>> {
   const [B, T0] = x.dims as [number, number];
-  if (options.fused && (options.tap || options.skipOut)) throw new Error('decoder layer: the fused layer has no taps');
   // head sizes GroupQueryAttention cannot take run the basic-op layer
-  if (options.fused && !fusedRotary(cfg)) options = { ...options, fused: false };
+  options = { ...options, fused: (options.fused ?? true) && fusedRotary(cfg) !== undefined };
   if (!options.fused && !options.tap && !options.skipOut && needsChunking(cfg, B, T0)) {
     return { out: await runLayerChunked(rt, cfg, linears, weights, x, options.actQuant ?? new Map()) };
   }

@@ -186,7 +186,7 @@ async function outputErrors(
 
 export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   kind: 'autoround',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

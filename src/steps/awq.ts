@@ -15,7 +15,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
 import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
-import { gramOf } from '../ort/kernels/linalg.js';
+import { gramOf32 } from '../ort/kernels/linalg.js';
 import { perTokenFakeQuant } from '../graphs/decoder-graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -59,17 +59,17 @@ export interface LossProblem {
   actQuant: ReadonlyMap<string, number>;
 }
 
-/** XᵀX (float64 sums, per-token activation fake-quant applied) of the input of a Linear parent, over every token */
+/** XᵀX (float32 per batch, summed in float64; per-token activation fake-quant applied) of a Linear parent's input */
 async function linearInputGram(p: LossProblem, spec: LinearSpec): Promise<Float32Array> {
   const n = spec.inFeatures;
   const bits = p.actQuant.get(spec.local);
   const tap: LayerTap = {
-    key: `awq.gram:${p.site}:${bits ?? ''}`,
-    build: (g, v) => ({ gram: gramOf(g, bits === undefined ? v.sites[p.site] : perTokenFakeQuant(g, v.sites[p.site], bits), n) }),
+    key: `awq.gram32:${p.site}:${bits ?? ''}`,
+    build: (g, v) => ({ gram: gramOf32(g, bits === undefined ? v.sites[p.site] : perTokenFakeQuant(g, v.sites[p.site], bits), n) }),
   };
   const acc = new Float64Array(n * n);
   await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true }, (out) => {
-    const part = out['gram']!.data as Float64Array;
+    const part = out['gram']!.data as Float32Array;
     for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);
   });
   return Float32Array.from(acc);
@@ -156,7 +156,7 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  version: 2,
+  version: 3,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);

@@ -52,7 +52,7 @@ function statisticTap(sites: readonly InputSite[], statistic: Statistic): LayerT
 
 export const captureStep: StepImpl<'capture', CaptureParams> = {
   kind: 'capture',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { layer, statistic, modules, next_hidden: nextHidden = false } = ctx.params;
     if (!STATISTICS.includes(statistic)) {

@@ -1,6 +1,7 @@
 // Step `gptq`: one decoder layer of a GPTQ stage. (1) Run the layer as the previous stage left it over its
-// calibration inputs with a tap that reduces XᵀX per Linear input site inside onnxruntime (float64), so
-// H = 2·XᵀX / n (n tokens) is accumulated in float64; q/k/v share attn_in, gate/up share mlp_in. (2) Quantize
+// calibration inputs with a tap that reduces XᵀX per Linear input site inside onnxruntime (float32 per batch of
+// ~2048 tokens, as llm-compressor accumulates H), so H = 2·XᵀX / n (n tokens) is summed over batches in
+// float64; q/k/v share attn_in, gate/up share mlp_in, and so do their damped inverse factors. (2) Quantize
 // each targeted Linear with GPTQ, and with round-to-nearest on the same weights for comparison: the output
 // errors ‖X(W − Q)ᵀ‖² = n/2 · tr((W − Q)·H·(W − Q)ᵀ) come cheaply from H. (3) Run the quantized layer (W8A8
 // inputs fake-quantized per token) to produce the next layer's inputs.
@@ -14,7 +15,7 @@ import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
-import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
+import { gramOf32, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
@@ -58,8 +59,8 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
 
 function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number): LayerTap {
   return {
-    key: `gptq-xtx:${sites.join(',')}`,
-    build: (g, v) => Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf(g, v.sites[s], width(s))])),
+    key: `gptq-xtx32:${sites.join(',')}`,
+    build: (g, v) => Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf32(g, v.sites[s], width(s))])),
   };
 }
 
@@ -118,7 +119,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
     const a0 = performance.now();
     for (const [s, h] of acc) {
-      const part = out[`xtx.${s}`]?.data as Float64Array;
+      const part = out[`xtx.${s}`]?.data as Float32Array;
       for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
     }
     addMs += performance.now() - a0;
@@ -185,7 +186,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
 
 export const gptqStep: StepImpl<'gptq', GptqParams> = {
   kind: 'gptq',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

@@ -12,7 +12,7 @@ export interface PropagateParams {
 
 export const propagateStep: StepImpl<'propagate', PropagateParams> = {
   kind: 'propagate',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {

@@ -21,6 +21,15 @@ export function gramOf(g: Graph, x: Value, features: number): Value {
   return g.matmul(g.transpose(flat, [1, 0]), flat);
 }
 
+/**
+ * XᵀX in float32 of activations `x` [..., features] (every leading axis a token axis): a float32 GEMM, ~3× the
+ * speed of the float64 one on CPU; callers sum batches of a few thousand tokens in float64
+ */
+export function gramOf32(g: Graph, x: Value, features: number): Value {
+  const flat = g.reshape(x, [-1, features]);
+  return g.matmul(g.transpose(flat, [1, 0]), flat);
+}
+
 /** XᵀX [n, n] (float64) of x [m, n] */
 export async function gram(rt: Runtime, x: Tensor<'float32'>): Promise<F64> {
   const [, n] = dims2(x, 'gram');
