@@ -138,6 +138,23 @@ async function main(): Promise<void> {
   const runs = Number(values.runs);
   const load0 = loadavg()[0]!;
   const rows: string[][] = [];
+  const kinds: string[] = [];
+  const byKind = (runs: ChildResult[]): string => {
+    const per = new Map<string, number[]>();
+    for (const r of runs) {
+      const sums = new Map<string, [number, number]>();
+      for (const st of r.steps) {
+        const [ms, ort] = sums.get(st.kind) ?? [0, 0];
+        sums.set(st.kind, [ms + st.ms, ort + st.ortMs]);
+      }
+      for (const [k, [ms, ort]] of sums) per.set(k, [...(per.get(k) ?? []), ms, ort]);
+    }
+    return [...per].map(([k, xs]) => {
+      const ms = median(xs.filter((_, i) => i % 2 === 0));
+      const ort = median(xs.filter((_, i) => i % 2 === 1));
+      return `${k} ${(ms / 1000).toFixed(2)} s (${ms > 0 ? ((100 * ort) / ms).toFixed(0) : 0}% ort)`;
+    }).join(', ');
+  };
   for (const model of values.models.split(',')) {
     for (const method of values.methods.split(',')) {
       const ref = refs[model]!;
@@ -150,6 +167,7 @@ async function main(): Promise<void> {
         }
       }
       const mine = summarize(results.get('this tree')!);
+      for (const [name] of roots) kinds.push(`${model} ${method} (${name}): ${byKind(results.get(name)!)}`);
       const base = values.base ? summarize(results.get('base')!) : undefined;
       const refS = ref.quantize_seconds[METHODS[method]!.ref];
       const label = method === 'autoround' ? `autoround (${iters} iters)` : method === 'smoothquant' ? 'smoothquant 0.8 + rtn W8A8' : method;
@@ -170,7 +188,9 @@ async function main(): Promise<void> {
   }
   const head = ['model', 'method', 'torch ref s', ...(values.base ? ['base s'] : []), 'this tree s', ...(values.base ? ['speedup'] : []), 'vs ref', 'tokenize+embed s', 'per layer s × layers', 'in onnxruntime', `peak RSS MB${values.base ? ' (base)' : ''}`];
   console.log(table(head, rows));
-  console.log(`\nmedian of ${runs} runs per tree, interleaved; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`);
+  console.log(`\nmedian of ${runs} runs per tree, interleaved; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end\n`);
+  console.log('Time per step kind, summed over layers (median over runs):\n');
+  for (const k of kinds) console.log(`- ${k}`);
 }
 
 await main();

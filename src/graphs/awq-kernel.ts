@@ -7,9 +7,10 @@
 // ‖X(W − Q)ᵀ‖² = Σ over rows d of d·G·dᵀ with d a row of W − Q (the bias cancels), `gramLossKernel`.
 
 import { FP32_EPS, qRange, type QuantArithArgs } from '../quant/qparams.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import { decoderLayer, matmulLinear, perTokenFakeQuant, type LinearFn } from './decoder-graph.js';
+import { decoderLayer, matmulLinear, perTokenFakeQuant, type DecoderOptions, type LinearFn } from './decoder-graph.js';
+import { fusedDecoderLayer, fusedRotary } from './fused-layer.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
@@ -168,41 +169,69 @@ function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[],
   for (const l of specs.filter((s) => s.local.startsWith('mlp.'))) weights[`${l.local}.weight`] = l.site === 'down_in' ? zeros([H, 1]) : zeros([1, H]);
   const layerSpecs = specs.map((l) => (l.local.startsWith('mlp.') ? { ...l, bias: false } : l));
 
-  const inputs = {
-    x: g.input('x', 'float32', ['B', 'T', H]),
-    cos: g.input('cos', 'float32', ['T', cfg.headDim]),
-    sin: g.input('sin', 'float32', ['T', cfg.headDim]),
-    mask: g.input('mask', 'float32', ['T', 'T']),
-  };
+  const x = g.input('x', 'float32', ['B', 'T', H]);
   const cands = new Map(attn.filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const K = g.op('Slice', [shapeOf(g, cands.values().next().value as Value, 0), g.ints([1]), g.ints([2])]);
   const aq = actQuant.size > 0 ? { actQuant } : {};
+  const tileK = (v: Value, rank: number): Value => g.op('Tile', [v, g.op('Concat', [K, g.ints(Array.from({ length: rank - 1 }, () => 1))], { axis: 0 })]); // [B, ...] → [K·B, ...]
+  // the fused layer (GroupQueryAttention) when the head size allows: no [K·B, heads, T, T] scores in memory
+  const layer = fusedAttentionLayer(g, cfg, tileK) ?? basicAttentionLayer(g, cfg);
 
   const outputs: Record<string, Value> = {};
-  const capture = (tag: string, inner: LinearFn): LinearFn => (gr, x, wv, bias, local) => {
-    const y = inner(gr, x, wv, bias, local);
+  const capture = (tag: string, inner: LinearFn): LinearFn => (gr, xv, wv, bias, local) => {
+    const y = inner(gr, xv, wv, bias, local);
     if (local === 'self_attn.o_proj') outputs[tag] = y;
     return y;
   };
-  const fp = decoderLayer(g, cfg, layerSpecs, { ...inputs, weights }, { linear: capture('fp', matmulLinear), ...aq });
-  const attnIn = fp.sites.attn_in;
-  const tileK = (v: Value): Value => g.op('Tile', [v, g.op('Concat', [K, g.ints([1, 1])], { axis: 0 })]); // [B, ...] → [K·B, ...]
-  const candidateLinear: LinearFn = (gr, x, wv, bias, local) => {
+  const attnIn = layer.run(x, weights, layerSpecs, { linear: capture('fp', matmulLinear), ...aq }, false).attn_in;
+  const candidateLinear: LinearFn = (gr, xv, wv, bias, local) => {
     const spec = attn.find((l) => l.local === local);
-    if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, x, wv, bias, local);
+    if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, xv, wv, bias, local);
     const bits = actQuant.get(local);
     const base = bits === undefined ? attnIn : perTokenFakeQuant(gr, attnIn, bits);
     const cand = cands.get(local);
-    if (!cand) return tileK(matmulLinear(gr, base, wv, bias, local));
+    if (!cand) return tileK(matmulLinear(gr, base, wv, bias, local), 3);
     const y = candidateMatmul(gr, base, cand, spec.inFeatures, spec.outFeatures, bias); // [B, T, K, out]
     const kMajor = gr.transpose(y, [2, 0, 1, 3]);
     return gr.op('Reshape', [kMajor, gr.op('Concat', [gr.ints([-1]), shapeOf(gr, attnIn, 1, 2), gr.ints([spec.outFeatures])], { axis: 0 })]);
   };
-  // the placeholder only gives the candidate pass its K·B batch; q/k/v ignore it
-  const placeholder = tileK(g.reduceMean(inputs.x, [-1]));
-  decoderLayer(g, cfg, layerSpecs, { ...inputs, x: placeholder, weights }, { linear: capture('cand', candidateLinear), ...aq });
-  const byK = g.op('Concat', [K, shapeOf(g, inputs.x, 0)], { axis: 0 });
+  // the placeholder only gives the candidate pass its K·B batch (q/k/v ignore it); fused kernels check its width
+  const placeholder = tileK(layer.fused ? x : g.reduceMean(x, [-1]), 3);
+  layer.run(placeholder, weights, layerSpecs, { linear: capture('cand', candidateLinear), ...aq }, true);
+  const byK = g.op('Concat', [K, shapeOf(g, x, 0)], { axis: 0 });
   sumSquares(g, g.op('Reshape', [outputs['cand']!, byK]), outputs['fp']!, [1, 2, 3]);
+}
+
+interface AttentionLayer {
+  readonly fused: boolean;
+  /** the layer on `x` (`candidates`: the K·B batch), returning its Linear input sites */
+  run(x: Value, weights: Record<string, Value>, specs: readonly LinearSpec[], options: DecoderOptions, candidates: boolean): Record<InputSite, Value>;
+}
+
+/** the fused layer's position inputs: rotary caches, per-window lengths (tiled K times for the candidates) */
+function fusedAttentionLayer(g: Graph, cfg: ModelConfig, tileK: (v: Value, rank: number) => Value): AttentionLayer | undefined {
+  const rotary = fusedRotary(cfg);
+  if (!rotary) return undefined;
+  const half = cfg.headDim / 2;
+  const cosCache = g.input('cos_cache', 'float32', ['P', half]);
+  const sinCache = g.input('sin_cache', 'float32', ['P', half]);
+  const seqlensK = g.input('seqlens_k', 'int32', ['B']);
+  const totalLength = g.input('total_length', 'int32', []);
+  const positionIds = rotary === 'separate' ? g.input('position_ids', 'int64', [1]) : undefined;
+  return {
+    fused: true,
+    run(xv, weights, specs, options, candidates) {
+      const inp = { x: xv, cosCache, sinCache, seqlensK: candidates ? tileK(seqlensK, 1) : seqlensK, totalLength, weights, ...(positionIds ? { positionIds } : {}) };
+      return fusedDecoderLayer(g, cfg, specs, inp, options).sites;
+    },
+  };
+}
+
+function basicAttentionLayer(g: Graph, cfg: ModelConfig): AttentionLayer {
+  const cos = g.input('cos', 'float32', ['T', cfg.headDim]);
+  const sin = g.input('sin', 'float32', ['T', cfg.headDim]);
+  const mask = g.input('mask', 'float32', ['T', 'T']);
+  return { fused: false, run: (xv, weights, specs, options) => decoderLayer(g, cfg, specs, { x: xv, cos, sin, mask, weights }, options).sites };
 }
 
 /** the memoised loss kernel of `parent`: inputs x, weights by local name, `<balance>.candidates`; output sse [K] */
@@ -210,7 +239,7 @@ export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonl
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps].join(':');
   const specs = linears.map((l) => `${l.local}=${l.outFeatures}x${l.inFeatures}${l.bias ? '+b' : ''}`).join(',');
   const aq = [...actQuant].map(([k, b]) => `${k}=${b}`).join(',');
-  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${specs}:${aq}`;
+  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${specs}:${aq}:${fusedRotary(cfg) ?? 'basic'}`;
   return rt.kernel(key, () => {
     const g = new Graph(`awq_loss_${parent.kind}`);
     if (parent.kind === 'linear') {

@@ -14,6 +14,7 @@ import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
+import { fusedPositionInputs, fusedRotary } from '../graphs/fused-layer.js';
 import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
 import { gramOf32 } from '../ort/kernels/linalg.js';
 import { perTokenFakeQuant } from '../graphs/decoder-graph.js';
@@ -104,7 +105,8 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
   const widest = parent.kind === 'linear' ? specs[0]!.outFeatures : parent.kind === 'mlp' ? cfg.intermediateSize : Math.max(H, cfg.numHeads * cfg.headDim);
   const outWidth = parent.kind === 'linear' ? specs[0]!.outFeatures : H;
   let kc = Math.floor(CANDIDATE_BYTES / specs.reduce((n, s) => n + 4 * s.inFeatures * s.outFeatures, 0));
-  kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), SCORE_VALUES / (cfg.numHeads * T * T))) : Math.floor(CALL_VALUES / widest));
+  const scoreLimit = fusedRotary(cfg) !== undefined ? Infinity : SCORE_VALUES / (cfg.numHeads * T * T);
+  kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), scoreLimit)) : Math.floor(CALL_VALUES / widest));
   kc = Math.max(1, Math.min(K, kc));
   const kernel = await parentLossKernel(p.rt, cfg, p.linears, parent, p.actQuant);
   const sse = new Float64Array(K);
@@ -121,10 +123,12 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
       for (let j = 0; j < k; j++) sse[k0 + j] = (sse[k0 + j] as number) + (out[j] as number);
     };
     if (attention) {
-      const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), SCORE_VALUES / (k * cfg.numHeads * T * T)))));
-      const pos = positionInputs(cfg, T);
+      // the fused layer holds no attention scores; the basic-op one holds [k·windows, heads, T, T]
+      const fused = fusedRotary(cfg) !== undefined;
+      const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), fused ? Infinity : SCORE_VALUES / (k * cfg.numHeads * T * T)))));
       for (let b = 0; b < N; b += windows) {
         const m = Math.min(windows, N - b);
+        const pos = fused ? fusedPositionInputs(cfg, m, T) : positionInputs(cfg, T);
         await run({ ...pos, x: tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H)) });
       }
     } else {

@@ -12,6 +12,7 @@ import { exampleModelConfig } from '../../src/model/example-model.js';
 import { exampleTokenizer } from '../../src/model/example-tokenizer.js';
 import { runDecoderLayer, type LayerTap } from '../../src/graphs/layer-runner.js';
 import { positionInputs } from '../../src/graphs/rope.js';
+import { fusedPositionInputs } from '../../src/graphs/fused-layer.js';
 import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../../src/graphs/awq-kernel.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
@@ -95,7 +96,7 @@ describe('parentLossKernel', () => {
     const weights: Record<string, Tensor<'float32'>> = await exampleSource(cfg, 0).layer(0);
     const cols = spec(parent.balance[0]!).inFeatures;
     const scales = Float32Array.from(random(K * cols, 5), (v) => 1 + 0.8 * v);
-    const feeds: Record<string, Tensor> = { ...weights, ...positionInputs(cfg, T) };
+    const feeds: Record<string, Tensor> = { ...weights, ...positionInputs(cfg, T), ...fusedPositionInputs(cfg, x.dims[0] as number, T) };
     const blocks = new Map<string, Float32Array>();
     for (const b of parent.balance) {
       const l = spec(b);
