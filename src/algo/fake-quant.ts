@@ -7,7 +7,8 @@
 // (clamped to fp32 eps), q = round_half_even(clamp(x / scale, −128, 127)), x̂ = q · scale. Nothing is
 // stored for them; evaluation applies the same arithmetic to every Linear input.
 
-import { observeWeight, type ObserveOptions } from './observers.js';
+import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
+import { rtnMinMax } from '../ort/kernels/rtn.js';
 import { computeQParams, dequantizeWeight, fakeQuantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
@@ -26,9 +27,14 @@ export interface QuantizedWeight {
 
 /**
  * Quantize `w` [rows, cols] with `args`: observer min/max → scale and zero point → codes, groups over
- * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams).
+ * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams). With a runtime, integer
+ * min/max quantization runs as one onnxruntime graph (ort/kernels/rtn.ts, bitwise equal to the JavaScript).
  */
 export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: ObserveOptions = {}): Promise<QuantizedWeight> {
+  const scaleDims = qparamShape(rows, cols, args);
+  if (options.runtime && args.type === 'int' && observerKind(args.observer) === 'minmax' && w.length === rows * cols) {
+    return { ...(await rtnMinMax(options.runtime, w, rows, cols, args)), scaleDims };
+  }
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args);
   const codes = quantizeWeight(w, rows, cols, qp, args);
@@ -36,7 +42,7 @@ export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: num
     codes,
     scale: qp.scale,
     zeroPoint: qp.zeroPoint,
-    scaleDims: qparamShape(rows, cols, args),
+    scaleDims,
     dequantized: dequantizeWeight(codes, rows, cols, qp, args),
   };
 }

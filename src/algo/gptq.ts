@@ -88,10 +88,17 @@ export function resolveActOrder(stage: ActOrder | null, args: Pick<QuantArgs, 'a
   return { actorder, recorded: args.strategy === 'group' ? actorder : null, ...(warning ? { warning } : {}) };
 }
 
-function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): void {
+function checkHessian(h: Float64Array, n: number, name: string): void {
+  if (h.length !== n * n) throw new GptqError('gptq-shape-mismatch', `${name}: Hessian has ${h.length} values but [${n}, ${n}] needs ${n * n}`);
+  let bad = 0;
+  for (let i = 0; i < h.length; i++) if (!Number.isFinite(h[i] as number)) bad++;
+  if (bad > 0) throw new GptqError('gptq-non-finite-input', `${name}: the Hessian has ${bad} NaN or infinite entries (NaN/Inf in the calibration activations?); expected finite values`);
+}
+
+/** `hessianChecked`: gptqFactor checks the Hessian (once for every Linear sharing it) */
+function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions, hessianChecked = false): void {
   const name = o.name ?? 'weight';
   if (w.length !== rows * cols) throw new GptqError('gptq-shape-mismatch', `${name}: weight has ${w.length} values but [${rows}, ${cols}] needs ${rows * cols}`);
-  if (h.length !== cols * cols) throw new GptqError('gptq-shape-mismatch', `${name}: Hessian has ${h.length} values but [${cols}, ${cols}] needs ${cols * cols}`);
   if (args.strategy === 'token') throw new GptqError('gptq-unsupported-args', `${name}: strategy "token" is for activations; GPTQ quantizes weights with tensor, channel or group`);
   if (!Number.isInteger(o.blockSize) || o.blockSize < 1) throw new GptqError('gptq-unsupported-args', `${name}: block_size ${o.blockSize} must be a positive integer`);
   if (!(o.dampeningFrac >= 0)) throw new GptqError('gptq-unsupported-args', `${name}: dampening_frac ${o.dampeningFrac} must be a number ≥ 0`);
@@ -102,8 +109,7 @@ function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Arra
   };
   const bw = bad(w);
   if (bw > 0) throw new GptqError('gptq-non-finite-input', `${name}: the weight has ${bw} NaN or infinite values; expected finite weights`);
-  const bh = bad(h);
-  if (bh > 0) throw new GptqError('gptq-non-finite-input', `${name}: the Hessian has ${bh} NaN or infinite entries (NaN/Inf in the calibration activations?); expected finite values`);
+  if (!hessianChecked) checkHessian(h, cols, name);
 }
 
 /** columns in descending diag(H) order, ties by index (a stable argsort) */
@@ -179,6 +185,7 @@ export interface GptqFactor {
 /** the solve order and inverse factor of Hessian `h` [n, n] under `actorder`, with dampening escalation per `o` */
 export async function gptqFactor(h: Float64Array, n: number, actorder: ActOrder | null, o: Omit<GptqOptions, 'actorder'>): Promise<GptqFactor> {
   const t0 = performance.now();
+  checkHessian(h, n, o.name ?? 'weight');
   const prepared = prepare(h, n, actorder);
   const { u, dampening } = await invert(h, prepared, n, { ...o, actorder });
   return { prepared, u, dampening, ms: performance.now() - t0 };
@@ -189,7 +196,7 @@ export async function gptqFactor(h: Float64Array, n: number, actorder: ActOrder 
  * given, is gptqFactor(h, cols, o.actorder, o) computed before (for another Linear of the same input)
  */
 export async function gptqQuantize(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions, factor?: GptqFactor): Promise<GptqResult> {
-  checkInputs(w, rows, cols, h, args, o);
+  checkInputs(w, rows, cols, h, args, o, true);
   const n = cols;
   const t0 = performance.now();
   const f = factor ?? (await gptqFactor(h, n, o.actorder, o));
