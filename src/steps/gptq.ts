@@ -15,7 +15,7 @@ import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
-import { gramOf32, quadFormSum } from '../ort/kernels/linalg.js';
+import { gramOf32, rowQuadForms } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
@@ -64,15 +64,27 @@ function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number): L
   };
 }
 
-/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ) */
+/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ), the three forms in one pass over H */
 async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, gptq: Float32Array, rtn: Float32Array): Promise<{ gptq: number; rtn: number }> {
-  const quad = (sub?: Float32Array): Promise<number> =>
-    quadFormSum(ctx.runtime, rows, cols, h, (r, out) => {
+  const sums = [0, 0, 0];
+  const subs = [undefined, gptq, rtn];
+  // rows of W, W − Q_gptq and W − Q_rtn, interleaved per weight row; about 2^22 values per call
+  const chunk = 3 * Math.max(1, Math.floor(2 ** 22 / (3 * Math.max(cols, 1))));
+  const total = 3 * rows;
+  for (let r0 = 0; r0 < total; r0 += chunk) {
+    const m = Math.min(chunk, total - r0);
+    const d = new Float64Array(m * cols);
+    for (let i = 0; i < m; i++) {
+      const r = Math.floor((r0 + i) / 3);
+      const sub = subs[(r0 + i) % 3];
+      const out = d.subarray(i * cols, (i + 1) * cols);
       for (let c = 0; c < cols; c++) out[c] = (w[r * cols + c] as number) - (sub ? (sub[r * cols + c] as number) : 0);
-    });
-  const energy = await quad();
-  const rel = async (q: Float32Array): Promise<number> => (energy > 0 ? (await quad(q)) / energy : 0);
-  return { gptq: await rel(gptq), rtn: await rel(rtn) };
+    }
+    const q = await rowQuadForms(ctx.runtime, tensor('float64', [m, cols], d), h);
+    q.forEach((v, i) => (sums[(r0 + i) % 3] = (sums[(r0 + i) % 3] as number) + v));
+  }
+  const [energy, g, r] = sums as [number, number, number];
+  return energy > 0 ? { gptq: g / energy, rtn: r / energy } : { gptq: 0, rtn: 0 };
 }
 
 function dampeningWarning(name: string, requested: number, r: GptqResult): string | undefined {
