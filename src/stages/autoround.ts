@@ -68,7 +68,8 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
         not_use_best_mse: stage.not_use_best_mse,
         seed: stage.seed,
       },
-      inputs: { reference: ctx.b.chain(l) },
+      // the full-precision block's outputs are the next link of the same chain (planned anyway for layer l + 1)
+      inputs: { reference: ctx.b.chain(l), ...(l + 1 < ctx.b.config.numLayers ? { target: ctx.b.chain(l + 1) } : {}) },
     }));
   },
 };

@@ -2,9 +2,10 @@
 // min/max factors with signSGD so the quantized block, fed the quantized chain's inputs (`hidden`), matches
 // the full-precision block on the full-precision chain's inputs (`reference`), as intel/auto-round's
 // quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
-// (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
-// quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the quantized block
-// is run over `hidden` to give the next block its inputs.
+// (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The full-precision
+// block's outputs are read from the reference chain's next link (input `target`) when the plan has one. The
+// kept iterate is quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the
+// quantized block is run over `hidden` to give the next block its inputs.
 
 import {
   addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, signSgdStep, V_BOUND,
@@ -25,7 +26,7 @@ import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './
 import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
-import { input, type StepContext, type StepImpl } from './types.js';
+import { input, optionalInput, type StepContext, type StepImpl } from './types.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
 export interface AutoRoundParams {
@@ -199,7 +200,10 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
       const fpActQuant = actQuantOf(state.quant);
       const fpTensors = { ...state.tensors };
       const x = windows(hidden, 0, n);
-      const y = await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant);
+      // the full-precision block's outputs on the reference windows: the chain's next link when planned (input
+      // `target`, the same forward), else computed here (the last layer)
+      const target = optionalInput(ctx, 'target');
+      const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant);
 
       const targets = await targetsOf(ctx.runtime, state, p.modules);
       const spec: AutoRoundBlockSpec = {

@@ -11,7 +11,7 @@ import { autoroundStep, type AutoRoundParams } from '../../src/steps/autoround.j
 import { readLayerState, type LayerState } from '../../src/steps/layer-state.js';
 import type { ModuleQuant } from '../../src/quant/module-quant.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
-import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
+import { hiddenDir, stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 
 const rt = new Runtime({ device: 'cpu' });
 let tiny: TinyModel;
@@ -47,13 +47,13 @@ interface Run {
   progress: string[];
 }
 
-async function runStep(overrides: Partial<AutoRoundParams> = {}, referenceDir = embedDir): Promise<Run> {
+async function runStep(overrides: Partial<AutoRoundParams> = {}, referenceDir = embedDir, targetDir?: string): Promise<Run> {
   const progress: string[] = [];
   const params: AutoRoundParams = {
     layer: 0, modules: MODULES, iters: 20, lr: 1 / 20, minmax_lr: 1 / 20, batch_size: 8, nsamples: null,
     enable_minmax_tuning: true, not_use_best_mse: false, seed: 42, ...overrides,
   };
-  const ctx = await stepContext(rt, tiny, params, { hidden: embedDir, reference: referenceDir }, {
+  const ctx = await stepContext(rt, tiny, params, { hidden: embedDir, reference: referenceDir, target: targetDir }, {
     id: 'stage1.autoround/layer.0',
     progress: (_done, _total, message) => progress.push(message ?? ''),
   });
@@ -169,6 +169,26 @@ describe('autoround step', () => {
     for (const local of Object.keys(MODULES)) expect(differ(b.state.quant[local]!.codes.data, a.state.quant[local]!.codes.data), local).toBe(0);
     expect(differ(b.hidden.data, a.hidden.data)).toBe(0);
     expect(c.result.loss_curve).not.toEqual(a.result.loss_curve);
+  });
+
+  test('the full-precision outputs read from the reference chain\'s next link give the result of computing them', async () => {
+    const params = { iters: 6, batch_size: 2 };
+    const src = await HfSource.open(tiny.modelDir);
+    let next: Tensor<'float32'>;
+    try {
+      // the chain's next link: the fp layer over every reference window, as the propagate step writes it
+      next = await propagate(rt, src.config, src.arch.linears(src.config), base, await readHidden(embedDir), new Map());
+    } finally {
+      await src.close();
+    }
+    const [computed, read] = [await runStep(params), await runStep(params, embedDir, await hiddenDir(tiny.root, next))];
+    expect(read.result.loss_curve).toEqual(computed.result.loss_curve);
+    for (const local of Object.keys(MODULES)) expect(differ(read.state.quant[local]!.codes.data, computed.state.quant[local]!.codes.data), local).toBe(0);
+    expect(differ(read.hidden.data, computed.hidden.data)).toBe(0);
+    // the input is what the step trains against: another target gives other losses
+    const shifted = tensor('float32', next.dims, next.data.map((v) => v + 0.5));
+    const other = await runStep(params, embedDir, await hiddenDir(tiny.root, shifted));
+    expect(other.result.loss_curve).not.toEqual(computed.result.loss_curve);
   });
 
   test('not_use_best_mse keeps the iterate of the last iteration', async () => {
