@@ -1,6 +1,7 @@
 // Each quantization method on the shared models, as `quantforge run` builds it (a recipe with no evaluation
 // and no outputs, from an empty cache): wall time per step, per decoder layer and in total, the share spent
-// inside onnxruntime (Kernel.busyMs), the process's peak RSS, and the torch reference's quantize_seconds.
+// inside onnxruntime (Kernel.busyMs), the process's CPU time (user + system, all threads: steadier than wall
+// time on a shared machine), its peak RSS, and the torch reference's quantize_seconds.
 // Every (model, method, code tree) runs as its own child process, interleaved run by run, so `--base DIR` (a
 // second checkout, e.g. a worktree of the commit before a change) is measured beside this tree in one sitting.
 //
@@ -37,7 +38,7 @@ const METHODS: Record<string, { ref: string; stages: (iters: number) => string }
 };
 
 interface StepTime { id: string; kind: string; ms: number; ortMs: number }
-interface ChildResult { totalMs: number; steps: StepTime[]; maxRssMb: number }
+interface ChildResult { totalMs: number; cpuMs: number; steps: StepTime[]; maxRssMb: number }
 
 /** one build in this process (the child): the tree at `root`, steps run in-process so Kernel.busyMs is visible */
 async function child(root: string, recipe: string, cacheDir: string): Promise<ChildResult> {
@@ -59,7 +60,7 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
       return r;
     },
   });
-  const t0 = performance.now();
+  const [t0, cpu0] = [performance.now(), process.cpuUsage()];
   const prepared = await prepare(recipe, [], cacheDir, 'cpu');
   if (!prepared.ok) throw new Error(`recipe invalid: ${JSON.stringify(prepared.diagnostics)}`);
   const out = await build(prepared.value, new LocalCache(cacheDir), runner, (e) => {
@@ -67,8 +68,9 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
   }, new AbortController().signal);
   if (!out.exec.ok) throw new Error('build failed');
   const totalMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
   await rt.close();
-  return { totalMs, steps, maxRssMb: process.resourceUsage().maxRSS / 1024 };
+  return { totalMs, cpuMs: (cpu.user + cpu.system) / 1000, steps, maxRssMb: process.resourceUsage().maxRSS / 1024 };
 }
 
 function runChild(root: string, model: string, method: string, iters: number): ChildResult {
@@ -100,7 +102,7 @@ const layerOf = (id: string): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
-function summarize(runs: ChildResult[]): { total: number; prep: number; perLayer: number; layers: number; ort: number; rss: number } {
+function summarize(runs: ChildResult[]): { total: number; cpu: number; prep: number; perLayer: number; layers: number; ort: number; rss: number } {
   const per = runs.map((r) => {
     const layers = new Map<number, number>();
     let prep = 0;
@@ -111,10 +113,10 @@ function summarize(runs: ChildResult[]): { total: number; prep: number; perLayer
     }
     const ms = r.steps.reduce((a, s) => a + s.ms, 0);
     const ort = r.steps.reduce((a, s) => a + s.ortMs, 0);
-    return { total: r.totalMs, prep, perLayer: median([...layers.values()]), layers: layers.size, ort: ms > 0 ? ort / ms : 0, rss: r.maxRssMb };
+    return { total: r.totalMs, cpu: r.cpuMs, prep, perLayer: median([...layers.values()]), layers: layers.size, ort: ms > 0 ? ort / ms : 0, rss: r.maxRssMb };
   });
   const pick = (k: keyof (typeof per)[number]): number => median(per.map((p) => p[k]));
-  return { total: pick('total'), prep: pick('prep'), perLayer: pick('perLayer'), layers: pick('layers'), ort: pick('ort'), rss: pick('rss') };
+  return { total: pick('total'), cpu: pick('cpu'), prep: pick('prep'), perLayer: pick('perLayer'), layers: pick('layers'), ort: pick('ort'), rss: pick('rss') };
 }
 
 async function main(): Promise<void> {
@@ -176,8 +178,11 @@ async function main(): Promise<void> {
         label,
         refS === undefined ? '—' : refS.toFixed(2),
         ...(base ? [(base.total / 1000).toFixed(2)] : []),
-        `**${(mine.total / 1000).toFixed(2)}**`,
+        (mine.total / 1000).toFixed(2),
         ...(base ? [`${(base.total / mine.total).toFixed(2)}×`] : []),
+        ...(base ? [(base.cpu / 1000).toFixed(2)] : []),
+        (mine.cpu / 1000).toFixed(2),
+        ...(base ? [`**${(base.cpu / mine.cpu).toFixed(2)}×**`] : []),
         refS ? `${(mine.total / 1000 / refS).toFixed(2)}` : '—',
         `${(mine.prep / 1000).toFixed(2)}`,
         `${(mine.perLayer / 1000).toFixed(2)} × ${mine.layers}`,
@@ -186,7 +191,7 @@ async function main(): Promise<void> {
       ]);
     }
   }
-  const head = ['model', 'method', 'torch ref s', ...(values.base ? ['base s'] : []), 'this tree s', ...(values.base ? ['speedup'] : []), 'vs ref', 'tokenize+embed s', 'per layer s × layers', 'in onnxruntime', `peak RSS MB${values.base ? ' (base)' : ''}`];
+  const head = ['model', 'method', 'torch ref s', ...(values.base ? ['base s'] : []), 'this tree s', ...(values.base ? ['wall speedup'] : []), ...(values.base ? ['base CPU s'] : []), 'this tree CPU s', ...(values.base ? ['CPU speedup'] : []), 'vs ref (wall)', 'tokenize+embed s', 'per layer s × layers', 'in onnxruntime', `peak RSS MB${values.base ? ' (base)' : ''}`];
   console.log(table(head, rows));
   console.log(`\nmedian of ${runs} runs per tree, interleaved; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end\n`);
   console.log('Time per step kind, summed over layers (median over runs):\n');
