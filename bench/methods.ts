@@ -173,7 +173,7 @@ async function main(): Promise<void> {
       const base = values.base ? summarize(results.get('base')!) : undefined;
       const refS = ref.quantize_seconds[METHODS[method]!.ref];
       const label = method === 'autoround' ? `autoround (${iters} iters)` : method === 'smoothquant' ? 'smoothquant 0.8 + rtn W8A8' : method;
-      rows.push([
+      const row = [
         model,
         label,
         refS === undefined ? '—' : refS.toFixed(2),
@@ -188,7 +188,10 @@ async function main(): Promise<void> {
         `${(mine.perLayer / 1000).toFixed(2)} × ${mine.layers}`,
         `${(100 * mine.ort).toFixed(0)}%`,
         `${mine.rss.toFixed(0)}${base ? ` (${base.rss.toFixed(0)})` : ''}`,
-      ]);
+      ];
+      rows.push(row);
+      // each row as soon as it is measured (a long sweep can be stopped without losing what it found)
+      process.stderr.write(`row: | ${row.join(' | ')} |\n${kinds.slice(-roots.length).map((k) => `kinds: ${k}`).join('\n')}\n`);
     }
   }
   const head = ['model', 'method', 'torch ref s', ...(values.base ? ['base s'] : []), 'this tree s', ...(values.base ? ['wall speedup'] : []), ...(values.base ? ['base CPU s'] : []), 'this tree CPU s', ...(values.base ? ['CPU speedup'] : []), 'vs ref (wall)', 'tokenize+embed s', 'per layer s × layers', 'in onnxruntime', `peak RSS MB${values.base ? ' (base)' : ''}`];
