@@ -4,7 +4,6 @@
 // a corrupt entry is evicted and rebuilt. It only emits events; reporters render them.
 
 import type { Digest, Json } from '../cache/key.js';
-import { withStepLock } from '../cache/lock.js';
 import type { CacheEntry, LocalCache } from '../cache/store.js';
 import type { RunEvent } from './events.js';
 import { inputKeys, type Job } from './jobs.js';
@@ -88,7 +87,7 @@ export async function execute(jobs: readonly Job[], o: ExecOptions): Promise<Exe
       inputs[role] = Array.isArray(keys) ? await Promise.all(keys.map(dirOf)) : await dirOf(keys);
     }
     const modelDir = job.modelStep ? (await dirOf(job.modelStep)).dir : job.node.model?.kind === 'dir' ? job.node.model.dir : undefined;
-    return withStepLock(o.cache.root, job.key, async () => {
+    return o.cache.withStepLock(job.key, async () => {
       const raced = await o.cache.lookup(job.record.kind, job.key);
       if (raced) {
         emitDone(job, raced, 'cached', 0);

@@ -8,7 +8,6 @@ import type { Digest, Json, KeyRecord } from '../cache/key.js';
 import { explainChange } from '../cache/key.js';
 import { writeFileAtomic } from '../cache/fs-atomic.js';
 import type { CacheEntry, LocalCache } from '../cache/store.js';
-import { withRun } from '../cache/lock.js';
 import type { PlannedStep, RunEvent } from './events.js';
 import { execute, type ExecResult } from './executor.js';
 import { historyFile, type Job } from './jobs.js';
@@ -65,7 +64,7 @@ export interface BuildOutcome {
 
 export async function build(prepared: Prepared, cache: LocalCache, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
-  return withRun(cache.root, async () => {
+  return cache.withRun(async () => {
     const hits = await lookupAll(prepared, cache);
     emit({ event: 'plan', steps: planStates(prepared, hits, cache.root) });
     const jobs = prepared.jobs.map((j) => (prepared.variants.length > 1 && !sharedByAll(prepared, j) ? { ...j, node: { ...j.node, id: `[${prepared.variants[j.variant]!.label}] ${j.node.id}` as typeof j.node.id } } : j));
