@@ -21,7 +21,7 @@ import { RESERVED_ROOT_NAMES, type CleanReport, type GcOptions, type GcReport, t
 import { isDigest, type Digest } from './key.js';
 import type { WaitOptions } from './lock.js';
 import { S3Bucket, type BucketTarget, type BucketTuning, type ListedObject } from './s3-bucket.js';
-import { S3Locks, type S3LockOptions } from './s3-lock.js';
+import { S3Locks, type LockMode, type S3LockOptions } from './s3-lock.js';
 import {
   pendingEntry,
   type CacheEntry,
@@ -87,6 +87,11 @@ export class S3Store implements StepStore {
 
   get root(): string {
     return this.local.root;
+  }
+
+  /** let go of the client's sockets (a CLI process exits anyway; tests and long-lived workers call this) */
+  close(): void {
+    this.bucket.client.destroy();
   }
 
   get location(): string {
@@ -277,6 +282,11 @@ export class S3Store implements StepStore {
   withStepLock<T>(key: Digest, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
     if (!isDigest(key)) throw new CacheError('cache-invalid-name', `invalid cache key "${key}": expected 64 lowercase hex digits`);
     return this.#locks.withLock(key, `the lock of step ${key.slice(0, 12)} in ${this.location}`, fn, { ...opts, onStale: opts.onStale ?? this.#opts.onWarn });
+  }
+
+  /** whether this server enforces conditional writes, so that locks exclude (probed once) */
+  lockMode(): Promise<LockMode> {
+    return this.#locks.mode();
   }
 
   /** registers with the local copy (whose gc must wait); the bucket's gc never needs to wait (see gc) */

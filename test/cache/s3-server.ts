@@ -62,7 +62,9 @@ function preconditionShim(handle: (req: IncomingMessage, res: ServerResponse) =>
     const url = new URL(req.url ?? '/', 'http://x');
     const [, bucket, ...rest] = url.pathname.split('/');
     const key = rest.map(decodeURIComponent).join('/');
-    if ((req.method !== 'PUT' && req.method !== 'DELETE') || !bucket || !key || url.search) return handle(req, res);
+    // the SDK marks every request with ?x-id=<Command>; other parameters are subresources (multipart parts)
+    const subresource = [...url.searchParams.keys()].some((k) => k !== 'x-id');
+    if ((req.method !== 'PUT' && req.method !== 'DELETE') || !bucket || !key || subresource) return handle(req, res);
     const id = `${bucket}/${key}`;
     const previous = queues.get(id) ?? Promise.resolve();
     const turn = previous.then(async () => {
