@@ -99,17 +99,23 @@ export class S3Store implements StepStore {
   }
 
   async lookup(kind: string, key: Digest): Promise<CacheEntry | undefined> {
-    const found = await this.inspect(kind, key);
+    const found = await this.#inspect(kind, key);
     if (found.status === 'corrupt') this.#opts.onCorrupt?.(kind, key, found.problem);
     if (found.status !== 'hit') return undefined;
-    if ((await this.local.inspect(kind, key)).status === 'hit') await this.local.markUsed(found.entry);
+    if (found.local) await this.local.markUsed(found.entry);
     return found.entry;
   }
 
   /** the local copy when there is a sound one, else the bucket's entry (meta.json and a listing) */
   async inspect(kind: string, key: Digest): Promise<Inspection> {
+    const found = await this.#inspect(kind, key);
+    delete found.local;
+    return found;
+  }
+
+  async #inspect(kind: string, key: Digest): Promise<Inspection & { local?: boolean }> {
     const local = await this.local.inspect(kind, key);
-    if (local.status === 'hit') return local;
+    if (local.status === 'hit') return { ...local, local: true };
     if (local.status === 'corrupt') await this.local.removeEntry(kind, key);
     return this.inspectRemote(kind, key);
   }
