@@ -133,7 +133,11 @@ export class S3Store implements StepStore {
   /** the local copy re-hashed; without one, the files downloaded into it, each hashed as it arrives */
   async verify(entry: CacheEntry): Promise<Verdict> {
     const local = await this.local.inspect(entry.kind, entry.key);
-    if (local.status === 'hit' && sameFiles(local.entry.meta, entry.meta)) return this.local.verify(entry);
+    if (local.status === 'hit' && sameFiles(local.entry.meta, entry.meta)) {
+      const verdict = await this.local.verify(entry);
+      // a local copy damaged on this disk says nothing about the bucket's: download it again
+      if (verdict.ok) return verdict;
+    }
     if (local.status !== 'miss') await this.local.removeEntry(entry.kind, entry.key);
     const { upload } = entry.meta;
     if (upload === undefined) return { ok: false, problem: 'meta.json names no upload folder' };

@@ -52,8 +52,8 @@ export function parseStoreSpec(text: string): StoreSpec {
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const path = slash < 0 ? '' : rest.slice(slash + 1);
   // AWS wants 3–63 of [a-z0-9.-]; some S3-compatible servers also allow capitals and "_"
-  if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,253}[a-zA-Z0-9]$/.test(bucket)) {
-    throw new StoreError('store-invalid-url', `store ${text}: "${bucket}" is not a bucket name, expected s3://bucket/prefix with a bucket of letters, digits, ".", "-" and "_"`);
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$/.test(bucket)) {
+    throw new StoreError('store-invalid-url', `store ${text}: "${bucket}" is not a bucket name, expected s3://bucket/prefix with a bucket of 3 to 63 lowercase letters, digits, "." and "-"`);
   }
   const segments = path.split('/').filter((s) => s !== '');
   if (segments.some((s) => s === '.' || s === '..')) {

@@ -18,8 +18,9 @@ export const storeOptions: Record<string, OptionSpec> = {
 export const storeHelp = [
   '  --store S          the step store: s3://bucket/prefix (any S3-compatible store) or a directory',
   '                     (default $QUANTFORGE_STORE, else the cache directory)',
-  '  --store-endpoint URL  S3-compatible endpoint (MinIO, Ceph, R2, s3rver), path-style; credentials and',
-  '                     region come from the AWS environment / profile chain',
+  '  --store-endpoint URL',
+  '                     an S3-compatible server (MinIO, Ceph, R2, s3rver), addressed path-style;',
+  '                     credentials and region come from the AWS environment / profile chain',
   '  --cache-dir DIR    the local store (default $QUANTFORGE_CACHE or .quantforge/cache); with an s3://',
   '                     store, its local read-through copy',
 ].join('\n');

@@ -186,13 +186,17 @@ describe('s3 store', () => {
     expect(requests).toBe(before);
   });
 
-  test('a damaged local copy is dropped and downloaded again', async () => {
+  test.each([
+    ['the wrong size', 'da'],
+    ['the right size but other bytes', 'DATA'],
+  ])('a local copy damaged to %s is dropped and downloaded again; the bucket keeps its entry', async (_what, bytes) => {
     const store = await s3Store(plain, url, join(work, 'a'));
     const e = await put(store, { a: 1 }, { f: 'data' });
-    await writeFile(join(e.dir, 'f'), 'da');
+    await writeFile(join(e.dir, 'f'), bytes);
     const hit = await store.get('gptq', e.key);
     expect(hit).toBeDefined();
     expect(await store.local.verify(hit!)).toEqual({ ok: true });
+    expect((await store.inspectRemote('gptq', e.key)).status).toBe('hit');
   });
 
   test('files above the multipart threshold go up in parts and come back byte for byte', async () => {
