@@ -16,25 +16,22 @@ import { InProcessRunner } from '../../src/exec/runner.js';
 import { Runtime } from '../../src/ort/session.js';
 import { ranIds } from '../exec/build-harness.js';
 import { fakeImpls, fakeRecipe, makeFakeModel } from '../exec/fake-steps.js';
-import { S3_KEY, startS3, type TestS3 } from './s3-server.js';
+import { startS3, useS3Credentials, type TestS3 } from './s3-server.js';
 
 const LAYERS = 3;
 let s3: TestS3;
 let dir: string;
 let recipe: string;
 const stores: S3Store[] = [];
-const savedEnv = { ...process.env };
+let restoreEnv: () => void;
 
 beforeAll(async () => {
-  process.env['AWS_ACCESS_KEY_ID'] = S3_KEY.accessKeyId;
-  process.env['AWS_SECRET_ACCESS_KEY'] = S3_KEY.secretAccessKey;
-  process.env['AWS_CONFIG_FILE'] = '/nonexistent/aws-config';
-  process.env['AWS_SHARED_CREDENTIALS_FILE'] = '/nonexistent/aws-credentials';
+  restoreEnv = useS3Credentials();
   s3 = await startS3();
 });
 afterAll(async () => {
   await s3.close();
-  process.env = savedEnv;
+  restoreEnv();
 });
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'qf-s3-build-'));

@@ -23,6 +23,26 @@ export interface TestS3 {
   close(): Promise<void>;
 }
 
+/**
+ * Credentials for s3rver in the environment, and nothing else of the AWS SDK's chain (no profile, region,
+ * endpoint or config files), as a user with only these two variables would have. Returns the undo.
+ */
+export function useS3Credentials(): () => void {
+  const names = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_CONFIG_FILE', 'AWS_SHARED_CREDENTIALS_FILE', 'AWS_PROFILE', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3'];
+  const saved = new Map(names.map((n) => [n, process.env[n]]));
+  for (const n of names) delete process.env[n];
+  process.env['AWS_ACCESS_KEY_ID'] = S3_KEY.accessKeyId;
+  process.env['AWS_SECRET_ACCESS_KEY'] = S3_KEY.secretAccessKey;
+  process.env['AWS_CONFIG_FILE'] = '/nonexistent/aws-config';
+  process.env['AWS_SHARED_CREDENTIALS_FILE'] = '/nonexistent/aws-credentials';
+  return () => {
+    for (const [n, v] of saved) {
+      if (v === undefined) delete process.env[n];
+      else process.env[n] = v;
+    }
+  };
+}
+
 interface S3rverStore {
   existsObject(bucket: string, key: string): Promise<boolean>;
   getMetadata(bucket: string, key: string): Promise<Record<string, string>>;

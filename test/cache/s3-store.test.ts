@@ -17,26 +17,21 @@ import { S3Store, type S3StoreOptions } from '../../src/cache/s3-store.js';
 import type { CacheEntry } from '../../src/cache/step-store.js';
 import { openStore, parseStoreSpec } from '../../src/cache/store.js';
 import { describeStoreContract, recordFor, type MakeHarness } from './cache-contract.js';
-import { S3_KEY, startS3, type TestS3 } from './s3-server.js';
+import { S3_KEY, startS3, useS3Credentials, type TestS3 } from './s3-server.js';
 
 const CHILD = join(import.meta.dirname, 'fixtures', 's3-child.ts');
 
 let plain: TestS3;
 let strict: TestS3;
-const savedEnv = { ...process.env };
+let restoreEnv: () => void;
 
 beforeAll(async () => {
-  // the SDK's default chain, from the environment only
-  process.env['AWS_ACCESS_KEY_ID'] = S3_KEY.accessKeyId;
-  process.env['AWS_SECRET_ACCESS_KEY'] = S3_KEY.secretAccessKey;
-  process.env['AWS_CONFIG_FILE'] = '/nonexistent/aws-config';
-  process.env['AWS_SHARED_CREDENTIALS_FILE'] = '/nonexistent/aws-credentials';
-  for (const v of ['AWS_PROFILE', 'AWS_REGION', 'AWS_DEFAULT_REGION', 'AWS_SESSION_TOKEN', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3']) delete process.env[v];
+  restoreEnv = useS3Credentials();
   [plain, strict] = await Promise.all([startS3(), startS3({ preconditions: true })]);
 });
 afterAll(async () => {
   await Promise.all([plain?.close(), strict?.close()]);
-  process.env = savedEnv;
+  restoreEnv();
 });
 
 let prefixes = 0;
