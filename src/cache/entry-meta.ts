@@ -29,6 +29,12 @@ export interface EntryMeta {
   createdAt: string;
   /** how long the step ran; lets the plan display estimate what a cache miss will cost */
   elapsedMs: number;
+  /**
+   * S3 store only: the folder under <kind>/<key>/ that holds this entry's files. Every upload writes a
+   * folder of its own, so two processes committing one key never mix their files; meta.json, written
+   * last, publishes one of them.
+   */
+  upload?: string;
 }
 
 export type MetaCheck = { ok: true; meta: EntryMeta } | { ok: false; problem: string };
@@ -57,6 +63,7 @@ export function parseMeta(text: string, kind: string, key: Digest): MetaCheck {
   if (typeof raw.createdAt !== 'string') return bad('meta.json has no createdAt');
   if (typeof raw.elapsedMs !== 'number') return bad('meta.json has no elapsedMs');
   if (!('result' in raw)) return bad('meta.json has no result');
+  if ('upload' in raw && (typeof raw.upload !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(raw.upload))) return bad('meta.json has an invalid upload name');
   if (!isRecord(raw.files)) return bad('meta.json has no files map');
   for (const [rel, f] of Object.entries(raw.files)) {
     const problem = checkRelPath(rel);

@@ -8,6 +8,8 @@
 //   registered. A run registers first and then checks the gc lock, backing off while it is held; gc
 //   takes its lock first and then checks the registrations. Whatever the interleaving, at least one
 //   side sees the other, so gc never deletes under a live run.
+// - A lock whose holder is gone (lock-file.ts: dead pid on this host, stopped heartbeat from another) is
+//   taken over, and `onStale` says so: on a shared filesystem that is worth a warning.
 
 import { mkdir, readdir, unlink, utimes, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -21,9 +23,11 @@ import {
   describeOwner,
   isStale,
   readLock,
+  staleReason,
   tryCreateLock,
   type HeldLock,
   type LockOwner,
+  type LockState,
 } from './lock-file.js';
 
 export interface WaitOptions {
@@ -31,6 +35,8 @@ export interface WaitOptions {
   onWait?: (message: string, holder: LockOwner | undefined) => void;
   /** give up with a `cache-lock-timeout` CacheError after this long; default: wait as long as it takes */
   timeoutMs?: number;
+  /** told when a stale lock is taken over, e.g. "took over the lock of step 3f2a… from process 4711 on host b (since …): its heartbeat stopped 130 s ago" */
+  onStale?: (message: string) => void;
 }
 
 /**
@@ -38,7 +44,7 @@ export interface WaitOptions {
  * finish; `fn` should then repeat its cache lookup before computing anything.
  */
 export async function withStepLock<T>(root: string, key: Digest, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
-  const lock = await acquireLock(join(root, 'locks', `${key}.lock`), `step ${key.slice(0, 12)}`, opts);
+  const lock = await acquireLock(join(root, 'locks', `${key}.lock`), `the lock of step ${key.slice(0, 12)}`, opts);
   try {
     return await fn();
   } finally {
@@ -75,8 +81,9 @@ export async function withRun<T>(root: string, fn: () => Promise<T>, opts: WaitO
       }
     }
     await unlink(file).catch(() => undefined);
-    if (isStale(gc)) await breakStaleLock(gcLock, gc);
-    else await waiter.wait(gc.owner);
+    const stale = staleReason(gc);
+    if (stale === undefined) await waiter.wait(gc.owner);
+    else if (await breakStaleLock(gcLock, gc)) opts.onStale?.(takeoverMessage('the cache-wide lock', gc, stale));
   }
 }
 
@@ -133,22 +140,29 @@ export async function acquireLock(path: string, what: string, opts: WaitOptions 
     if (held) return held;
     const state = await readLock(path);
     if (state === undefined) continue;
-    if (isStale(state)) await breakStaleLock(path, state);
-    else await waiter.wait(state.owner);
+    const stale = staleReason(state);
+    if (stale === undefined) await waiter.wait(state.owner);
+    else if (await breakStaleLock(path, state)) opts.onStale?.(takeoverMessage(what, state, stale));
   }
 }
 
-/** polls with backoff (25 ms growing to 500 ms), reporting each new holder once, enforcing the timeout */
-class Waiter {
+function takeoverMessage(what: string, state: LockState, why: string): string {
+  return `took over ${what} from ${describeOwner(state.owner)}: ${why}`;
+}
+
+/** polls with backoff (25 ms growing to `maxDelayMs`), reporting each new holder once, enforcing the timeout */
+export class Waiter {
   readonly #what: string;
   readonly #opts: WaitOptions;
+  readonly #maxDelayMs: number;
   readonly #since = Date.now();
   #delay = 25;
   #lastHolder: string | undefined;
 
-  constructor(what: string, opts: WaitOptions) {
+  constructor(what: string, opts: WaitOptions, maxDelayMs = 500) {
     this.#what = what;
     this.#opts = opts;
+    this.#maxDelayMs = maxDelayMs;
   }
 
   async wait(holder: LockOwner | undefined): Promise<void> {
@@ -163,6 +177,6 @@ class Waiter {
       throw new CacheError('cache-lock-timeout', `gave up after ${timeoutMs} ms ${message}`);
     }
     await new Promise((r) => setTimeout(r, this.#delay));
-    this.#delay = Math.min(500, Math.round(this.#delay * 1.5));
+    this.#delay = Math.min(this.#maxDelayMs, Math.round(this.#delay * 1.5));
   }
 }

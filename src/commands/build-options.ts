@@ -1,15 +1,15 @@
 // Options shared by the commands that compile a recipe (validate, plan, run, sweep).
 
 import { resolve } from 'node:path';
-import { resolveCacheDir } from '../cache/store.js';
 import { DEVICES, resolveDevice } from '../ort/device.js';
 import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
+import { storeChoice, storeHelp, storeOptions, type StoreChoice } from './store-options.js';
 
 export const recipeOptions: Record<string, OptionSpec> = {
   set: { type: 'string', multiple: true },
   json: { type: 'boolean', default: false },
-  'cache-dir': { type: 'string' },
+  ...storeOptions,
   device: { type: 'string' },
   threads: { type: 'string' },
 };
@@ -18,7 +18,7 @@ export const recipeHelp = [
   '  RECIPE             the recipe YAML file',
   '  --set PATH=VALUE   override a recipe value, e.g. --set stages[1].iters=50; repeatable;',
   '                     comma-separated values (stages[0].smoothing_strength=0.5,0.8) make a sweep',
-  '  --cache-dir DIR    step cache (default $QUANTFORGE_CACHE or .quantforge/cache)',
+  storeHelp,
   '  --device D         auto | cpu | cuda (default: the recipe\'s device, else auto)',
   '  --threads N        onnxruntime intra-op threads (default: all cores)',
   '  --json             JSON lines on stdout (the last one is the summary)',
@@ -28,6 +28,8 @@ export interface BuildOptions {
   recipe: string;
   sets: string[];
   json: boolean;
+  /** the step store, and the local directory (the store, or its read-through copy) */
+  store: StoreChoice;
   cacheDir: string;
   device: Device | undefined;
   threads: number | undefined;
@@ -38,11 +40,13 @@ export function buildOptions(values: Record<string, unknown>, positionals: strin
   if (!recipe) throw new UsageError('a RECIPE file is required');
   const device = stringOption(values, 'device') as Device | undefined;
   if (device !== undefined && !DEVICES.includes(device)) throw new UsageError(`--device "${device}" is not one of: ${DEVICES.join(', ')}`);
+  const store = storeChoice(values);
   return {
     recipe: resolve(recipe),
     sets: (values['set'] as string[] | undefined) ?? [],
     json: values['json'] === true,
-    cacheDir: resolve(resolveCacheDir(stringOption(values, 'cache-dir'))),
+    store,
+    cacheDir: store.cacheDir,
     device,
     threads: intOption(values, 'threads'),
   };

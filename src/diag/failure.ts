@@ -120,10 +120,26 @@ export type CacheReason =
   | 'cache-output-blocked'
   | 'cache-invalid-size';
 
+/** a step store backend (cache/store.ts, cache/s3-*.ts): what went wrong talking to the store */
+export type StoreReason =
+  /** `--store` / `QUANTFORGE_STORE` is neither a directory nor `s3://bucket[/prefix]` */
+  | 'store-invalid-url'
+  /** connection refused, DNS failure, timeout: nobody answered at the endpoint */
+  | 'store-unreachable'
+  | 'store-bucket-missing'
+  /** the SDK's provider chain found no credentials at all */
+  | 'store-credentials-missing'
+  /** the server refused the credentials (unknown key, bad signature, access denied) */
+  | 'store-credentials-rejected'
+  /** any other refused request (while opening, uploading, downloading or deleting) */
+  | 'store-request-failed'
+  /** an uploaded entry's files or meta.json could not all be written */
+  | 'store-upload-failed';
+
 /** the run itself and the command line */
 export type RunReason = 'interrupted' | 'worker-exited' | 'usage' | 'unknown-error-thrown';
 
-export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | RunReason;
+export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | RunReason;
 
 /** a failure as plain data: what events, the worker protocol and reporters carry */
 export interface Failure {

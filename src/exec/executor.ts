@@ -5,8 +5,7 @@
 // evicted and rebuilt. It only emits events; reporters render them.
 
 import type { Digest, Json } from '../cache/key.js';
-import { withStepLock } from '../cache/lock.js';
-import type { CacheEntry, LocalCache } from '../cache/store.js';
+import type { CacheEntry, StepStore } from '../cache/step-store.js';
 import { toFailure } from '../diag/failure.js';
 import { sourcePosition } from '../diag/position.js';
 import type { StepInputDir } from '../steps/types.js';
@@ -15,7 +14,7 @@ import { inputKeys, type Job } from './jobs.js';
 import { InterruptedError, type StepRequest, type StepRunner } from './runner.js';
 
 export interface ExecOptions {
-  cache: LocalCache;
+  cache: StepStore;
   runner: StepRunner;
   emit: (e: RunEvent) => void;
   signal: AbortSignal;
@@ -83,7 +82,7 @@ class Execution {
   /** dependencies first, then under the step's lock: an entry another run stored meanwhile, else run and store */
   async #build(job: Job): Promise<CacheEntry> {
     const inputs = await this.#dependencies(job);
-    return withStepLock(this.#o.cache.root, job.key, async () => (await this.#raced(job)) ?? (await this.#runAndStore(job, inputs)));
+    return this.#o.cache.withStepLock(job.key, async () => (await this.#raced(job)) ?? (await this.#runAndStore(job, inputs)));
   }
 
   /** the artifact directories a step reads, each verified (and built first when missing or corrupt) */

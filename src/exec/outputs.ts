@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex, type Digest, type Json } from '../cache/key.js';
-import type { LocalCache } from '../cache/store.js';
+import type { StepStore } from '../cache/step-store.js';
 import type { RunEvent } from './events.js';
 import type { ExecResult } from './executor.js';
 import type { StepId } from '../stages/step-plan.js';
@@ -42,7 +42,7 @@ function lockFile(prepared: Prepared, v: Variant, format: string, key: Digest, e
   };
 }
 
-export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecResult, cache: LocalCache, emit: (e: RunEvent) => void): Promise<{ format: string; path: string }[]> {
+export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecResult, cache: StepStore, emit: (e: RunEvent) => void): Promise<{ format: string; path: string }[]> {
   const done: { format: string; path: string }[] = [];
   for (const o of v.plan.outputs) {
     const key = v.keys.get(o.step)!;

@@ -7,8 +7,7 @@ import { dirname } from 'node:path';
 import type { Digest, Json, KeyRecord } from '../cache/key.js';
 import { explainChange } from '../cache/key.js';
 import { writeFileAtomic } from '../cache/fs-atomic.js';
-import type { CacheEntry, LocalCache } from '../cache/store.js';
-import { withRun } from '../cache/lock.js';
+import type { CacheEntry, StepStore } from '../cache/step-store.js';
 import type { PlannedStep, RunEvent } from './events.js';
 import { execute, type ExecResult } from './executor.js';
 import { historyFile, type Job } from './jobs.js';
@@ -37,7 +36,7 @@ async function writeHistory(cacheRoot: string, prepared: Prepared): Promise<void
 }
 
 /** the cache entries that exist now, looked up concurrently (cheap checks: meta.json and file sizes) */
-export async function lookupAll(prepared: Prepared, cache: LocalCache): Promise<Map<Digest, CacheEntry>> {
+export async function lookupAll(prepared: Prepared, cache: StepStore): Promise<Map<Digest, CacheEntry>> {
   const found = await Promise.all(prepared.jobs.map(async (j) => [j.key, await cache.lookup(j.record.kind, j.key)] as const));
   return new Map(found.filter((f): f is readonly [Digest, CacheEntry] => f[1] !== undefined));
 }
@@ -63,9 +62,9 @@ export interface BuildOutcome {
   outputs: { format: string; path: string }[];
 }
 
-export async function build(prepared: Prepared, cache: LocalCache, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
+export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
-  return withRun(cache.root, async () => {
+  return cache.withRun(async () => {
     const hits = await lookupAll(prepared, cache);
     emit({ event: 'plan', steps: planStates(prepared, hits, cache.root) });
     const jobs = prepared.jobs.map((j) => (prepared.variants.length > 1 && !sharedByAll(prepared, j) ? { ...j, node: { ...j.node, id: `[${prepared.variants[j.variant]!.label}] ${j.node.id}` as typeof j.node.id } } : j));

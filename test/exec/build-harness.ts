@@ -1,6 +1,6 @@
 // Runs the real planner + executor over fake steps in-process; returns the summary event and every event.
 
-import { LocalCache } from '../../src/cache/store.js';
+import { DirStore } from '../../src/cache/dir-store.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
@@ -16,7 +16,7 @@ export async function fakeBuild(recipe: string, cacheDir: string, impls: Map<str
   const events: RunEvent[] = [];
   let rt: Runtime | undefined;
   const runner = new InProcessRunner(impls, () => (rt ??= new Runtime({ device: 'cpu' })));
-  await build(prepared.value, new LocalCache(cacheDir), runner, (e) => events.push(e), new AbortController().signal);
+  await build(prepared.value, new DirStore(cacheDir), runner, (e) => events.push(e), new AbortController().signal);
   const summary = events.find((e): e is Summary => e.event === 'summary');
   if (!summary) throw new Error('no summary event');
   return { summary, events };

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LocalCache } from '../../src/cache/store.js';
+import { DirStore } from '../../src/cache/dir-store.js';
 import { ReasonedError } from '../../src/diag/failure.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
@@ -122,7 +122,7 @@ describe('a build through the WorkerRunner', () => {
       const prepared = await prepare(recipe, [], join(root, 'cache'), 'cpu');
       if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
       const events: RunEvent[] = [];
-      const outcome = await build(prepared.value, new LocalCache(join(root, 'cache')), runner, (e) => events.push(e), new AbortController().signal);
+      const outcome = await build(prepared.value, new DirStore(join(root, 'cache')), runner, (e) => events.push(e), new AbortController().signal);
       expect(outcome.exec).toMatchObject({ ok: false, failed: 1 });
       const failed = events.find((e) => e.event === 'step-failed');
       expect(failed).toMatchObject({ event: 'step-failed', id: 'stage1.rtn/layer.0', reason: 'offsets-out-of-bounds', location: { path: recipe, line: 4, column: 5 } });
