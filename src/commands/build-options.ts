@@ -2,6 +2,7 @@
 
 import { resolve } from 'node:path';
 import { resolveCacheDir } from '../cache/store.js';
+import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import { DEVICES, resolveDevice, type Device } from '../ort/device.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
 
@@ -11,6 +12,9 @@ export const recipeOptions: Record<string, OptionSpec> = {
   'cache-dir': { type: 'string' },
   device: { type: 'string' },
   threads: { type: 'string' },
+  model: { type: 'string' },
+  dataset: { type: 'string' },
+  'output-dir': { type: 'string' },
 };
 
 export const recipeHelp = [
@@ -21,6 +25,9 @@ export const recipeHelp = [
   '  --device D         auto | cpu | cuda (default: the recipe\'s device, else auto)',
   '  --threads N        onnxruntime intra-op threads (default: all cores)',
   '  --json             JSON lines on stdout (the last one is the summary)',
+  '  --model DIR        with an llm-compressor RECIPE (converted in memory): the Hugging Face model directory',
+  '  --dataset FILE     with an llm-compressor RECIPE: the calibration text or JSONL file',
+  '  --output-dir DIR   with an llm-compressor RECIPE: write a compressed-tensors checkpoint there',
 ].join('\n');
 
 export interface BuildOptions {
@@ -30,6 +37,8 @@ export interface BuildOptions {
   cacheDir: string;
   device: Device | undefined;
   threads: number | undefined;
+  /** --model, --dataset, --output-dir: what an llm-compressor recipe does not say */
+  inputs: ImportInputs;
 }
 
 export function buildOptions(values: Record<string, unknown>, positionals: string[]): BuildOptions {
@@ -44,6 +53,7 @@ export function buildOptions(values: Record<string, unknown>, positionals: strin
     cacheDir: resolve(resolveCacheDir(stringOption(values, 'cache-dir'))),
     device,
     threads: intOption(values, 'threads'),
+    inputs: { model: stringOption(values, 'model'), dataset: stringOption(values, 'dataset'), outputDir: stringOption(values, 'output-dir') },
   };
 }
 

@@ -11,6 +11,7 @@ import type { Diagnostic } from '../diag/diagnostic.js';
 import { compilePlan } from '../plan/compile.js';
 import type { Plan, StepId } from '../plan/types.js';
 import { applyAssignments, loadRecipe } from '../recipe/load.js';
+import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import type { Assignment, LoadedRecipe } from '../recipe/types.js';
 import { stepVersions } from '../steps/registry.js';
 import { resolveJobs, type Job } from './jobs.js';
@@ -65,8 +66,9 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<
 
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
-export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda'): Promise<PrepareResult> {
-  const loaded = loadRecipe(recipePath, sets);
+/** `inputs`: --model / --dataset / --output-dir for an llm-compressor recipe (converted in memory) */
+export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda', inputs: ImportInputs = {}): Promise<PrepareResult> {
+  const loaded = loadRecipe(recipePath, sets, inputs);
   if (!loaded.ok) return { ok: false, diagnostics: loaded.error };
   const recipe = loaded.value;
   const warnings: Diagnostic[] = [...recipe.warnings];
