@@ -63,9 +63,10 @@ function draftOf(ctx: ConvertContext, spec: ModifierSpec, entry: ModifierEntry):
     } else if (rule.rule === 'ignore') {
       draft.dropped.push(`${name}: ${rule.reason}`);
     } else if (rule.rule === 'noop') {
-      if (!isScalar(value) || !rule.values.includes(raw)) {
-        ctx.unsupported(value, `${name}: ${JSON.stringify(raw ?? 'a collection')} (${rule.reason}); supported: ${rule.values.map((v) => JSON.stringify(v)).join(', ')}`);
-      } else if (raw !== null) draft.dropped.push(`${name}: ${JSON.stringify(raw)} changes nothing (${rule.reason})`);
+      const accepted = rule.values.map((v) => JSON.stringify(v)).join(', ');
+      if (!isScalar(value)) ctx.unsupported(key, `${name} (${rule.reason}); accepted only as ${accepted}`);
+      else if (!rule.values.includes(raw)) ctx.unsupported(value, `${name}: ${JSON.stringify(raw)} (${rule.reason}); accepted: ${accepted}`);
+      else if (raw !== null) draft.dropped.push(`${name}: ${JSON.stringify(raw)} changes nothing (${rule.reason})`);
     } else if (rule.rule === 'refuse') {
       ctx.unsupported(key, `parameter "${name}" of ${entry.name} (${rule.reason})`);
     } else {

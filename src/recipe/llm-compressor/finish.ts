@@ -24,13 +24,17 @@ export function finishStage(ctx: ConvertContext, draft: StageDraft, later: reado
     const next = later.find((d) => d.quantizes);
     const scheme = next?.params.get('scheme')?.value;
     if (!(isScalar(scheme) && scheme.value === 'W4A16_ASYM')) {
-      ctx.warn(draft.entry.key, `quantforge's awq without a scheme searches scales for W4A16_ASYM, while llm-compressor searches for the scheme the quantizing modifier after it applies; give ${draft.entry.name} that scheme, or put the QuantizationModifier right after it, to search for it`);
+      const message = `quantforge's awq without a scheme searches scales for W4A16_ASYM, while llm-compressor searches for the scheme of the quantizing modifier after it; to search for that scheme, give ${draft.entry.name} the scheme itself or follow it directly with a QuantizationModifier`;
+      ctx.warn(draft.entry.key, message);
+      draft.notes.push(`note: ${message}`);
     }
   }
   if (draft.kind === 'autoround') {
     const iters = argValue(draft, 'iters');
     if (iters === 0 && argValue(draft, 'disable_opt_rtn') !== true) {
-      ctx.warn(draft.entry.key, "with iters: 0 llm-compressor's AutoRound runs its optimised round-to-nearest; quantforge's is plain round-to-nearest (as with disable_opt_rtn: true)");
+      const message = "with iters: 0 llm-compressor's AutoRound runs its optimised round-to-nearest; quantforge's is plain round-to-nearest (as with disable_opt_rtn: true)";
+      ctx.warn(draft.entry.key, message);
+      draft.notes.push(`note: ${message}`);
     }
   }
 }

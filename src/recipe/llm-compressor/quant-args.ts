@@ -131,7 +131,7 @@ export function convertConfigGroups(ctx: ConvertContext, node: Node): YAMLMap | 
         if (list) put(converted, key, range, list);
       } else if (key === 'weights' || key === 'input_activations') {
         if (isScalar(value) && value.value === null) continue;
-        const args = convertQuantArgs(ctx, value, `${name}.${key}`, key === 'weights');
+        const args = convertQuantArgs(ctx, value, `config_groups.${name}.${key}`, key === 'weights');
         if (args) put(converted, key, range, args);
       } else if (key === 'output_activations') {
         if (!(isScalar(value) && value.value === null)) ctx.unsupported(p.key as Node, `output_activations in config group "${name}" (quantization of layer outputs)`);
