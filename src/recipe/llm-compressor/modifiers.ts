@@ -130,7 +130,7 @@ export const MODIFIER_NAMES = Object.keys(MODIFIERS);
 const stageProperties = new Map<StageKind, readonly string[]>();
 
 /** the parameters a stage kind's JSON Schema defines, `kind` excepted */
-export function schemaParams(kind: StageKind): readonly string[] {
+function schemaParams(kind: StageKind): readonly string[] {
   let names = stageProperties.get(kind);
   if (!names) {
     const schema = JSON.parse(readFileSync(join(schemaDir(), 'stages', `${kind}.schema.json`), 'utf8')) as { properties?: Record<string, unknown> };

@@ -38,10 +38,6 @@ export function entry(map: YAMLMap, key: string): Pair<Scalar<string>, Node> | u
   return map.items.find((p) => isScalar(p.key) && p.key.value === key) as Pair<Scalar<string>, Node> | undefined;
 }
 
-export function remove(map: YAMLMap, key: string): void {
-  map.items = map.items.filter((p) => !(isScalar(p.key) && p.key.value === key));
-}
-
 /** aliases (`*anchor`) replaced by the node they name */
 export function deref(doc: Document, node: unknown): Node | undefined {
   if (isAlias(node)) return (node.resolve(doc) as Node | undefined) ?? undefined;
@@ -51,11 +47,6 @@ export function deref(doc: Document, node: unknown): Node | undefined {
 /** the text a key was written as, or undefined for keys that are not plain strings */
 export function keyName(pair: Pair): string | undefined {
   return isScalar(pair.key) && typeof pair.key.value === 'string' ? pair.key.value : undefined;
-}
-
-/** a scalar's value, or undefined for collections */
-export function scalarValue(node: Node | undefined | null): unknown {
-  return isScalar(node) ? node.value : undefined;
 }
 
 /** the value-end of the node as a Location in `file` (a map's whole span would underline many lines) */

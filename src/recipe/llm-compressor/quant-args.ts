@@ -30,12 +30,12 @@ const ALIASES: Readonly<Record<string, string>> = { INT8: 'W8A8' };
 const WEIGHT_OBSERVERS: Readonly<Record<string, string>> = { memoryless: 'minmax', memoryless_minmax: 'minmax', static_minmax: 'minmax', memoryless_mse: 'mse' };
 export const QUANT_ARG_KEYS = ['num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'dynamic', 'actorder', 'observer', 'observer_kwargs'];
 
-export function supportedSchemes(): string {
+function supportedSchemes(): string {
   return `${schemePresets().join(', ')} (INT8 = W8A8)`;
 }
 
 /** a preset name as quantforge writes it, or undefined (after reporting) when quantforge lacks it */
-export function presetName(ctx: ConvertContext, node: Node): string | undefined {
+function presetName(ctx: ConvertContext, node: Node): string | undefined {
   const raw = isScalar(node) ? node.value : undefined;
   if (typeof raw !== 'string') {
     ctx.invalid(node, 'a scheme must be a preset name such as W4A16, or {PRESET: [targets]}');

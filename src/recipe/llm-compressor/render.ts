@@ -9,8 +9,8 @@ import type { Converted } from './convert.js';
 import type { StageDraft } from './draft.js';
 import { lineOf } from './nodes.js';
 
-export const MODEL_PLACEHOLDER = '<REPLACE: path to the Hugging Face model directory>';
-export const DATASET_PLACEHOLDER = '<REPLACE: path to a calibration text or JSONL file>';
+const MODEL_PLACEHOLDER = '<REPLACE: path to the Hugging Face model directory>';
+const DATASET_PLACEHOLDER = '<REPLACE: path to a calibration text or JSONL file>';
 
 export interface RenderInputs {
   /** absolute paths; undefined writes a placeholder (model, dataset) or a default (outputDir) */
