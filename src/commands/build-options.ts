@@ -2,6 +2,7 @@
 
 import { resolve } from 'node:path';
 import { DEVICES, resolveDevice } from '../ort/device.js';
+import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
 import { storeChoice, storeHelp, storeOptions, type StoreChoice } from './store-options.js';
@@ -12,6 +13,9 @@ export const recipeOptions: Record<string, OptionSpec> = {
   ...storeOptions,
   device: { type: 'string' },
   threads: { type: 'string' },
+  model: { type: 'string' },
+  dataset: { type: 'string' },
+  'output-dir': { type: 'string' },
 };
 
 export const recipeHelp = [
@@ -22,6 +26,9 @@ export const recipeHelp = [
   '  --device D         auto | cpu | cuda (default: the recipe\'s device, else auto)',
   '  --threads N        onnxruntime intra-op threads (default: all cores)',
   '  --json             JSON lines on stdout (the last one is the summary)',
+  '  --model DIR        with an llm-compressor RECIPE (converted in memory): the Hugging Face model directory',
+  '  --dataset FILE     with an llm-compressor RECIPE: the calibration text or JSONL file',
+  '  --output-dir DIR   with an llm-compressor RECIPE: write a compressed-tensors checkpoint there',
 ].join('\n');
 
 export interface BuildOptions {
@@ -33,6 +40,8 @@ export interface BuildOptions {
   cacheDir: string;
   device: Device | undefined;
   threads: number | undefined;
+  /** --model, --dataset, --output-dir: what an llm-compressor recipe does not say */
+  inputs: ImportInputs;
 }
 
 export function buildOptions(values: Record<string, unknown>, positionals: string[]): BuildOptions {
@@ -49,6 +58,7 @@ export function buildOptions(values: Record<string, unknown>, positionals: strin
     cacheDir: store.cacheDir,
     device,
     threads: intOption(values, 'threads'),
+    inputs: { model: stringOption(values, 'model'), dataset: stringOption(values, 'dataset'), outputDir: stringOption(values, 'output-dir') },
   };
 }
 

@@ -18,13 +18,14 @@ export const planCommand: Command = {
     const { loadRecipe } = await import('../recipe/load.js');
     const o = buildOptions(values, positionals);
     const store = await openChosenStore(o.store, { onWarn: (m) => io.err(`warning: ${m}`) });
-    const peek = loadRecipe(o.recipe, o.sets);
+    const peek = loadRecipe(o.recipe, o.sets, o.inputs);
     const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto').device;
-    const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device);
+    const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device, o.inputs);
     if (!prepared.ok) {
       if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
       return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
     }
+    if (prepared.value.recipe.importNote) io.err(`note: ${prepared.value.recipe.importNote}`);
     const steps = planStates(prepared.value, await lookupAll(prepared.value, store), o.cacheDir);
     if (o.json) {
       io.out(JSON.stringify({ event: 'plan', steps }));

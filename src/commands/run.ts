@@ -18,9 +18,9 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   // warnings of the store (a stale lock taken over) go to the reporter once there is one
   let warn = (message: string): void => io.err(`warning: ${message}`);
   const store = await openChosenStore(o.store, { onWarn: (m) => warn(m) });
-  const peek = loadRecipe(o.recipe, o.sets);
+  const peek = loadRecipe(o.recipe, o.sets, o.inputs);
   const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
-  const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device);
+  const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device, o.inputs);
   if (!prepared.ok) {
     if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
     return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
@@ -30,9 +30,10 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   const reporter = createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
   warn = (message) => reporter.onEvent({ event: 'log', level: 'warn', message });
   // the listr tree starts at the plan event, so a notice before it is printed directly
-  if (device.notice) {
-    if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: device.notice });
-    else io.err(`note: ${device.notice}`);
+  for (const notice of [p.recipe.importNote, device.notice]) {
+    if (notice === undefined) continue;
+    if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: notice });
+    else io.err(`note: ${notice}`);
   }
   const runner = new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
   const abort = new AbortController();

@@ -12,6 +12,7 @@ import { compilePlan } from '../plan/compile.js';
 import type { Plan } from '../plan/types.js';
 import type { StepId } from '../stages/step-plan.js';
 import { applyAssignments, loadRecipe } from '../recipe/load.js';
+import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import type { Assignment, LoadedRecipe } from '../recipe/types.js';
 import { stepVersions } from './step-impls.js';
 import { resolveJobs, type Job } from './jobs.js';
@@ -67,8 +68,9 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<
 
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
-export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda'): Promise<PrepareResult> {
-  const loaded = loadRecipe(recipePath, sets);
+/** `inputs`: --model / --dataset / --output-dir for an llm-compressor recipe (converted in memory) */
+export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda', inputs: ImportInputs = {}): Promise<PrepareResult> {
+  const loaded = loadRecipe(recipePath, sets, inputs);
   if (!loaded.ok) return { ok: false, diagnostics: loaded.error };
   const recipe = loaded.value;
   const warnings: Diagnostic[] = [...recipe.warnings];

@@ -139,4 +139,6 @@ export interface LoadedRecipe {
   readonly assignments: readonly Assignment[];
   /** where the value (default) or key at `path` was written, in an override's text when one set it; else the nearest written ancestor */
   locate(path: JsonPath, target?: LocationTarget): Location;
+  /** set when the file is an llm-compressor recipe converted in memory: the one-line note commands print */
+  readonly importNote?: string;
 }
