@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
+import { InputError } from './errors.js';
 import { VERSION } from './version.js';
 
 
@@ -88,7 +89,8 @@ async function main(argv: string[]): Promise<number> {
     if (result.diagnostics && result.diagnostics.length > 0) io.err(printDiagnostics(result.diagnostics, { color: io.isTTY }));
     return result.code;
   } catch (e) {
-    if (e instanceof UsageError) {
+    // a bad argument or a malformed input file: nothing failed to compute, so exit 2 as for a bad recipe
+    if (e instanceof UsageError || e instanceof InputError) {
       io.err(`quantforge ${name}: ${e.message}`);
       return 2;
     }

@@ -9,3 +9,26 @@ export class ReasonedError<R extends string = string> extends Error {
     this.reason = reason;
   }
 }
+
+/**
+ * A file the user handed quantforge (a model directory's config, tokenizer, weights, index, an ONNX export)
+ * is malformed or inconsistent. The CLI exits 2 for these, as for recipe and usage errors: nothing failed to
+ * compute, the input is wrong. The message names the file (and the field, where there is one).
+ */
+export class InputError<R extends string = string> extends ReasonedError<R> {
+  /** the file (or directory) at fault */
+  readonly file: string;
+  /** the tensor, key or field within `file`, when the problem has one */
+  readonly field: string | undefined;
+  constructor(reason: R, message: string, where: { file: string; field?: string }) {
+    super(reason, message);
+    this.file = where.file;
+    this.field = where.field;
+  }
+}
+
+/** a library's error text, on one line and at most `max` characters, to quote inside a message of ours */
+export function causeText(e: unknown, max = 200): string {
+  const text = (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ').trim();
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

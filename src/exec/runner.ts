@@ -58,7 +58,7 @@ export type WorkerMessage =
   | { type: 'progress'; done: number; total: number; message?: string }
   | { type: 'warn'; message: string }
   | { type: 'done'; result: Json }
-  | { type: 'error'; message: string; stack?: string };
+  | { type: 'error'; message: string; stack?: string; /** the thrown error's kebab-case reason, when it had one */ reason?: string };
 
 export interface WorkerConfig {
   device: 'auto' | 'cpu' | 'cuda';
@@ -108,8 +108,9 @@ export class WorkerRunner implements StepRunner {
           resolve(m.result);
         } else {
           cleanup();
-          const err = new Error(m.message);
+          const err = new Error(m.message) as Error & { reason?: string };
           if (m.stack) err.stack = m.stack;
+          if (m.reason) err.reason = m.reason;
           reject(err);
         }
       };

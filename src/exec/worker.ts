@@ -26,7 +26,8 @@ port.on('message', (req: StepRequest) => {
       post({ type: 'done', result });
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
-      post(err.stack ? { type: 'error', message: err.message, stack: err.stack } : { type: 'error', message: err.message });
+      const reason = (e as { reason?: unknown }).reason;
+      post({ type: 'error', message: err.message, ...(err.stack ? { stack: err.stack } : {}), ...(typeof reason === 'string' ? { reason } : {}) });
     }
   })();
 });

@@ -1,6 +1,10 @@
 // Every way a safetensors file can be malformed, or a read or write misused, as one typed error.
 
+import { InputError } from '../errors.js';
+
 export type SafetensorsErrorReason =
+  // the file itself
+  | 'file-unreadable'
   // the 8-byte length prefix
   | 'file-too-short'
   | 'header-length-out-of-range'
@@ -33,19 +37,13 @@ export type SafetensorsErrorReason =
   | 'bad-tensor'
   | 'writer-finished';
 
-export class SafetensorsError extends Error {
-  readonly reason: SafetensorsErrorReason;
-  readonly file: string;
+export class SafetensorsError extends InputError<SafetensorsErrorReason> {
+  /** the tensor entry at fault; `field` is then one of its fields */
   readonly tensor: string | undefined;
-  readonly field: string | undefined;
 
   constructor(reason: SafetensorsErrorReason, file: string, detail: string, where: { tensor?: string; field?: string } = {}) {
-    super(`${file}: ${describeWhere(where)}${detail}`);
-    this.name = 'SafetensorsError';
-    this.reason = reason;
-    this.file = file;
+    super(reason, `${file}: ${describeWhere(where)}${detail}`, where.field === undefined ? { file } : { file, field: where.field });
     this.tensor = where.tensor;
-    this.field = where.field;
   }
 }
 

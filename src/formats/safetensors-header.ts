@@ -2,6 +2,7 @@
 // validation of a parsed header against the file's size, and encoding a header for the writer.
 
 import { BYTES_PER_ELEMENT, numel, shapeString, type DType } from '../tensor.js';
+import { firstDuplicateKey } from './json-keys.js';
 import { SafetensorsError } from './safetensors-errors.js';
 
 /** the reference implementation's cap; anything larger is a corrupt or hostile file */
@@ -193,28 +194,8 @@ function checkTiling(file: string, sorted: readonly { name: string; begin: numbe
 
 // JSON.parse keeps the last of repeated keys silently; a repeated tensor name or field is refused instead
 function checkDuplicateKeys(file: string, text: string): void {
-  const frames: ({ keys: Set<string>; owner: string | undefined } | null)[] = [];
-  let lastKey: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x7b) frames.push({ keys: new Set(), owner: lastKey });
-    else if (c === 0x5b) frames.push(null);
-    else if (c === 0x7d || c === 0x5d) frames.pop();
-    else if (c === 0x22) {
-      let j = i + 1;
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
-      let k = j + 1;
-      while (k < text.length && /\s/.test(text[k]!)) k++;
-      const frame = frames[frames.length - 1];
-      if (text.charCodeAt(k) === 0x3a && frame) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (frame.keys.has(key)) throwDuplicate(file, frames.length, key, frame.owner);
-        frame.keys.add(key);
-        lastKey = key;
-      }
-      i = j;
-    }
-  }
+  const dup = firstDuplicateKey(text);
+  if (dup) throwDuplicate(file, dup.depth, dup.key, dup.owner);
 }
 
 function throwDuplicate(file: string, depth: number, key: string, owner: string | undefined): never {

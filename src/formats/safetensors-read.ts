@@ -26,9 +26,13 @@ export class SafetensorsFile {
 
   /** open `path` and validate its header; throws SafetensorsError for any malformed file */
   static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await openFile(path, 'r');
+    const handle = await openFile(path, 'r').catch((e: NodeJS.ErrnoException) => {
+      throw new SafetensorsError('file-unreadable', path, `cannot be opened (${e.code ?? e.message})`);
+    });
     try {
-      const { size } = await handle.stat();
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new SafetensorsError('file-unreadable', path, 'is not a regular file');
+      const { size } = stats;
       const prefix = await readExact(handle, path, 0, Math.min(8, size));
       const n = readHeaderLength(path, prefix, size);
       const parsed = parseHeader(path, await readExact(handle, path, 8, n), size);

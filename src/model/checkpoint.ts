@@ -7,11 +7,12 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { ReasonedError } from '../errors.js';
+import { InputError } from '../errors.js';
+import { firstDuplicateKey } from '../formats/json-keys.js';
 
 export type CheckpointErrorReason = 'no-weights' | 'pickle-refused' | 'index-invalid' | 'missing-shard' | 'missing-tensor' | 'tensor-not-found' | 'duplicate-tensor';
 
-export class CheckpointError extends ReasonedError<CheckpointErrorReason> {}
+export class CheckpointError extends InputError<CheckpointErrorReason> {}
 
 export interface CheckpointTensorInfo extends TensorInfo {
   /** absolute path of the .safetensors file holding the tensor */
@@ -73,7 +74,7 @@ export class Checkpoint {
     const path = this.#fileOf.get(name);
     if (path === undefined) {
       const some = this.names().slice(0, 3).map((n) => JSON.stringify(n)).join(', ');
-      const err = new CheckpointError('tensor-not-found', `${this.dir}: tensor ${JSON.stringify(name)} is not in the checkpoint; it has ${this.#fileOf.size} tensors (${some}${this.#fileOf.size > 3 ? ', …' : ''})`);
+      const err = new CheckpointError('tensor-not-found', `${this.dir}: tensor ${JSON.stringify(name)} is not in the checkpoint; it has ${this.#fileOf.size} tensors (${some}${this.#fileOf.size > 3 ? ', …' : ''})`, { file: this.dir, field: name });
       return Promise.reject(err);
     }
     let file = this.#open.get(path);
@@ -94,6 +95,7 @@ export class Checkpoint {
       throw new CheckpointError(
         'missing-tensor',
         `${this.index ?? this.dir}: weight_map puts tensor ${JSON.stringify(missing[0])}${more} in ${basename(path)}, but that file has no such tensor`,
+        { file: this.index ?? this.dir, field: `weight_map[${JSON.stringify(missing[0])}]` },
       );
     }
     return file;
@@ -103,7 +105,7 @@ export class Checkpoint {
 /** find and open the weights of the model directory `dir` (headers only; tensors are read on demand) */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const entries = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
-    throw new CheckpointError('no-weights', `${dir}: cannot list the model directory (${e.code ?? e.message}); expected a HuggingFace model directory`);
+    throw new CheckpointError('no-weights', `${dir}: cannot list the model directory (${e.code ?? e.message}); expected a HuggingFace model directory`, { file: dir });
   });
   if (entries.includes(SINGLE)) return openFiles(dir, [join(dir, SINGLE)]);
   if (entries.includes(INDEX)) return openIndexed(dir, join(dir, INDEX));
@@ -116,10 +118,11 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       `${dir}: found only pickle weights (${pickles.join(', ')}); quantforge never loads pickle files, because unpickling can execute arbitrary code. ` +
         `Convert them once, on a machine you trust: python -c "from transformers import AutoModelForCausalLM as M; ` +
         `M.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True)"`,
+      { file: join(dir, pickles[0]!) },
     );
   }
   const found = entries.length === 0 ? 'the directory is empty' : `found ${entries.slice(0, 8).join(', ')}${entries.length > 8 ? ', …' : ''}`;
-  throw new CheckpointError('no-weights', `${dir}: no weights; expected ${SINGLE}, ${INDEX} with its shards, or *.safetensors files; ${found}`);
+  throw new CheckpointError('no-weights', `${dir}: no weights; expected ${SINGLE}, ${INDEX} with its shards, or *.safetensors files; ${found}`, { file: dir });
 }
 
 async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpoint> {
@@ -132,7 +135,7 @@ async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpo
       for (const name of file.names()) {
         const other = fileOf.get(name);
         if (other !== undefined) {
-          throw new CheckpointError('duplicate-tensor', `${dir}: tensor ${JSON.stringify(name)} is in both ${basename(other)} and ${basename(path)}; expected each tensor in one file`);
+          throw new CheckpointError('duplicate-tensor', `${path}: tensor ${JSON.stringify(name)} is in both ${basename(other)} and ${basename(path)}; expected each tensor in one file`, { file: path, field: name });
         }
         fileOf.set(name, path);
       }
@@ -144,22 +147,34 @@ async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpo
   return new Checkpoint(dir, fileOf, undefined, opened);
 }
 
+/** an index file larger than this is not an index (a 405B-parameter model's is about 100 KB) */
+const MAX_INDEX_BYTES = 64 << 20;
+
 async function openIndexed(dir: string, index: string): Promise<Checkpoint> {
-  const invalid = (what: string) => new CheckpointError('index-invalid', `${index}: ${what}`);
+  const invalid = (what: string, field?: string) => new CheckpointError('index-invalid', `${index}: ${what}`, field === undefined ? { file: index } : { file: index, field });
+  const size = await stat(index).then((s) => (s.isFile() ? s.size : -1), () => -1);
+  if (size < 0) throw invalid('cannot be read; expected a JSON file');
+  if (size > MAX_INDEX_BYTES) throw invalid(`has ${size} bytes, above the ${MAX_INDEX_BYTES}-byte limit for an index; expected {"metadata": {...}, "weight_map": {...}}`);
+  let text: string;
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(index, 'utf8'));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(await readFile(index));
+    raw = JSON.parse(text);
   } catch (e) {
-    throw invalid(`is not JSON (${(e as Error).message})`);
+    throw invalid(`is not UTF-8 JSON (${(e as Error).message})`);
   }
   const map = isObject(raw) ? raw['weight_map'] : undefined;
-  if (!isObject(map)) throw invalid('has no "weight_map" object; expected {"metadata": {...}, "weight_map": {tensor name: shard file}}');
+  if (!isObject(map)) throw invalid('has no "weight_map" object; expected {"metadata": {...}, "weight_map": {tensor name: shard file}}', 'weight_map');
+  const dup = firstDuplicateKey(text);
+  if (dup && dup.depth === 2 && dup.owner === 'weight_map') {
+    throw new CheckpointError('duplicate-tensor', `${index}: weight_map lists tensor ${JSON.stringify(dup.key)} twice; expected each tensor in one shard`, { file: index, field: `weight_map[${JSON.stringify(dup.key)}]` });
+  }
   const fileOf = new Map<string, string>();
   const namesIn = new Map<string, string[]>();
   for (const [name, file] of Object.entries(map)) {
     // a shard must sit beside the index: "../x" or "/etc/x" could read any file on the machine
-    if (typeof file !== 'string' || file !== basename(file) || file === '..' || file === '.' || file.includes('\\')) {
-      throw invalid(`weight_map[${JSON.stringify(name)}] is ${JSON.stringify(file)}; expected a file name in ${dir}`);
+    if (typeof file !== 'string' || file !== basename(file) || file === '..' || file === '.' || file === '' || file.includes('\\')) {
+      throw invalid(`weight_map[${JSON.stringify(name)}] is ${JSON.stringify(file) ?? String(file)}; expected a file name in ${dir}`, `weight_map[${JSON.stringify(name)}]`);
     }
     fileOf.set(name, join(dir, file));
     namesIn.set(file, [...(namesIn.get(file) ?? []), name]);
@@ -171,6 +186,7 @@ async function openIndexed(dir: string, index: string): Promise<Checkpoint> {
       throw new CheckpointError(
         'missing-shard',
         `${index}: weight_map puts ${names.length} tensor${names.length === 1 ? '' : 's'} (${some}${names.length > 2 ? ', …' : ''}) in ${file}, which does not exist in ${dir}`,
+        { file: index, field: `weight_map[${JSON.stringify(names[0])}]` },
       );
     }
   }

@@ -1,9 +1,11 @@
 // The model's tokenizer from tokenizer.json (+ tokenizer_config.json), through the @huggingface/tokenizers
 // library (a faithful port of HF tokenizers; we never hand-write BPE). The package ships CommonJS only.
+// Whatever the library makes of a malformed file is reported as a TokenizerError naming the file.
 
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { causeText, InputError } from '../errors.js';
 
 interface HfTokenizer {
   encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
@@ -19,6 +21,10 @@ function hfTokenizerClass(): HfTokenizerClass {
   return tokenizerClass;
 }
 
+export type TokenizerErrorReason = 'no-tokenizer' | 'tokenizer-unreadable' | 'tokenizer-invalid' | 'tokenizer-failed' | 'bad-token-id';
+
+export class TokenizerError extends InputError<TokenizerErrorReason> {}
+
 export interface Tokenizer {
   /** ids of `text` with the model's default special tokens (one BOS at the start for Llama) */
   encode(text: string): number[];
@@ -26,27 +32,68 @@ export interface Tokenizer {
   readonly eosTokenId: number | null;
 }
 
+/** the largest tokenizer.json in the wild is about 35 MB; anything far above is not one */
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
 function readJson(file: string): Record<string, unknown> {
+  const fail = (detail: string) => new TokenizerError('tokenizer-unreadable', `${file}: cannot be read (${detail})`, { file });
+  let size: number;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const s = statSync(file);
+    if (!s.isFile()) throw fail('not a regular file');
+    size = s.size;
   } catch (e) {
-    throw new Error(`${file}: cannot read tokenizer file (${e instanceof Error ? e.message : String(e)})`);
+    throw e instanceof TokenizerError ? e : fail((e as NodeJS.ErrnoException).code ?? String(e));
   }
+  if (size > MAX_TOKENIZER_BYTES) throw fail(`${size} bytes, above the ${MAX_TOKENIZER_BYTES}-byte limit`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(file)));
+  } catch (e) {
+    throw fail(`not UTF-8 JSON: ${causeText(e)}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail('expected a JSON object');
+  return raw as Record<string, unknown>;
 }
 
 export function loadTokenizer(dir: string): Tokenizer {
   const file = join(dir, 'tokenizer.json');
   if (!existsSync(file)) {
-    throw new Error(`${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`);
+    throw new TokenizerError('no-tokenizer', `${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`, { file });
   }
   const configFile = join(dir, 'tokenizer_config.json');
   const config = existsSync(configFile) ? readJson(configFile) : {};
-  const tok = new (hfTokenizerClass())(readJson(file), config);
+  let tok: HfTokenizer;
+  try {
+    tok = new (hfTokenizerClass())(readJson(file), config);
+  } catch (e) {
+    if (e instanceof TokenizerError) throw e;
+    throw new TokenizerError('tokenizer-invalid', `${file}: not a tokenizer the tokenizers library can load (${causeText(e)})`, { file });
+  }
   const modelConfig = existsSync(join(dir, 'config.json')) ? readJson(join(dir, 'config.json')) : {};
   const eos = modelConfig['eos_token_id'];
   return {
-    encode: (text) => tok.encode(text).ids,
-    decode: (ids, skipSpecial = false) => tok.decode([...ids], { skip_special_tokens: skipSpecial }),
+    encode: (text) => {
+      let ids: unknown;
+      try {
+        ids = tok.encode(text).ids;
+      } catch (e) {
+        throw new TokenizerError('tokenizer-failed', `${file}: encoding failed (${causeText(e)})`, { file });
+      }
+      if (!Array.isArray(ids)) throw new TokenizerError('tokenizer-failed', `${file}: encoding returned no ids`, { file });
+      const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || (id as number) < 0);
+      if (bad >= 0) {
+        throw new TokenizerError('bad-token-id', `${file}: encoding produced token id ${String(ids[bad])} at position ${bad}; expected non-negative integers (is a token missing from model.vocab?)`, { file, field: 'model.vocab' });
+      }
+      return ids as number[];
+    },
+    decode: (ids, skipSpecial = false) => {
+      try {
+        return tok.decode([...ids], { skip_special_tokens: skipSpecial });
+      } catch (e) {
+        throw new TokenizerError('tokenizer-failed', `${file}: decoding failed (${causeText(e)})`, { file });
+      }
+    },
     eosTokenId: typeof eos === 'number' ? eos : null,
   };
 }
