@@ -163,7 +163,7 @@ function parseEntry(file: string, name: string, value: unknown, dataSize: number
     throw new SafetensorsError('byte-size-mismatch', file, `${shapeString(offsets)} span ${end - begin} bytes, but ${code} ${shapeString(dims)} needs ${bytes}`, at('data_offsets'));
   }
   if (end > dataSize) {
-    throw new SafetensorsError('offsets-out-of-bounds', file, `${shapeString(offsets)} reach past the data section, which has ${dataSize} bytes`, at('data_offsets'));
+    throw new SafetensorsError('offsets-out-of-bounds', file, `${shapeString(offsets)} reach past the data section, which has ${dataSize} bytes (is the file truncated?)`, at('data_offsets'));
   }
   return { dtype, shape: dims, begin, end };
 }

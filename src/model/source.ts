@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { checkModelDir } from './model-check.js';
 
 export interface WeightSource {
   readonly dir: string;
@@ -41,19 +42,8 @@ export class HfSource implements WeightSource {
   /** `quantized`: a compressed-tensors checkpoint, whose Linear weights are stored packed (not checked here) */
   static async open(dir: string, options: { quantized?: boolean } = {}): Promise<HfSource> {
     const config = readModelConfig(dir);
-    const source = new HfSource(dir, config, await openCheckpoint(dir));
-    if (!options.quantized) source.#checkTensors();
-    return source;
-  }
-
-  #checkTensors(): void {
-    const required = [this.arch.embedding, this.arch.finalNorm, this.arch.lmHeadWeight(this.config)];
-    for (let l = 0; l < this.config.numLayers; l++) required.push(...this.arch.layerTensors(this.config, l));
-    const missing = required.filter((n) => !this.checkpoint.has(n));
-    if (missing.length > 0) {
-      const more = missing.length > 5 ? ` and ${missing.length - 5} more` : '';
-      throw new Error(`${this.dir}: checkpoint lacks tensors the config implies: ${missing.slice(0, 5).join(', ')}${more}`);
-    }
+    checkModelDir(dir, config, archFor(config), options);
+    return new HfSource(dir, config, await openCheckpoint(dir));
   }
 
   tensor(name: string): Promise<Tensor<'float32'>> {
