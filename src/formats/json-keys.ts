@@ -21,12 +21,18 @@ export function firstDuplicateKey(text: string): DuplicateKey | undefined {
     else if (c === 0x7d || c === 0x5d) frames.pop();
     else if (c === 0x22) {
       let j = i + 1;
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      let escaped = false;
+      while (text.charCodeAt(j) !== 0x22) {
+        if (text.charCodeAt(j) === 0x5c) {
+          escaped = true;
+          j += 2;
+        } else j += 1;
+      }
       let k = j + 1;
-      while (k < text.length && /\s/.test(text[k]!)) k++;
+      while (k < text.length && isJsonSpace(text.charCodeAt(k))) k++;
       const frame = frames[frames.length - 1];
       if (text.charCodeAt(k) === 0x3a && frame) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
         if (frame.keys.has(key)) return { key, depth: frames.length, owner: frame.owner };
         frame.keys.add(key);
         lastKey = key;
@@ -35,4 +41,9 @@ export function firstDuplicateKey(text: string): DuplicateKey | undefined {
     }
   }
   return undefined;
+}
+
+// JSON's whitespace: space, tab, line feed, carriage return
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 }
