@@ -87,7 +87,7 @@ export class Checkpoint {
       throw new CheckpointError(
         'missing-tensor',
         `${this.index ?? this.dir}: weight_map puts tensor ${JSON.stringify(missing[0])}${more} in ${basename(path)}, but that file has no such tensor`,
-        { file: this.index ?? this.dir, field: `weight_map[${JSON.stringify(missing[0])}]` },
+        { file: this.index ?? this.dir, field: 'weight_map' },
       );
     }
     return file;

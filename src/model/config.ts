@@ -111,7 +111,7 @@ function parseRopeScaling(raw: Record<string, unknown>, file: string): RopeScali
   const type = o['rope_type'] ?? o['type'];
   if (type === 'default') return null;
   if (type !== 'llama3') {
-    throw new ModelConfigError('unsupported-field', `${file}: rope_scaling type ${found(type)} is not supported; supported: "llama3" (or null)`, { file, field: 'rope_scaling.rope_type' });
+    throw new ModelConfigError('unsupported-field', `${file}: rope_scaling.rope_type ${found(type)} is not supported; supported: "llama3" (or null)`, { file, field: 'rope_scaling.rope_type' });
   }
   const p = 'rope_scaling.';
   return {

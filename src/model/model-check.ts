@@ -52,34 +52,35 @@ export function checkModelDir(dir: string, config: ModelConfig, arch: ArchAdapte
       throw new CheckpointError('missing-tensor', `${where}: tensor ${JSON.stringify(name)} is missing; config.json (${config.numLayers} layers, hidden_size ${config.hiddenSize}) implies it`, { file: where, field: name });
     }
     if (!FLOAT_DTYPES.includes(info.dtype)) {
-      throw new CheckpointError('dtype-mismatch', `${file}: tensor ${JSON.stringify(name)} dtype is ${info.dtype}; expected a float dtype (${FLOAT_DTYPES.join(', ')})`, { file, field: `${name}.dtype` });
+      throw new CheckpointError('dtype-mismatch', `${file}: tensor ${JSON.stringify(name)} dtype is ${info.dtype}; expected a float dtype (${FLOAT_DTYPES.join(', ')})`, { file, field: name });
     }
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new CheckpointError(
         'shape-mismatch',
         `${file}: tensor ${JSON.stringify(name)} shape is ${shapeString(info.shape)}; config.json implies ${shapeString(shape)}`,
-        { file, field: `${name}.shape` },
+        { file, field: name },
       );
     }
   }
 }
 
-/** every tensor the forward reads, with the shape config.json gives it */
-function expectedShapes(cfg: ModelConfig, arch: ArchAdapter, options: ModelCheckOptions): [string, number[]][] {
+/** every tensor the forward reads, with the shape config.json gives it; lazy, so num_hidden_layers 10⁹ fails at layer 2, not out of memory */
+function* expectedShapes(cfg: ModelConfig, arch: ArchAdapter, options: ModelCheckOptions): Generator<[string, number[]]> {
   const H = cfg.hiddenSize;
-  const out: [string, number[]][] = [[arch.embedding, [cfg.vocabSize, H]]];
+  yield [arch.embedding, [cfg.vocabSize, H]];
+  const linears = arch.linears(cfg);
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = arch.layerPrefix(l);
-    out.push([`${p}${arch.norms.input}.weight`, [H]], [`${p}${arch.norms.post}.weight`, [H]]);
+    yield [`${p}${arch.norms.input}.weight`, [H]];
+    yield [`${p}${arch.norms.post}.weight`, [H]];
     if (options.quantized) continue;
-    for (const lin of arch.linears(cfg)) {
-      out.push([`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]]);
-      if (lin.bias) out.push([`${p}${lin.local}.bias`, [lin.outFeatures]]);
+    for (const lin of linears) {
+      yield [`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]];
+      if (lin.bias) yield [`${p}${lin.local}.bias`, [lin.outFeatures]];
     }
   }
-  out.push([arch.finalNorm, [H]]);
-  if (!options.quantized && !cfg.tieWordEmbeddings) out.push([arch.lmHeadWeight(cfg), [cfg.vocabSize, H]]);
-  return out;
+  yield [arch.finalNorm, [H]];
+  if (!options.quantized && !cfg.tieWordEmbeddings) yield [arch.lmHeadWeight(cfg), [cfg.vocabSize, H]];
 }
 
 // headers by path, size, mtime and inode: a sweep compiles one plan per variant, and every step reopens the model

@@ -72,6 +72,9 @@ export function loadTokenizer(dir: string): Tokenizer {
   }
   const modelConfig = existsSync(join(dir, 'config.json')) ? readJson(join(dir, 'config.json')) : {};
   const eos = modelConfig['eos_token_id'];
+  // an id past the embedding table would fail (or worse) only when the windows reach the model
+  const vocab = modelConfig['vocab_size'];
+  const limit = Number.isSafeInteger(vocab) && (vocab as number) > 0 ? (vocab as number) : Number.MAX_SAFE_INTEGER;
   return {
     encode: (text) => {
       let ids: unknown;
@@ -81,9 +84,10 @@ export function loadTokenizer(dir: string): Tokenizer {
         throw new TokenizerError('tokenizer-failed', `${file}: encoding failed (${causeText(e)})`, { file });
       }
       if (!Array.isArray(ids)) throw new TokenizerError('tokenizer-failed', `${file}: encoding returned no ids`, { file });
-      const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || (id as number) < 0);
+      const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= limit);
       if (bad >= 0) {
-        throw new TokenizerError('bad-token-id', `${file}: encoding produced token id ${String(ids[bad])} at position ${bad}; expected non-negative integers (is a token missing from model.vocab?)`, { file, field: 'model.vocab' });
+        const expected = limit === Number.MAX_SAFE_INTEGER ? 'non-negative integers' : `integers in [0, ${limit}) (config.json vocab_size ${limit})`;
+        throw new TokenizerError('bad-token-id', `${file}: encoding produced token id ${String(ids[bad])} at position ${bad}; expected ${expected}: check model.vocab and added_tokens`, { file, field: 'model.vocab' });
       }
       return ids as number[];
     },

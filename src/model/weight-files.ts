@@ -107,7 +107,7 @@ function readIndex(dir: string, index: string): Map<string, string> {
       throw new CheckpointError(
         'missing-shard',
         `${index}: weight_map puts ${names.length} tensor${names.length === 1 ? '' : 's'} (${some}${names.length > 2 ? ', …' : ''}) in ${file}, which does not exist in ${dir}`,
-        { file: index, field: `weight_map[${JSON.stringify(names[0])}]` },
+        { file: index, field: 'weight_map' },
       );
     }
   }

@@ -92,6 +92,9 @@ export function namedReason(e: unknown, file: string | readonly string[], field?
   if (typeof reason !== 'string' || !/^[a-z0-9]+(-[a-z0-9]+)*$/.test(reason)) problems.push(`no kebab-case reason (${String(reason)})`);
   if (!files.some((f) => e.message.includes(f))) problems.push(`the message does not name ${files.join(' or ')}`);
   if (field !== undefined && !e.message.includes(field)) problems.push(`the message does not name ${field}`);
+  // a typed error that knows its field (InputError.field) must say it
+  const own = (e as { field?: unknown }).field;
+  if (typeof own === 'string' && !e.message.includes(own)) problems.push(`the message does not name its field ${own}`);
   if (e.message.includes('\n')) problems.push('the message spans several lines');
   if (e.message.length > 1000) problems.push(`the message has ${e.message.length} characters`);
   if (problems.length > 0) {
