@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
+import { checkFiniteWeight, scanFinite } from './finite.js';
 import { checkModelDir } from './model-check.js';
 
 export interface WeightSource {
@@ -46,8 +47,10 @@ export class HfSource implements WeightSource {
     return new HfSource(dir, config, await openCheckpoint(dir));
   }
 
-  tensor(name: string): Promise<Tensor<'float32'>> {
-    return this.checkpoint.readAs(name, 'float32');
+  async tensor(name: string): Promise<Tensor<'float32'>> {
+    const t = await this.checkpoint.readAs(name, 'float32');
+    if (scanFinite(t.data).first >= 0) checkFiniteWeight(t, { name, file: (await this.checkpoint.info(name)).file });
+    return t;
   }
 
   async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {

@@ -20,7 +20,7 @@ export const propagateStep: StepImpl<PropagateParams> = {
       const state = await loadLayerInput(src, optionalInput(ctx, 'state'), ctx.params.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const linears = src.arch.linears(src.config);
-      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress));
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress, ctx.params.layer));
       return { layer: ctx.params.layer };
     } finally {
       await src.close();
