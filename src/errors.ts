@@ -32,3 +32,14 @@ export function causeText(e: unknown, max = 200): string {
   const text = (e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ').trim();
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
+
+/** a JSON value for a message: compact, at most `max` characters, safe on values nested too deep to print */
+export function describeValue(v: unknown, max = 60): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    text = Array.isArray(v) ? `an array of ${v.length} (nested)` : typeof v;
+  }
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

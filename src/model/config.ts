@@ -1,9 +1,9 @@
 // config.json of a HuggingFace Llama-family model directory, parsed strictly: every field quantforge's
 // forward depends on is checked, and anything it would silently compute wrong is refused with a clear error.
 
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError } from '../errors.js';
+import { causeText, describeValue, InputError } from '../errors.js';
 
 export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
@@ -43,6 +43,9 @@ export interface ModelConfig {
 }
 
 export class ModelConfigError extends InputError<string> {}
+
+/** config.json files are a few KB; one this large is not a config */
+const MAX_CONFIG_BYTES = 16 << 20;
 
 const PICKLE = /^(pytorch_model.*\.bin|.*\.pt|.*\.pth|.*\.ckpt|.*\.pkl)$/;
 
@@ -96,10 +99,7 @@ function field(raw: Record<string, unknown>, file: string, name: string, kind: F
   return v as number | boolean;
 }
 
-function found(v: unknown): string {
-  const text = JSON.stringify(v) ?? String(v);
-  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
-}
+const found = (v: unknown): string => describeValue(v);
 
 function parseRopeScaling(raw: Record<string, unknown>, file: string): RopeScaling | null {
   const rs = raw['rope_scaling'];
@@ -173,22 +173,33 @@ export function parseModelConfig(raw: Record<string, unknown>, file = 'config.js
 
 /** read and parse `<dir>/config.json`, refusing unsafe directories */
 export function readModelConfig(dir: string): ModelConfig {
+  const raw = readConfigJson(dir);
+  checkModelDirSafety(dir, raw);
+  return parseModelConfig(raw, join(dir, 'config.json'));
+}
+
+/** the JSON object in `<dir>/config.json`, unchecked beyond being one (an ONNX export has no safetensors to check) */
+export function readConfigJson(dir: string): Record<string, unknown> {
   const file = join(dir, 'config.json');
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new ModelConfigError('missing-config', `${dir}: no config.json; expected a HuggingFace model directory`, { file });
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) throw new ModelConfigError('bad-config', `${file}: has ${size} bytes; a config.json is a few KB (limit ${MAX_CONFIG_BYTES})`, { file });
+    bytes = readFileSync(file);
+  } catch (e) {
+    if (e instanceof ModelConfigError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ModelConfigError('missing-config', `${dir}: no config.json; expected a HuggingFace model directory`, { file });
+    throw new ModelConfigError('bad-config', `${file}: cannot be read (${code ?? causeText(e)})`, { file });
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
   } catch (e) {
-    throw new ModelConfigError('bad-config', `${file}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, { file });
+    throw new ModelConfigError('bad-config', `${file}: not valid UTF-8 JSON (${causeText(e)})`, { file });
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ModelConfigError('bad-config', `${file}: expected a JSON object, found ${found(raw)}`, { file });
   }
-  checkModelDirSafety(dir, raw as Record<string, unknown>);
-  return parseModelConfig(raw as Record<string, unknown>, file);
+  return raw as Record<string, unknown>;
 }

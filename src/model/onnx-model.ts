@@ -4,6 +4,8 @@
 import { join } from 'node:path';
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
+import { causeText } from '../errors.js';
+import { OnnxModelError } from './onnx-model-error.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { ModelConfig } from './config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
@@ -23,16 +25,31 @@ function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
 export class OnnxModel {
   readonly #rt: Runtime;
   readonly #session: Kernel;
+  readonly #file: string;
   readonly config: ModelConfig;
 
-  private constructor(rt: Runtime, session: Kernel, config: ModelConfig) {
+  private constructor(rt: Runtime, session: Kernel, config: ModelConfig, file: string) {
     this.#rt = rt;
     this.#session = session;
     this.config = config;
+    this.#file = file;
   }
 
   static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
-    return new OnnxModel(rt, await rt.load(join(dir, 'onnx', 'model.onnx')), config);
+    const file = join(dir, 'onnx', 'model.onnx');
+    const session = await rt.load(file).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-load-failed', `${file}: onnxruntime cannot load it (${causeText(e, 300)})`, { file });
+    });
+    // the KV-cache inputs must be the ones config.json implies, or every forward would fail (or read garbage)
+    const expected = Array.from({ length: config.numLayers }, (_, l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]).flat();
+    const have = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    const missing = expected.find((n) => !have.includes(n)) ?? have.find((n) => !expected.includes(n));
+    if (missing !== undefined || !session.outputNames.includes('logits')) {
+      await session.release();
+      const what = missing === undefined ? 'has no "logits" output' : `has KV-cache inputs ${have.length / 2} layers deep`;
+      throw new OnnxModelError('onnx-config-mismatch', `${file}: ${what}; config.json num_hidden_layers is ${config.numLayers}`, { file, field: 'num_hidden_layers' });
+    }
+    return new OnnxModel(rt, session, config, file);
   }
 
   #emptyCache(batch: number): Record<string, Tensor> {
@@ -55,7 +72,13 @@ export class OnnxModel {
       position_ids: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt(past + (i % S)))),
       ...cache,
     };
-    const out = await this.#session.run(feeds);
+    const out = await this.#session.run(feeds).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-run-failed', `${this.#file}: onnxruntime failed to run it (${causeText(e, 300)})`, { file: this.#file });
+    });
+    const vocab = out['logits']?.dims[2];
+    if (vocab !== this.config.vocabSize) {
+      throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: logits have ${String(vocab)} entries per token; config.json vocab_size is ${this.config.vocabSize}`, { file: this.#file, field: 'vocab_size' });
+    }
     const next: Record<string, Tensor> = {};
     for (let l = 0; l < this.config.numLayers; l++) {
       next[`past_key_values.${l}.key`] = out[`present.${l}.key`]!;
@@ -80,6 +103,9 @@ export class OnnxModel {
       options.onProgress?.(Math.min(n, b + m), n);
     }
     const tokens = n * (T - 1);
+    if (!Number.isFinite(sum)) {
+      throw new OnnxModelError('non-finite-output', `${this.#file}: the model's logits are NaN or ±Inf (total NLL ${sum}); are its weights damaged?`, { file: this.#file });
+    }
     return { perplexity: Math.exp(sum / tokens), nll: sum / tokens, tokens, windows: n, seqLen: T, seconds: (performance.now() - t0) / 1000 };
   }
 

@@ -1,15 +1,15 @@
 // Open any model directory quantforge can evaluate: a HuggingFace checkpoint, a compressed-tensors checkpoint
 // (dequantized on load) or a quantforge ONNX export. The format is recognised from the files present.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
-import type { ModelConfig } from './config.js';
+import { ModelConfigError, type ModelConfig } from './config.js';
 import { perplexity, type PerplexityOptions, type PerplexityResult } from './perplexity.js';
 import { HfSource, type WeightSource } from './source.js';
 import { CompressedTensorsSource, quantizationConfigOf } from './compressed-tensors-source.js';
-import { parseModelConfig, readModelConfig } from './config.js';
+import { parseModelConfig, readConfigJson, readModelConfig } from './config.js';
 import { OnnxModel } from './onnx-model.js';
 
 export type ModelFormat = 'hf' | 'compressed-tensors' | 'onnx';
@@ -32,10 +32,10 @@ export function detectFormat(dir: string): ModelFormat {
 }
 
 export async function openModel(rt: Runtime, dir: string): Promise<OpenedModel> {
-  if (!existsSync(dir)) throw new Error(`${dir}: no such model directory`);
+  if (!existsSync(dir)) throw new ModelConfigError('missing-config', `${dir}: no such model directory`, { file: dir });
   const format = detectFormat(dir);
   if (format === 'onnx') {
-    const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>, join(dir, 'config.json'));
+    const config = parseModelConfig(readConfigJson(dir), join(dir, 'config.json'));
     const onnx = await OnnxModel.open(rt, dir, config);
     return { dir, format, config, source: undefined, onnx, perplexity: (w, o) => onnx.perplexity(w, o), close: () => onnx.close() };
   }

@@ -1,0 +1,8 @@
+// A quantforge ONNX export (onnx/model.onnx + model.onnx_data) that onnxruntime cannot load or run, or that
+// disagrees with its config.json: named with the file, for `eval` and `generate` on a damaged export.
+
+import { InputError } from '../errors.js';
+
+export type OnnxModelErrorReason = 'onnx-load-failed' | 'onnx-config-mismatch' | 'onnx-run-failed' | 'non-finite-output';
+
+export class OnnxModelError extends InputError<OnnxModelErrorReason> {}
