@@ -4,10 +4,19 @@
 // random choice of them with `shuffle`.
 
 import { readFileSync } from 'node:fs';
+import { causeText, InputError } from '../errors.js';
 import { tensor, type Tensor } from '../tensor.js';
 
+/** a calibration or evaluation file that cannot be read or is not the JSONL it claims to be */
+export class DatasetError extends InputError<'dataset-unreadable' | 'dataset-invalid'> {}
+
 export function readDatasetText(path: string, textField = 'text'): string {
-  const raw = readFileSync(path, 'utf8');
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new DatasetError('dataset-unreadable', `${path}: cannot read the dataset (${(e as NodeJS.ErrnoException).code ?? causeText(e)})`, { file: path });
+  }
   if (!/\.jsonl$/i.test(path)) return raw;
   const docs: string[] = [];
   raw.split('\n').forEach((line, i) => {
@@ -16,10 +25,10 @@ export function readDatasetText(path: string, textField = 'text'): string {
     try {
       obj = JSON.parse(line);
     } catch {
-      throw new Error(`${path}:${i + 1}: not a JSON object`);
+      throw new DatasetError('dataset-invalid', `${path}:${i + 1}: not a JSON object`, { file: path, field: `line ${i + 1}` });
     }
     const text = (obj as Record<string, unknown> | null)?.[textField];
-    if (typeof text !== 'string') throw new Error(`${path}:${i + 1}: field "${textField}" is missing or not a string`);
+    if (typeof text !== 'string') throw new DatasetError('dataset-invalid', `${path}:${i + 1}: field "${textField}" is missing or not a string`, { file: path, field: textField });
     docs.push(text);
   });
   return docs.join('\n\n');
