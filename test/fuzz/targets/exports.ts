@@ -22,7 +22,7 @@ import { applyJsonMutations, weirdValue, type JsonMutation } from '../json-mutat
 
 let built: Promise<MicroExports> | undefined;
 /** the micro exports, built once per test process (both targets share them) and removed when it exits */
-function microExports(): Promise<MicroExports> {
+export function microExports(): Promise<MicroExports> {
   if (!built) {
     const dir = mkdtempSync(join(tmpdir(), 'qf-fuzz-exports-'));
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
