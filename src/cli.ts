@@ -6,6 +6,7 @@ import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
 import { InputError } from './errors.js';
+import { describeLeaks, LeakWatch, STRICT_WARNINGS_ENV, strictWarnings } from './exec/leak-watch.js';
 import { VERSION } from './version.js';
 
 
@@ -100,7 +101,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+// strict (tests): a command that leaves a file handle to the garbage collector exits 1
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
+
+async function checkLeaks(code: number): Promise<number> {
+  const left = (await leaks?.collect()) ?? [];
+  if (left.length === 0) return code;
+  process.stderr.write(`quantforge: ${describeLeaks(left)} (${STRICT_WARNINGS_ENV}=1)\n`);
+  return code === 0 ? 1 : code;
+}
+
+main(process.argv.slice(2)).then(checkLeaks).then(
   (code) => process.exit(code),
   (e: unknown) => {
     process.stderr.write(`quantforge: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

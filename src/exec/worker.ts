@@ -4,9 +4,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Runtime } from '../ort/session.js';
 import { stepImpls } from '../steps/registry.js';
+import { describeLeaks, LeakWatch, strictWarnings } from './leak-watch.js';
 import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
 
 const config = workerData as WorkerConfig;
+// strict (tests): a step that leaves a file handle to the garbage collector fails
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
 const runtime = new Runtime({ device: config.device, ...(config.threads ? { threads: config.threads } : {}) });
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
@@ -23,6 +26,8 @@ port.on('message', (req: StepRequest) => {
         warn: (message) => post({ type: 'warn', message }),
         signal: new AbortController().signal,
       });
+      const left = (await leaks?.collect()) ?? [];
+      if (left.length > 0) throw Object.assign(new Error(`step ${req.id}: ${describeLeaks(left)}`), { reason: 'file-handle-leak' });
       post({ type: 'done', result });
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
