@@ -1,5 +1,5 @@
 // argv → command. The only module that prints diagnostics and calls process.exit.
-// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error.
+// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error or a malformed input file (InputError).
 
 import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
@@ -20,7 +20,7 @@ function mainHelp(): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe or usage.',
+    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe, usage or input file.',
   ].join('\n');
 }
 
