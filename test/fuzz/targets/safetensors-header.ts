@@ -27,6 +27,7 @@ export type Mutation =
   | { kind: 'add-field'; tensor: number; key: string; value: unknown }
   | { kind: 'entry-value'; tensor: number; value: unknown }
   | { kind: 'shift-offsets'; tensor: number; begin: number; end: number }
+  | { kind: 'move'; tensor: number; by: number }
   | { kind: 'swap-offsets'; a: number; b: number }
   | { kind: 'past-end'; tensor: number; extra: number }
   | { kind: 'metadata'; value: unknown }
@@ -74,6 +75,7 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('add-field' as const), tensor: index, key: fc.string({ maxLength: 8 }), value: weirdValue }),
   fc.record({ kind: fc.constant('entry-value' as const), tensor: index, value: weirdValue }),
   fc.record({ kind: fc.constant('shift-offsets' as const), tensor: index, begin: fc.integer({ min: -16, max: 16 }), end: fc.integer({ min: -16, max: 16 }) }),
+  fc.record({ kind: fc.constant('move' as const), tensor: index, by: fc.integer({ min: -24, max: 24 }) }),
   fc.record({ kind: fc.constant('swap-offsets' as const), a: index, b: index }),
   fc.record({ kind: fc.constant('past-end' as const), tensor: index, extra: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(2 ** 40)) }),
   fc.record({ kind: fc.constant('metadata' as const), value: fc.oneof(weirdValue, fc.dictionary(fc.string({ maxLength: 6 }), weirdValue, { maxKeys: 3 })) }),
@@ -149,6 +151,12 @@ export function buildFile(c: HeaderCase): Uint8Array {
       case 'shift-offsets': {
         const o = e && offsets(e);
         if (o) obj(e!)!['data_offsets'] = [o[0]! + m.begin, o[1]! + m.end];
+        break;
+      }
+      case 'move': {
+        // the same span elsewhere: overlapping a neighbour, or leaving a gap
+        const o = e && offsets(e);
+        if (o) obj(e!)!['data_offsets'] = [o[0]! + m.by, o[1]! + m.by];
         break;
       }
       case 'swap-offsets': {
