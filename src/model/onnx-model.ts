@@ -41,9 +41,9 @@ export class OnnxModel {
       throw new OnnxModelError('onnx-load-failed', `${file}: onnxruntime cannot load it (${causeText(e, 300)})`, { file });
     });
     // the KV-cache inputs must be the ones config.json implies, or every forward would fail (or read garbage)
-    const expected = Array.from({ length: config.numLayers }, (_, l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]).flat();
     const have = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
-    const missing = expected.find((n) => !have.includes(n)) ?? have.find((n) => !expected.includes(n));
+    const layerOf = /^past_key_values\.(\d+)\.(key|value)$/;
+    const missing = have.length !== 2 * config.numLayers ? 'count' : have.find((n) => Number(layerOf.exec(n)?.[1] ?? -1) >= config.numLayers || !layerOf.test(n));
     if (missing !== undefined || !session.outputNames.includes('logits')) {
       await session.release();
       const what = missing === undefined ? 'has no "logits" output' : `has KV-cache inputs ${have.length / 2} layers deep`;

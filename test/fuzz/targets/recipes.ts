@@ -92,7 +92,8 @@ function walk(data: unknown, path: readonly number[]): { parent: Container; key:
   let node = data;
   let at: { parent: Container; key: string | number } | undefined;
   for (const step of path) {
-    if (typeof node !== 'object' || node === null) break;
+    // only plain maps and lists (a !!binary value is a Uint8Array)
+    if (typeof node !== 'object' || node === null || ArrayBuffer.isView(node)) break;
     const keys: (string | number)[] = Array.isArray(node) ? node.map((_, i) => i) : Object.keys(node);
     if (keys.length === 0) break;
     const key = keys[step % keys.length]!;
@@ -162,7 +163,7 @@ export function mutateRecipe(contents: string, mutations: readonly RecipeMutatio
       default: {
         let data: unknown;
         try {
-          data = parse(lines.join('\n'), { uniqueKeys: false, maxAliasCount: 100 });
+          data = parse(lines.join('\n'), { uniqueKeys: false, maxAliasCount: 100, logLevel: 'silent' });
         } catch {
           continue;
         }
