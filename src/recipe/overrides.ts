@@ -81,7 +81,7 @@ function parseValue(file: SourceFile, offset: number, text: string): Result<unkn
   if (text === '') {
     return fail(errorAt('override-syntax', 'Missing value: expected a YAML value such as 50, true, null, W8A8 or [a, b].', at(file, Math.min(offset, file.contents.length), 0)));
   }
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text, { prettyErrors: false, logLevel: 'error' });
   const [first] = doc.errors;
   if (first) {
     const message = first.message.replace(/\.$/, '');

@@ -13,7 +13,8 @@ export interface ParsedYaml {
 }
 
 export function parseYaml(file: SourceFile): Result<ParsedYaml> {
-  const doc = parseDocument(file.contents, { prettyErrors: false, uniqueKeys: true });
+  // logLevel 'error': yaml would print its warnings (a collection used as a key) to stderr; they reach the user as diagnostics
+  const doc = parseDocument(file.contents, { prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const warnings = doc.warnings.map((w) => warningAt(yamlCode(w), `YAML: ${sentence(w.message)}.`, yamlErrorLocation(file, w)));
   if (doc.errors.length === 0) return { ok: true, value: { doc, warnings } };
   return { ok: false, error: [...doc.errors.map((e) => yamlDiagnostic(file, doc, e)), ...warnings] };
