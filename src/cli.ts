@@ -1,10 +1,12 @@
 // argv → command. The only module that prints diagnostics and calls process.exit.
-// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error.
+// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error or a malformed input file (InputError).
 
 import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
+import { InputError } from './diag/failure.js';
+import { describeLeaks, LeakWatch, STRICT_WARNINGS_ENV, strictWarnings } from './exec/leak-watch.js';
 import { VERSION } from './version.js';
 
 
@@ -18,7 +20,7 @@ function mainHelp(): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe or usage.',
+    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe, usage or input file.',
   ].join('\n');
 }
 
@@ -88,7 +90,8 @@ async function main(argv: string[]): Promise<number> {
     if (result.diagnostics && result.diagnostics.length > 0) io.err(printDiagnostics(result.diagnostics, { color: io.isTTY }));
     return result.code;
   } catch (e) {
-    if (e instanceof UsageError) {
+    // a bad argument or a malformed input file: nothing failed to compute, so exit 2 as for a bad recipe
+    if (e instanceof UsageError || e instanceof InputError) {
       io.err(`quantforge ${name}: ${e.message}`);
       return 2;
     }
@@ -98,7 +101,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+// strict (tests): a command that leaves a file handle to the garbage collector exits 1
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
+
+async function checkLeaks(code: number): Promise<number> {
+  const left = (await leaks?.collect()) ?? [];
+  if (left.length === 0) return code;
+  process.stderr.write(`quantforge: ${describeLeaks(left)} (${STRICT_WARNINGS_ENV}=1)\n`);
+  return code === 0 ? 1 : code;
+}
+
+main(process.argv.slice(2)).then(checkLeaks).then(
   (code) => process.exit(code),
   (e: unknown) => {
     process.stderr.write(`quantforge: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

@@ -8,6 +8,8 @@ import type { Location } from './diagnostic.js';
 
 /** a safetensors file that is malformed, or a read or write misused (formats/safetensors*.ts) */
 export type SafetensorsReason =
+  // the file itself
+  | 'file-unreadable'
   // the 8-byte length prefix
   | 'file-too-short'
   | 'header-length-out-of-range'
@@ -40,7 +42,10 @@ export type SafetensorsReason =
   | 'bad-tensor'
   | 'writer-finished';
 
-/** a model directory quantforge refuses or cannot read (model/config.ts, checkpoint.ts, tokenizer.ts) */
+/**
+ * a model directory quantforge refuses or cannot read (model/config.ts, weight-files.ts, checkpoint.ts,
+ * model-check.ts, tokenizer.ts, quantization-config.ts, finite.ts)
+ */
 export type ModelReason =
   | 'model-not-found'
   | 'missing-config'
@@ -57,11 +62,24 @@ export type ModelReason =
   | 'missing-tensor'
   | 'tensor-not-found'
   | 'duplicate-tensor'
+  /** a tensor's shape or dtype differs from what config.json implies */
+  | 'shape-mismatch'
+  | 'dtype-mismatch'
   | 'tokenizer-missing'
-  | 'tokenizer-unreadable';
+  | 'tokenizer-unreadable'
+  /** a tokenizer.json the tokenizers library cannot load, or fails to encode or decode with */
+  | 'tokenizer-invalid'
+  | 'tokenizer-failed'
+  /** a token id past config.json's vocab_size */
+  | 'bad-token-id'
+  /** a compressed-tensors checkpoint whose quantization_config, or a quantized tensor of it, is malformed */
+  | 'quantization-config-invalid'
+  | 'quantized-tensor-invalid'
+  /** a weight holding NaN or ±Inf */
+  | 'non-finite-weight';
 
 /** a dataset file (model/windows.ts, steps/tokenize.ts) */
-export type DatasetReason = 'file-not-found' | 'dataset-invalid' | 'dataset-too-short';
+export type DatasetReason = 'file-not-found' | 'dataset-unreadable' | 'dataset-invalid' | 'dataset-too-short';
 
 /** quantization arguments and their arithmetic (quant/, algo/targets.ts, formats/pack-quantized.ts) */
 export type QuantReason =
@@ -96,7 +114,9 @@ export type MethodReason =
   | 'autoround-input-mismatch'
   | 'autoround-missing-weight'
   | 'autoround-loss-not-finite'
-  | 'perplexity-not-finite';
+  | 'perplexity-not-finite'
+  /** an activation became NaN or ±Inf over the calibration windows although the weights were finite */
+  | 'non-finite-activation';
 
 /** onnxruntime and the graphs built for it (ort/, graphs/) */
 export type OrtReason =
@@ -104,7 +124,12 @@ export type OrtReason =
   | 'device-unavailable'
   | 'autodiff-unsupported-op'
   | 'autodiff-unknown-rank'
-  | 'autodiff-bad-argument';
+  | 'autodiff-bad-argument'
+  // an ONNX export onnxruntime cannot load or run, or that disagrees with its config.json (graphs/onnx-model.ts)
+  | 'onnx-load-failed'
+  | 'onnx-config-mismatch'
+  | 'onnx-run-failed'
+  | 'non-finite-output';
 
 /** outputs that a format cannot write (formats/, outputs/) */
 export type OutputReason = 'unsupported-output-scheme';
@@ -137,7 +162,13 @@ export type StoreReason =
   | 'store-upload-failed';
 
 /** the run itself and the command line */
-export type RunReason = 'interrupted' | 'worker-exited' | 'usage' | 'unknown-error-thrown';
+export type RunReason =
+  | 'interrupted'
+  | 'worker-exited'
+  | 'usage'
+  /** QUANTFORGE_STRICT_WARNINGS=1: a step or command left a file handle to the garbage collector (exec/leak-watch.ts) */
+  | 'file-handle-leak'
+  | 'unknown-error-thrown';
 
 export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | RunReason;
 
@@ -166,6 +197,29 @@ export class ReasonedError<R extends FailureReason = FailureReason> extends Erro
     const e = new ReasonedError(f.reason, f.message, f.location ? { location: f.location } : {});
     if (f.stack !== undefined) e.stack = f.stack;
     return e;
+  }
+}
+
+/** where an InputError lies: the file the user handed quantforge, and the tensor, key or field within it */
+export interface InputSite {
+  readonly file: string;
+  readonly field?: string | undefined;
+}
+
+/**
+ * A file the user handed quantforge (a model directory's config, tokenizer, weights, index, an ONNX export, a
+ * dataset) is malformed or inconsistent. Nothing failed to compute, the input is wrong: the CLI exits 2 for
+ * these, as for recipe and usage errors. The message names the file (and the field, where there is one).
+ */
+export class InputError<R extends FailureReason = FailureReason> extends ReasonedError<R> {
+  /** the file (or directory) at fault */
+  readonly file: string;
+  /** the tensor, key or field within `file`, when the problem has one */
+  readonly field: string | undefined;
+  constructor(reason: R, message: string, where: InputSite, options: { location?: Location; cause?: unknown } = {}) {
+    super(reason, message, options);
+    this.file = where.file;
+    this.field = where.field;
   }
 }
 

@@ -2,12 +2,15 @@
 // step at a time on request from WorkerRunner.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { toFailure } from '../diag/failure.js';
+import { ReasonedError, toFailure } from '../diag/failure.js';
 import { Runtime } from '../ort/session.js';
 import { stepImpls } from './step-impls.js';
+import { describeLeaks, LeakWatch, strictWarnings } from './leak-watch.js';
 import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
 
 const config = workerData as WorkerConfig;
+// strict (tests): a step that leaves a file handle to the garbage collector fails
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
 const runtime = new Runtime({ device: config.device, ...(config.threads ? { threads: config.threads } : {}) });
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
@@ -24,6 +27,8 @@ port.on('message', (req: StepRequest) => {
         warn: (message) => post({ type: 'warn', message }),
         signal: new AbortController().signal,
       });
+      const left = (await leaks?.collect()) ?? [];
+      if (left.length > 0) throw new ReasonedError('file-handle-leak', `step ${req.id}: ${describeLeaks(left)}`);
       post({ type: 'done', result });
     } catch (e) {
       post({ type: 'error', failure: toFailure(e) });

@@ -1,12 +1,13 @@
 // A quantforge ONNX export (onnx/model.onnx) run as a whole: perplexity under the same protocol as the
 // layer-by-layer path, and greedy generation with its KV cache inputs/outputs.
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
+import { causeText } from '../diag/quote.js';
+import { OnnxModelError } from './onnx-model-error.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { parseModelConfig, type ModelConfig } from '../model/config.js';
+import { parseModelConfig, readConfigJson, type ModelConfig } from '../model/config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
 
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
@@ -24,22 +25,36 @@ function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
 export class OnnxModel {
   readonly #rt: Runtime;
   readonly #session: Kernel;
+  readonly #file: string;
   readonly config: ModelConfig;
 
-  private constructor(rt: Runtime, session: Kernel, config: ModelConfig) {
+  private constructor(rt: Runtime, session: Kernel, config: ModelConfig, file: string) {
     this.#rt = rt;
     this.#session = session;
     this.config = config;
+    this.#file = file;
   }
 
   static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
-    return new OnnxModel(rt, await rt.load(join(dir, 'onnx', 'model.onnx')), config);
+    const file = join(dir, 'onnx', 'model.onnx');
+    const session = await rt.load(file).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-load-failed', `${file}: onnxruntime cannot load it (${causeText(e, 300)})`, { file });
+    });
+    // the KV-cache inputs must be the ones config.json implies, or every forward would fail (or read garbage)
+    const have = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    const layerOf = /^past_key_values\.(\d+)\.(key|value)$/;
+    const missing = have.length !== 2 * config.numLayers ? 'count' : have.find((n) => Number(layerOf.exec(n)?.[1] ?? -1) >= config.numLayers || !layerOf.test(n));
+    if (missing !== undefined || !session.outputNames.includes('logits')) {
+      await session.release();
+      const what = missing === undefined ? 'has no "logits" output' : `has KV-cache inputs ${have.length / 2} layers deep`;
+      throw new OnnxModelError('onnx-config-mismatch', `${file}: ${what}; config.json num_hidden_layers is ${config.numLayers}`, { file, field: 'num_hidden_layers' });
+    }
+    return new OnnxModel(rt, session, config, file);
   }
 
   /** an export directory, with the config.json beside onnx/ */
   static openDir(rt: Runtime, dir: string): Promise<OnnxModel> {
-    const file = join(dir, 'config.json');
-    return OnnxModel.open(rt, dir, parseModelConfig(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>, file));
+    return OnnxModel.open(rt, dir, parseModelConfig(readConfigJson(dir), join(dir, 'config.json')));
   }
 
   #emptyCache(batch: number): Record<string, Tensor> {
@@ -62,7 +77,13 @@ export class OnnxModel {
       position_ids: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt(past + (i % S)))),
       ...cache,
     };
-    const out = await this.#session.run(feeds);
+    const out = await this.#session.run(feeds).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-run-failed', `${this.#file}: onnxruntime failed to run it (${causeText(e, 300)})`, { file: this.#file });
+    });
+    const vocab = out['logits']?.dims[2];
+    if (vocab !== this.config.vocabSize) {
+      throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: logits have ${String(vocab)} entries per token; config.json vocab_size is ${this.config.vocabSize}`, { file: this.#file, field: 'vocab_size' });
+    }
     const next: Record<string, Tensor> = {};
     for (let l = 0; l < this.config.numLayers; l++) {
       next[`past_key_values.${l}.key`] = out[`present.${l}.key`]!;
@@ -87,6 +108,9 @@ export class OnnxModel {
       options.onProgress?.(Math.min(n, b + m), n);
     }
     const tokens = n * (T - 1);
+    if (!Number.isFinite(sum)) {
+      throw new OnnxModelError('non-finite-output', `${this.#file}: the model's logits are NaN or ±Inf (total NLL ${sum}); are its weights damaged?`, { file: this.#file });
+    }
     return { perplexity: Math.exp(sum / tokens), nll: sum / tokens, tokens, windows: n, seqLen: T, seconds: (performance.now() - t0) / 1000 };
   }
 

@@ -4,17 +4,22 @@
 // random choice of them with `shuffle`.
 
 import { readFileSync } from 'node:fs';
+import { InputError, ReasonedError, type DatasetReason } from '../diag/failure.js';
+import { causeText } from '../diag/quote.js';
 import { seededRandom } from '../random.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { ReasonedError } from '../diag/failure.js';
+
+/** a calibration or evaluation file that cannot be read or is not the JSONL it claims to be */
+export class DatasetError extends InputError<Extract<DatasetReason, 'file-not-found' | 'dataset-unreadable' | 'dataset-invalid'>> {}
 
 export function readDatasetText(path: string, textField = 'text'): string {
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    throw new ReasonedError('file-not-found', `${path}: no such dataset file`);
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new DatasetError('file-not-found', `${path}: no such dataset file`, { file: path });
+    throw new DatasetError('dataset-unreadable', `${path}: cannot read the dataset (${code ?? causeText(e)})`, { file: path });
   }
   if (!/\.jsonl$/i.test(path)) return raw;
   const docs: string[] = [];
@@ -24,10 +29,10 @@ export function readDatasetText(path: string, textField = 'text'): string {
     try {
       obj = JSON.parse(line);
     } catch {
-      throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: not a JSON object`);
+      throw new DatasetError('dataset-invalid', `${path}:${i + 1}: not a JSON object`, { file: path, field: `line ${i + 1}` });
     }
     const text = (obj as Record<string, unknown> | null)?.[textField];
-    if (typeof text !== 'string') throw new ReasonedError('dataset-invalid', `${path}:${i + 1}: field "${textField}" is missing or not a string`);
+    if (typeof text !== 'string') throw new DatasetError('dataset-invalid', `${path}:${i + 1}: field "${textField}" is missing or not a string`, { file: path, field: textField });
     docs.push(text);
   });
   return docs.join('\n\n');

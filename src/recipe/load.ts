@@ -15,7 +15,7 @@ import { resolvePaths } from './paths.js';
 import { parseSweepBlock } from './sweep.js';
 import type { Assignment, LoadedRecipe, Recipe, SweepAxis } from './types.js';
 import { validateRecipeData } from './validate.js';
-import { parseYaml } from './yaml-source.js';
+import { parseYaml, toData } from './yaml-source.js';
 
 /**
  * `overrides` are `--set` arguments (`stages[1].iters=50`); one with several values becomes a sweep axis.
@@ -84,7 +84,9 @@ function evaluate(doc: Document, file: SourceFile, assignments: readonly Assignm
     const failure = applyAssignment(doc, assignment);
     if (failure) errors.push(failure);
   }
-  const data: unknown = doc.toJS();
+  const converted = toData(doc, file);
+  if (!converted.ok) return { data: null as unknown, errors: [...errors, ...converted.error] };
+  const data = converted.value;
   const ctx: LocateContext = { doc, file, assignments: known };
   for (const issue of validateRecipeData(data)) {
     const related = (issue.related ?? []).map((r) => ({ message: r.message, location: locatePath(ctx, r.path, r.target) }));

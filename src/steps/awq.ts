@@ -92,7 +92,7 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
       }
     } else {
       const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site] }) };
-      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, async (out) => {
+      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, async (out) => {
         const x = out['site']!;
         const width = x.dims[2] as number;
         const tokens = x.data.length / width;

@@ -70,7 +70,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
       const [N, T] = hidden.dims as [number, number, number];
       const acc = new Map<InputSite, Float64Array>();
       const tap = statisticTap(sites, statistic);
-      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: true }, (out) => {
+      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: true, layer }, (out) => {
         for (const s of sites) {
           const v = out[`stat_${s}`]!.data as Float32Array;
           let a = acc.get(s);

@@ -21,8 +21,10 @@ export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
   async run(ctx) {
     const windows = await readIds(input(ctx, 'ids').dir);
     const base = await HfSource.open(requireModel(ctx));
-    const reference = ctx.params.mode === 'quantized' && ctx.params.kl ? await HfSource.open(requireModel(ctx)) : undefined;
+    let reference: HfSource | undefined;
     try {
+      // opened inside the try: if it fails, base is still closed
+      reference = ctx.params.mode === 'quantized' && ctx.params.kl ? await HfSource.open(requireModel(ctx)) : undefined;
       const src = ctx.params.mode === 'fp' ? base : new OverlaySource(base, inputList(ctx, 'states'));
       const r = await perplexity(ctx.runtime, src, windows, {
         ...(ctx.params.batch_size ? { batch: ctx.params.batch_size } : {}),

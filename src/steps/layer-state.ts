@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
+import { checkFiniteWeight } from '../model/finite.js';
 import { HfSource, type WeightSource } from '../model/source.js';
 import { optionalInput, requireModel, type StepContext, type StepInputDir } from './types.js';
 
@@ -27,6 +28,8 @@ export interface LayerState {
 const isQuantTensor = (name: string): boolean => QUANT_SUFFIXES.some((s) => name.endsWith(`.${s}`));
 
 export async function writeLayerState(dir: string, state: LayerState): Promise<void> {
+  // every method (rtn, gptq, awq, smoothquant, autoround) ends here: a NaN it made stops its own step
+  for (const [name, t] of Object.entries(state.tensors)) checkFiniteWeight(t, { name, layer: state.layer, file: join(dir, LAYER_FILE) });
   const tensors: [string, Tensor][] = Object.entries(state.tensors);
   const quant: Record<string, ModuleQuant> = {};
   for (const [m, q] of Object.entries(state.quant)) {

@@ -8,6 +8,7 @@ import { Document, isMap, type Node } from 'yaml';
 import { errorAt, type Diagnostic, type SourceFile } from '../../diag/diagnostic.js';
 import type { Result } from '../../diag/result.js';
 import type { Assignment, JsonPath } from '../types.js';
+import { toData } from '../yaml-source.js';
 import { convertLlmCompressor, type Converted } from './convert.js';
 import { isLlmCompressorRecipe } from './detect.js';
 import { locate } from './nodes.js';
@@ -35,7 +36,10 @@ const FLAGS = { model: '--model', dataset: '--dataset', outputDir: '--output-dir
 /** undefined: `doc` is not an llm-compressor recipe (and no import inputs were given) */
 export function adoptLlmCompressor(doc: Document, file: SourceFile, inputs: ImportInputs = {}): Result<Adopted | undefined> {
   const given = (Object.keys(FLAGS) as (keyof typeof FLAGS)[]).filter((k) => inputs[k] !== undefined);
-  if (!isLlmCompressorRecipe(doc.toJS())) {
+  // an alias yaml cannot resolve is reported where the recipe is turned into data (load.ts), not here
+  const data = toData(doc, file);
+  if (!data.ok) return given.length === 0 ? { ok: true, value: undefined } : data;
+  if (!isLlmCompressorRecipe(data.value)) {
     if (given.length === 0) return { ok: true, value: undefined };
     const field = { model: 'model', dataset: 'calibration.dataset', outputDir: 'outputs' } as const;
     return {

@@ -6,7 +6,7 @@ import { basename, dirname, relative, resolve } from 'node:path';
 import { errorAt, type Diagnostic, type SourceFile } from '../../diag/diagnostic.js';
 import type { Result } from '../../diag/result.js';
 import { loadRecipeSource } from '../load.js';
-import { parseYaml } from '../yaml-source.js';
+import { parseYaml, toData } from '../yaml-source.js';
 import type { ImportInputs } from './adopt.js';
 import { convertLlmCompressor } from './convert.js';
 import { isLlmCompressorRecipe } from './detect.js';
@@ -35,7 +35,9 @@ export function importLlmCompressor(path: string, inputs: ImportInputs, out?: st
   const file: SourceFile = { path: absolute, contents };
   const parsed = parseYaml(file);
   if (!parsed.ok) return parsed;
-  const data: unknown = parsed.value.doc.toJS();
+  const asData = toData(parsed.value.doc, file);
+  if (!asData.ok) return asData;
+  const data = asData.value;
   if (!isLlmCompressorRecipe(data)) {
     const what = typeof data === 'object' && data !== null && 'quantforge' in data ? 'it is already a quantforge recipe' : 'expected <name>_stage maps of <group>_modifiers (quant_stage: {quant_modifiers: {GPTQModifier: {...}}}), a <group>_modifiers map, or modifiers such as GPTQModifier at the top';
     return { ok: false, error: [errorAt('not-llm-compressor', `${basename(absolute)} is not an llm-compressor recipe: ${what}.`, { file, range: { offset: 0, length: 0 } })] };
