@@ -88,8 +88,9 @@ async function main(argv: string[]): Promise<number> {
     if (result.diagnostics && result.diagnostics.length > 0) io.err(printDiagnostics(result.diagnostics, { color: io.isTTY }));
     return result.code;
   } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`quantforge ${name}: ${e.message}`);
+    // a usage error, or a device that cannot run here: found before any compute, one line, exit 2
+    if (e instanceof UsageError || (e as { reason?: unknown }).reason === 'device-unavailable') {
+      io.err(`quantforge ${name}: ${(e as Error).message}`);
       return 2;
     }
     io.err(`quantforge ${name}: ${e instanceof Error ? e.message : String(e)}`);

@@ -2,7 +2,7 @@
 
 import { resolve } from 'node:path';
 import { resolveCacheDir } from '../cache/store.js';
-import { DEVICES, resolveDevice, type Device } from '../ort/device.js';
+import { DEVICES, resolveDevice, type Device, type ResolvedDevice } from '../ort/device.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
 
 export const recipeOptions: Record<string, OptionSpec> = {
@@ -18,7 +18,7 @@ export const recipeHelp = [
   '  --set PATH=VALUE   override a recipe value, e.g. --set stages[1].iters=50; repeatable;',
   '                     comma-separated values (stages[0].smoothing_strength=0.5,0.8) make a sweep',
   '  --cache-dir DIR    step cache (default $QUANTFORGE_CACHE or .quantforge/cache)',
-  '  --device D         auto | cpu | cuda (default: the recipe\'s device, else auto)',
+  '  --device D         auto | cpu | webgpu | cuda (default: the recipe\'s device, else auto)',
   '  --threads N        onnxruntime intra-op threads (default: all cores)',
   '  --json             JSON lines on stdout (the last one is the summary)',
 ].join('\n');
@@ -47,7 +47,17 @@ export function buildOptions(values: Record<string, unknown>, positionals: strin
   };
 }
 
-/** the execution provider of a run: --device, else the recipe's, else auto */
-export function runDevice(flag: Device | undefined, recipe: Device): { device: 'cpu' | 'cuda'; notice?: string } {
+/**
+ * the execution provider of a run: --device, else the recipe's, else auto. Throws DeviceError (exit 2, before
+ * any compute) when an explicitly requested provider cannot run here.
+ */
+export function runDevice(flag: Device | undefined, recipe: Device): ResolvedDevice {
   return resolveDevice(flag ?? recipe);
+}
+
+/** --device of eval and generate, resolved */
+export function deviceOption(values: Record<string, unknown>): ResolvedDevice {
+  const device = stringOption(values, 'device') ?? 'auto';
+  if (!DEVICES.includes(device as Device)) throw new UsageError(`--device "${device}" is not one of: ${DEVICES.join(', ')}`);
+  return resolveDevice(device as Device);
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { DigestStatCache, digestFile } from '../cache/file-digest.js';
 import type { Digest } from '../cache/key.js';
 import type { Diagnostic } from '../diag/diagnostic.js';
+import type { Provider } from '../ort/device.js';
 import { compilePlan } from '../plan/compile.js';
 import type { Plan, StepId } from '../plan/types.js';
 import { applyAssignments, loadRecipe } from '../recipe/load.js';
@@ -65,7 +66,7 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<
 
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
-export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda'): Promise<PrepareResult> {
+export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: Provider): Promise<PrepareResult> {
   const loaded = loadRecipe(recipePath, sets);
   if (!loaded.ok) return { ok: false, diagnostics: loaded.error };
   const recipe = loaded.value;

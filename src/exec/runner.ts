@@ -4,6 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import type { Json } from '../cache/key.js';
+import type { Provider } from '../ort/device.js';
 import type { Runtime } from '../ort/session.js';
 import type { StepImpl, StepInputDir } from '../steps/types.js';
 
@@ -61,7 +62,8 @@ export type WorkerMessage =
   | { type: 'error'; message: string; stack?: string };
 
 export interface WorkerConfig {
-  device: 'auto' | 'cpu' | 'cuda';
+  /** resolved by the caller (resolveDevice), so the worker does not probe again */
+  device: Provider;
   threads?: number;
 }
 
