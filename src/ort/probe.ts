@@ -114,7 +114,7 @@ function vulkanComplaint(stderr: string): string | undefined {
 /** what is missing, in words, from a failed WebGPU probe */
 export function explainWebgpuFailure(error: string, stderr: string, hardwareOnly = false): string {
   if (hardwareOnly && /Found no drivers|VK_ERROR_INCOMPATIBLE_DRIVER|Failed to detect any valid GPUs/.test(stderr)) {
-    return 'no hardware Vulkan adapter (auto leaves software Vulkan drivers to --device webgpu)';
+    return 'no hardware Vulkan adapter (a software one is used only with --device webgpu)';
   }
   if (/Found no drivers|VK_ERROR_INCOMPATIBLE_DRIVER/.test(stderr)) {
     return 'no Vulkan adapter: the Vulkan loader found no driver (install your GPU\'s Vulkan driver, or mesa-vulkan-drivers ≥ 25 for the software device)';
@@ -147,7 +147,7 @@ export function checkProvider(provider: Provider, options: { hardwareOnly?: bool
   let check: ProviderCheck;
   if (provider === 'cpu') check = { provider, ok: true, detail: 'always available', ms: 0 };
   else if (provider === 'cuda' && !cudaLibraryPresent()) {
-    check = { provider, ok: false, detail: 'onnxruntime-node was installed without its CUDA provider (libonnxruntime_providers_cuda.so)', ms: 0 };
+    check = { provider, ok: false, detail: 'onnxruntime-node has no CUDA provider (libonnxruntime_providers_cuda.so is downloaded at install time)', ms: 0 };
   } else {
     const env = { ...process.env };
     if (provider === 'webgpu' && options.hardwareOnly) {
