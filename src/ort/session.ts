@@ -64,6 +64,7 @@ export class Kernel {
   readonly #session: ort.InferenceSession;
   readonly #keep: ReadonlySet<string>;
   readonly #profile: string | undefined;
+  #profileEnded = false;
   /** milliseconds spent inside session.run, for benchmarks */
   static busyMs = 0;
 
@@ -118,11 +119,12 @@ export class Kernel {
   /** where each node ran, from the profile (a Runtime with profileDir); ends profiling of this kernel */
   placements(): NodePlacement[] {
     if (!this.#profile) throw new Error(`kernel "${this.key}" was not profiled: create the Runtime with profileDir`);
-    let file = profileFile(this.#profile);
-    if (!file) {
+    if (!this.#profileEnded) {
+      // onnxruntime writes the whole trace when profiling ends; the file exists but is empty before
       this.#session.endProfiling();
-      file = profileFile(this.#profile);
+      this.#profileEnded = true;
     }
+    const file = profileFile(this.#profile);
     if (!file) throw new Error(`kernel "${this.key}": onnxruntime wrote no profile at ${this.#profile}_*.json`);
     return readPlacements(file);
   }
@@ -222,6 +224,11 @@ export class Runtime {
     for (const k of this.#kernels.values()) await (await k.catch(() => undefined))?.release();
     this.#kernels.clear();
   }
+}
+
+/** onnxruntime-node's version and the execution providers its build knows (bundled or downloaded at install) */
+export function ortBuild(): { version: string; providers: { name: string; bundled: boolean }[] } {
+  return { version: ort.env.versions.node ?? ort.env.versions.common, providers: ort.listSupportedBackends() };
 }
 
 function identity(dtype: DType, rank: number): Graph {
