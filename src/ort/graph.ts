@@ -164,6 +164,20 @@ export class Graph {
     };
     return this.op('Cast', [a], { to: codes[to] }, { dtype: to });
   }
+  /**
+   * Round half to even without a Round node (onnxruntime 1.30's WebGPU provider has none, so Round runs on
+   * the CPU between GPU nodes): |x| is rounded as (|x| + 1.5·2²³) − 1.5·2²³, the float32 store of the sum
+   * doing the rounding, and x's sign put back by a multiplication, so −0.3 gives −0 as Round does. The
+   * same bits as Round for |x| < 2²² (every quantization grid) except −0 itself, which gives +0: callers
+   * add a zero point first, which turns −0 into +0 anyway.
+   */
+  roundHalfEven(x: Value): Value {
+    if (x.dtype !== 'float32') throw new Error(`roundHalfEven: float32 only, got ${x.dtype}`);
+    const magic = this.scalar(1.5 * 2 ** 23);
+    const r = this.sub(this.add(this.op('Abs', [x]), magic), magic);
+    const negative = this.op('Less', [x, this.scalar(0)], {}, { dtype: 'bool' });
+    return this.mul(r, this.op('Where', [negative, this.scalar(-1), this.scalar(1)], {}, { dtype: 'float32' }));
+  }
   reduceSum(a: Value, axes: readonly number[], keepdims = true): Value {
     return this.op('ReduceSum', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });
   }
