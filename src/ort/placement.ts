@@ -45,8 +45,10 @@ export function readPlacements(file: string): NodePlacement[] {
   for (const e of events) {
     const a = e.args;
     if (e.cat !== 'Node' || !a?.op_name || !a.provider || !e.name?.endsWith('_kernel_time')) continue;
-    if (seen.has(e.name)) continue;
-    seen.add(e.name);
+    // one event per node and run: count each node (name + index: inserted Memcpy nodes share a name) once
+    const node = `${e.name}|${a.node_index ?? ''}`;
+    if (seen.has(node)) continue;
+    seen.add(node);
     const provider = PROVIDER_NAMES[a.provider] ?? a.provider;
     const inputTypes = (a.input_type_shape ?? []).map((t) => Object.keys(t)[0] ?? '?');
     const key = `${a.op_name}|${provider}|${inputTypes.join(',')}`;
