@@ -72,15 +72,14 @@ export class RecordingRuntime extends Runtime {
   }
 }
 
-/** runs a recipe (YAML text, written beside a temp cache) through the real executor on `rt` */
-export async function runRecipeText(rt: Runtime, yaml: string, provider: Provider = 'cpu'): Promise<RunEvent[]> {
-  const dir = mkdtempSync(join(tmpdir(), 'qf-parity-'));
-  const path = join(dir, 'recipe.yaml');
+/** runs a recipe (YAML text, written into `dir`) through the real executor on `rt`, with the step cache `cache` */
+export async function runRecipeText(rt: Runtime, yaml: string, dir: string, cache: string, provider: Provider = 'cpu'): Promise<RunEvent[]> {
+  const path = join(mkdtempSync(join(dir, 'recipe-')), 'recipe.yaml');
   writeFileSync(path, yaml);
-  const prepared = await prepare(path, [], join(dir, 'cache'), provider);
+  const prepared = await prepare(path, [], cache, provider);
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  await build(prepared.value, new LocalCache(join(dir, 'cache')), new InProcessRunner(stepImpls, () => rt), (e) => events.push(e), new AbortController().signal);
+  await build(prepared.value, new LocalCache(cache), new InProcessRunner(stepImpls, () => rt), (e) => events.push(e), new AbortController().signal);
   const failed = events.find((e) => e.event === 'step-failed');
   if (failed) throw new Error(`step failed: ${JSON.stringify(failed)}`);
   return events;
