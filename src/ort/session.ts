@@ -198,8 +198,9 @@ export class Runtime {
     return hit;
   }
 
-  /** `t` as a Resident: copied into a device buffer on WebGPU (through an Identity kernel), wrapped elsewhere */
+  /** `t` as a Resident: copied into a device buffer on WebGPU (through an Identity kernel), wrapped (no copy) elsewhere */
   async upload(t: Tensor): Promise<Resident> {
+    if (this.device !== 'webgpu') return new Resident(toOrt(t));
     const k = await this.kernel(`resident.upload:${t.dtype}:${t.dims.length}`, () => identity(t.dtype, t.dims.length), { keep: ['y'] });
     return (await k.runKeep({ x: t })).kept['y']!;
   }
