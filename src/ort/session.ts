@@ -29,6 +29,12 @@ export interface RuntimeOptions {
 export interface KernelOptions {
   /** outputs that stay on the device (WebGPU buffers) and come back as Residents from runKeep */
   keep?: readonly string[];
+  /**
+   * run on the CPU provider whatever the device: for kernels whose data lives on the host between calls
+   * (JavaScript reads every output, e.g. GPTQ's linear algebra between column loops) or is float64, which
+   * the WebGPU provider lacks. A GPU session would only add two copies per call (and, on WebGPU, a session).
+   */
+  host?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -153,9 +159,9 @@ export class Runtime {
     if (this.#profileDir) mkdirSync(this.#profileDir, { recursive: true });
   }
 
-  #sessionOptions(key: string, keep: readonly string[]): { options: ort.InferenceSession.SessionOptions; profile?: string } {
+  #sessionOptions(key: string, provider: Provider, keep: readonly string[]): { options: ort.InferenceSession.SessionOptions; profile?: string } {
     const providers: ort.InferenceSession.ExecutionProviderConfig[] =
-      this.device === 'cuda' ? ['cuda', 'cpu'] : this.device === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
+      provider === 'cuda' ? ['cuda', 'cpu'] : provider === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
     const options: ort.InferenceSession.SessionOptions = {
       executionProviders: providers,
       graphOptimizationLevel: 'all',
@@ -166,31 +172,32 @@ export class Runtime {
       enableCpuMemArena: false,
     };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
-    if (this.device === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
+    if (provider === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
     if (!this.#profileDir) return { options };
     const profile = join(this.#profileDir, `${String(this.#profiles++).padStart(3, '0')}-${key.replace(/[^\w.-]+/g, '_').slice(0, 80)}`);
     return { options: { ...options, enableProfiling: true, profileFilePrefix: profile }, profile };
   }
 
-  async #create(key: string, model: Uint8Array | string, keep: readonly string[]): Promise<Kernel> {
-    const { options, profile } = this.#sessionOptions(key, keep);
+  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false): Promise<Kernel> {
+    const provider = host ? 'cpu' : this.device;
+    const { options, profile } = this.#sessionOptions(key, provider, keep);
     try {
       const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
-      return new Kernel(key, session, this.device, keep, profile);
+      return new Kernel(key, session, provider, keep, profile);
     } catch (e) {
-      throw new Error(`onnxruntime could not create a ${this.device} session for kernel "${key}": ${e instanceof Error ? e.message : String(e)}`);
+      throw new Error(`onnxruntime could not create a ${provider} session for kernel "${key}": ${e instanceof Error ? e.message : String(e)}`);
     }
   }
 
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const memoKey = keep.length > 0 ? `${key}|keep:${keep.join(',')}` : key;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {
         const g = build();
-        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep);
+        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host);
       })();
       hit.catch(() => this.#kernels.delete(memoKey));
       this.#kernels.set(memoKey, hit);

@@ -25,6 +25,8 @@ export interface Recorded {
   model: Uint8Array | string;
   feeds: Record<string, Tensor>;
   outputs: readonly string[] | undefined;
+  /** the kernel's options (host-pinned kernels replay pinned) */
+  options: KernelOptions;
   fetches: Fetches;
   cpuMs: number;
 }
@@ -39,7 +41,7 @@ export class RecordingRuntime extends Runtime {
     super({ device: 'cpu', ...(threads ? { threads } : {}) });
   }
 
-  #wrap(key: string, model: () => Uint8Array | string, k: Kernel): Kernel {
+  #wrap(key: string, model: () => Uint8Array | string, k: Kernel, options: KernelOptions = {}): Kernel {
     const run = k.run.bind(k);
     k.run = async (feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> => {
       const t0 = performance.now();
@@ -49,7 +51,7 @@ export class RecordingRuntime extends Runtime {
         for (const [n, t] of Object.entries(feeds)) fed[n] = copy(t as Tensor);
         const fetched: Fetches = {};
         for (const [n, t] of Object.entries(out)) fetched[n] = copy(t as Tensor);
-        this.records.set(key, { key, model: model(), feeds: fed, outputs, fetches: fetched, cpuMs: performance.now() - t0 });
+        this.records.set(key, { key, model: model(), feeds: fed, outputs, options, fetches: fetched, cpuMs: performance.now() - t0 });
       }
       return out;
     };
@@ -64,7 +66,7 @@ export class RecordingRuntime extends Runtime {
       return bytes;
     }, options);
     // a memo hit builds nothing: the first call already wrapped this kernel
-    return bytes ? this.#wrap(key, () => bytes!, k) : k;
+    return bytes ? this.#wrap(key, () => bytes!, k, options) : k;
   }
 
   override async load(path: string): Promise<Kernel> {
@@ -87,6 +89,8 @@ export async function runRecipeText(rt: Runtime, yaml: string, dir: string, cach
 
 export interface Comparison {
   key: string;
+  /** the provider the kernel's session was created for ('cpu' for host-pinned kernels) */
+  provider: Provider;
   /** largest |other − cpu| over every float output */
   maxAbs: number;
   /** maxAbs relative to the largest |cpu| value of that output */
@@ -128,9 +132,10 @@ export async function replay(records: Iterable<Recorded>, provider: Provider, on
   const results: Comparison[] = [];
   try {
     for (const r of records) {
-      const c: Comparison = { key: r.key, maxAbs: 0, maxRel: 0, intMismatches: 0, nonFinite: 0, placements: [], ms: 0 };
+      const c: Comparison = { key: r.key, provider, maxAbs: 0, maxRel: 0, intMismatches: 0, nonFinite: 0, placements: [], ms: 0 };
       try {
-        const k = typeof r.model === 'string' ? await rt.load(r.model) : await rt.kernel(r.key, () => r.model as Uint8Array);
+        const k = typeof r.model === 'string' ? await rt.load(r.model) : await rt.kernel(r.key, () => r.model as Uint8Array, r.options);
+        c.provider = k.provider;
         const t0 = performance.now();
         const out = await k.run(r.feeds, r.outputs);
         c.ms = performance.now() - t0;
@@ -169,7 +174,8 @@ export function parityTable(results: readonly Comparison[], provider: Provider):
     const err = cs.find((c) => c.error);
     const cpuNodes = [...new Set(cs.map((c) => describePlacements(c.placements, 'cpu')).filter(Boolean))].join('; ');
     const onProvider = cs.some((c) => c.placements.some((p) => p.provider === provider));
-    const status = err ? `fails: ${err.error}` : !onProvider ? 'falls back (all nodes on cpu)' : cpuNodes ? 'partly (some nodes on cpu)' : 'yes';
+    const pinned = cs.every((c) => c.provider === 'cpu');
+    const status = err ? `fails: ${err.error}` : pinned ? 'pinned to cpu (host kernel)' : !onProvider ? 'falls back (all nodes on cpu)' : cpuNodes ? 'partly (some nodes on cpu)' : 'yes';
     const max = (f: (c: Comparison) => number): number => Math.max(...cs.map(f));
     lines.push(`| ${name} | ${status} | ${max((c) => c.maxAbs).toExponential(1)} | ${max((c) => c.maxRel).toExponential(1)} | ${max((c) => c.intMismatches)} | ${cpuNodes || '—'} |`);
   }

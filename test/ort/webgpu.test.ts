@@ -60,6 +60,18 @@ describeWebgpu('webgpu execution provider', () => {
     expect(k.placements().every((p) => p.provider === 'cpu')).toBe(true);
   });
 
+  test('a host kernel runs on the CPU provider inside a webgpu runtime', async () => {
+    const k = await gpu.kernel('host-f64', () => {
+      const g = new Graph('host');
+      const x = g.input('x', 'float64', ['N']);
+      g.output(g.mul(x, x), 'y');
+      return g;
+    }, { host: true });
+    expect(k.provider).toBe('cpu');
+    expect(Array.from((await k.run({ x: tensor('float64', [2], Float64Array.of(1.5, -2)) }))['y']!.data)).toEqual([2.25, 4]);
+    expect(k.placements().every((p) => p.provider === 'cpu')).toBe(true);
+  });
+
   test('keeps outputs on the device between kernels and reads them back once', async () => {
     const square = (): Graph => {
       const g = new Graph('square');
