@@ -101,7 +101,7 @@ export async function execute(jobs: readonly Job[], o: ExecOptions): Promise<Exe
       let result: Json;
       try {
         result = await o.runner.run(
-          { id: job.node.id, kind: job.node.kind, params: job.node.params, inputs, files: job.node.files, modelDir, outDir: pending.dir },
+          { id: job.node.id, kind: job.node.kind, params: job.node.params, inputs, files: job.node.files, modelDir, outDir: pending.dir, deviceDependent: job.node.deviceDependent },
           {
             progress: (done, total, message) => o.emit({ event: 'step-progress', id: job.node.id, done, total, ...(message ? { message } : {}) }),
             warn: (message) => o.emit({ event: 'log', level: 'warn', id: job.node.id, message }),

@@ -1,7 +1,7 @@
 // The execution provider in step keys: a step whose numbers depend on the provider is not reused across
 // providers; one declared provider-independent (`deviceDependent: false`: tokenize, embed, the example model,
 // outputs) is, as long as its inputs are (keys are Merkle keys: a pack of GPTQ layers computed on webgpu is
-// a different pack).
+// a different pack). Provider-independent steps also run on the CPU provider, so the claim holds.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +9,12 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import type { Job } from '../../src/exec/jobs.js';
 import { prepare } from '../../src/exec/prepare.js';
+import { build } from '../../src/exec/run.js';
+import { InProcessRunner } from '../../src/exec/runner.js';
+import { LocalCache } from '../../src/cache/store.js';
+import type { Json } from '../../src/cache/key.js';
+import { Runtime } from '../../src/ort/session.js';
+import type { StepContext } from '../../src/steps/types.js';
 import { fakeBuild, ranIds } from './build-harness.js';
 import { fakeImpls, fakeRecipe, makeFakeModel } from './fake-steps.js';
 
@@ -65,5 +71,16 @@ describe('the device in step keys', () => {
     const expected = p.value.jobs.filter((j) => !shared.get(j.node.id)).map((j) => j.node.id).sort();
     expect(ranIds(second.events).sort()).toEqual(expected);
     expect(second.summary.cached).toBe(p.value.jobs.length - expected.length);
+  });
+
+  test('provider-independent steps run on the CPU runtime whatever the device', async () => {
+    const p = await prepare(recipe, [], join(dir, 'cache'), 'webgpu');
+    if (!p.ok) throw new Error('plan failed');
+    const seen = new Map<string, string>();
+    const impls = new Map([...fakeImpls(new Map())].map(([kind, impl]) => [kind, { ...impl, run: (ctx: StepContext<Json>) => (seen.set(ctx.id, ctx.runtime.device), impl.run(ctx)) }]));
+    // explicit providers: no probe, and no session until a kernel is asked for
+    const [webgpu, cpu] = [new Runtime({ device: 'webgpu' }), new Runtime({ device: 'cpu' })];
+    await build(p.value, new LocalCache(join(dir, 'cache')), new InProcessRunner(impls, () => webgpu, () => cpu), () => {}, new AbortController().signal);
+    for (const j of p.value.jobs) expect(seen.get(j.node.id), j.node.id).toBe(j.node.deviceDependent ? 'webgpu' : 'cpu');
   });
 });

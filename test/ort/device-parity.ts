@@ -81,7 +81,10 @@ export async function runRecipeText(rt: Runtime, yaml: string, dir: string, cach
   const prepared = await prepare(path, [], cache, provider);
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  await build(prepared.value, new LocalCache(cache), new InProcessRunner(stepImpls, () => rt), (e) => events.push(e), new AbortController().signal);
+  let cpu: Runtime | undefined;
+  const runner = new InProcessRunner(stepImpls, () => rt, () => (rt.device === 'cpu' ? rt : (cpu ??= new Runtime({ device: 'cpu' }))));
+  await build(prepared.value, new LocalCache(cache), runner, (e) => events.push(e), new AbortController().signal);
+  await cpu?.close();
   const failed = events.find((e) => e.event === 'step-failed');
   if (failed) throw new Error(`step failed: ${JSON.stringify(failed)}`);
   return events;

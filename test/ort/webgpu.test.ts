@@ -68,7 +68,7 @@ describeWebgpu('webgpu execution provider', () => {
       return g;
     }, { host: true });
     expect(k.provider).toBe('cpu');
-    expect(Array.from((await k.run({ x: tensor('float64', [2], Float64Array.of(1.5, -2)) }))['y']!.data)).toEqual([2.25, 4]);
+    expect(Array.from((await k.run({ x: tensor('float64', [2], Float64Array.of(1.5, -2)) }))['y']!.data as Float64Array)).toEqual([2.25, 4]);
     expect(k.placements().every((p) => p.provider === 'cpu')).toBe(true);
   });
 
