@@ -1,11 +1,12 @@
 // argv → command. The only module that prints diagnostics and calls process.exit.
-// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error or a malformed input file (InputError).
+// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error, a malformed input file (InputError) or a
+// device that cannot run here.
 
 import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
-import { InputError } from './diag/failure.js';
+import { InputError, ReasonedError } from './diag/failure.js';
 import { describeLeaks, LeakWatch, STRICT_WARNINGS_ENV, strictWarnings } from './exec/leak-watch.js';
 import { VERSION } from './version.js';
 
@@ -90,8 +91,9 @@ async function main(argv: string[]): Promise<number> {
     if (result.diagnostics && result.diagnostics.length > 0) io.err(printDiagnostics(result.diagnostics, { color: io.isTTY }));
     return result.code;
   } catch (e) {
-    // a bad argument or a malformed input file: nothing failed to compute, so exit 2 as for a bad recipe
-    if (e instanceof UsageError || e instanceof InputError) {
+    // a bad argument, a malformed input file or a device that cannot run here: found before any compute, so
+    // one line and exit 2, as for a bad recipe
+    if (e instanceof UsageError || e instanceof InputError || (e instanceof ReasonedError && e.reason === 'device-unavailable')) {
       io.err(`quantforge ${name}: ${e.message}`);
       return 2;
     }

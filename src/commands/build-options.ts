@@ -1,7 +1,7 @@
 // Options shared by the commands that compile a recipe (validate, plan, run, sweep).
 
 import { resolve } from 'node:path';
-import { DEVICES, resolveDevice } from '../ort/device.js';
+import { DEVICES, resolveDevice, type ResolvedDevice } from '../ort/device.js';
 import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import type { Device } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type OptionSpec } from './command.js';
@@ -23,7 +23,7 @@ export const recipeHelp = [
   '  --set PATH=VALUE   override a recipe value, e.g. --set stages[1].iters=50; repeatable;',
   '                     comma-separated values (stages[0].smoothing_strength=0.5,0.8) make a sweep',
   storeHelp,
-  '  --device D         auto | cpu | cuda (default: the recipe\'s device, else auto)',
+  '  --device D         auto | cpu | webgpu | cuda (default: the recipe\'s device, else auto)',
   '  --threads N        onnxruntime intra-op threads (default: all cores)',
   '  --json             JSON lines on stdout (the last one is the summary)',
   '  --model DIR        with an llm-compressor RECIPE (converted in memory): the Hugging Face model directory',
@@ -62,7 +62,17 @@ export function buildOptions(values: Record<string, unknown>, positionals: strin
   };
 }
 
-/** the execution provider of a run: --device, else the recipe's, else auto */
-export function runDevice(flag: Device | undefined, recipe: Device): { device: 'cpu' | 'cuda'; notice?: string } {
+/**
+ * the execution provider of a run: --device, else the recipe's, else auto. Throws DeviceError (exit 2, before
+ * any compute) when an explicitly requested provider cannot run here.
+ */
+export function runDevice(flag: Device | undefined, recipe: Device): ResolvedDevice {
   return resolveDevice(flag ?? recipe);
+}
+
+/** --device of eval and generate, resolved */
+export function deviceOption(values: Record<string, unknown>): ResolvedDevice {
+  const device = stringOption(values, 'device') ?? 'auto';
+  if (!DEVICES.includes(device as Device)) throw new UsageError(`--device "${device}" is not one of: ${DEVICES.join(', ')}`);
+  return resolveDevice(device as Device);
 }

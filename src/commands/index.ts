@@ -2,6 +2,7 @@
 
 import type { Command } from './command.js';
 import { cacheCommand } from './cache.js';
+import { doctorCommand } from './doctor.js';
 import { evalCommand } from './eval.js';
 import { exampleCommand } from './example.js';
 import { generateCommand } from './generate.js';
@@ -10,4 +11,4 @@ import { planCommand } from './plan.js';
 import { runCommand, sweepCommand } from './run.js';
 import { validateCommand } from './validate.js';
 
-export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand, importCommand, cacheCommand];
+export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand, importCommand, cacheCommand, doctorCommand];

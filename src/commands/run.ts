@@ -70,7 +70,7 @@ export const runCommand: Command = {
 export const sweepCommand: Command = {
   name: 'sweep',
   summary: 'build every variant of a sweep (shared steps run once) and compare their metrics',
-  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR]',
+  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D]',
   help: `${recipeHelp}\n  The comparison table is printed and written as sweep.md and sweep.json (to the recipe's report\n  directory, else RECIPE.sweep/ beside the recipe).`,
   options: recipeOptions,
   allowPositionals: 1,

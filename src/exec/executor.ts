@@ -137,14 +137,14 @@ class Execution {
 
   async #runAndStore(job: Job, deps: Pick<StepRequest, 'inputs' | 'modelDir'>): Promise<CacheEntry> {
     this.#checkAbort();
-    const { id, kind, group, params, files } = job.node;
+    const { id, kind, group, params, files, deviceDependent } = job.node;
     this.#o.emit({ event: 'step-start', id, kind, group });
     const t0 = performance.now();
     const pending = await this.#o.cache.begin(job.record.kind, job.key);
     let result: Json;
     try {
       result = await this.#o.runner.run(
-        { id, kind, params, files, ...deps, outDir: pending.dir },
+        { id, kind, params, files, deviceDependent, ...deps, outDir: pending.dir },
         {
           progress: (done, total, message) => this.#o.emit({ event: 'step-progress', id, done, total, ...(message ? { message } : {}) }),
           warn: (message) => this.#o.emit({ event: 'log', level: 'warn', id, message }),

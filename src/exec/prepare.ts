@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { DigestStatCache, digestFile } from '../cache/file-digest.js';
 import type { Digest } from '../cache/key.js';
 import type { Diagnostic } from '../diag/diagnostic.js';
+import type { Provider } from '../ort/device.js';
 import { compilePlan } from '../plan/compile.js';
 import type { Plan } from '../plan/types.js';
 import type { StepId } from '../stages/step-plan.js';
@@ -69,7 +70,7 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
 /** `inputs`: --model / --dataset / --output-dir for an llm-compressor recipe (converted in memory) */
-export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda', inputs: ImportInputs = {}): Promise<PrepareResult> {
+export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: Provider, inputs: ImportInputs = {}): Promise<PrepareResult> {
   const loaded = loadRecipe(recipePath, sets, inputs);
   if (!loaded.ok) return { ok: false, diagnostics: loaded.error };
   const recipe = loaded.value;

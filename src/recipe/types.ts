@@ -16,7 +16,8 @@ export interface ExampleModel {
 /** a model directory path as written (relative to the recipe), or the synthetic example model */
 export type ModelSpec = string | ExampleModel;
 
-export type Device = 'auto' | 'cpu' | 'cuda';
+/** the recipe's `device:`; the same union as src/ort/device.ts DEVICES (a test checks) */
+export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
 
 export interface CalibrationConfig {
   /** a path relative to the recipe, or `model:<file>` for a file inside the model directory */

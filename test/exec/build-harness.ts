@@ -5,13 +5,14 @@ import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
 import { InProcessRunner } from '../../src/exec/runner.js';
-import { Runtime } from '../../src/ort/session.js';
+import { Runtime, type Provider } from '../../src/ort/session.js';
 import type { StepImpl } from '../../src/steps/types.js';
 
 export type Summary = Extract<RunEvent, { event: 'summary' }>;
 
-export async function fakeBuild(recipe: string, cacheDir: string, impls: Map<string, StepImpl>, sets: string[] = []): Promise<{ summary: Summary; events: RunEvent[] }> {
-  const prepared = await prepare(recipe, sets, cacheDir, 'cpu');
+/** `device` only enters the keys (fake steps compute nothing), as a run resolved to that provider would */
+export async function fakeBuild(recipe: string, cacheDir: string, impls: Map<string, StepImpl>, sets: string[] = [], device: Provider = 'cpu'): Promise<{ summary: Summary; events: RunEvent[] }> {
+  const prepared = await prepare(recipe, sets, cacheDir, device);
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
   let rt: Runtime | undefined;

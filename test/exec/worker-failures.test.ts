@@ -68,7 +68,7 @@ async function plantNaN(file: string): Promise<void> {
 async function runInWorker(kind: string, params: unknown, modelDir: string): Promise<unknown> {
   const outDir = await mkdtemp(join(tiny.root, 'out-'));
   const inputs: StepRequest['inputs'] = { hidden: { id: 'embed/calibration', kind: 'embed', dir: tiny.embedDir, result: null } };
-  const request: StepRequest = { id: `stage1.${kind}/layer.0`, kind, params, inputs, files: {}, modelDir, outDir };
+  const request: StepRequest = { id: `stage1.${kind}/layer.0`, kind, params, inputs, files: {}, modelDir, outDir, deviceDependent: true };
   return runner.run(request, { progress: () => {}, warn: () => {} }, new AbortController().signal);
 }
 
