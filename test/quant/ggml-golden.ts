@@ -1,0 +1,30 @@
+// Inputs and the bytes ggml's own reference quantizers wrote for them (test/fixtures/gguf/ggml-golden.json,
+// produced by make-ggml-golden.py from node-llama-cpp's libggml-base.so).
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { GgufBlockTypeName } from '../../src/quant/gguf-quantize.js';
+
+export interface GoldenRow {
+  name: string;
+  x: Float32Array;
+  blocks: Record<GgufBlockTypeName, Uint8Array>;
+  dequantized: Record<GgufBlockTypeName, Float32Array>;
+}
+
+const floats = (b64: string): Float32Array => {
+  const b = Buffer.from(b64, 'base64');
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+};
+
+export function ggmlGolden(): GoldenRow[] {
+  const raw = JSON.parse(readFileSync(resolve(import.meta.dirname, '../fixtures/gguf/ggml-golden.json'), 'utf8')) as {
+    rows: { name: string; x: string; blocks: Record<string, string>; dequantized: Record<string, string> }[];
+  };
+  return raw.rows.map((r) => ({
+    name: r.name,
+    x: floats(r.x),
+    blocks: Object.fromEntries(Object.entries(r.blocks).map(([t, hex]) => [t, new Uint8Array(Buffer.from(hex, 'hex'))])) as GoldenRow['blocks'],
+    dequantized: Object.fromEntries(Object.entries(r.dequantized).map(([t, b]) => [t, floats(b)])) as GoldenRow['dequantized'],
+  }));
+}
