@@ -25,7 +25,7 @@ const MAGIC = 12582912; // 1.5 · 2^23
 export function nearestInt(x: number): number {
   if (x > -4194304 && x < 4194304) {
     // x + 1.5·2^23 lands in [2^23, 2^24), where float32 spacing is 1: its rounding is x's, half to even
-    const r = Math.round(x);
+    const r = Math.round(x) + 0; // + 0: an int has no −0
     return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
   }
   return (float32Bits(f(x + MAGIC)) & 0x007fffff) - 0x00400000;
