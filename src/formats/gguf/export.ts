@@ -150,7 +150,6 @@ export async function exportGguf(reader: GgufWeightReader, path: string, options
   for (const [k, v] of llamaMetadata(cfg, options.name ?? basename(reader.dir))) writer.set(k, v);
   writer.set('general.file_type', u32(FILE_TYPE[options.type]));
   writer.set('general.quantization_version', u32(2));
-  writer.set('general.alignment', u32(writer.alignment));
   for (const [k, v] of tok.entries) writer.set(k, v);
   if (cfg.tieWordEmbeddings && quantizeOutput) writer.set('quantforge.output_tied_to_embedding', bool(true));
   const rope = llama3RopeFactors(cfg);

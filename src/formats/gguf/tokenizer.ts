@@ -110,7 +110,7 @@ export function tokenizerMetadata(dir: string, vocabSize: number): GgufTokenizer
     else {
       types[id] = TOKEN_TYPE.normal;
       const r = rank.get(t);
-      scores[id] = r !== undefined ? -r : -(merges.length + id);
+      scores[id] = r !== undefined ? 0 - r : -(merges.length + id);
       if (r === undefined && [...t].length > 1) unmergedPieces++;
     }
   }

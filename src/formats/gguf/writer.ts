@@ -8,17 +8,19 @@
 //   3. T tensor infos: name (string), uint32 n_dims, n_dims × uint64 ne (ne[0] = the contiguous dimension,
 //      so a weight [rows, cols] has ne = [cols, rows]), uint32 ggml type, uint64 offset of the tensor's data
 //      relative to the start of the data section, a multiple of A
-//   4. zero bytes up to the next multiple of A: the data section starts there
+//   4. zero bytes up to the next multiple of A: the data section starts there (the writer always stores A as
+//      general.alignment, its first metadata pair)
 //   5. each tensor's bytes at its offset, followed by zero bytes up to a multiple of A
-//   worked example: one F32 tensor "w" of shape [2] = [1, −2], no metadata, A = 32:
-//     47 47 55 46 | 03 00 00 00 | 01 00…00 (u64 1) | 00…00 (u64 0)                        bytes 0..23
-//     01 00…00 (u64 1) 77 ("w") | 01 00 00 00 | 02 00…00 | 00 00 00 00 (F32) | 00…00 (offset 0)  bytes 24..56
-//     7 zero bytes → the data section starts at 64: 00 00 80 3F 00 00 00 C0, then 24 zero bytes; 96 bytes in all
+//   worked example: one F32 tensor "w" of shape [2] = [1, −2], A = 32 (so the one pair is the alignment):
+//     47 47 55 46 | 03 00 00 00 | 01 00…00 (u64 1 tensor) | 01 00…00 (u64 1 pair)               bytes 0..23
+//     11 00…00 "general.alignment" | 04 00 00 00 (uint32) | 20 00 00 00                         bytes 24..56
+//     01 00…00 77 ("w") | 01 00 00 00 | 02 00…00 (ne) | 00 00 00 00 (F32) | 00…00 (offset 0)   bytes 57..89
+//     6 zero bytes → the data section starts at 96: 00 00 80 3F 00 00 00 C0, then 24 zero bytes; 128 bytes
 
 import type { FileHandle } from 'node:fs/promises';
 import { writeAtomic } from '../safetensors.js';
 import { rowBytes, type GgmlTypeInfo } from '../../quant/gguf-types.js';
-import { ByteSink, type GgufValue } from './values.js';
+import { ByteSink, u32, type GgufValue } from './values.js';
 
 export const GGUF_MAGIC = 0x46554747;
 export const GGUF_VERSION = 3;
@@ -57,9 +59,12 @@ export class GgufWriter {
       throw new GgufWriteError(`alignment ${alignment} is not a power of two`);
     }
     this.alignment = alignment;
+    // a reader assumes 32 without it; written always, so the file says what it uses
+    this.#metadata.set('general.alignment', u32(alignment));
   }
 
   set(key: string, value: GgufValue): this {
+    if (key === 'general.alignment') throw new GgufWriteError('general.alignment is the writer\'s: pass the alignment to its constructor');
     if (this.#metadata.has(key)) throw new GgufWriteError(`metadata key "${key}" is set twice`);
     this.#metadata.set(key, value);
     return this;
