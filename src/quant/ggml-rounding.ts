@@ -31,10 +31,10 @@ export function nearestInt(x: number): number {
   return (float32Bits(f(x + MAGIC)) & 0x007fffff) - 0x00400000;
 }
 
-/** C roundf: round half away from zero */
+/** C roundf to an integer code: round half away from zero */
 export function roundAway(x: number): number {
   const r = Math.floor(Math.abs(x) + 0.5);
-  return x < 0 ? -r : r;
+  return x < 0 ? 0 - r : r; // 0 − r: a code has no −0
 }
 
 /** C (int)(v + offset) with a float32 addition: truncation toward zero of the float32 sum */
