@@ -35,14 +35,27 @@ export interface GgufBlock {
   readonly codes: Int8Array;
 }
 
+/**
+ * An importance per weight, as llama.cpp's imatrix gives it (the mean squared activation of each input
+ * column; GPTQ's Hessian diagonal 2·E[x²] is proportional to it). With one, ggml quantizes by
+ * quantize_row_<type>_impl instead of the reference quantizer (Q8_0 ignores it, as ggml does).
+ */
+export interface GgufImportance {
+  /** importance of each column of the row; the block reads weights[offset, offset + blockSize) */
+  readonly weights: ArrayLike<number>;
+  readonly offset: number;
+  /** Σx²/cols over the block's whole row (Q4_0, Q4_1, Q5_0 weight each value by imatrix · sqrt(sigma2 + x²)) */
+  readonly rowSigma2: number;
+}
+
 export interface GgufBlockFormat {
   readonly type: GgmlTypeInfo;
   /** the smallest and largest code the block can store */
   readonly codeRange: readonly [number, number];
-  /** ggml's reference quantizer on x[offset, offset + blockSize): the stored qparams and codes, bit-exact */
-  quantize(x: ArrayLike<number>, offset?: number): GgufBlock;
-  /** the qparams ggml's reference quantizer stores for x[offset, offset + blockSize) */
-  qparams(x: ArrayLike<number>, offset?: number): GgufBlockQParams;
+  /** ggml's quantizer on x[offset, offset + blockSize) (reference, or _impl with importance): qparams and codes, bit-exact */
+  quantize(x: ArrayLike<number>, offset?: number, importance?: GgufImportance): GgufBlock;
+  /** the qparams ggml's quantizer stores for x[offset, offset + blockSize) */
+  qparams(x: ArrayLike<number>, offset?: number, importance?: GgufImportance): GgufBlockQParams;
   /** the code of value `x` at position `i` of a block under stored `qp`, clamped to codeRange */
   code(qp: GgufBlockQParams, i: number, x: number): number;
   /** the float32 value code `q` at position `i` decodes to (ggml's dequantize_row_<type>) */

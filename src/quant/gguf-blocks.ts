@@ -10,6 +10,9 @@
 //   Q4_1  lo = min x, hi = max x (0 is NOT added to the range); d = (hi − lo) / 15;
 //         q = min(15, trunc((x − lo)·(1/d) + 0.5)), m = lo                                  value q·d + m
 //   d = 0 (all zeros) gives 1/d := 0. The codes use the float32 d, the block stores float16(d).
+// With an importance (llama.cpp's imatrix; quantize_row_<type>_impl) Q4_0 and Q5_0 take d and codes from
+// make_qx_quants, Q4_1 d, m and codes from make_qkx3_quants, each value weighted by imatrix·sqrt(σ² + x²) with
+// σ² = Σx²/cols over the row; Q8_0 ignores the importance, as ggml does.
 //
 // Bytes of one block (little-endian float16 fields), weights x0..x31:
 //   1. Q8_0: [0,2) d | [2,34) q0..q31 as int8
@@ -21,7 +24,8 @@
 //     byte 2 = q_0 | q_16 << 4 = 11 | 5 << 4 = 0x5B.
 
 import { clampInt, fromHalf, roundAway, toHalf, truncOffset } from './ggml-rounding.js';
-import { NO_SUBSCALES, readHalf, writeHalf, type GgufBlockFormat, type GgufBlockQParams } from './gguf-block.js';
+import { NO_SUBSCALES, readHalf, writeHalf, type GgufBlock, type GgufBlockFormat, type GgufBlockQParams, type GgufImportance } from './gguf-block.js';
+import { makeQkx, makeQx } from './ggml-search.js';
 import { GGML_TYPES } from './gguf-types.js';
 
 // float32 rounding of one operation, bound locally (an imported binding costs a getter call per use under vitest's loader)
@@ -45,6 +49,16 @@ function signedAbsMax(x: ArrayLike<number>, o: number): number {
     }
   }
   return mx;
+}
+
+/** quantize_row_<type>_impl's weight of each value: imatrix · sqrt(σ² + x²) */
+function importanceWeights(x: ArrayLike<number>, o: number, imp: GgufImportance): Float32Array {
+  const w = new Float32Array(QK);
+  for (let j = 0; j < QK; j++) {
+    const v = x[o + j] as number;
+    w[j] = f((imp.weights[imp.offset + j] as number) * f(Math.sqrt(f(imp.rowSigma2 + f(v * v)))));
+  }
+  return w;
 }
 
 function packNibbles(codes: Int8Array, out: Uint8Array, at: number): void {
@@ -95,17 +109,23 @@ export const Q8_0: GgufBlockFormat = {
 function symmetricBlock(bits: 4 | 5): Pick<GgufBlockFormat, 'codeRange' | 'quantize' | 'qparams' | 'code' | 'value'> {
   const half = 1 << (bits - 1);
   const top = (1 << bits) - 1;
+  const withImportance = (x: ArrayLike<number>, o: number, imp: GgufImportance): GgufBlock => {
+    const codes = new Int8Array(QK);
+    const d = makeQx(QK, half, x, o, codes, 0, importanceWeights(x, o, imp));
+    return { qparams: qp(toHalf(d)), codes };
+  };
   return {
     codeRange: [0, top],
-    quantize(x, o = 0) {
+    quantize(x, o = 0, imp) {
+      if (imp !== undefined) return withImportance(x, o, imp);
       const d = f(signedAbsMax(x, o) / -half);
       const id = inverse(d);
       const codes = new Int8Array(QK);
       for (let j = 0; j < QK; j++) codes[j] = Math.min(top, truncOffset(f((x[o + j] as number) * id), half + 0.5));
       return { qparams: qp(toHalf(d)), codes };
     },
-    qparams(x, o = 0) {
-      return qp(toHalf(f(signedAbsMax(x, o) / -half)));
+    qparams(x, o = 0, imp) {
+      return imp !== undefined ? withImportance(x, o, imp).qparams : qp(toHalf(f(signedAbsMax(x, o) / -half)));
     },
     code(p, _i, x) {
       return clampInt(truncOffset(f(x * inverse(fromHalf(p.d))), half + 0.5), 0, top);
@@ -162,7 +182,12 @@ function minMax(x: ArrayLike<number>, o: number): [number, number] {
 export const Q4_1: GgufBlockFormat = {
   type: GGML_TYPES.Q4_1,
   codeRange: [0, 15],
-  quantize(x, o = 0) {
+  quantize(x, o = 0, imp) {
+    if (imp !== undefined) {
+      const codes = new Int8Array(QK);
+      const r = makeQkx(QK, 15, x, o, importanceWeights(x, o, imp), 0, codes, 0, { rmin: f(-0.9), rdelta: f(0.05), nstep: 36, x3: true });
+      return { qparams: qp(toHalf(r.scale), toHalf(-r.min)), codes };
+    }
     const [lo, hi] = minMax(x, o);
     const d = f(f(hi - lo) / 15);
     const id = inverse(d);
@@ -170,7 +195,8 @@ export const Q4_1: GgufBlockFormat = {
     for (let j = 0; j < QK; j++) codes[j] = Math.min(15, truncOffset(f(f((x[o + j] as number) - lo) * id), 0.5));
     return { qparams: qp(toHalf(d), toHalf(lo)), codes };
   },
-  qparams(x, o = 0) {
+  qparams(x, o = 0, imp) {
+    if (imp !== undefined) return this.quantize(x, o, imp).qparams;
     const [lo, hi] = minMax(x, o);
     return qp(toHalf(f(f(hi - lo) / 15)), toHalf(lo));
   },

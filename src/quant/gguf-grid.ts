@@ -14,12 +14,13 @@
 //   const bytes = grid.pack();                                                // the GGUF tensor data
 //
 // A block of 256 (K-quants) spans two GPTQ column blocks of 128: the method decides which values it hands
-// to fixBlock. For K-quants, quantizeColumn under untouched weights reproduces ggml's codes exactly; for
+// to fixBlock. With an importance per column (llama.cpp's imatrix; a method can pass its Hessian diagonal),
+// the qparams follow ggml's quantize_row_<type>_impl instead of the reference quantizer. For K-quants, quantizeColumn under untouched weights reproduces ggml's codes exactly; for
 // 32-weight types ggml rounds with the float32 scale, quantizeColumn with the stored float16 one (see
 // gguf-block.ts), which agrees on all but ~0.04–0.7% of real weights.
 
 import { type GgufBlock, type GgufBlockFormat, type GgufBlockQParams } from './gguf-block.js';
-import { packBlocks } from './gguf-quantize.js';
+import { packBlocks, rowSigma2 } from './gguf-quantize.js';
 import { rowBytes } from './gguf-types.js';
 
 export class GgufBlockGrid {
@@ -34,8 +35,13 @@ export class GgufBlockGrid {
   /** [rows, cols] codes as the blocks store them */
   readonly codes: Int8Array;
 
-  constructor(format: GgufBlockFormat, rows: number, cols: number) {
+  /** one importance per column (llama.cpp's imatrix; e.g. the Hessian diagonal): qparams then follow ggml's _impl quantizers */
+  readonly importance: Float32Array | undefined;
+
+  constructor(format: GgufBlockFormat, rows: number, cols: number, importance?: Float32Array) {
     rowBytes(format.type, cols);
+    if (importance !== undefined && importance.length !== cols) throw new RangeError(`importance has ${importance.length} values for ${cols} columns`);
+    this.importance = importance;
     this.format = format;
     this.rows = rows;
     this.cols = cols;
@@ -52,7 +58,8 @@ export class GgufBlockGrid {
   fixBlock(b: number, w?: Float32Array, given?: readonly GgufBlockQParams[]): void {
     if (b < 0 || b >= this.blocks) throw new RangeError(`block ${b} is outside 0..${this.blocks - 1}`);
     for (let r = 0; r < this.rows; r++) {
-      const qp = given?.[r] ?? (w !== undefined ? this.format.qparams(w, r * this.cols + b * this.blockSize) : undefined);
+      const imp = this.importance !== undefined && w !== undefined ? { weights: this.importance, offset: b * this.blockSize, rowSigma2: rowSigma2(w, r, this.cols) } : undefined;
+      const qp = given?.[r] ?? (w !== undefined ? this.format.qparams(w, r * this.cols + b * this.blockSize, imp) : undefined);
       if (qp === undefined) throw new Error(`fixBlock(${b}): neither weights nor qparams for row ${r}`);
       this.qparams[r * this.blocks + b] = qp;
     }

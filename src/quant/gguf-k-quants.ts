@@ -1,13 +1,15 @@
-// ggml's K-quants Q4_K and Q6_K (super-blocks of 256 weights): the reference quantizers
-// (ggml-quants.c quantize_row_q4_K_ref with make_qkx2_quants, quantize_row_q6_K_ref with make_qx_quants,
-// no importance matrix) ported operation by operation in float32, the bytes as ggml-common.h lays them out,
-// and dequantize_row_q4_K / q6_K.
+// ggml's K-quants Q4_K and Q6_K (super-blocks of 256 weights): the quantizers (ggml-quants.c
+// quantize_row_q4_K_ref with make_qkx2_quants, quantize_row_q6_K_ref with make_qx_quants; with an importance
+// matrix quantize_row_q4_K_impl / q6_K_impl) ported operation by operation in float32 (ggml-search.ts), the
+// bytes as ggml-common.h lays them out, and dequantize_row_q4_K / q6_K.
 //
 // Q4_K: 8 sub-blocks of 32. Each sub-block s gets a scale a_s and a minimum b_s ≥ 0 from a weighted least-
 //   squares search (make_qkx2_quants: weights av_x + |x|, 21 candidate scales), then
 //     d = max a_s / 63, dmin = max b_s / 63 (float16), sc_s = nearest_int(63·a_s / max a), m_s likewise (6 bits),
 //     q = clamp(nearest_int((x + dmin·m_s) / (d·sc_s)), 0, 15)            value (d·sc_s)·q − dmin·m_s
-//   (a sub-block whose d·sc_s is 0 keeps the codes of the search). Bytes:
+//   (a sub-block whose d·sc_s is 0 keeps the codes of the search). With an importance: each value weighted by
+//   imatrix·sqrt(σ² + x²) (σ² = 2·Σx²/256 over the super-block), make_qkx3_quants per sub-block and
+//   make_qp_quants for the 6-bit sub-scales and sub-minimums; the codes as above. Bytes:
 //   1. [0,2) d | [2,4) dmin | [4,16) scales | [16,144) qs
 //   2. scales (12 bytes, 6-bit fields): for s < 4: byte s = sc_s | (sc_{s+4} >> 4) << 6, byte s+4 = m_s |
 //      (m_{s+4} >> 4) << 6; byte s+8 = (sc_{s+4} & 15) | (m_{s+4} & 15) << 4
@@ -24,7 +26,8 @@
 
 import * as ggml from './ggml-rounding.js';
 import { fromHalf, toHalf, toInt8, toUint8 } from './ggml-rounding.js';
-import { NO_SUBSCALES, readHalf, writeHalf, type GgufBlockFormat, type GgufBlockQParams } from './gguf-block.js';
+import { GROUP_MAX_EPS, makeQkx, makeQp, makeQx } from './ggml-search.js';
+import { NO_SUBSCALES, readHalf, writeHalf, type GgufBlockFormat, type GgufBlockQParams, type GgufImportance } from './gguf-block.js';
 import { GGML_TYPES } from './gguf-types.js';
 
 // hot-loop helpers bound locally: an imported binding costs a getter call per use under vitest's and tsx's loaders
@@ -33,123 +36,20 @@ const nearestInt = ggml.nearestInt;
 const clampInt = ggml.clampInt;
 
 const QK_K = 256;
-const GROUP_MAX_EPS = f(1e-15);
 const TENTH = f(0.1);
-
-/** make_qkx2_quants: a scale and a minimum for n values with codes 0..nmax; L receives the codes */
-function makeQkx2(n: number, nmax: number, x: ArrayLike<number>, xo: number, w: Float32Array, L: Int8Array, lo: number, rmin: number, rdelta: number, nstep: number): { scale: number; min: number } {
-  let min = x[xo] as number;
-  let max = min;
-  let sumW = w[0] as number;
-  let sumX = f(sumW * min);
-  for (let i = 1; i < n; i++) {
-    const v = x[xo + i] as number;
-    if (v < min) min = v;
-    if (v > max) max = v;
-    sumW = f(sumW + (w[i] as number));
-    sumX = f(sumX + f((w[i] as number) * v));
-  }
-  if (min > 0) min = 0;
-  if (max === min) {
-    L.fill(0, lo, lo + n);
-    return { scale: 0, min: -min };
-  }
-  let iscale = f(nmax / f(max - min));
-  let scale = f(1 / iscale);
-  let best = 0;
-  for (let i = 0; i < n; i++) {
-    const v = x[xo + i] as number;
-    const l = clampInt(nearestInt(f(iscale * f(v - min))), 0, nmax);
-    L[lo + i] = l;
-    const diff = f(f(f(scale * l) + min) - v);
-    best = f(best + f((w[i] as number) * f(diff * diff)));
-  }
-  const aux = new Int8Array(n);
-  for (let is = 0; is <= nstep; is++) {
-    iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
-    let sumL = 0;
-    let sumL2 = 0;
-    let sumXL = 0;
-    for (let i = 0; i < n; i++) {
-      const v = x[xo + i] as number;
-      const l = clampInt(nearestInt(f(iscale * f(v - min))), 0, nmax);
-      aux[i] = l;
-      const wl = f((w[i] as number) * l);
-      sumL = f(sumL + wl);
-      sumL2 = f(sumL2 + f(wl * l));
-      sumXL = f(sumXL + f(wl * v));
-    }
-    const D = f(f(sumW * sumL2) - f(sumL * sumL));
-    if (!(D > 0)) continue;
-    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
-    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
-    if (thisMin > 0) {
-      thisMin = 0;
-      thisScale = f(sumXL / sumL2);
-    }
-    let err = 0;
-    for (let i = 0; i < n; i++) {
-      const diff = f(f(f(thisScale * (aux[i] as number)) + thisMin) - (x[xo + i] as number));
-      err = f(err + f((w[i] as number) * f(diff * diff)));
-    }
-    if (err < best) {
-      L.set(aux, lo);
-      best = err;
-      scale = thisScale;
-      min = thisMin;
-    }
-  }
-  return { scale, min: -min };
-}
-
-/** make_qx_quants with rmse_type 1 and no importance: a signed scale for n values with codes −nmax..nmax−1 */
-function makeQx(n: number, nmax: number, x: ArrayLike<number>, xo: number, L: Int8Array, lo: number): number {
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i] as number);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i] as number;
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
-    L.fill(0, lo, lo + n);
-    return 0;
-  }
-  const sums = (iscale: number, write: boolean): [number, number] => {
-    let sumlx = 0;
-    let suml2 = 0;
-    for (let i = 0; i < n; i++) {
-      const v = x[xo + i] as number;
-      const l = clampInt(nearestInt(f(iscale * v)), -nmax, nmax - 1);
-      if (write) L[lo + i] = l + nmax;
-      const w = f(v * v);
-      sumlx = f(sumlx + f(f(w * v) * l));
-      suml2 = f(suml2 + f(f(w * l) * l));
-    }
-    return [sumlx, suml2];
-  };
-  let [sumlx, suml2] = sums(f(-nmax / max), true);
-  let scale = suml2 !== 0 ? f(sumlx / suml2) : 0;
-  let best = f(scale * sumlx);
-  for (let is = -9; is <= 9; is++) {
-    if (is === 0) continue;
-    const iscale = f(-f(nmax + f(TENTH * is)) / max);
-    [sumlx, suml2] = sums(iscale, false);
-    if (suml2 > 0 && f(sumlx * sumlx) > f(best * suml2)) {
-      sums(iscale, true);
-      scale = f(sumlx / suml2);
-      best = f(scale * sumlx);
-    }
-  }
-  return scale;
-}
 
 function q4kSub(p: GgufBlockQParams, s: number): [number, number] {
   return [f(fromHalf(p.d) * (p.scales[s] as number)), f(fromHalf(p.m) * (p.mins[s] as number))];
 }
 
+const QKX2 = { rmin: -1, rdelta: TENTH, nstep: 20, x3: false } as const;
+const QKX3 = { rmin: f(-0.9), rdelta: f(0.05), nstep: 36, x3: true } as const;
+
+function packScales(ls: ArrayLike<number>, lm: ArrayLike<number>, d: number, dmin: number): GgufBlockQParams {
+  return { d: toHalf(d), m: toHalf(dmin), scales: Int8Array.from(ls), mins: Int8Array.from(lm) };
+}
+
+/** quantize_row_q4_K_ref's search: make_qkx2_quants per sub-block, 6-bit sub-scales against the largest */
 function q4kSearch(x: ArrayLike<number>, o: number, L: Int8Array): GgufBlockQParams {
   const scales = new Float32Array(8);
   const mins = new Float32Array(8);
@@ -161,7 +61,7 @@ function q4kSearch(x: ArrayLike<number>, o: number, L: Int8Array): GgufBlockQPar
     for (let l = 0; l < 32; l++) sumX2 = f(sumX2 + f((x[o + 32 * j + l] as number) * (x[o + 32 * j + l] as number)));
     const avX = f(Math.sqrt(f(sumX2 / 32)));
     for (let l = 0; l < 32; l++) w[l] = f(avX + Math.abs(x[o + 32 * j + l] as number));
-    const r = makeQkx2(32, 15, x, o + 32 * j, w, L, 32 * j, -1, TENTH, 20);
+    const r = makeQkx(32, 15, x, o + 32 * j, w, 0, L, 32 * j, QKX2);
     scales[j] = r.scale;
     mins[j] = r.min;
     if (r.scale > maxScale) maxScale = r.scale;
@@ -169,21 +69,45 @@ function q4kSearch(x: ArrayLike<number>, o: number, L: Int8Array): GgufBlockQPar
   }
   const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
-  const sc = new Int8Array(8);
-  const m = new Int8Array(8);
+  const ls = Array.from(scales, (v) => Math.min(63, toUint8(nearestInt(f(invScale * v)))));
+  const lm = Array.from(mins, (v) => Math.min(63, toUint8(nearestInt(f(invMin * v)))));
+  return packScales(ls, lm, f(maxScale / 63), f(maxMin / 63));
+}
+
+/** quantize_row_q4_K_impl's search: make_qkx3_quants weighted by imatrix · sqrt(σ² + x²), make_qp_quants sub-scales */
+function q4kSearchImportance(x: ArrayLike<number>, o: number, L: Int8Array, imp: GgufImportance): GgufBlockQParams {
+  let sumX2 = 0;
+  for (let l = 0; l < QK_K; l++) sumX2 = f(sumX2 + f((x[o + l] as number) * (x[o + l] as number)));
+  const sigma2 = f(f(2 * sumX2) / QK_K);
+  const scales = new Float32Array(8);
+  const mins = new Float32Array(8);
+  const sw = new Float32Array(8);
+  const w = new Float32Array(32);
   for (let j = 0; j < 8; j++) {
-    sc[j] = Math.min(63, toUint8(nearestInt(f(invScale * (scales[j] as number)))));
-    m[j] = Math.min(63, toUint8(nearestInt(f(invMin * (mins[j] as number)))));
+    let sum = 0;
+    for (let l = 0; l < 32; l++) {
+      const v = x[o + 32 * j + l] as number;
+      w[l] = f((imp.weights[imp.offset + 32 * j + l] as number) * f(Math.sqrt(f(sigma2 + f(v * v)))));
+      sum = f(sum + (w[l] as number));
+    }
+    sw[j] = sum;
+    const r = makeQkx(32, 15, x, o + 32 * j, w, 0, L, 32 * j, QKX3);
+    scales[j] = r.scale;
+    mins[j] = r.min;
   }
-  return { d: toHalf(f(maxScale / 63)), m: toHalf(f(maxMin / 63)), scales: sc, mins: m };
+  const ls = new Int8Array(8);
+  const lm = new Int8Array(8);
+  const d = makeQp(8, 63, scales, ls, sw);
+  const m = makeQp(8, 63, mins, lm, sw);
+  return packScales(ls, lm, d, m);
 }
 
 export const Q4_K: GgufBlockFormat = {
   type: GGML_TYPES.Q4_K,
   codeRange: [0, 15],
-  quantize(x, o = 0) {
+  quantize(x, o = 0, imp) {
     const codes = new Int8Array(QK_K);
-    const p = q4kSearch(x, o, codes);
+    const p = imp !== undefined ? q4kSearchImportance(x, o, codes, imp) : q4kSearch(x, o, codes);
     for (let j = 0; j < 8; j++) {
       const [d, dm] = q4kSub(p, j);
       if (d === 0) continue;
@@ -191,8 +115,8 @@ export const Q4_K: GgufBlockFormat = {
     }
     return { qparams: p, codes };
   },
-  qparams(x, o = 0) {
-    return q4kSearch(x, o, new Int8Array(QK_K));
+  qparams(x, o = 0, imp) {
+    return imp !== undefined ? q4kSearchImportance(x, o, new Int8Array(QK_K), imp) : q4kSearch(x, o, new Int8Array(QK_K));
   },
   code(p, i, x) {
     const [d, dm] = q4kSub(p, i >>> 5);
@@ -240,12 +164,13 @@ export const Q4_K: GgufBlockFormat = {
 
 const Q6K_ZERO: GgufBlockQParams = { d: 0, m: 0, scales: new Int8Array(16), mins: NO_SUBSCALES };
 
-function q6kSearch(x: ArrayLike<number>, o: number, L: Int8Array): GgufBlockQParams {
+/** quantize_row_q6_K_ref's search (make_qx_quants weighted by x²), or _impl's (weighted by the importance) */
+function q6kSearch(x: ArrayLike<number>, o: number, L: Int8Array, imp?: GgufImportance): GgufBlockQParams {
   const scales = new Float32Array(16);
   let maxScale = 0;
   let maxAbs = 0;
   for (let ib = 0; ib < 16; ib++) {
-    const s = makeQx(16, 32, x, o + 16 * ib, L, 16 * ib);
+    const s = makeQx(16, 32, x, o + 16 * ib, L, 16 * ib, imp?.weights, (imp?.offset ?? 0) + 16 * ib);
     scales[ib] = s;
     if (Math.abs(s) > maxAbs) {
       maxAbs = Math.abs(s);
@@ -264,9 +189,9 @@ const q6kStep = (p: GgufBlockQParams, s: number): number => f(fromHalf(p.d) * (p
 export const Q6_K: GgufBlockFormat = {
   type: GGML_TYPES.Q6_K,
   codeRange: [0, 63],
-  quantize(x, o = 0) {
+  quantize(x, o = 0, imp) {
     const codes = new Int8Array(QK_K);
-    const p = q6kSearch(x, o, codes);
+    const p = q6kSearch(x, o, codes, imp);
     // an all-zero super-block is stored as 210 zero bytes: codes 0, not 32
     if (p === Q6K_ZERO) return { qparams: { ...Q6K_ZERO, scales: new Int8Array(16) }, codes: new Int8Array(QK_K) };
     for (let j = 0; j < 16; j++) {
@@ -276,8 +201,8 @@ export const Q6_K: GgufBlockFormat = {
     }
     return { qparams: p, codes };
   },
-  qparams(x, o = 0) {
-    const p = q6kSearch(x, o, new Int8Array(QK_K));
+  qparams(x, o = 0, imp) {
+    const p = q6kSearch(x, o, new Int8Array(QK_K), imp);
     return p === Q6K_ZERO ? { ...Q6K_ZERO, scales: new Int8Array(16) } : p;
   },
   code(p, i, x) {

@@ -26,16 +26,33 @@ function floatBytes(a: Float32Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
 }
 
-/** the bytes of w [rows, cols] as a GGUF tensor of `type`, quantized by ggml's reference quantizers */
-export function encodeTensor(type: GgmlTypeInfo, w: Float32Array, rows: number, cols: number): Uint8Array {
+/** Σx²/cols of row r, in float32 as quantize_row_<type>_impl sums it */
+export function rowSigma2(w: ArrayLike<number>, r: number, cols: number): number {
+  let sum = 0;
+  for (let j = 0; j < cols; j++) sum = Math.fround(sum + Math.fround((w[r * cols + j] as number) * (w[r * cols + j] as number)));
+  return Math.fround(sum / cols);
+}
+
+/**
+ * the bytes of w [rows, cols] as a GGUF tensor of `type`, quantized as ggml's quantize_<type> does: the
+ * reference quantizer, or with `importance` (one value per column, llama.cpp's imatrix) the _impl one
+ */
+export function encodeTensor(type: GgmlTypeInfo, w: Float32Array, rows: number, cols: number, importance?: Float32Array): Uint8Array {
   checkShape('weight', w.length, rows, cols);
   if (type.name === 'F32') return floatBytes(w);
   if (type.name === 'F16') return floatBytes(toFloat16(w));
   if (type.name === 'BF16') return floatBytes(toBfloat16(w));
+  if (importance !== undefined && importance.length !== cols) checkShape('importance', importance.length, 1, cols);
   const format = blockFormat(type)!;
   const out = new Uint8Array(rows * rowBytes(type, cols));
   const perRow = cols / type.blockSize;
-  for (let b = 0; b < rows * perRow; b++) format.pack(format.quantize(w, b * type.blockSize), out, b * type.typeSize);
+  for (let r = 0; r < rows; r++) {
+    const sigma2 = importance !== undefined ? rowSigma2(w, r, cols) : 0;
+    for (let k = 0; k < perRow; k++) {
+      const imp = importance !== undefined ? { weights: importance, offset: k * type.blockSize, rowSigma2: sigma2 } : undefined;
+      format.pack(format.quantize(w, r * cols + k * type.blockSize, imp), out, (r * perRow + k) * type.typeSize);
+    }
+  }
   return out;
 }
 

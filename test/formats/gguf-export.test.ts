@@ -168,6 +168,20 @@ describe('exportGguf', () => {
     await file.close();
   });
 
+  test('importance gives a weight ggml’s importance-weighted quantizer', async () => {
+    const imp = Float32Array.from({ length: 256 }, (_, i) => 1 + (i % 7));
+    const name = 'model.layers.0.self_attn.v_proj.weight';
+    const r = await exportGguf(reader, join(dir, 'imp.gguf'), { type: 'Q4_0', importance: (n) => (n === name ? imp : undefined) }, layerTensors);
+    const file = await GgufFile.open(r.path);
+    try {
+      const v = exampleTensor(cfg, 0, name).data;
+      expect(await file.bytes('blk.0.attn_v.weight')).toEqual(encodeTensor(GGML_TYPES.Q4_0, v, 128, 256, imp));
+      expect(await file.bytes('blk.0.attn_v.weight')).not.toEqual(encodeTensor(GGML_TYPES.Q4_0, v, 128, 256));
+    } finally {
+      await file.close();
+    }
+  });
+
   test('refuses architectures and tokenizers it cannot convert', async () => {
     await expect(exportGguf({ ...reader, config: { ...cfg, modelType: 'qwen2' } }, join(dir, 'x.gguf'), { type: 'Q8_0' }, layerTensors)).rejects.toThrow(/model_type "qwen2" is not exported/);
   });

@@ -10,6 +10,8 @@ export interface GoldenRow {
   x: Float32Array;
   blocks: Record<GgufBlockTypeName, Uint8Array>;
   dequantized: Record<GgufBlockTypeName, Float32Array>;
+  /** the bytes with the golden importance vector (ggml's quantize_row_<type>_impl) */
+  blocksWithImportance: Record<GgufBlockTypeName, Uint8Array>;
 }
 
 const floats = (b64: string): Float32Array => {
@@ -17,14 +19,22 @@ const floats = (b64: string): Float32Array => {
   return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
 };
 
-export function ggmlGolden(): GoldenRow[] {
+const bytesOf = (byType: Record<string, string>) =>
+  Object.fromEntries(Object.entries(byType).map(([t, hex]) => [t, new Uint8Array(Buffer.from(hex, 'hex'))])) as GoldenRow['blocks'];
+
+export function ggmlGolden(): { importance: Float32Array; rows: GoldenRow[] } {
   const raw = JSON.parse(readFileSync(resolve(import.meta.dirname, '../fixtures/gguf/ggml-golden.json'), 'utf8')) as {
-    rows: { name: string; x: string; blocks: Record<string, string>; dequantized: Record<string, string> }[];
+    importance: string;
+    rows: { name: string; x: string; blocks: Record<string, string>; dequantized: Record<string, string>; blocksWithImportance: Record<string, string> }[];
   };
-  return raw.rows.map((r) => ({
-    name: r.name,
-    x: floats(r.x),
-    blocks: Object.fromEntries(Object.entries(r.blocks).map(([t, hex]) => [t, new Uint8Array(Buffer.from(hex, 'hex'))])) as GoldenRow['blocks'],
-    dequantized: Object.fromEntries(Object.entries(r.dequantized).map(([t, b]) => [t, floats(b)])) as GoldenRow['dequantized'],
-  }));
+  return {
+    importance: floats(raw.importance),
+    rows: raw.rows.map((r) => ({
+      name: r.name,
+      x: floats(r.x),
+      blocks: bytesOf(r.blocks),
+      dequantized: Object.fromEntries(Object.entries(r.dequantized).map(([t, b]) => [t, floats(b)])) as GoldenRow['dequantized'],
+      blocksWithImportance: bytesOf(r.blocksWithImportance),
+    })),
+  };
 }

@@ -139,18 +139,33 @@ describe('block arithmetic', () => {
   });
 });
 
-describe('bit-exact with ggml’s reference quantizers', () => {
+describe('bit-exact with ggml’s quantizers', () => {
   const golden = ggmlGolden();
   for (const name of Object.keys(BLOCK_FORMATS) as (keyof typeof BLOCK_FORMATS)[]) {
-    test(`${name}: bytes and dequantized values equal ggml’s on ${golden.length} rows of 256`, () => {
+    test(`${name}: bytes and dequantized values equal ggml’s on ${golden.rows.length} rows of 256`, () => {
       const type = GGML_TYPES[name];
-      for (const row of golden) {
+      for (const row of golden.rows) {
         const bytes = encodeTensor(type, row.x, 1, 256);
         expect(hex(bytes, 0, bytes.length), `${name} ${row.name}`).toBe(hex(row.blocks[name], 0, row.blocks[name].length));
         expect(Array.from(decodeTensor(type, bytes, 1, 256)), `${name} ${row.name}`).toEqual(Array.from(row.dequantized[name]));
       }
     });
+
+    test(`${name} with an importance matrix: bytes equal ggml’s quantize_row_${name.toLowerCase()}_impl`, () => {
+      for (const row of golden.rows) {
+        const bytes = encodeTensor(GGML_TYPES[name], row.x, 1, 256, golden.importance);
+        expect(hex(bytes, 0, bytes.length), `${name} ${row.name}`).toBe(hex(row.blocksWithImportance[name], 0, bytes.length));
+      }
+    });
   }
+
+  test('an importance matrix changes what most types store (Q8_0 ignores it, as ggml does)', () => {
+    const row = golden.rows.find((r) => r.name === 'stories260K q_proj.0')!;
+    for (const name of Object.keys(BLOCK_FORMATS) as (keyof typeof BLOCK_FORMATS)[]) {
+      const same = hex(row.blocks[name], 0, row.blocks[name].length) === hex(row.blocksWithImportance[name], 0, row.blocks[name].length);
+      expect(same, name).toBe(name === 'Q8_0');
+    }
+  });
 });
 
 describe('codes under given qparams', () => {

@@ -33,6 +33,19 @@ describe('GgufBlockGrid', () => {
     }
   });
 
+  test('with an importance per column, the walk reproduces ggml’s importance-weighted K-quant bytes exactly', () => {
+    const [rows, cols] = [4, 256];
+    const w = weight(rows, cols, 4);
+    const rand = seededRandom(9);
+    const importance = Float32Array.from({ length: cols }, () => rand() * rand() * 4);
+    for (const name of ['Q4_K', 'Q6_K'] as const) {
+      const grid = new GgufBlockGrid(BLOCK_FORMATS[name], rows, cols, importance);
+      walk(grid, w);
+      expect(grid.pack()).toEqual(encodeTensor(GGML_TYPES[name], w, rows, cols, importance));
+      expect(grid.pack()).not.toEqual(encodeTensor(GGML_TYPES[name], w, rows, cols));
+    }
+  });
+
   test('for 32-weight types the stored-scale codes differ from ggml’s float32-scale codes only at a few near-ties', () => {
     const [rows, cols] = [16, 256];
     const w = weight(rows, cols, 2);

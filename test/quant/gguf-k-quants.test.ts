@@ -103,7 +103,7 @@ describe('Q6_K', () => {
 
 describe('K-quant codes under their stored qparams', () => {
   test('equal the reference quantizer’s codes on real weights (ggml computes them from the stored scales too)', () => {
-    for (const row of ggmlGolden().filter((r) => r.name.startsWith('stories260K'))) {
+    for (const row of ggmlGolden().rows.filter((r) => r.name.startsWith('stories260K'))) {
       for (const format of [Q4_K, Q6_K]) {
         const ref = format.unpack(row.blocks[format.type.name as 'Q4_K' | 'Q6_K'], 0);
         const ours = Array.from({ length: 256 }, (_, i) => format.code(ref.qparams, i, row.x[i]!));

@@ -11,6 +11,8 @@
 //     number of its blocks; then llama.cpp's fallback (llama-quant.cpp tensor_type_fallback): Q4_K → Q5_0,
 //     Q6_K → Q8_0, and F16 when even that does not fit (e.g. in_features 172), each listed in `fallbacks`.
 //   - a tied model whose output is quantized gets a separate output.weight; its embedding stays exact.
+// Encoding: ggml's reference quantizers (what llama-quantize does without an imatrix), ggml's importance-
+// weighted ones when `importance` gives a weight's imatrix, or the bytes a method chose (`encode`).
 
 import { basename } from 'node:path';
 import { encodeTensor } from '../../quant/gguf-quantize.js';
@@ -37,8 +39,10 @@ export interface GgufExportOptions {
   readonly ignore?: readonly string[];
   /** the stored dtype of a tensor (`float32`, `float16`, `bfloat16`); default float32 */
   readonly storedDtype?: (hfName: string) => Promise<string> | string;
-  /** the bytes of a weight in `type` chosen by a method (HF row order); undefined: ggml's reference quantizer */
+  /** the bytes of a weight in `type` chosen by a method (HF row order); undefined: ggml's quantizer */
   readonly encode?: (hfName: string, w: Float32Array, rows: number, cols: number, type: GgmlTypeInfo) => Uint8Array | undefined;
+  /** one importance per input column of a weight (llama.cpp's imatrix: mean squared activation), for ggml's _impl quantizers */
+  readonly importance?: (hfName: string) => Float32Array | undefined;
   /** general.name; default the directory's name */
   readonly name?: string;
 }
@@ -162,7 +166,7 @@ export async function exportGguf(reader: GgufWeightReader, path: string, options
     const t = await reader.tensor(p.source);
     const [rows, cols] = p.shape.length === 2 ? [p.shape[0]!, p.shape[1]!] : [1, p.shape[0]!];
     const chosen = p.quantized ? options.encode?.(p.source, t.data, rows, cols, p.type) : undefined;
-    const encoded = chosen ?? encodeTensor(p.type, t.data, rows, cols);
+    const encoded = chosen ?? encodeTensor(p.type, t.data, rows, cols, p.quantized ? options.importance?.(p.source) : undefined);
     // blocks run along rows, so moving whole encoded rows equals encoding the permuted rows
     return p.heads === undefined ? encoded : permuteRows(encoded, p.shape[0]!, p.heads);
   });
