@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { exportGguf, type GgufExportResult } from '../../src/formats/gguf/export.js';
+import { permuteRows, permutedHeads } from '../../src/formats/gguf/llama.js';
 import { GgufFile } from '../../src/formats/gguf/read.js';
 import { generate } from '../../src/model/generate.js';
 import { GgufSource } from '../../src/model/gguf-source.js';
@@ -24,7 +25,8 @@ import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { cutWindows } from '../../src/model/windows.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor } from '../../src/tensor.js';
-import type { GgmlTypeName } from '../../src/quant/gguf-types.js';
+import { encodeTensor } from '../../src/quant/gguf-quantize.js';
+import type { GgmlTypeInfo, GgmlTypeName } from '../../src/quant/gguf-types.js';
 import { llamaGreedy, llamaMeanNll, withLlamaModel } from './llama-cpp.js';
 import { describeShared, sharedData, sharedModel } from './shared.js';
 
@@ -131,6 +133,25 @@ describeShared('GGUF in llama.cpp', () => {
       });
     });
   }
+
+  test('without the converter’s q/k row permutation llama.cpp decodes stories260K differently (the permutation is needed)', async () => {
+    const src = await HfSource.open(sharedModel('stories260K'));
+    let path: string;
+    try {
+      // hand the exporter q/k bytes in inverse order, so that after its permutation the file keeps HF's row order
+      const encode = (n: string, w: Float32Array, rows: number, cols: number, type: GgmlTypeInfo) => {
+        const heads = permutedHeads(n, src.config);
+        return heads === undefined ? undefined : permuteRows(encodeTensor(type, w, rows, cols), rows, heads, true);
+      };
+      path = (await exportGguf(src, join(dir, 'unpermuted.gguf'), { type: 'Q8_0', encode }, (l) => src.arch.layerTensors(src.config, l))).path;
+    } finally {
+      await src.close();
+    }
+    const prompt = loadTokenizer(sharedModel('stories260K')).encode('Once upon a time');
+    const permuted = await withLlamaModel((await exportTo('stories260K', 'Q8_0')).path, (m) => llamaGreedy(m, prompt, NEW_TOKENS));
+    const unpermuted = await withLlamaModel(path, (m) => llamaGreedy(m, prompt, NEW_TOKENS));
+    expect(unpermuted).not.toEqual(permuted);
+  });
 
   test('babyllama-char105 (no byte fallback) exports with a warning that llama.cpp cannot tokenize outside its characters', async () => {
     const r = await exportTo('babyllama-char105', 'Q8_0');
