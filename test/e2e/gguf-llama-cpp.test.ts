@@ -64,7 +64,7 @@ describeShared('GGUF in llama.cpp', () => {
         HfSource.open(sharedModel(model)).then(async (src) => {
           try {
             const storedDtype = async (n: string) => (await src.checkpoint.info(n)).dtype;
-            return await exportGguf(src, join(dir, `${key}.gguf`), { type, storedDtype }, (l) => src.arch.layerTensors(src.config, l));
+            return await exportGguf(src, join(dir, `${key}.gguf`), { type, storedDtype });
           } finally {
             await src.close();
           }
@@ -143,7 +143,7 @@ describeShared('GGUF in llama.cpp', () => {
         const heads = permutedHeads(n, src.config);
         return heads === undefined ? undefined : permuteRows(encodeTensor(type, w, rows, cols), rows, heads, true);
       };
-      path = (await exportGguf(src, join(dir, 'unpermuted.gguf'), { type: 'Q8_0', encode }, (l) => src.arch.layerTensors(src.config, l))).path;
+      path = (await exportGguf(src, join(dir, 'unpermuted.gguf'), { type: 'Q8_0', encode })).path;
     } finally {
       await src.close();
     }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gguf, serializeGgufMetadata } from '@huggingface/gguf';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { exportGguf, fallbackType, type GgufExportResult, type GgufWeightReader } from '../../src/formats/gguf/export.js';
-import { permuteRows } from '../../src/formats/gguf/llama.js';
+import { ggufRowOrder, llama3RopeFactors, permuteRows } from '../../src/formats/gguf/llama.js';
 import { GgufFile } from '../../src/formats/gguf/read.js';
 import { TOKEN_TYPE, tokenizerMetadata } from '../../src/formats/gguf/tokenizer.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
@@ -23,7 +23,6 @@ import { GGML_TYPES } from '../../src/quant/gguf-types.js';
 let dir: string;
 let cfg: ModelConfig;
 let reader: GgufWeightReader;
-const layerTensors = (l: number) => LLAMA_FAMILY.layerTensors(cfg, l);
 
 async function writeModel(root: string, overrides: Record<string, unknown>): Promise<ModelConfig> {
   const { tokenizer, config, vocabSize } = exampleTokenizer(512);
@@ -37,14 +36,14 @@ async function writeModel(root: string, overrides: Record<string, unknown>): Pro
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'qf-gguf-export-'));
   cfg = await writeModel(dir, {});
-  reader = { dir, config: cfg, tensor: async (name) => exampleTensor(cfg, 0, name) };
+  reader = { dir, config: cfg, arch: LLAMA_FAMILY, tensor: async (name) => exampleTensor(cfg, 0, name) };
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 describe('exportGguf', () => {
   let q4k: GgufExportResult;
   beforeAll(async () => {
-    q4k = await exportGguf(reader, join(dir, 'q4k.gguf'), { type: 'Q4_K' }, layerTensors);
+    q4k = await exportGguf(reader, join(dir, 'q4k.gguf'), { type: 'Q4_K' });
   });
 
   test('names tensors as llama.cpp does and types them: Linear weights Q4_K where rows fit, llama.cpp’s fallback where not', () => {
@@ -142,13 +141,12 @@ describe('exportGguf', () => {
   test('quantizeOutput on a tied model writes a quantized output.weight and keeps the embedding exact', async () => {
     const tiedDir = await mkdtemp(join(dir, 'tied-'));
     const tied = await writeModel(tiedDir, { tie_word_embeddings: true });
-    const r = await exportGguf({ dir: tiedDir, config: tied, tensor: async (n) => exampleTensor(tied, 0, n) }, join(tiedDir, 'm.gguf'), { type: 'Q8_0', quantizeOutput: true }, (l) =>
-      LLAMA_FAMILY.layerTensors(tied, l),
-    );
+    const tiedReader = { dir: tiedDir, config: tied, arch: LLAMA_FAMILY, tensor: async (n: string) => exampleTensor(tied, 0, n) };
+    const r = await exportGguf(tiedReader, join(tiedDir, 'm.gguf'), { type: 'Q8_0', quantizeOutput: true });
     const types = Object.fromEntries(r.tensors.map((t) => [t.name, t.type]));
     expect(types['token_embd.weight']).toBe('F32');
     expect(types['output.weight']).toBe('Q8_0');
-    const plain = await exportGguf({ dir: tiedDir, config: tied, tensor: async (n) => exampleTensor(tied, 0, n) }, join(tiedDir, 'p.gguf'), { type: 'Q8_0' }, (l) => LLAMA_FAMILY.layerTensors(tied, l));
+    const plain = await exportGguf(tiedReader, join(tiedDir, 'p.gguf'), { type: 'Q8_0' });
     expect(plain.tensors.some((t) => t.name === 'output.weight')).toBe(false);
   });
 
@@ -160,7 +158,7 @@ describe('exportGguf', () => {
         seen.push(`${name} ${type.name}`);
         return name.endsWith('v_proj.weight') ? new Uint8Array((rows * cols * 34) / 32) : undefined;
       },
-    }, layerTensors);
+    });
     expect(seen).toContain('model.layers.0.self_attn.v_proj.weight Q8_0');
     expect(seen.some((s) => s.includes('norm'))).toBe(false);
     const file = await GgufFile.open(r.path);
@@ -171,7 +169,7 @@ describe('exportGguf', () => {
   test('importance gives a weight ggml’s importance-weighted quantizer', async () => {
     const imp = Float32Array.from({ length: 256 }, (_, i) => 1 + (i % 7));
     const name = 'model.layers.0.self_attn.v_proj.weight';
-    const r = await exportGguf(reader, join(dir, 'imp.gguf'), { type: 'Q4_0', importance: (n) => (n === name ? imp : undefined) }, layerTensors);
+    const r = await exportGguf(reader, join(dir, 'imp.gguf'), { type: 'Q4_0', importance: (n) => (n === name ? imp : undefined) });
     const file = await GgufFile.open(r.path);
     try {
       const v = exampleTensor(cfg, 0, name).data;
@@ -183,7 +181,38 @@ describe('exportGguf', () => {
   });
 
   test('refuses architectures and tokenizers it cannot convert', async () => {
-    await expect(exportGguf({ ...reader, config: { ...cfg, modelType: 'qwen2' } }, join(dir, 'x.gguf'), { type: 'Q8_0' }, layerTensors)).rejects.toThrow(/model_type "qwen2" is not exported/);
+    await expect(exportGguf({ ...reader, config: { ...cfg, modelType: 'qwen2' } }, join(dir, 'x.gguf'), { type: 'Q8_0' })).rejects.toThrow(/model_type "qwen2" is not exported/);
+  });
+});
+
+describe('llama architecture details', () => {
+  test('q/k rows of a head of 4 go [r0 r2 r1 r3] (worked example of llama.ts); inverse restores them', () => {
+    expect(Array.from(ggufRowOrder(8, 2))).toEqual([0, 2, 1, 3, 4, 6, 5, 7]);
+    const w = Float32Array.from({ length: 16 }, (_, i) => i);
+    expect(Array.from(permuteRows(w, 8, 2))).toEqual([0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15]);
+    expect(permuteRows(permuteRows(w, 8, 2), 8, 2, true)).toEqual(w);
+  });
+
+  test('llama3 rope scaling becomes rope_freqs factors: 1 for high frequencies, the factor for low ones', () => {
+    const base = { ...cfg, headDim: 128, ropeTheta: 500000 };
+    expect(llama3RopeFactors(base)).toBeUndefined();
+    const f = llama3RopeFactors({ ...base, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192 } })!;
+    expect(f.length).toBe(64);
+    expect(f[0]).toBe(1);
+    expect(f[63]).toBe(8);
+    for (let i = 1; i < 64; i++) expect(f[i]!).toBeGreaterThanOrEqual(f[i - 1]!);
+  });
+
+  test('a llama3-scaled model gets a rope_freqs.weight tensor', async () => {
+    const scaled = { ...cfg, ropeScaling: { type: 'llama3' as const, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 64 } };
+    const r = await exportGguf({ ...reader, config: scaled }, join(dir, 'rope.gguf'), { type: 'Q8_0' });
+    const file = await GgufFile.open(r.path);
+    try {
+      expect(file.info('rope_freqs.weight').shape).toEqual([32]);
+      expect(new Float32Array((await file.bytes('rope_freqs.weight')).buffer)).toEqual(llama3RopeFactors(scaled));
+    } finally {
+      await file.close();
+    }
   });
 });
 

@@ -26,6 +26,8 @@ export interface GgufWeightReader {
   /** the HF model directory: tokenizer.json, tokenizer_config.json, config.json */
   readonly dir: string;
   readonly config: LlamaHParams;
+  /** the tensor names of decoder layer `layer` (quantforge's ArchAdapter fits) */
+  readonly arch: { layerTensors(config: LlamaHParams, layer: number): readonly string[] };
   /** a tensor by HF name, float32 */
   tensor(name: string): Promise<{ readonly dims: readonly number[]; readonly data: Float32Array }>;
 }
@@ -112,7 +114,7 @@ function shapeOf(cfg: LlamaHParams, hf: string): number[] {
 }
 
 /** write `reader`'s model to `path` as GGUF */
-export async function exportGguf(reader: GgufWeightReader, path: string, options: GgufExportOptions, layerTensors: (layer: number) => readonly string[]): Promise<GgufExportResult> {
+export async function exportGguf(reader: GgufWeightReader, path: string, options: GgufExportOptions): Promise<GgufExportResult> {
   const cfg = reader.config;
   if (cfg.modelType !== 'llama' && cfg.modelType !== 'mistral') {
     throw new GgufExportError(`model_type "${cfg.modelType}" is not exported to GGUF yet; supported: llama, mistral (llama architecture)`);
@@ -138,7 +140,7 @@ export async function exportGguf(reader: GgufWeightReader, path: string, options
 
   await add('model.embed_tokens.weight', 'token_embd.weight', false);
   for (let l = 0; l < cfg.numLayers; l++) {
-    for (const hf of layerTensors(l)) {
+    for (const hf of reader.arch.layerTensors(cfg, l)) {
       const gguf = llamaTensorName(hf);
       if (gguf === undefined) throw new GgufExportError(`tensor "${hf}" has no place in GGUF's llama architecture`);
       await add(hf, gguf, /\.weight$/.test(hf) && !/norm\.weight$/.test(hf));
