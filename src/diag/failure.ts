@@ -131,6 +131,15 @@ export type OrtReason =
   | 'onnx-run-failed'
   | 'non-finite-output';
 
+/** GGUF files: block types (quant/gguf-*.ts), the reader, writer and exporter (formats/gguf/) */
+export type GgufReason =
+  | 'unknown-ggml-type'
+  | 'row-not-whole-blocks'
+  | 'gguf-read-invalid'
+  | 'gguf-write-invalid'
+  | 'gguf-export-unsupported'
+  | 'gguf-tokenizer-unsupported';
+
 /** outputs that a format cannot write (formats/, outputs/) */
 export type OutputReason = 'unsupported-output-scheme';
 
@@ -170,7 +179,7 @@ export type RunReason =
   | 'file-handle-leak'
   | 'unknown-error-thrown';
 
-export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | RunReason;
+export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | GgufReason | OutputReason | CacheReason | StoreReason | RunReason;
 
 /** a failure as plain data: what events, the worker protocol and reporters carry */
 export interface Failure {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { dequantizeWeight, qparamShape } from '../quant/qparams.js';
 import type { QuantArgs, QuantScheme } from '../quant/scheme.js';
 import { matchesClass, matchesName } from '../algo/targets.js';
-import { fromBfloat16, fromFloat16 } from '../formats/half.js';
+import { fromBfloat16, fromFloat16 } from '../quant/half.js';
 import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js';
 import { shapeString, tensor, type DType, type Tensor } from '../tensor.js';
 import { checkFiniteWeight } from './finite.js';
