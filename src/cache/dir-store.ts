@@ -16,6 +16,7 @@ import { computeKey, isDigest, type Digest } from './key.js';
 import { withRun, withStepLock, type WaitOptions } from './lock.js';
 import {
   pendingEntry,
+  verifiedEntry,
   type CacheEntry,
   type CommitFields,
   type DamagedEntry,
@@ -81,14 +82,8 @@ export class DirStore implements StepStore {
     return { ok: true };
   }
 
-  async get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
-    const entry = await this.lookup(kind, key);
-    if (!entry) return undefined;
-    const verdict = await this.verify(entry);
-    if (verdict.ok) return entry;
-    this.#opts.onCorrupt?.(kind, key, verdict.problem);
-    await this.evict(kind, key, verdict.problem);
-    return undefined;
+  get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
+    return verifiedEntry(this, kind, key, this.#opts.onCorrupt);
   }
 
   /** a fresh, private directory under <root>/tmp/ for a step to write its artifacts into */

@@ -24,6 +24,7 @@ import { S3Bucket, type BucketTarget, type BucketTuning, type ListedObject } fro
 import { S3Locks, type LockMode, type S3LockOptions } from './s3-lock.js';
 import {
   pendingEntry,
+  verifiedEntry,
   type CacheEntry,
   type DamagedEntry,
   type Inspection,
@@ -157,14 +158,8 @@ export class S3Store implements StepStore {
     }
   }
 
-  async get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
-    const entry = await this.lookup(kind, key);
-    if (!entry) return undefined;
-    const verdict = await this.verify(entry);
-    if (verdict.ok) return entry;
-    this.#opts.onCorrupt?.(kind, key, verdict.problem);
-    await this.evict(kind, key, verdict.problem);
-    return undefined;
+  get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
+    return verifiedEntry(this, kind, key, this.#opts.onCorrupt);
   }
 
   /** artifacts are written locally; commit uploads them, then meta.json, then installs the local copy */

@@ -111,6 +111,22 @@ export interface StepStore {
   withRun<T>(fn: () => Promise<T>, opts?: WaitOptions): Promise<T>;
 }
 
+/** `get` for every backend: lookup, then verify; a damaged entry is reported, evicted and a miss */
+export async function verifiedEntry(
+  store: Pick<StepStore, 'lookup' | 'verify' | 'evict'>,
+  kind: string,
+  key: Digest,
+  onCorrupt: StoreOptions['onCorrupt'],
+): Promise<CacheEntry | undefined> {
+  const entry = await store.lookup(kind, key);
+  if (!entry) return undefined;
+  const verdict = await store.verify(entry);
+  if (verdict.ok) return entry;
+  onCorrupt?.(kind, key, verdict.problem);
+  await store.evict(kind, key, verdict.problem);
+  return undefined;
+}
+
 /** the one-shot commit/abort wrapper every backend's pending entry shares */
 export function pendingEntry(
   dir: string,

@@ -13,7 +13,7 @@ import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js'
 import { shapeString, tensor, type DType, type Tensor } from '../tensor.js';
 import { checkFiniteWeight } from './finite.js';
 import { CompressedTensorsError, parseQuantizationConfig, type QuantizationConfig } from './quantization-config.js';
-import { HfSource, stripPrefix, type WeightSource } from './source.js';
+import { HfSource, readLayer, type WeightSource } from './source.js';
 
 function asF32(t: Tensor): Float32Array {
   if (t.dtype === 'float32') return t.data as Float32Array;
@@ -121,11 +121,8 @@ export class CompressedTensorsSource implements WeightSource {
     return group?.weights ? this.#linear(module, group.weights) : this.#hf.tensor(name);
   }
 
-  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
-    const prefix = this.arch.layerPrefix(l);
-    const out: Record<string, Tensor<'float32'>> = {};
-    for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
-    return out;
+  layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    return readLayer(this, l);
   }
 
   actQuant(l: number): ReadonlyMap<string, number> {

@@ -11,7 +11,7 @@ import { decodeTensor } from '../quant/gguf-quantize.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
-import { stripPrefix, type WeightSource } from './source.js';
+import { readLayer, type WeightSource } from './source.js';
 
 const num = (v: GgufValue | undefined): number | undefined => (v !== undefined && v.type !== 'array' && typeof v.value === 'number' ? v.value : undefined);
 
@@ -70,11 +70,8 @@ export class GgufSource implements WeightSource {
     return tensor('float32', info.shape, data);
   }
 
-  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
-    const prefix = this.arch.layerPrefix(l);
-    const out: Record<string, Tensor<'float32'>> = {};
-    for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
-    return out;
+  layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    return readLayer(this, l);
   }
 
   actQuant(): ReadonlyMap<string, number> {
