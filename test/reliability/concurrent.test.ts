@@ -5,18 +5,20 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { describeShared } from '../e2e/shared.js';
 import { concurrentRuns } from './concurrent.js';
-import { makeWorkspace, outputFingerprints, runBuild, type Workspace } from './workspace.js';
+import { makeWorkspace, outputFingerprints, runBuild, runCli, type Workspace } from './workspace.js';
 
 describeShared('concurrent runs', () => {
   let ws: Workspace;
   let ref: Awaited<ReturnType<typeof outputFingerprints>>;
   let steps: string[];
+  let quantized: number;
   beforeAll(async () => {
     ws = await makeWorkspace(undefined, 'qf-concurrent-');
     const undisturbed = await runBuild(ws);
     expect(undisturbed.code).toBe(0);
     ref = await outputFingerprints(ws);
     steps = undisturbed.events.filter((e) => e.event === 'step-done').map((e) => e.id!);
+    quantized = (undisturbed.events.find((e) => e.event === 'summary')!['metrics'] as { perplexity: { quantized: number } }).perplexity.quantized;
   });
   afterAll(() => rm(ws.dir, { recursive: true, force: true }));
 
@@ -36,5 +38,9 @@ describeShared('concurrent runs', () => {
     // the gcs ran beside the builds (pinned entries were there) and deleted what nobody pinned
     expect(report.gc.whileBuilding).toBeGreaterThan(0);
     expect(report.gc.removedPlanted).toBe(4);
+    // the checkpoint the three wrote loads, with the build's own quantized perplexity
+    const ev = await runCli(ws, ['eval', '--model', 'out/ct', '--dataset', 'eval.txt', '--seq-len', '128', '--max-windows', '4', '--json', '--device', 'cpu']);
+    expect(ev.code).toBe(0);
+    expect((ev.events[0] as { perplexity?: number }).perplexity).toBeCloseTo(quantized, 6);
   });
 });
