@@ -35,7 +35,8 @@ export class CompressedTensorsSource implements WeightSource {
     for (let l = 0; l < cfg.numLayers; l++) {
       for (const lin of hf.arch.linears(cfg)) shapes.set(`${hf.arch.layerPrefix(l)}${lin.local}`, [lin.outFeatures, lin.inFeatures]);
     }
-    shapes.set(hf.arch.lmHeadWeight(cfg).replace(/\.weight$/, ''), [cfg.vocabSize, cfg.hiddenSize]);
+    // a tied head is the embedding, which is no Linear and never quantized (it has no weights of its own)
+    if (!cfg.tieWordEmbeddings) shapes.set(hf.arch.lmHeadWeight(cfg).replace(/\.weight$/, ''), [cfg.vocabSize, cfg.hiddenSize]);
     this.#linears = shapes;
   }
 
