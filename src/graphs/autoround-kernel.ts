@@ -9,8 +9,9 @@
 //   symmetric:  s = max(max(|lo|, |hi|) / ((qmax − qmin) / 2), eps), zp = 0
 //   asymmetric: s = max((hi − lo) / (qmax − qmin), eps), zp = round(clip(qmin − lo / s, qmin, qmax))
 //   q = clip(round(w / s + V + zp), qmin, qmax), ŵ = (q − zp) · s
-// Round passes gradients straight through (auto-round's round_ste); clipping after rounding lets V's
-// gradient through exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
+// round is Graph.roundHalfEven (the WebGPU provider has no Round), whose gradient is exactly 1: it passes
+// gradients straight through (auto-round's round_ste); clipping after rounding lets V's gradient through
+// exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
 
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
@@ -76,7 +77,7 @@ function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValue
   const hi = g.mul(g.input(n.max, 'float32', [R, G]), maxScale);
   const qmin = -(2 ** (t.bits - 1));
   const qmax = 2 ** (t.bits - 1) - 1;
-  const round = (x: Value): Value => g.op(rounding ? 'Round' : 'Identity', [x]);
+  const round = (x: Value): Value => (rounding ? g.roundHalfEven(x) : g.op('Identity', [x]));
   const atLeastEps = (x: Value): Value => g.op('Max', [x, g.scalar(FP32_EPS)]);
   let scale: Value;
   let zp: Value | undefined;

@@ -29,7 +29,7 @@ function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: Quan
     return fakeQuant(g, v, scale, null, qmin, qmax);
   }
   const scale = g.op('Max', [g.div(g.sub(hi, lo), g.scalar(qmax - qmin)), g.scalar(FP32_EPS)]);
-  const zp = g.op('Round', [g.op('Clip', [g.sub(g.scalar(qmin), g.div(lo, scale)), g.scalar(qmin), g.scalar(qmax)])]);
+  const zp = g.roundHalfEven(g.op('Clip', [g.sub(g.scalar(qmin), g.div(lo, scale)), g.scalar(qmin), g.scalar(qmax)]));
   return fakeQuant(g, v, scale, zp, qmin, qmax);
 }
 

@@ -69,7 +69,7 @@ async function linearInputGram(p: LossProblem, spec: LinearSpec): Promise<Float3
     build: (g, v) => ({ gram: gramOf32(g, bits === undefined ? v.sites[p.site] : perTokenFakeQuant(g, v.sites[p.site], bits), n) }),
   };
   const acc = new Float64Array(n * n);
-  await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true }, (out) => {
+  await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, (out) => {
     const part = out['gram']!.data as Float32Array;
     for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);
   });
@@ -133,7 +133,7 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
       }
     } else {
       const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site] }) };
-      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, async (out) => {
+      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, async (out) => {
         const x = out['site']!;
         const width = x.dims[2] as number;
         const tokens = x.data.length / width;

@@ -127,7 +127,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
   let addMs = 0;
   const t0 = performance.now();
-  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: job.actQuantIn };
+  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
   await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
     const a0 = performance.now();
     for (const [s, h] of acc) {
@@ -243,7 +243,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
 
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
-      const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'));
+      const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'), p.layer);
       job.timing.propagate = performance.now() - t0;
       await writeHidden(ctx.outDir, next);
       await writeLayerState(ctx.outDir, state);

@@ -3,14 +3,16 @@
 // `m.weight_codes` (int8), `m.weight_scale`, `m.weight_zero_point` (asymmetric only), `m.weight_g_idx`
 // (act-order groups), and quant.json records each module's quantization args. Pack and export read it.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
+import { checkFiniteWeight } from '../model/finite.js';
 import { HfSource, type WeightSource } from '../model/source.js';
 import { optionalInput, requireModel, type StepContext, type StepInputDir } from './types.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
@@ -27,6 +29,8 @@ export interface LayerState {
 const isQuantTensor = (name: string): boolean => QUANT_SUFFIXES.some((s) => name.endsWith(`.${s}`));
 
 export async function writeLayerState(dir: string, state: LayerState): Promise<void> {
+  // every method (rtn, gptq, awq, smoothquant, autoround) ends here: a NaN it made stops its own step
+  for (const [name, t] of Object.entries(state.tensors)) checkFiniteWeight(t, { name, layer: state.layer, file: join(dir, LAYER_FILE) });
   const tensors: [string, Tensor][] = Object.entries(state.tensors);
   const quant: Record<string, ModuleQuant> = {};
   for (const [m, q] of Object.entries(state.quant)) {
@@ -42,7 +46,7 @@ export async function writeLayerState(dir: string, state: LayerState): Promise<v
 export function readQuantInfo(dir: string): Record<string, ModuleQuant> {
   const file = join(dir, QUANT_FILE);
   if (!existsSync(file)) return {};
-  return (JSON.parse(readFileSync(file, 'utf8')) as { modules: Record<string, ModuleQuant> }).modules;
+  return (readJsonFile(file) as { modules: Record<string, ModuleQuant> }).modules;
 }
 
 export async function readLayerState(dir: string, layer: number): Promise<LayerState> {

@@ -15,6 +15,36 @@ function printed(name: string, overrides: string[] = [], dir = 'invalid'): strin
 }
 
 describe('loadRecipe with an invalid recipe', () => {
+  test('an alias used before its anchor is a diagnostic at the alias, not a thrown ReferenceError', () => {
+    expect(printed('alias-before-anchor')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/alias-before-anchor.yaml:6:14 Unknown alias "*linears": no anchor "&linears" is set before it.
+              targets: *linears
+                       ~~~~~~~~
+      "
+    `);
+  });
+
+  test('an alias bomb is refused at its first alias', () => {
+    expect(printed('alias-bomb')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/alias-bomb.yaml:4:8 Aliases expand to more than 100 values: an alias may repeat a value, not multiply it (this looks like an alias bomb).
+          b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+                 ~~
+      "
+    `);
+  });
+
+  test('a recipe of one blank line prints its diagnostic (the squiggle under line 1)', () => {
+    expect(printed('blank-line')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/blank-line.yaml:1:1 The recipe is empty: expected a map with "quantforge", "model" and "stages".
+          
+          ~
+      "
+    `);
+  });
+
   test('an unknown top-level key suggests the close known key', () => {
     expect(printed('unknown-top-level-key')).toMatchInlineSnapshot(`
       "

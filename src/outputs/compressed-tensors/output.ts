@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openWeights } from '../../graphs/open.js';
-import { CompressedTensorsSource, quantizationConfigOf } from '../../model/compressed-tensors-source.js';
+import { CompressedTensorsSource } from '../../model/compressed-tensors-source.js';
+import { declaresCompressedTensors } from '../../model/quantization-config.js';
 import type { OutputDef, OutputOptions } from '../output-def.js';
 import { packStep, type PackParams } from './pack-step.js';
 
@@ -16,7 +17,7 @@ export interface CompressedTensorsOutput extends OutputOptions {
 /** config.json declares a compressed-tensors quantization_config */
 function detect(dir: string): boolean {
   try {
-    return quantizationConfigOf(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>) !== undefined;
+    return declaresCompressedTensors(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>);
   } catch {
     return false;
   }

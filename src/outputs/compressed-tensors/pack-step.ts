@@ -21,9 +21,9 @@ export const packStep: StepImpl<'pack', PackParams> = {
   kind: 'pack',
   version: 1,
   async run(ctx) {
-    const src = await HfSource.open(requireModel(ctx));
     const states = inputList(ctx, 'states');
     const writer = new SafetensorsWriter(ctx.outDir, { maxShardBytes: 5e9 });
+    const src = await HfSource.open(requireModel(ctx));
     try {
       const { config: cfg, arch, checkpoint } = src;
       const dtypeOf = async (name: string): Promise<'float32' | 'bfloat16' | 'float16'> => {
