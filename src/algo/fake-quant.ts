@@ -8,8 +8,8 @@
 // stored for them; evaluation applies the same arithmetic to every Linear input.
 
 import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
-import { rtnMinMax } from '../ort/kernels/rtn.js';
-import { computeQParams, dequantizeWeight, fakeQuantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../quant/qparams.js';
+import { rtnMinMax, type RtnArgs } from '../ort/kernels/rtn.js';
+import { computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, qparamShape, qRange, quantizeWeight, weightMinMax } from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
 /** a quantized weight: integer codes and the qparams that map them back */
@@ -25,6 +25,14 @@ export interface QuantizedWeight {
   readonly gIdx?: Int32Array;
 }
 
+/** the onnxruntime kernel's arguments for integer min/max rtn of a tensor, row or group layout; undefined otherwise */
+export function rtnKernelArgs(args: QuantArgs, cols: number): RtnArgs | undefined {
+  const { strategy } = args;
+  if (args.type !== 'int' || observerKind(args.observer) !== 'minmax') return undefined;
+  if (strategy !== 'tensor' && strategy !== 'channel' && strategy !== 'group') return undefined;
+  return { strategy, groupSize: args.group_size ?? cols, symmetric: args.symmetric, ...qRange(args.num_bits), eps: FP32_EPS };
+}
+
 /**
  * Quantize `w` [rows, cols] with `args`: observer min/max → scale and zero point → codes, groups over
  * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams). With a runtime, integer
@@ -32,9 +40,8 @@ export interface QuantizedWeight {
  */
 export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: ObserveOptions = {}): Promise<QuantizedWeight> {
   const scaleDims = qparamShape(rows, cols, args);
-  if (options.runtime && args.type === 'int' && observerKind(args.observer) === 'minmax' && w.length === rows * cols) {
-    return { ...(await rtnMinMax(options.runtime, w, rows, cols, args)), scaleDims };
-  }
+  const kernelArgs = rtnKernelArgs(args, cols);
+  if (options.runtime && kernelArgs && w.length === rows * cols) return { ...(await rtnMinMax(options.runtime, w, rows, cols, kernelArgs)), scaleDims };
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args);
   const codes = quantizeWeight(w, rows, cols, qp, args);
