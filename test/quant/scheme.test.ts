@@ -134,8 +134,10 @@ describe('resolveQuantArgs', () => {
   });
 
   test('rejects what quantforge does not implement, naming the allowed set', () => {
-    expect(() => resolveQuantArgs({ type: 'float' })).toThrow(/type "float" is not supported; expected "int"/);
-    expect(() => resolveQuantArgs({ strategy: 'block' })).toThrow(/expected one of: tensor, channel, group, token/);
+    expect(() => resolveQuantArgs({ type: 'bfloat' })).toThrow(/type "bfloat" is not supported; expected "int" or "float"/);
+    expect(() => resolveQuantArgs({ type: 'float', num_bits: 6 })).toThrow(/expected 8 \(fp8 e4m3\) or 4 \(fp4 e2m1\)/);
+    expect(() => resolveQuantArgs({ strategy: 'tensor_group', group_size: 16 })).toThrow(/not supported for int values; expected one of: tensor, channel, group, token/);
+    expect(() => resolveQuantArgs({ strategy: 'blocks' })).toThrow(/expected one of: tensor, channel, group, block, token, tensor_group/);
     expect(reason(() => resolveQuantArgs({ num_bits: 16 }))).toBe('unsupported-quant-args');
     expect(reason(() => resolveQuantArgs({ observer: 'histogram' }))).toBe('invalid-quant-args');
   });
