@@ -1,11 +1,18 @@
-// A compressed-tensors checkpoint read back as float32 weights: pack-quantized and int-quantized Linears are
-// unpacked and dequantized on load ((q − zp)·scale per group, g_idx honoured); modules with dynamic per-token
-// input activations are fake-quantized at inference as the checkpoint declares.
+// A compressed-tensors checkpoint read back as float32 weights: every format formats/compressed-tensors.ts
+// writes is decoded and dequantized on load ((q − zp)·scale per group or block, g_idx honoured, NVFP4 scales
+// over their global scale, MX scales from their e8m0 bytes); static input ranges (`input_scale`,
+// `input_global_scale`) join the layer's tensors, and input activations are fake-quantized at inference as the
+// checkpoint declares.
 
-import { dequantizeWeight } from '../quant/qparams.js';
-import type { QuantScheme } from '../quant/scheme.js';
+import { dequantizeWeight, type QParams } from '../quant/qparams.js';
+import { checkActivationArgs, elementKind, isMx } from '../quant/quant-args.js';
+import { staticInputTensor, type ActQuant } from '../quant/module-quant.js';
+import type { QuantArgs, QuantScheme } from '../quant/scheme.js';
+import { mxScaleValue } from '../quant/fp4.js';
+import { decodeFp8E4m3Array } from '../quant/fp8.js';
 import { matchesClass, matchesName } from '../algo/targets.js';
 import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js';
+import { unpackFp4 } from '../formats/fp4-pack.js';
 import { fromBfloat16, fromFloat16 } from '../formats/half.js';
 import type { Tensor } from '../tensor.js';
 import { tensor } from '../tensor.js';
@@ -28,8 +35,11 @@ function asF32(t: Tensor): Float32Array {
   if (t.dtype === 'float32') return t.data as Float32Array;
   if (t.dtype === 'bfloat16') return fromBfloat16(t.data as Uint16Array);
   if (t.dtype === 'float16') return fromFloat16(t.data as Uint16Array);
+  if (t.dtype === 'float8e4m3fn') return decodeFp8E4m3Array(t.data as Uint8Array);
   throw new Error(`unexpected scale dtype ${t.dtype}`);
 }
+
+const int8View = (t: Tensor): Int8Array => new Int8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 
 export class CompressedTensorsSource implements WeightSource {
   readonly #hf: HfSource;
@@ -46,6 +56,7 @@ export class CompressedTensorsSource implements WeightSource {
     const hf = await HfSource.open(dir, { quantized: true });
     const q = quantizationConfigOf(hf.config.raw);
     if (!q) throw new ReasonedError('bad-config', `${dir}/config.json: no compressed-tensors quantization_config`);
+    for (const [name, g] of Object.entries(q.config_groups)) if (g.input_activations) checkActivationArgs(g.input_activations, `${dir}/config.json ${name}.input_activations`);
     return new CompressedTensorsSource(hf, q);
   }
 
@@ -60,10 +71,36 @@ export class CompressedTensorsSource implements WeightSource {
     return Object.values(this.#q.config_groups).find((g) => g.targets.some((t) => matchesName(name, t) || matchesClass(mod, t)));
   }
 
+  /** element codes and qparams of a float weight: fp8 bytes (float-quantized) or packed e2m1 (NVFP4, MXFP4) */
+  async #floatCodes(module: string, args: QuantArgs, scaleT: Tensor): Promise<{ codes: Int8Array; rows: number; cols: number; qp: QParams }> {
+    const ck = this.#hf.checkpoint;
+    const zeros = (n: number): Int8Array => new Int8Array(n);
+    if (elementKind(args) === 'fp8') {
+      const w = await ck.read(`${module}.weight`);
+      const [rows, cols] = w.dims as [number, number];
+      const scale = asF32(scaleT);
+      return { codes: int8View(w), rows, cols, qp: { scale, zeroPoint: zeros(scale.length) } };
+    }
+    const packed = await ck.read(`${module}.weight_packed`);
+    const [rows, half] = packed.dims as [number, number];
+    const codes = unpackFp4(packed.data as Uint8Array, rows, 2 * half);
+    if (isMx(args)) {
+      const scale = Float32Array.from(scaleT.data as Uint8Array, mxScaleValue);
+      return { codes, rows, cols: 2 * half, qp: { scale, zeroPoint: zeros(scale.length) } };
+    }
+    const scale = asF32(scaleT);
+    const globalScale = asF32(await ck.read(`${module}.weight_global_scale`))[0] as number;
+    return { codes, rows, cols: 2 * half, qp: { scale, zeroPoint: zeros(scale.length), globalScale } };
+  }
+
   async #linear(module: string, group: QuantScheme): Promise<Tensor<'float32'>> {
     const ck = this.#hf.checkpoint;
     const args = group.weights!;
     const scaleT = await ck.read(`${module}.weight_scale`);
+    if (args.type === 'float') {
+      const { codes, rows, cols, qp } = await this.#floatCodes(module, args, scaleT);
+      return tensor('float32', [rows, cols], dequantizeWeight(codes, rows, cols, qp, args));
+    }
     const scale = asF32(scaleT);
     let codes: Int8Array;
     let rows: number;
@@ -95,15 +132,21 @@ export class CompressedTensorsSource implements WeightSource {
     const prefix = this.arch.layerPrefix(l);
     const out: Record<string, Tensor<'float32'>> = {};
     for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
+    for (const [local, a] of this.actQuant(l)) {
+      const suffix = staticInputTensor(a);
+      if (!suffix) continue;
+      const t = await this.#hf.checkpoint.read(`${prefix}${local}.${suffix}`);
+      out[`${local}.${suffix}`] = tensor('float32', [1], asF32(t).slice(0, 1));
+    }
     return out;
   }
 
-  actQuant(l: number): ReadonlyMap<string, number> {
-    const out = new Map<string, number>();
+  actQuant(l: number): ActQuant {
+    const out = new Map<string, QuantArgs>();
     const prefix = this.arch.layerPrefix(l);
     for (const lin of this.arch.linears(this.config)) {
-      const a = this.groupOf(`${prefix}${lin.local}`)?.input_activations;
-      if (a && a.dynamic && a.strategy === 'token') out.set(lin.local, a.num_bits);
+      const g = this.groupOf(`${prefix}${lin.local}`);
+      if (g?.weights && g.input_activations) out.set(lin.local, g.input_activations);
     }
     return out;
   }

@@ -7,6 +7,7 @@ import { archFor, type ArchAdapter } from './arch.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { ReasonedError } from '../diag/failure.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface WeightSource {
   readonly dir: string;
@@ -17,7 +18,7 @@ export interface WeightSource {
   /** every tensor of decoder layer `l` by local name (`self_attn.q_proj.weight`), float32 */
   layer(l: number): Promise<Record<string, Tensor<'float32'>>>;
   /** Linears of layer `l` whose inputs are fake-quantized per token at inference (local name → bits) */
-  actQuant(l: number): ReadonlyMap<string, number>;
+  actQuant(l: number): ActQuant;
   close(): Promise<void>;
 }
 
@@ -68,7 +69,7 @@ export class HfSource implements WeightSource {
     return out;
   }
 
-  actQuant(): ReadonlyMap<string, number> {
+  actQuant(): ActQuant {
     return new Map();
   }
 

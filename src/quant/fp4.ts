@@ -75,3 +75,9 @@ export function mxScaleByte(amax: number, elementExponent = 2): number {
 export function mxScaleValue(byte: number): number {
   return Math.fround(2 ** (byte - 127));
 }
+
+/** the e8m0 byte of an MX scale value 2^(b − 127): its float32 exponent field (2^-127, a subnormal, is 0) */
+export function mxScaleByteOf(scale: number): number {
+  F32[0] = scale;
+  return ((U32[0] as number) >>> 23) & 0xff;
+}

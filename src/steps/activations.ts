@@ -10,6 +10,7 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';
 import type { LinearSpec } from '../model/arch.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export const HIDDEN_FILE = 'hidden.safetensors';
 
@@ -62,7 +63,7 @@ export async function propagate(
   linears: readonly LinearSpec[],
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
-  actQuant: ReadonlyMap<string, number>,
+  actQuant: ActQuant,
   onBatch?: (done: number, total: number) => void,
 ): Promise<Tensor<'float32'>> {
   const [N, T, H] = hidden.dims as [number, number, number];

@@ -21,6 +21,7 @@ import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, type StepContext, type StepImpl } from './types.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface GptqParams {
   layer: number;
@@ -95,7 +96,7 @@ interface LayerJob {
   /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
   weightsIn: LayerState['tensors'];
   /** per-token activation fake-quant of Linears quantized before this step */
-  actQuantIn: ReadonlyMap<string, number>;
+  actQuantIn: ActQuant;
   hidden: Tensor<'float32'>;
   tokens: number;
   width(site: InputSite): number;
