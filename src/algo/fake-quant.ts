@@ -88,3 +88,23 @@ export function fakeQuantizeActivations(x: Float32Array, rows: number, cols: num
   const { min, max } = weightMinMax(x, rows, cols, args);
   return fakeQuantizeWeight(x, rows, cols, computeQParams(min, max, args, statics.inputGlobalScale), args);
 }
+
+/**
+ * NVFP4 global scales of one layer's Linears, shared as llm-compressor shares them (update_fused_layer_weight_
+ * global_scales): Linears that read the same input (q/k/v, gate/up: one fused GEMM in vLLM) all take the
+ * smallest of their global scales when every one of them is NVFP4 (tensor_group); otherwise each keeps its own.
+ * `siblings` lists the Linears of each input (every Linear of the layer, quantized or not).
+ */
+export function sharedGlobalScales(modules: Readonly<Record<string, { weight: Float32Array; args: QuantArgs }>>, siblings: readonly (readonly string[])[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [local, m] of Object.entries(modules)) {
+    const g = weightGlobalScale(m.weight, m.args);
+    if (g !== undefined) out.set(local, g);
+  }
+  for (const group of siblings) {
+    if (group.length < 2 || !group.every((l) => out.has(l))) continue;
+    const shared = Math.min(...group.map((l) => out.get(l) as number));
+    for (const l of group) out.set(l, shared);
+  }
+  return out;
+}
