@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import {
   PRESET_SCHEMES,
@@ -95,6 +96,13 @@ describe('presets', () => {
     expect(toCompressedTensorsArgs(presetScheme('MXFP4A16', ['Linear']).weights!)).toEqual(mx);
     const s = presetScheme('MXFP4', ['Linear']);
     expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...mx, dynamic: true, observer: null });
+  });
+
+  test("README's scheme table lists exactly the presets", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('### Schemes'), readme.indexOf('### Methods × schemes'));
+    const rows = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(rows.sort()).toEqual(Object.keys(PRESET_SCHEMES).sort());
   });
 
   test('an unknown preset lists the available names', () => {
