@@ -21,7 +21,14 @@ export const gptqStage: StageDef<GptqStage> = {
   properties: { kind: 'always', ...QUANTIZING_PROPERTIES, block_size: 'always', dampening_frac: 'always', actorder: 'always', offload_hessians: 'always' },
   needsCalibration: () => true,
   quantizes: () => true,
-  check: (stage, ctx) => checkSchemeRules(stage, ctx, [MINMAX_FOR_FLOAT]),
+  check: (stage, ctx) =>
+    checkSchemeRules(stage, ctx, [
+      MINMAX_FOR_FLOAT,
+      (s) =>
+        s.weights?.type === 'float' && s.weights.strategy === 'group' && (s.weights.actorder ?? stage.actorder) === 'group'
+          ? 'actorder "group" records weight_g_idx, which the fp4 and fp8 compressed-tensors formats do not store; use actorder "static" or null'
+          : undefined,
+    ]),
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;

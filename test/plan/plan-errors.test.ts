@@ -22,7 +22,7 @@ function planned(name: string): { ok: boolean; printed: string } {
 
 describe('plan errors', () => {
   test('every plan fixture has a test', () => {
-    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration'];
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4'];
     expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
   });
 
@@ -199,5 +199,11 @@ describe('plan errors', () => {
     expect(r.ok).toBe(false);
     expect(r.printed).toContain('stage "rtn" needs calibration data');
     expect(planned('mse-on-float').printed).not.toContain('needs calibration data');
+  });
+
+  test('gptq actorder group with fp4 groups: the format stores no g_idx', () => {
+    const r = planned('actorder-group-on-mxfp4');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toContain('gptq cannot quantize with MXFP4A16: actorder "group" records weight_g_idx');
   });
 });
