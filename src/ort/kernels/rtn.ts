@@ -1,6 +1,7 @@
 // Round-to-nearest of a weight with min/max qparams in one onnxruntime graph: min and max per slice (tensor,
 // channel, or group with a zero-padded partial last group), scale and zero point, codes and the dequantized
-// weight. The arithmetic is quant/qparams.ts's op for op in fp32 (Div, Add, Clip, Round half to even, Sub, Mul),
+// weight. The arithmetic is quant/qparams.ts's op for op in fp32 (Div, Add, Clip, round half to even as
+// Graph.roundHalfEven, which every execution provider runs, Sub, Mul),
 // so codes, scales, zero points and the dequantized values are bitwise equal to the JavaScript path
 // (test/ort/rtn.test.ts), at a fraction of its time on large weights. The caller gives the integer range and
 // the smallest scale (quant/ sits above ort/ and defines them).
@@ -54,9 +55,9 @@ function build(rows: number, cols: number, args: RtnArgs): Graph {
     zp = g.sub(scale, scale); // a computed +0 (onnxruntime drops a constant one, which would keep −0)
   } else {
     scale = g.op('Max', [g.div(g.sub(hi, lo), g.scalar(qmax - qmin)), g.scalar(eps)]);
-    zp = g.op('Round', [g.op('Clip', [g.sub(g.scalar(qmin), g.div(lo, scale)), g.scalar(qmin), g.scalar(qmax)])]);
+    zp = g.roundHalfEven(g.op('Clip', [g.sub(g.scalar(qmin), g.div(lo, scale)), g.scalar(qmin), g.scalar(qmax)]));
   }
-  const q = g.op('Round', [g.op('Clip', [g.add(g.div(v, scale), zp), g.scalar(qmin), g.scalar(qmax)])]);
+  const q = g.roundHalfEven(g.op('Clip', [g.add(g.div(v, scale), zp), g.scalar(qmin), g.scalar(qmax)]));
   // dequantize the integer codes, as the JavaScript does (a code has no −0)
   const codes = g.cast(q, 'int8');
   const dq = g.mul(g.sub(g.cast(codes, 'float32'), zp), scale);
