@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    // file handles left to the garbage collector fail the test file (and, through the environment, the CLI)
+    setupFiles: ['test/setup/file-handles.ts'],
     pool: 'forks',
     testTimeout: 600_000,
     hookTimeout: 600_000,

@@ -47,7 +47,11 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
   const { build } = await load<typeof import('../src/exec/run.js')>('exec/run.ts');
   const { InProcessRunner } = await load<typeof import('../src/exec/runner.js')>('exec/runner.ts');
   const { stepImpls } = await load<typeof import('../src/exec/step-impls.js')>('exec/step-impls.ts');
-  const { LocalCache } = await load<typeof import('../src/cache/store.js')>('cache/store.ts');
+  // the step store: DirStore (cache/dir-store.ts) in trees that have it, LocalCache in older ones
+  const { DirStore } = await load<typeof import('../src/cache/dir-store.js')>('cache/dir-store.ts').catch(() => ({ DirStore: undefined }));
+  const { LocalCache } = (await load<Record<string, unknown>>('cache/store.ts')) as { LocalCache?: typeof import('../src/cache/dir-store.js').DirStore };
+  const Store = DirStore ?? LocalCache;
+  if (!Store) throw new Error(`${root}: no DirStore or LocalCache`);
   const { Runtime, Kernel } = await load<typeof import('../src/ort/session.js')>('ort/session.ts');
   const rt = new Runtime({ device: 'cpu' });
   const inner = new InProcessRunner(stepImpls, () => rt);
@@ -63,7 +67,7 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
   const [t0, cpu0] = [performance.now(), process.cpuUsage()];
   const prepared = await prepare(recipe, [], cacheDir, 'cpu');
   if (!prepared.ok) throw new Error(`recipe invalid: ${JSON.stringify(prepared.diagnostics)}`);
-  const out = await build(prepared.value, new LocalCache(cacheDir), runner, (e) => {
+  const out = await build(prepared.value, new Store(cacheDir), runner, (e) => {
     if (e.event === 'step-failed') console.error(`${e.id}: ${e.message}`);
   }, new AbortController().signal);
   if (!out.exec.ok) throw new Error('build failed');

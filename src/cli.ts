@@ -1,10 +1,13 @@
 // argv → command. The only module that prints diagnostics and calls process.exit.
-// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error.
+// Exit codes: 0 success, 1 a step failed, 2 recipe/plan/usage error, a malformed input file (InputError) or a
+// device that cannot run here.
 
 import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
+import { InputError, ReasonedError, toFailure } from './diag/failure.js';
+import { describeLeaks, LeakWatch, STRICT_WARNINGS_ENV, strictWarnings } from './exec/leak-watch.js';
 import { VERSION } from './version.js';
 
 
@@ -18,7 +21,7 @@ function mainHelp(): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe or usage.',
+    'Run `quantforge <command> --help` for its options. Exit codes: 0 ok, 1 a step failed, 2 bad recipe, usage or input file.',
   ].join('\n');
 }
 
@@ -88,17 +91,30 @@ async function main(argv: string[]): Promise<number> {
     if (result.diagnostics && result.diagnostics.length > 0) io.err(printDiagnostics(result.diagnostics, { color: io.isTTY }));
     return result.code;
   } catch (e) {
-    if (e instanceof UsageError) {
+    // a bad argument, a malformed input file or a device that cannot run here: found before any compute, so
+    // one line and exit 2, as for a bad recipe
+    if (e instanceof UsageError || e instanceof InputError || (e instanceof ReasonedError && e.reason === 'device-unavailable')) {
       io.err(`quantforge ${name}: ${e.message}`);
       return 2;
     }
-    io.err(`quantforge ${name}: ${e instanceof Error ? e.message : String(e)}`);
+    // toFailure: a full disk reads "no space left on <path>" wherever it happened
+    io.err(`quantforge ${name}: ${toFailure(e).message}`);
     if (process.env['QUANTFORGE_DEBUG'] && e instanceof Error) io.err(e.stack ?? '');
     return 1;
   }
 }
 
-main(process.argv.slice(2)).then(
+// strict (tests): a command that leaves a file handle to the garbage collector exits 1
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
+
+async function checkLeaks(code: number): Promise<number> {
+  const left = (await leaks?.collect()) ?? [];
+  if (left.length === 0) return code;
+  process.stderr.write(`quantforge: ${describeLeaks(left)} (${STRICT_WARNINGS_ENV}=1)\n`);
+  return code === 0 ? 1 : code;
+}
+
+main(process.argv.slice(2)).then(checkLeaks).then(
   (code) => process.exit(code),
   (e: unknown) => {
     process.stderr.write(`quantforge: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

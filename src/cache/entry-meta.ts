@@ -3,6 +3,7 @@
 // without reading the artifacts, so a damaged entry is reported instead of used.
 
 import { computeKey, isDigest, type Digest, type Json, type KeyRecord } from './key.js';
+import { parseJsonFile } from '../diag/file-errors.js';
 
 export const META_FILE = 'meta.json';
 /** touched on every lookup hit; its mtime orders entries for least-recently-used gc */
@@ -29,6 +30,12 @@ export interface EntryMeta {
   createdAt: string;
   /** how long the step ran; lets the plan display estimate what a cache miss will cost */
   elapsedMs: number;
+  /**
+   * S3 store only: the folder under <kind>/<key>/ that holds this entry's files. Every upload writes a
+   * folder of its own, so two processes committing one key never mix their files; meta.json, written
+   * last, publishes one of them.
+   */
+  upload?: string;
 }
 
 export type MetaCheck = { ok: true; meta: EntryMeta } | { ok: false; problem: string };
@@ -37,9 +44,10 @@ export type MetaCheck = { ok: true; meta: EntryMeta } | { ok: false; problem: st
 export function parseMeta(text: string, kind: string, key: Digest): MetaCheck {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonFile(META_FILE, text);
   } catch (e) {
-    return bad(`meta.json is not valid JSON (${(e as Error).message})`);
+    // "meta.json: not valid JSON (…)", reported with the entry's kind and key
+    return bad((e as Error).message);
   }
   if (!isRecord(raw)) return bad('meta.json is not a JSON object');
   if (raw.key !== key) return bad(`meta.json names key ${String(raw.key)}, expected ${key}`);
@@ -57,6 +65,7 @@ export function parseMeta(text: string, kind: string, key: Digest): MetaCheck {
   if (typeof raw.createdAt !== 'string') return bad('meta.json has no createdAt');
   if (typeof raw.elapsedMs !== 'number') return bad('meta.json has no elapsedMs');
   if (!('result' in raw)) return bad('meta.json has no result');
+  if ('upload' in raw && (typeof raw.upload !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(raw.upload))) return bad('meta.json has an invalid upload name');
   if (!isRecord(raw.files)) return bad('meta.json has no files map');
   for (const [rel, f] of Object.entries(raw.files)) {
     const problem = checkRelPath(rel);

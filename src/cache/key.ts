@@ -45,10 +45,11 @@ export interface KeyRecord {
   tools: Record<string, string>;
   /**
    * the execution provider, only for steps whose numbers differ between providers (float reductions
-   * run in another order on CUDA). Absent for steps whose results are provider-independent, so a CPU
-   * run can reuse them after a CUDA run.
+   * run in another order on CUDA and WebGPU, which also lack float64 kernels). Absent for steps whose
+   * results are provider-independent (`deviceDependent: false`), so a CPU run can reuse them after a
+   * GPU run; a step computed on webgpu is never reused by a cpu run otherwise.
    */
-  device?: 'cpu' | 'cuda';
+  device?: 'cpu' | 'webgpu' | 'cuda';
 }
 
 export class CanonicalJsonError extends ReasonedError<'cache-key-not-json'> {

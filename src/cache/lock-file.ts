@@ -1,9 +1,16 @@
-// One lock file: created with O_EXCL semantics (a hard link of a complete temp file, so nobody reads a
-// half-written owner), naming its owner {pid, hostname, startedAt}. A lock whose owner is gone is stale:
-// a dead pid on this host, a pid now used by another process, or (for another host, where pids mean
-// nothing) a lock whose holder stopped refreshing it.
+// One lock file: created atomically (a hard link of a complete temp file, so nobody reads a half-written
+// owner; O_CREAT|O_EXCL where the filesystem has no hard links), naming its owner {pid, hostname,
+// startedAt}. Its heartbeat is its mtime, refreshed every few seconds while it is held (utimes: on NFS a
+// SETATTR that goes straight to the server). A lock whose owner is gone is stale: a dead pid on this
+// host, a pid now used by another process, or (for another host, where pids mean nothing) a lock whose
+// heartbeat stopped.
+//
+// Network filesystems: link(2) is the lock primitive open(2) recommends for NFS; a reply lost after the
+// server made the link reports EEXIST, so the temp file's link count decides. Lock files are read through
+// one open handle (close-to-open consistency revalidates the attributes), and a stale lock is removed only
+// if neither its content nor its heartbeat changed since it was judged stale.
 
-import { link, mkdir, readFile, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
@@ -32,7 +39,8 @@ export interface HeldLock {
 
 /** a lock of another host counts as abandoned when its holder has not refreshed it for this long */
 export const FOREIGN_STALE_MS = 120_000;
-const HEARTBEAT_MS = 10_000;
+/** how often a held lock's heartbeat (its mtime) is refreshed */
+export const HEARTBEAT_MS = 10_000;
 /** an unparseable lock file (a crash between create and write on filesystems without hard links) */
 const GARBAGE_STALE_MS = 10_000;
 
@@ -61,12 +69,12 @@ export async function tryCreateLock(path: string, owner: LockOwner = currentOwne
   await mkdir(dirname(path), { recursive: true });
   const text = JSON.stringify(owner);
   const tmp = `${path}.tmp-${uniqueSuffix()}`;
-  await writeFile(tmp, text);
   try {
-    await link(tmp, path);
+    // inside the try: a write that fails (a full disk) leaves no temp file
+    await writeFile(tmp, text);
+    if (!(await linkExclusive(tmp, path))) return undefined;
   } catch (e) {
     const code = errnoCode(e);
-    if (code === 'EEXIST') return undefined;
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
     // no hard links on this filesystem: fall back to O_CREAT|O_EXCL plus a write
     try {
@@ -95,6 +103,20 @@ export async function tryCreateLock(path: string, owner: LockOwner = currentOwne
   };
 }
 
+/**
+ * link(2) `tmp` to `path`; false when `path` exists already. A retransmitted LINK whose first reply was
+ * lost fails with EEXIST although the link was made, so then the temp file's link count decides.
+ */
+async function linkExclusive(tmp: string, path: string): Promise<boolean> {
+  try {
+    await link(tmp, path);
+    return true;
+  } catch (e) {
+    if (errnoCode(e) !== 'EEXIST') throw e;
+    return (await stat(tmp)).nlink === 2;
+  }
+}
+
 export interface LockState {
   /** undefined when the file could not be parsed */
   owner: LockOwner | undefined;
@@ -104,42 +126,63 @@ export interface LockState {
 
 /** the current lock file, or undefined when there is none */
 export async function readLock(path: string): Promise<LockState | undefined> {
+  let handle;
   try {
-    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-    return { owner: parseOwner(text), text, mtimeMs: st.mtimeMs };
+    handle = await open(path, 'r');
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return undefined;
     throw e;
   }
+  try {
+    const st = await handle.stat();
+    const text = await handle.readFile('utf8');
+    return { owner: parseOwner(text), text, mtimeMs: st.mtimeMs };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** why nobody can still be holding this lock, or undefined while its holder may be alive */
+export function staleReason(state: LockState, opts: { foreignStaleMs?: number } = {}): string | undefined {
+  const { owner } = state;
+  const age = Date.now() - state.mtimeMs;
+  if (owner === undefined) return age > GARBAGE_STALE_MS ? 'its content is unreadable' : undefined;
+  if (owner.hostname !== hostname()) {
+    const limit = opts.foreignStaleMs ?? FOREIGN_STALE_MS;
+    return age > limit ? `its heartbeat stopped ${Math.round(age / 1000)} s ago (limit ${Math.round(limit / 1000)} s)` : undefined;
+  }
+  if (!isProcessAlive(owner.pid)) return 'the process is gone';
+  if (owner.procStart === undefined) return undefined;
+  const now = procStartOf(owner.pid);
+  return now !== undefined && now !== owner.procStart ? 'its pid now belongs to another process' : undefined;
 }
 
 /** true when nobody can still be holding this lock */
 export function isStale(state: LockState, opts: { foreignStaleMs?: number } = {}): boolean {
-  const { owner } = state;
-  if (owner === undefined) return Date.now() - state.mtimeMs > GARBAGE_STALE_MS;
-  if (owner.hostname !== hostname()) return Date.now() - state.mtimeMs > (opts.foreignStaleMs ?? FOREIGN_STALE_MS);
-  if (!isProcessAlive(owner.pid)) return true;
-  if (owner.procStart === undefined) return false;
-  const now = procStartOf(owner.pid);
-  return now !== undefined && now !== owner.procStart;
+  return staleReason(state, opts) !== undefined;
 }
 
 /**
- * Remove a lock judged stale from `seen`, unless it changed since: a second lock file (`.break`) makes
- * the re-check and the unlink one step, so two processes breaking the same stale lock cannot delete a
- * fresh lock that a third process took in between.
+ * Remove a lock judged stale from `seen`, unless it changed since (another owner, or a heartbeat from a
+ * holder that was only slow): a second lock file (`.break`) makes the re-check and the unlink one step,
+ * so two processes breaking the same stale lock cannot delete a fresh lock that a third process took in
+ * between. True when this call removed it.
  */
-export async function breakStaleLock(path: string, seen: LockState): Promise<void> {
+export async function breakStaleLock(path: string, seen: LockState): Promise<boolean> {
   const breakerPath = `${path}.break`;
   const breaker = await tryCreateLock(breakerPath);
   if (!breaker) {
     const other = await readLock(breakerPath);
     if (other && isStale(other, { foreignStaleMs: GARBAGE_STALE_MS })) await unlink(breakerPath).catch(() => undefined);
-    return;
+    return false;
   }
   try {
     const now = await readLock(path);
-    if (now && now.text === seen.text) await unlink(path).catch(() => undefined);
+    if (!now || now.text !== seen.text || now.mtimeMs !== seen.mtimeMs) return false;
+    await unlink(path);
+    return true;
+  } catch {
+    return false;
   } finally {
     await breaker.release();
   }

@@ -1,14 +1,14 @@
 // `quantforge eval`: perplexity of a model directory on a text file under the DESIGN.md §6 protocol.
 
 import { resolve } from 'node:path';
-import type { Device } from '../recipe/types.js';
+import { deviceOption } from './build-options.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
 
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'perplexity of a model directory (HF, compressed-tensors or ONNX) on a text file',
-  usage: 'quantforge eval --model DIR --dataset FILE [--seq-len N] [--max-windows N] [--batch N] [--json]',
+  usage: 'quantforge eval --model DIR --dataset FILE [--seq-len N] [--max-windows N] [--batch N] [--device D] [--json]',
   help: [
     '  --model DIR        HuggingFace, compressed-tensors or quantforge ONNX model directory',
     '  --dataset FILE     plain text (read whole) or JSONL (field --text-field, default "text")',
@@ -16,7 +16,7 @@ export const evalCommand: Command = {
     '  --max-windows N    score only the first N windows',
     '  --batch N          windows per onnxruntime call (default 2048 / seq-len)',
     '  --text-field NAME  JSONL field holding the text',
-    '  --device D         auto | cpu | cuda (default auto)',
+    '  --device D         auto | cpu | webgpu | cuda (default auto)',
     '  --json             print one JSON object instead of text',
   ].join('\n'),
   options: {
@@ -26,12 +26,12 @@ export const evalCommand: Command = {
     'max-windows': { type: 'string' },
     batch: { type: 'string' },
     'text-field': { type: 'string' },
-    device: { type: 'string', default: 'auto' },
+    device: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
   allowPositionals: 0,
   async run({ values }, io) {
-    const { DEVICES, Runtime } = await import('../ort/session.js');
+    const { Runtime } = await import('../ort/session.js');
     const { openModel } = await import('../outputs/open.js');
     const { loadTokenizer } = await import('../model/tokenizer.js');
     const { cutWindows, datasetPieces } = await import('../model/windows.js');
@@ -39,10 +39,9 @@ export const evalCommand: Command = {
     const dataset = stringOption(values, 'dataset');
     if (!modelDir) throw new UsageError('--model DIR is required');
     if (!dataset) throw new UsageError('--dataset FILE is required');
-    const device = stringOption(values, 'device') as Device;
-    if (!DEVICES.includes(device)) throw new UsageError(`--device "${device}" is not one of: ${DEVICES.join(', ')}`);
-    const rt = new Runtime({ device });
-    if (rt.notice && !values['json']) io.err(`note: ${rt.notice}`);
+    const device = deviceOption(values);
+    if (device.notice) io.err(`note: ${device.notice}`);
+    const rt = new Runtime({ device: device.device });
     const model = await openModel(rt, resolve(modelDir));
     try {
       const seqLen = intOption(values, 'seq-len', 2) ?? Math.min(model.config.maxPositions, 2048);

@@ -7,24 +7,26 @@ import { buildOptions, recipeHelp, recipeOptions, runDevice } from './build-opti
 export const planCommand: Command = {
   name: 'plan',
   summary: 'show the steps of a recipe: fresh (cached) or run, with the reason',
-  usage: 'quantforge plan RECIPE [--set PATH=VALUE]... [--json] [--cache-dir DIR]',
+  usage: 'quantforge plan RECIPE [--set PATH=VALUE]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR]',
   help: recipeHelp,
   options: recipeOptions,
   allowPositionals: 1,
   async run({ values, positionals }, io) {
-    const { LocalCache } = await import('../cache/store.js');
+    const { openChosenStore } = await import('./store-options.js');
     const { prepare } = await import('../exec/prepare.js');
     const { lookupAll, planStates } = await import('../exec/run.js');
     const { loadRecipe } = await import('../recipe/load.js');
     const o = buildOptions(values, positionals);
-    const peek = loadRecipe(o.recipe, o.sets);
+    const store = await openChosenStore(o.store, { onWarn: (m) => io.err(`warning: ${m}`) });
+    const peek = loadRecipe(o.recipe, o.sets, o.inputs);
     const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto').device;
-    const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device);
+    const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device, o.inputs);
     if (!prepared.ok) {
       if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
       return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
     }
-    const steps = planStates(prepared.value, await lookupAll(prepared.value, new LocalCache(o.cacheDir)), o.cacheDir);
+    if (prepared.value.recipe.importNote) io.err(`note: ${prepared.value.recipe.importNote}`);
+    const steps = planStates(prepared.value, await lookupAll(prepared.value, store), o.cacheDir);
     if (o.json) {
       io.out(JSON.stringify({ event: 'plan', steps }));
       return { code: 0 };

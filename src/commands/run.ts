@@ -8,16 +8,19 @@ import { UsageError, type Command, type CommandResult, type Io } from './command
 import { buildOptions, recipeHelp, recipeOptions, runDevice, type BuildOptions } from './build-options.js';
 
 async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<CommandResult> {
-    const { LocalCache } = await import('../cache/store.js');
+    const { openChosenStore } = await import('./store-options.js');
     const { prepare } = await import('../exec/prepare.js');
     const { build } = await import('../exec/run.js');
     const { WorkerRunner } = await import('../exec/runner.js');
     const { createReporter } = await import('../exec/reporters/index.js');
     const { loadRecipe } = await import('../recipe/load.js');
     const { writeSweepTables } = await import('../exec/sweep-table.js');
-  const peek = loadRecipe(o.recipe, o.sets);
+  // warnings of the store (a stale lock taken over) go to the reporter once there is one
+  let warn = (message: string): void => io.err(`warning: ${message}`);
+  const store = await openChosenStore(o.store, { onWarn: (m) => warn(m) });
+  const peek = loadRecipe(o.recipe, o.sets, o.inputs);
   const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
-  const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device);
+  const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device, o.inputs);
   if (!prepared.ok) {
     if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
     return { code: 2, diagnostics: o.json ? [] : prepared.diagnostics };
@@ -25,10 +28,12 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   const p = prepared.value;
   if (sweep && p.variants.length < 2) throw new UsageError('nothing to sweep: give a `sweep:` block or --set PATH=V1,V2,...');
   const reporter = createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
+  warn = (message) => reporter.onEvent({ event: 'log', level: 'warn', message });
   // the listr tree starts at the plan event, so a notice before it is printed directly
-  if (device.notice) {
-    if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: device.notice });
-    else io.err(`note: ${device.notice}`);
+  for (const notice of [p.recipe.importNote, device.notice]) {
+    if (notice === undefined) continue;
+    if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: notice });
+    else io.err(`note: ${notice}`);
   }
   const runner = new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
   const abort = new AbortController();
@@ -38,7 +43,7 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   };
   process.once('SIGINT', onSigint);
   try {
-    const outcome = await build(p, new LocalCache(o.cacheDir), runner, (e) => reporter.onEvent(e), abort.signal);
+    const outcome = await build(p, store, runner, (e) => reporter.onEvent(e), abort.signal);
     await reporter.close();
     if (p.variants.length > 1 && outcome.exec.ok) {
       const dir = p.recipe.recipe.report ? p.recipe.paths.report! : join(dirname(o.recipe), `${basename(o.recipe).replace(/\.ya?ml$/, '')}.sweep`);
@@ -55,7 +60,7 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
 export const runCommand: Command = {
   name: 'run',
   summary: 'build a recipe: run only the steps whose inputs changed, write outputs and metrics',
-  usage: 'quantforge run RECIPE [--set PATH=VALUE]... [--json] [--cache-dir DIR] [--device D]',
+  usage: 'quantforge run RECIPE [--set PATH=VALUE]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D]',
   help: recipeHelp,
   options: recipeOptions,
   allowPositionals: 1,
@@ -65,7 +70,7 @@ export const runCommand: Command = {
 export const sweepCommand: Command = {
   name: 'sweep',
   summary: 'build every variant of a sweep (shared steps run once) and compare their metrics',
-  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--cache-dir DIR]',
+  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D]',
   help: `${recipeHelp}\n  The comparison table is printed and written as sweep.md and sweep.json (to the recipe's report\n  directory, else RECIPE.sweep/ beside the recipe).`,
   options: recipeOptions,
   allowPositionals: 1,

@@ -15,7 +15,8 @@ export const validateCommand: Command = {
     const { compilePlan } = await import('../plan/compile.js');
     const { loadRecipe } = await import('../recipe/load.js');
     const o = buildOptions(values, positionals);
-    const loaded = loadRecipe(o.recipe, o.sets);
+    const loaded = loadRecipe(o.recipe, o.sets, o.inputs);
+    if (loaded.ok && loaded.value.importNote) io.err(`note: ${loaded.value.importNote}`);
     const result = loaded.ok ? compilePlan(loaded.value) : loaded;
     const diagnostics = result.ok ? [...(loaded.ok ? loaded.value.warnings : []), ...result.value.warnings] : result.error;
     if (o.json) {

@@ -8,6 +8,8 @@ import type { Location } from './diagnostic.js';
 
 /** a safetensors file that is malformed, or a read or write misused (formats/safetensors*.ts) */
 export type SafetensorsReason =
+  // the file itself
+  | 'file-unreadable'
   // the 8-byte length prefix
   | 'file-too-short'
   | 'header-length-out-of-range'
@@ -40,7 +42,10 @@ export type SafetensorsReason =
   | 'bad-tensor'
   | 'writer-finished';
 
-/** a model directory quantforge refuses or cannot read (model/config.ts, checkpoint.ts, tokenizer.ts) */
+/**
+ * a model directory quantforge refuses or cannot read (model/config.ts, weight-files.ts, checkpoint.ts,
+ * model-check.ts, tokenizer.ts, quantization-config.ts, finite.ts)
+ */
 export type ModelReason =
   | 'model-not-found'
   | 'missing-config'
@@ -57,11 +62,24 @@ export type ModelReason =
   | 'missing-tensor'
   | 'tensor-not-found'
   | 'duplicate-tensor'
+  /** a tensor's shape or dtype differs from what config.json implies */
+  | 'shape-mismatch'
+  | 'dtype-mismatch'
   | 'tokenizer-missing'
-  | 'tokenizer-unreadable';
+  | 'tokenizer-unreadable'
+  /** a tokenizer.json the tokenizers library cannot load, or fails to encode or decode with */
+  | 'tokenizer-invalid'
+  | 'tokenizer-failed'
+  /** a token id past config.json's vocab_size */
+  | 'bad-token-id'
+  /** a compressed-tensors checkpoint whose quantization_config, or a quantized tensor of it, is malformed */
+  | 'quantization-config-invalid'
+  | 'quantized-tensor-invalid'
+  /** a weight holding NaN or ±Inf */
+  | 'non-finite-weight';
 
 /** a dataset file (model/windows.ts, steps/tokenize.ts) */
-export type DatasetReason = 'file-not-found' | 'dataset-invalid' | 'dataset-too-short';
+export type DatasetReason = 'file-not-found' | 'dataset-unreadable' | 'dataset-invalid' | 'dataset-too-short';
 
 /** quantization arguments and their arithmetic (quant/, algo/targets.ts, formats/pack-quantized.ts) */
 export type QuantReason =
@@ -96,7 +114,9 @@ export type MethodReason =
   | 'autoround-input-mismatch'
   | 'autoround-missing-weight'
   | 'autoround-loss-not-finite'
-  | 'perplexity-not-finite';
+  | 'perplexity-not-finite'
+  /** an activation became NaN or ±Inf over the calibration windows although the weights were finite */
+  | 'non-finite-activation';
 
 /** onnxruntime and the graphs built for it (ort/, graphs/) */
 export type OrtReason =
@@ -104,7 +124,21 @@ export type OrtReason =
   | 'device-unavailable'
   | 'autodiff-unsupported-op'
   | 'autodiff-unknown-rank'
-  | 'autodiff-bad-argument';
+  | 'autodiff-bad-argument'
+  // an ONNX export onnxruntime cannot load or run, or that disagrees with its config.json (graphs/onnx-model.ts)
+  | 'onnx-load-failed'
+  | 'onnx-config-mismatch'
+  | 'onnx-run-failed'
+  | 'non-finite-output';
+
+/** GGUF files: block types (quant/gguf-*.ts), the reader, writer and exporter (formats/gguf/) */
+export type GgufReason =
+  | 'unknown-ggml-type'
+  | 'row-not-whole-blocks'
+  | 'gguf-read-invalid'
+  | 'gguf-write-invalid'
+  | 'gguf-export-unsupported'
+  | 'gguf-tokenizer-unsupported';
 
 /** outputs that a format cannot write (formats/, outputs/) */
 export type OutputReason = 'unsupported-output-scheme';
@@ -120,10 +154,51 @@ export type CacheReason =
   | 'cache-output-blocked'
   | 'cache-invalid-size';
 
-/** the run itself and the command line */
-export type RunReason = 'interrupted' | 'worker-exited' | 'usage' | 'unknown-error-thrown';
+/** a step store backend (cache/store.ts, cache/s3-*.ts): what went wrong talking to the store */
+export type StoreReason =
+  /** `--store` / `QUANTFORGE_STORE` is neither a directory nor `s3://bucket[/prefix]` */
+  | 'store-invalid-url'
+  /** connection refused, DNS failure, timeout: nobody answered at the endpoint */
+  | 'store-unreachable'
+  | 'store-bucket-missing'
+  /** the SDK's provider chain found no credentials at all */
+  | 'store-credentials-missing'
+  /** the server refused the credentials (unknown key, bad signature, access denied) */
+  | 'store-credentials-rejected'
+  /** any other refused request (while opening, uploading, downloading or deleting) */
+  | 'store-request-failed'
+  /** an uploaded entry's files or meta.json could not all be written */
+  | 'store-upload-failed';
 
-export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | RunReason;
+/** files quantforge reads and writes for itself: lock files, history, outputs, cache entries (diag/file-errors.ts) */
+export type FileReason =
+  /** a JSON file that does not parse; the message names the file */
+  | 'json-file-invalid'
+  /** ENOSPC or EDQUOT while writing; the message is "no space left on <path>" */
+  | 'disk-full';
+
+/** the run itself and the command line */
+export type RunReason =
+  | 'interrupted'
+  | 'worker-exited'
+  | 'usage'
+  /** QUANTFORGE_STRICT_WARNINGS=1: a step or command left a file handle to the garbage collector (exec/leak-watch.ts) */
+  | 'file-handle-leak'
+  | 'unknown-error-thrown';
+
+export type FailureReason =
+  | SafetensorsReason
+  | ModelReason
+  | DatasetReason
+  | QuantReason
+  | MethodReason
+  | OrtReason
+  | GgufReason
+  | OutputReason
+  | CacheReason
+  | StoreReason
+  | FileReason
+  | RunReason;
 
 /** a failure as plain data: what events, the worker protocol and reporters carry */
 export interface Failure {
@@ -153,10 +228,44 @@ export class ReasonedError<R extends FailureReason = FailureReason> extends Erro
   }
 }
 
-/** any thrown value as a Failure: a ReasonedError keeps its reason, anything else is `unknown-error-thrown` */
+/** where an InputError lies: the file the user handed quantforge, and the tensor, key or field within it */
+export interface InputSite {
+  readonly file: string;
+  readonly field?: string | undefined;
+}
+
+/**
+ * A file the user handed quantforge (a model directory's config, tokenizer, weights, index, an ONNX export, a
+ * dataset) is malformed or inconsistent. Nothing failed to compute, the input is wrong: the CLI exits 2 for
+ * these, as for recipe and usage errors. The message names the file (and the field, where there is one).
+ */
+export class InputError<R extends FailureReason = FailureReason> extends ReasonedError<R> {
+  /** the file (or directory) at fault */
+  readonly file: string;
+  /** the tensor, key or field within `file`, when the problem has one */
+  readonly field: string | undefined;
+  constructor(reason: R, message: string, where: InputSite, options: { location?: Location; cause?: unknown } = {}) {
+    super(reason, message, options);
+    this.file = where.file;
+    this.field = where.field;
+  }
+}
+
+/**
+ * any thrown value as a Failure: a ReasonedError keeps its reason, a full disk (ENOSPC, EDQUOT) is
+ * `disk-full`, anything else is `unknown-error-thrown`
+ */
 export function toFailure(e: unknown): Failure {
   const error = e instanceof Error ? e : new Error(String(e));
-  const reason = error instanceof ReasonedError ? error.reason : 'unknown-error-thrown';
+  const full = error instanceof ReasonedError ? undefined : diskFullMessage(error);
+  const reason = error instanceof ReasonedError ? error.reason : full !== undefined ? 'disk-full' : 'unknown-error-thrown';
   const location = error instanceof ReasonedError ? error.location : undefined;
-  return { reason, message: error.message, ...(error.stack !== undefined ? { stack: error.stack } : {}), ...(location ? { location } : {}) };
+  return { reason, message: full ?? error.message, ...(error.stack !== undefined ? { stack: error.stack } : {}), ...(location ? { location } : {}) };
+}
+
+/** "no space left on <path>" for an errno error of a full file system (the path written, when it says) */
+export function diskFullMessage(e: unknown): string | undefined {
+  const { code, path, dest } = (e ?? {}) as NodeJS.ErrnoException & { dest?: string };
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  return `no space left on ${dest ?? path ?? 'the device'}`;
 }

@@ -25,7 +25,8 @@ export function positionOf(file: SourceFile, offset: number): Position {
 export function lineAt(file: SourceFile, offset: number): { text: string; start: number } {
   const text = file.contents;
   const at = Math.max(0, Math.min(offset, text.length));
-  const start = text.lastIndexOf('\n', at - 1) + 1;
+  // lastIndexOf clamps a negative start to 0, so at offset 0 it would find a newline at 0 and skip the first line
+  const start = at === 0 ? 0 : text.lastIndexOf('\n', at - 1) + 1;
   const newline = text.indexOf('\n', at);
   const end = newline === -1 ? text.length : newline;
   return { text: text.slice(start, end).replace(/\r$/, ''), start };

@@ -5,9 +5,9 @@
 // evicted and rebuilt. It only emits events; reporters render them.
 
 import type { Digest, Json } from '../cache/key.js';
-import { withStepLock } from '../cache/lock.js';
-import type { CacheEntry, LocalCache } from '../cache/store.js';
+import type { CacheEntry, StepStore } from '../cache/step-store.js';
 import { toFailure } from '../diag/failure.js';
+import { onFullDisk } from '../diag/file-errors.js';
 import { sourcePosition } from '../diag/position.js';
 import type { StepInputDir } from '../steps/types.js';
 import type { RunEvent, StepResult } from './events.js';
@@ -15,7 +15,7 @@ import { inputKeys, type Job } from './jobs.js';
 import { InterruptedError, type StepRequest, type StepRunner } from './runner.js';
 
 export interface ExecOptions {
-  cache: LocalCache;
+  cache: StepStore;
   runner: StepRunner;
   emit: (e: RunEvent) => void;
   signal: AbortSignal;
@@ -83,7 +83,7 @@ class Execution {
   /** dependencies first, then under the step's lock: an entry another run stored meanwhile, else run and store */
   async #build(job: Job): Promise<CacheEntry> {
     const inputs = await this.#dependencies(job);
-    return withStepLock(this.#o.cache.root, job.key, async () => (await this.#raced(job)) ?? (await this.#runAndStore(job, inputs)));
+    return this.#o.cache.withStepLock(job.key, async () => (await this.#raced(job)) ?? (await this.#runAndStore(job, inputs)));
   }
 
   /** the artifact directories a step reads, each verified (and built first when missing or corrupt) */
@@ -138,14 +138,14 @@ class Execution {
 
   async #runAndStore(job: Job, deps: Pick<StepRequest, 'inputs' | 'modelDir'>): Promise<CacheEntry> {
     this.#checkAbort();
-    const { id, kind, group, params, files } = job.node;
+    const { id, kind, group, params, files, deviceDependent } = job.node;
     this.#o.emit({ event: 'step-start', id, kind, group });
     const t0 = performance.now();
     const pending = await this.#o.cache.begin(job.record.kind, job.key);
     let result: Json;
     try {
       result = await this.#o.runner.run(
-        { id, kind, params, files, ...deps, outDir: pending.dir },
+        { id, kind, params, files, deviceDependent, ...deps, outDir: pending.dir },
         {
           progress: (done, total, message) => this.#o.emit({ event: 'step-progress', id, done, total, ...(message ? { message } : {}) }),
           warn: (message) => this.#o.emit({ event: 'log', level: 'warn', id, message }),
@@ -154,10 +154,16 @@ class Execution {
       );
     } catch (e) {
       await pending.abort();
-      throw this.#failed(job, e);
+      throw this.#failed(job, onFullDisk(e, this.#o.cache.root));
     }
     const ms = performance.now() - t0;
-    const entry = await pending.commit({ record: job.record, stepId: id, result, elapsedMs: ms });
+    let entry: CacheEntry;
+    try {
+      entry = await pending.commit({ record: job.record, stepId: id, result, elapsedMs: ms });
+    } catch (e) {
+      // the pending directory is gone either way: no partial entry is left
+      throw this.#failed(job, onFullDisk(e, this.#o.cache.root));
+    }
     this.#verified.add(job.key);
     this.#report(job, entry, 'ran', ms);
     return entry;

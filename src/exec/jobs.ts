@@ -3,6 +3,7 @@
 
 import { basename, join } from 'node:path';
 import { computeKey, type Digest, type Json, type KeyRecord, CACHE_FORMAT } from '../cache/key.js';
+import type { Provider } from '../ort/device.js';
 import type { Plan, StepNode } from '../plan/types.js';
 import type { StepId } from '../stages/step-plan.js';
 
@@ -23,7 +24,8 @@ export interface KeyContext {
   /** step kind → implementation version */
   versions: ReadonlyMap<string, number>;
   tools: Record<string, string>;
-  device: 'cpu' | 'cuda';
+  /** the resolved execution provider; in the key of steps with `deviceDependent` */
+  device: Provider;
 }
 
 /** files behind a role: a model directory contributes its config, weights and tokenizer files */

@@ -2,21 +2,24 @@
 // variants, compile each variant's plan, and resolve every step's key. Steps that several variants share
 // (same key) become one job.
 
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { DigestStatCache, digestFile } from '../cache/file-digest.js';
 import type { Digest } from '../cache/key.js';
 import type { Diagnostic } from '../diag/diagnostic.js';
+import type { Provider } from '../ort/device.js';
 import { compilePlan } from '../plan/compile.js';
 import type { Plan } from '../plan/types.js';
 import type { StepId } from '../stages/step-plan.js';
 import { applyAssignments, loadRecipe } from '../recipe/load.js';
+import type { ImportInputs } from '../recipe/llm-compressor/adopt.js';
 import type { Assignment, LoadedRecipe } from '../recipe/types.js';
 import { stepVersions } from './step-impls.js';
 import { resolveJobs, type Job } from './jobs.js';
 import { VERSION } from '../version.js';
 import { ReasonedError } from '../diag/failure.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 export interface Variant {
   /** '' for a plain run; `smoothing_strength=0.5` for a sweep variant */
@@ -38,7 +41,7 @@ const MODEL_FILES = /^(config\.json|generation_config\.json|tokenizer\.json|toke
 
 export function toolVersions(): Record<string, string> {
   const require = createRequire(import.meta.url);
-  const version = (p: string): string => (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+  const version = (p: string): string => (readJsonFile(p) as { version: string }).version;
   return {
     quantforge: VERSION,
     'onnxruntime-node': version(require.resolve('onnxruntime-node/package.json')),
@@ -67,8 +70,9 @@ function memo<T>(map: Map<string, Promise<T>>, key: string, make: () => Promise<
 
 export type PrepareResult = { ok: true; value: Prepared } | { ok: false; diagnostics: Diagnostic[] };
 
-export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: 'cpu' | 'cuda'): Promise<PrepareResult> {
-  const loaded = loadRecipe(recipePath, sets);
+/** `inputs`: --model / --dataset / --output-dir for an llm-compressor recipe (converted in memory) */
+export async function prepare(recipePath: string, sets: readonly string[], cacheRoot: string, device: Provider, inputs: ImportInputs = {}): Promise<PrepareResult> {
+  const loaded = loadRecipe(recipePath, sets, inputs);
   if (!loaded.ok) return { ok: false, diagnostics: loaded.error };
   const recipe = loaded.value;
   const warnings: Diagnostic[] = [...recipe.warnings];

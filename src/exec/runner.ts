@@ -4,6 +4,7 @@
 
 import { Worker } from 'node:worker_threads';
 import type { Json } from '../cache/key.js';
+import type { Provider } from '../ort/device.js';
 import type { Runtime } from '../ort/session.js';
 import type { StepImpl, StepInputDir } from '../steps/types.js';
 import { ReasonedError, type Failure } from '../diag/failure.js';
@@ -17,6 +18,12 @@ export interface StepRequest {
   files: Record<string, string>;
   modelDir: string | undefined;
   outDir: string;
+  /**
+   * false for steps declared provider-independent (their key has no device): they run on the CPU provider
+   * whatever the device, so their artifact really is the same for every device (the example model samples
+   * its text with the model)
+   */
+  deviceDependent: boolean;
 }
 
 export interface StepCallbacks {
@@ -35,20 +42,31 @@ export class InterruptedError extends ReasonedError<'interrupted'> {
   }
 }
 
-/** runs steps on the calling thread (tests, fake steps) */
+/**
+ * The Runtime a step runs on: `device` for provider-dependent steps, a CPU Runtime (made on first use by
+ * `cpu`) for provider-independent ones.
+ */
+export function runtimeFor(req: Pick<StepRequest, 'deviceDependent'>, device: Runtime, cpu: () => Runtime): Runtime {
+  return req.deviceDependent === false && device.device !== 'cpu' ? cpu() : device;
+}
+
+/** runs steps on the calling thread (tests, fake steps); `cpu` serves provider-independent steps (default: `runtime`) */
 export class InProcessRunner implements StepRunner {
   readonly #impls: ReadonlyMap<string, StepImpl>;
   readonly #runtime: () => Runtime;
+  readonly #cpu: () => Runtime;
 
-  constructor(impls: ReadonlyMap<string, StepImpl>, runtime: () => Runtime) {
+  constructor(impls: ReadonlyMap<string, StepImpl>, runtime: () => Runtime, cpu: () => Runtime = runtime) {
     this.#impls = impls;
     this.#runtime = runtime;
+    this.#cpu = cpu;
   }
 
   async run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json> {
     const impl = this.#impls.get(req.kind);
     if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
-    return impl.run({ ...req, runtime: this.#runtime(), progress: cb.progress, warn: cb.warn, signal });
+    const runtime = runtimeFor(req, this.#runtime(), this.#cpu);
+    return impl.run({ ...req, runtime, progress: cb.progress, warn: cb.warn, signal });
   }
 
   async close(): Promise<void> {}
@@ -62,7 +80,8 @@ export type WorkerMessage =
   | { type: 'error'; failure: Failure };
 
 export interface WorkerConfig {
-  device: 'auto' | 'cpu' | 'cuda';
+  /** resolved by the caller (resolveDevice), so the worker does not probe again */
+  device: Provider;
   threads?: number;
 }
 

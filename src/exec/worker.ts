@@ -2,13 +2,18 @@
 // step at a time on request from WorkerRunner.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { toFailure } from '../diag/failure.js';
+import { ReasonedError, toFailure } from '../diag/failure.js';
 import { Runtime } from '../ort/session.js';
 import { stepImpls } from './step-impls.js';
-import type { StepRequest, WorkerConfig, WorkerMessage } from './runner.js';
+import { describeLeaks, LeakWatch, strictWarnings } from './leak-watch.js';
+import { runtimeFor, type StepRequest, type WorkerConfig, type WorkerMessage } from './runner.js';
 
 const config = workerData as WorkerConfig;
-const runtime = new Runtime({ device: config.device, ...(config.threads ? { threads: config.threads } : {}) });
+// strict (tests): a step that leaves a file handle to the garbage collector fails
+const leaks = strictWarnings() ? new LeakWatch() : undefined;
+const threads = config.threads ? { threads: config.threads } : {};
+const runtime = new Runtime({ device: config.device, ...threads });
+let cpu: Runtime | undefined;
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
 
@@ -19,11 +24,13 @@ port.on('message', (req: StepRequest) => {
       if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
       const result = await impl.run({
         ...req,
-        runtime,
+        runtime: runtimeFor(req, runtime, () => (cpu ??= new Runtime({ device: 'cpu', ...threads }))),
         progress: (done, total, message) => post(message === undefined ? { type: 'progress', done, total } : { type: 'progress', done, total, message }),
         warn: (message) => post({ type: 'warn', message }),
         signal: new AbortController().signal,
       });
+      const left = (await leaks?.collect()) ?? [];
+      if (left.length > 0) throw new ReasonedError('file-handle-leak', `step ${req.id}: ${describeLeaks(left)}`);
       post({ type: 'done', result });
     } catch (e) {
       post({ type: 'error', failure: toFailure(e) });

@@ -1,18 +1,15 @@
 // Every way a safetensors file can be malformed, or a read or write misused, as one typed error (the reasons
-// are SafetensorsReason in diag/failure.ts).
+// are SafetensorsReason in diag/failure.ts). A malformed file is an InputError: the CLI exits 2 for it.
 
-import { ReasonedError, type SafetensorsReason } from '../diag/failure.js';
+import { InputError, type SafetensorsReason } from '../diag/failure.js';
 
-export class SafetensorsError extends ReasonedError<SafetensorsReason> {
-  readonly file: string;
+export class SafetensorsError extends InputError<SafetensorsReason> {
+  /** the tensor entry at fault; `field` is then one of its fields */
   readonly tensor: string | undefined;
-  readonly field: string | undefined;
 
   constructor(reason: SafetensorsReason, file: string, detail: string, where: { tensor?: string; field?: string } = {}) {
-    super(reason, `${file}: ${describeWhere(where)}${detail}`);
-    this.file = file;
+    super(reason, `${file}: ${describeWhere(where)}${detail}`, { file, field: where.field });
     this.tensor = where.tensor;
-    this.field = where.field;
   }
 }
 

@@ -2,6 +2,7 @@
 // validation of a parsed header against the file's size, and encoding a header for the writer.
 
 import { BYTES_PER_ELEMENT, numel, shapeString, type DType } from '../tensor.js';
+import { firstDuplicateKey } from './json-keys.js';
 import { SafetensorsError } from './safetensors-errors.js';
 
 /** the reference implementation's cap; anything larger is a corrupt or hostile file */
@@ -14,6 +15,7 @@ export const DTYPE_OF_CODE = {
   F32: 'float32',
   F16: 'float16',
   BF16: 'bfloat16',
+  F8_E4M3: 'float8e4m3fn',
   I64: 'int64',
   I32: 'int32',
   I16: 'int16',
@@ -29,6 +31,7 @@ export const CODE_OF_DTYPE: Readonly<Record<DType, DtypeCode>> = {
   float32: 'F32',
   float16: 'F16',
   bfloat16: 'BF16',
+  float8e4m3fn: 'F8_E4M3',
   int64: 'I64',
   int32: 'I32',
   int16: 'I16',
@@ -38,7 +41,7 @@ export const CODE_OF_DTYPE: Readonly<Record<DType, DtypeCode>> = {
 };
 
 // valid in the spec, but no Tensor dtype holds them
-const UNSUPPORTED_CODES = ['F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'U16', 'U32', 'U64', 'C64'];
+const UNSUPPORTED_CODES = ['F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'U16', 'U32', 'U64', 'C64'];
 
 const FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
 
@@ -162,7 +165,7 @@ function parseEntry(file: string, name: string, value: unknown, dataSize: number
     throw new SafetensorsError('byte-size-mismatch', file, `${shapeString(offsets)} span ${end - begin} bytes, but ${code} ${shapeString(dims)} needs ${bytes}`, at('data_offsets'));
   }
   if (end > dataSize) {
-    throw new SafetensorsError('offsets-out-of-bounds', file, `${shapeString(offsets)} reach past the data section, which has ${dataSize} bytes`, at('data_offsets'));
+    throw new SafetensorsError('offsets-out-of-bounds', file, `${shapeString(offsets)} reach past the data section, which has ${dataSize} bytes (is the file truncated?)`, at('data_offsets'));
   }
   return { dtype, shape: dims, begin, end };
 }
@@ -172,16 +175,17 @@ function checkTiling(file: string, sorted: readonly { name: string; begin: numbe
   let cursor = 0;
   let previous: { name: string; begin: number; end: number } | undefined;
   for (const e of sorted) {
+    if (e.begin === cursor) {
+      cursor = e.end;
+      previous = e;
+      continue;
+    }
     const span = `[${e.begin}, ${e.end}]`;
     const prev = previous === undefined ? 'the data section starts at 0' : `tensor ${JSON.stringify(previous.name)} ends at ${cursor}`;
     if (e.begin < cursor) {
       throw new SafetensorsError('offsets-overlap', file, `${span} overlap: ${prev}; expected spans that do not overlap`, { tensor: e.name, field: 'data_offsets' });
     }
-    if (e.begin > cursor) {
-      throw new SafetensorsError('offsets-gap', file, `${span} leave bytes [${cursor}, ${e.begin}) of the data section unused: ${prev}; expected no gaps`, { tensor: e.name, field: 'data_offsets' });
-    }
-    cursor = e.end;
-    previous = e;
+    throw new SafetensorsError('offsets-gap', file, `${span} leave bytes [${cursor}, ${e.begin}) of the data section unused: ${prev}; expected no gaps`, { tensor: e.name, field: 'data_offsets' });
   }
   if (cursor !== dataSize) {
     const unused = `bytes [${cursor}, ${dataSize}) of the ${dataSize}-byte data section belong to no tensor; expected the tensors to cover it exactly`;
@@ -193,28 +197,8 @@ function checkTiling(file: string, sorted: readonly { name: string; begin: numbe
 
 // JSON.parse keeps the last of repeated keys silently; a repeated tensor name or field is refused instead
 function checkDuplicateKeys(file: string, text: string): void {
-  const frames: ({ keys: Set<string>; owner: string | undefined } | null)[] = [];
-  let lastKey: string | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x7b) frames.push({ keys: new Set(), owner: lastKey });
-    else if (c === 0x5b) frames.push(null);
-    else if (c === 0x7d || c === 0x5d) frames.pop();
-    else if (c === 0x22) {
-      let j = i + 1;
-      while (text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
-      let k = j + 1;
-      while (k < text.length && /\s/.test(text[k]!)) k++;
-      const frame = frames[frames.length - 1];
-      if (text.charCodeAt(k) === 0x3a && frame) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (frame.keys.has(key)) throwDuplicate(file, frames.length, key, frame.owner);
-        frame.keys.add(key);
-        lastKey = key;
-      }
-      i = j;
-    }
-  }
+  const dup = firstDuplicateKey(text);
+  if (dup) throwDuplicate(file, dup.depth, dup.key, dup.owner);
 }
 
 function throwDuplicate(file: string, depth: number, key: string, owner: string | undefined): never {
@@ -251,9 +235,13 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+// bounded: a hostile header may hold a 100 MB string or arrays nested 100 000 deep
 function describe(v: unknown): string {
   if (v === null) return 'null';
-  if (Array.isArray(v)) return v.length <= 8 ? JSON.stringify(v) : `an array of ${v.length}`;
+  if (Array.isArray(v)) {
+    const flat = v.length <= 8 && v.every((x) => typeof x === 'number' || typeof x === 'boolean' || x === null);
+    return flat ? JSON.stringify(v) : `an array of ${v.length}${v.some((x) => typeof x === 'object' && x !== null) ? ' (nested)' : ''}`;
+  }
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   return `${String(v)} (a ${typeof v})`;

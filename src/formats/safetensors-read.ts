@@ -1,11 +1,12 @@
 // Reading a safetensors file lazily: open() reads and validates only the header; each read() is one
 // positional read of one tensor's bytes, so memory never holds more than the tensor asked for.
 
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { tensor, viewBytes, type Tensor } from '../tensor.js';
-import { fromBfloat16, fromFloat16 } from './half.js';
+import { fromBfloat16, fromFloat16 } from '../quant/half.js';
 import { SafetensorsError } from './safetensors-errors.js';
-import { parseHeader, readHeaderLength, type TensorInfo } from './safetensors-header.js';
+import { parseHeader, readHeaderLength, type ParsedHeader, type TensorInfo } from './safetensors-header.js';
 
 // one read() call moves at most this much (libuv refuses single reads of 2 GiB or more)
 const READ_CHUNK = 1 << 30;
@@ -26,9 +27,13 @@ export class SafetensorsFile {
 
   /** open `path` and validate its header; throws SafetensorsError for any malformed file */
   static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await openFile(path, 'r');
+    const handle = await openFile(path, 'r').catch((e: NodeJS.ErrnoException) => {
+      throw new SafetensorsError('file-unreadable', path, `cannot be opened (${e.code ?? e.message})`);
+    });
     try {
-      const { size } = await handle.stat();
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw new SafetensorsError('file-unreadable', path, 'is not a regular file');
+      const { size } = stats;
       const prefix = await readExact(handle, path, 0, Math.min(8, size));
       const n = readHeaderLength(path, prefix, size);
       const parsed = parseHeader(path, await readExact(handle, path, 8, n), size);
@@ -84,6 +89,34 @@ export class SafetensorsFile {
     const handle = this.#handle;
     this.#handle = undefined;
     await handle?.close();
+  }
+}
+
+/** the validated header of `path` alone, read synchronously: checks before any compute read only this */
+export function readHeaderSync(path: string): ParsedHeader & { readonly size: number } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw new SafetensorsError('file-unreadable', path, `cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw new SafetensorsError('file-unreadable', path, 'is not a regular file');
+    const read = (position: number, length: number): Uint8Array => {
+      const out = new Uint8Array(length);
+      let done = 0;
+      while (done < length) {
+        const n = readSync(fd, out, done, Math.min(READ_CHUNK, length - done), position + done);
+        if (n === 0) throw new SafetensorsError('short-read', path, `ended after ${position + done} bytes while reading [${position}, ${position + length}); was the file truncated?`);
+        done += n;
+      }
+      return out;
+    };
+    const n = readHeaderLength(path, read(0, Math.min(8, stats.size)), stats.size);
+    return { ...parseHeader(path, read(8, n), stats.size), size: stats.size };
+  } finally {
+    closeSync(fd);
   }
 }
 

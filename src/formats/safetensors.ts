@@ -36,9 +36,10 @@ export {
   DTYPE_OF_CODE,
   MAX_HEADER_BYTES,
   type DtypeCode,
+  type ParsedHeader,
   type TensorInfo,
 } from './safetensors-header.js';
-export { SafetensorsFile, asFloat32 } from './safetensors-read.js';
+export { SafetensorsFile, asFloat32, readHeaderSync } from './safetensors-read.js';
 export {
   DEFAULT_MAX_SHARD_BYTES,
   SafetensorsWriter,

@@ -9,8 +9,9 @@
 //   symmetric:  s = max(max(|lo|, |hi|) / ((qmax − qmin) / 2), eps), zp = 0
 //   asymmetric: s = max((hi − lo) / (qmax − qmin), eps), zp = round(clip(qmin − lo / s, qmin, qmax))
 //   q = clip(round(w / s + V + zp), qmin, qmax), ŵ = (q − zp) · s
-// Round passes gradients straight through (auto-round's round_ste); clipping after rounding lets V's
-// gradient through exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
+// round is Graph.roundHalfEven (the WebGPU provider has no Round), whose gradient is exactly 1: it passes
+// gradients straight through (auto-round's round_ste); clipping after rounding lets V's gradient through
+// exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
 
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
@@ -22,6 +23,7 @@ import { gradients } from '../ort/autodiff.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { FP32_EPS } from '../quant/qparams.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 
 
 /** one targeted Linear of the block */
@@ -37,7 +39,7 @@ export interface AutoRoundBlockSpec {
   readonly linears: readonly LinearSpec[];
   readonly targets: readonly AutoRoundTarget[];
   /** Linears whose inputs are fake-quantized per token (local → bits) */
-  readonly actQuant: ReadonlyMap<string, number>;
+  readonly actQuant: ActQuant;
   /** differentiate w.r.t. the min/max factors too */
   readonly minmax: boolean;
   /** false: Round becomes Identity, so finite differences can check the gradients; default true */
@@ -76,7 +78,7 @@ function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValue
   const hi = g.mul(g.input(n.max, 'float32', [R, G]), maxScale);
   const qmin = -(2 ** (t.bits - 1));
   const qmax = 2 ** (t.bits - 1) - 1;
-  const round = (x: Value): Value => g.op(rounding ? 'Round' : 'Identity', [x]);
+  const round = (x: Value): Value => (rounding ? g.roundHalfEven(x) : g.op('Identity', [x]));
   const atLeastEps = (x: Value): Value => g.op('Max', [x, g.scalar(FP32_EPS)]);
   let scale: Value;
   let zp: Value | undefined;
@@ -139,7 +141,7 @@ function kernelKey(spec: AutoRoundBlockSpec): string {
   const shape = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim, c.rmsNormEps].join(':');
   const linears = spec.linears.map((l) => `${l.local}:${l.outFeatures}x${l.inFeatures}${l.bias ? 'b' : ''}`).join(',');
   const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.bits}${t.symmetric ? 's' : 'a'}`).join(',');
-  const aq = [...spec.actQuant].map(([k, b]) => `${k}:${b}`).join(',');
+  const aq = actQuantKey(spec.actQuant);
   const flags = `${spec.minmax ? 'mm' : 'v'}:${spec.rounding === false ? 'id' : 'round'}:${spec.weights ? 'w' : ''}`;
   return `autoround.block:${shape}:${linears}:${targets}:${aq}:${flags}`;
 }

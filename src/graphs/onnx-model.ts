@@ -7,8 +7,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
+import { causeText } from '../diag/quote.js';
+import { OnnxModelError } from './onnx-model-error.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { parseModelConfig, type ModelConfig } from '../model/config.js';
+import { parseModelConfig, readConfigJson, type ModelConfig } from '../model/config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
 
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
@@ -31,25 +33,38 @@ function usesGroupQueryAttention(file: string): boolean {
 export class OnnxModel {
   readonly #rt: Runtime;
   readonly #session: Kernel;
+  readonly #file: string;
   readonly #sharedCache: boolean;
   readonly config: ModelConfig;
 
-  private constructor(rt: Runtime, session: Kernel, config: ModelConfig, sharedCache: boolean) {
+  private constructor(rt: Runtime, session: Kernel, config: ModelConfig, file: string, sharedCache: boolean) {
     this.#rt = rt;
     this.#session = session;
     this.config = config;
+    this.#file = file;
     this.#sharedCache = sharedCache;
   }
 
   static async open(rt: Runtime, dir: string, config: ModelConfig): Promise<OnnxModel> {
     const file = join(dir, 'onnx', 'model.onnx');
-    return new OnnxModel(rt, await rt.load(file), config, usesGroupQueryAttention(file));
+    const session = await rt.load(file).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-load-failed', `${file}: onnxruntime cannot load it (${causeText(e, 300)})`, { file });
+    });
+    // the KV-cache inputs must be the ones config.json implies, or every forward would fail (or read garbage)
+    const have = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+    const layerOf = /^past_key_values\.(\d+)\.(key|value)$/;
+    const missing = have.length !== 2 * config.numLayers ? 'count' : have.find((n) => Number(layerOf.exec(n)?.[1] ?? -1) >= config.numLayers || !layerOf.test(n));
+    if (missing !== undefined || !session.outputNames.includes('logits')) {
+      await session.release();
+      const what = missing === undefined ? 'has no "logits" output' : `has KV-cache inputs ${have.length / 2} layers deep`;
+      throw new OnnxModelError('onnx-config-mismatch', `${file}: ${what}; config.json num_hidden_layers is ${config.numLayers}`, { file, field: 'num_hidden_layers' });
+    }
+    return new OnnxModel(rt, session, config, file, usesGroupQueryAttention(file));
   }
 
   /** an export directory, with the config.json beside onnx/ */
   static openDir(rt: Runtime, dir: string): Promise<OnnxModel> {
-    const file = join(dir, 'config.json');
-    return OnnxModel.open(rt, dir, parseModelConfig(JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>, file));
+    return OnnxModel.open(rt, dir, parseModelConfig(readConfigJson(dir), join(dir, 'config.json')));
   }
 
   #emptyCache(batch: number): Record<string, Tensor> {
@@ -72,7 +87,13 @@ export class OnnxModel {
       position_ids: tensor('int64', [B, S], BigInt64Array.from({ length: B * S }, (_, i) => BigInt(past + (i % S)))),
       ...cache,
     };
-    const out = await this.#session.run(feeds);
+    const out = await this.#session.run(feeds).catch((e: unknown) => {
+      throw new OnnxModelError('onnx-run-failed', `${this.#file}: onnxruntime failed to run it (${causeText(e, 300)})`, { file: this.#file });
+    });
+    const vocab = out['logits']?.dims[2];
+    if (vocab !== this.config.vocabSize) {
+      throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: logits have ${String(vocab)} entries per token; config.json vocab_size is ${this.config.vocabSize}`, { file: this.#file, field: 'vocab_size' });
+    }
     const next: Record<string, Tensor> = {};
     for (let l = 0; l < this.config.numLayers; l++) {
       next[`past_key_values.${l}.key`] = out[`present.${l}.key`]!;
@@ -97,6 +118,9 @@ export class OnnxModel {
       options.onProgress?.(Math.min(n, b + m), n);
     }
     const tokens = n * (T - 1);
+    if (!Number.isFinite(sum)) {
+      throw new OnnxModelError('non-finite-output', `${this.#file}: the model's logits are NaN or ±Inf (total NLL ${sum}); are its weights damaged?`, { file: this.#file });
+    }
     return { perplexity: Math.exp(sum / tokens), nll: sum / tokens, tokens, windows: n, seqLen: T, seconds: (performance.now() - t0) / 1000 };
   }
 
@@ -147,8 +171,14 @@ export class OnnxModel {
         position_ids: tensor('int64', [1, S], BigInt64Array.from({ length: S }, (_, i) => BigInt(past + i))),
         ...cache,
       };
-      const logits = (await this.#session.run(feeds, undefined, into))['logits']!.data as Float32Array;
+      const out = await this.#session.run(feeds, undefined, into).catch((e: unknown) => {
+        throw new OnnxModelError('onnx-run-failed', `${this.#file}: onnxruntime failed to run it (${causeText(e, 300)})`, { file: this.#file });
+      });
       const V = cfg.vocabSize;
+      if (out['logits']?.dims[2] !== V) {
+        throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: logits have ${String(out['logits']?.dims[2])} entries per token; config.json vocab_size is ${V}`, { file: this.#file, field: 'vocab_size' });
+      }
+      const logits = out['logits'].data as Float32Array;
       const last = logits.subarray((S - 1) * V, S * V);
       let best = 0;
       for (let v = 1; v < V; v++) if ((last[v] as number) > (last[best] as number)) best = v;

@@ -3,22 +3,17 @@
 // on the first read of one of their tensors), else every `*.safetensors` file present. Pickle weights are
 // refused outright: loading them can execute arbitrary code.
 
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
-import { ReasonedError, type ModelReason } from '../diag/failure.js';
+import { CheckpointError, locateWeights } from './weight-files.js';
 
-export class CheckpointError extends ReasonedError<ModelReason> {}
+export { CheckpointError } from './weight-files.js';
 
 export interface CheckpointTensorInfo extends TensorInfo {
   /** absolute path of the .safetensors file holding the tensor */
   readonly file: string;
 }
-
-const SINGLE = 'model.safetensors';
-const INDEX = 'model.safetensors.index.json';
-const PICKLE = /^(pytorch_model.*\.bin|.*\.(pt|pth|ckpt|pkl))$/;
 
 export class Checkpoint {
   readonly dir: string;
@@ -71,7 +66,7 @@ export class Checkpoint {
     const path = this.#fileOf.get(name);
     if (path === undefined) {
       const some = this.names().slice(0, 3).map((n) => JSON.stringify(n)).join(', ');
-      const err = new CheckpointError('tensor-not-found', `${this.dir}: tensor ${JSON.stringify(name)} is not in the checkpoint; it has ${this.#fileOf.size} tensors (${some}${this.#fileOf.size > 3 ? ', …' : ''})`);
+      const err = new CheckpointError('tensor-not-found', `${this.dir}: tensor ${JSON.stringify(name)} is not in the checkpoint; it has ${this.#fileOf.size} tensors (${some}${this.#fileOf.size > 3 ? ', …' : ''})`, { file: this.dir, field: name });
       return Promise.reject(err);
     }
     let file = this.#open.get(path);
@@ -92,6 +87,7 @@ export class Checkpoint {
       throw new CheckpointError(
         'missing-tensor',
         `${this.index ?? this.dir}: weight_map puts tensor ${JSON.stringify(missing[0])}${more} in ${basename(path)}, but that file has no such tensor`,
+        { file: this.index ?? this.dir, field: 'weight_map' },
       );
     }
     return file;
@@ -100,24 +96,8 @@ export class Checkpoint {
 
 /** find and open the weights of the model directory `dir` (headers only; tensors are read on demand) */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
-  const entries = await readdir(dir).catch((e: NodeJS.ErrnoException) => {
-    throw new CheckpointError('no-weights', `${dir}: cannot list the model directory (${e.code ?? e.message}); expected a HuggingFace model directory`);
-  });
-  if (entries.includes(SINGLE)) return openFiles(dir, [join(dir, SINGLE)]);
-  if (entries.includes(INDEX)) return openIndexed(dir, join(dir, INDEX));
-  const safetensors = entries.filter((f) => f.endsWith('.safetensors')).sort();
-  if (safetensors.length > 0) return openFiles(dir, safetensors.map((f) => join(dir, f)));
-  const pickles = entries.filter((f) => PICKLE.test(f));
-  if (pickles.length > 0) {
-    throw new CheckpointError(
-      'pickle-refused',
-      `${dir}: found only pickle weights (${pickles.join(', ')}); quantforge never loads pickle files, because unpickling can execute arbitrary code. ` +
-        `Convert them once, on a machine you trust: python -c "from transformers import AutoModelForCausalLM as M; ` +
-        `M.from_pretrained('${dir}').save_pretrained('${dir}', safe_serialization=True)"`,
-    );
-  }
-  const found = entries.length === 0 ? 'the directory is empty' : `found ${entries.slice(0, 8).join(', ')}${entries.length > 8 ? ', …' : ''}`;
-  throw new CheckpointError('no-weights', `${dir}: no weights; expected ${SINGLE}, ${INDEX} with its shards, or *.safetensors files; ${found}`);
+  const weights = locateWeights(dir);
+  return weights.index ? new Checkpoint(dir, weights.fileOf, weights.index) : openFiles(dir, weights.files);
 }
 
 async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpoint> {
@@ -130,7 +110,7 @@ async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpo
       for (const name of file.names()) {
         const other = fileOf.get(name);
         if (other !== undefined) {
-          throw new CheckpointError('duplicate-tensor', `${dir}: tensor ${JSON.stringify(name)} is in both ${basename(other)} and ${basename(path)}; expected each tensor in one file`);
+          throw new CheckpointError('duplicate-tensor', `${path}: tensor ${JSON.stringify(name)} is in both ${basename(other)} and ${basename(path)}; expected each tensor in one file`, { file: path, field: name });
         }
         fileOf.set(name, path);
       }
@@ -140,41 +120,4 @@ async function openFiles(dir: string, paths: readonly string[]): Promise<Checkpo
     throw e;
   }
   return new Checkpoint(dir, fileOf, undefined, opened);
-}
-
-async function openIndexed(dir: string, index: string): Promise<Checkpoint> {
-  const invalid = (what: string) => new CheckpointError('index-invalid', `${index}: ${what}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(index, 'utf8'));
-  } catch (e) {
-    throw invalid(`is not JSON (${(e as Error).message})`);
-  }
-  const map = isObject(raw) ? raw['weight_map'] : undefined;
-  if (!isObject(map)) throw invalid('has no "weight_map" object; expected {"metadata": {...}, "weight_map": {tensor name: shard file}}');
-  const fileOf = new Map<string, string>();
-  const namesIn = new Map<string, string[]>();
-  for (const [name, file] of Object.entries(map)) {
-    // a shard must sit beside the index: "../x" or "/etc/x" could read any file on the machine
-    if (typeof file !== 'string' || file !== basename(file) || file === '..' || file === '.' || file.includes('\\')) {
-      throw invalid(`weight_map[${JSON.stringify(name)}] is ${JSON.stringify(file)}; expected a file name in ${dir}`);
-    }
-    fileOf.set(name, join(dir, file));
-    namesIn.set(file, [...(namesIn.get(file) ?? []), name]);
-  }
-  for (const [file, names] of namesIn) {
-    const ok = await stat(join(dir, file)).then((s) => s.isFile(), () => false);
-    if (!ok) {
-      const some = names.slice(0, 2).map((n) => JSON.stringify(n)).join(', ');
-      throw new CheckpointError(
-        'missing-shard',
-        `${index}: weight_map puts ${names.length} tensor${names.length === 1 ? '' : 's'} (${some}${names.length > 2 ? ', …' : ''}) in ${file}, which does not exist in ${dir}`,
-      );
-    }
-  }
-  return new Checkpoint(dir, fileOf, index);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -6,7 +6,9 @@ import type { Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
-import { ReasonedError } from '../diag/failure.js';
+import { checkFiniteWeight, scanFinite } from './finite.js';
+import { checkModelDir } from './model-check.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface WeightSource {
   readonly dir: string;
@@ -17,12 +19,20 @@ export interface WeightSource {
   /** every tensor of decoder layer `l` by local name (`self_attn.q_proj.weight`), float32 */
   layer(l: number): Promise<Record<string, Tensor<'float32'>>>;
   /** Linears of layer `l` whose inputs are fake-quantized per token at inference (local name → bits) */
-  actQuant(l: number): ReadonlyMap<string, number>;
+  actQuant(l: number): ActQuant;
   close(): Promise<void>;
 }
 
 export function stripPrefix(prefix: string, name: string): string {
   return name.startsWith(prefix) ? name.slice(prefix.length) : name;
+}
+
+/** every tensor of decoder layer `l` by local name, read one at a time through `src.tensor` */
+export async function readLayer(src: Pick<WeightSource, 'arch' | 'config' | 'tensor'>, l: number): Promise<Record<string, Tensor<'float32'>>> {
+  const prefix = src.arch.layerPrefix(l);
+  const out: Record<string, Tensor<'float32'>> = {};
+  for (const name of src.arch.layerTensors(src.config, l)) out[stripPrefix(prefix, name)] = await src.tensor(name);
+  return out;
 }
 
 /** a plain HuggingFace model directory */
@@ -42,33 +52,21 @@ export class HfSource implements WeightSource {
   /** `quantized`: a compressed-tensors checkpoint, whose Linear weights are stored packed (not checked here) */
   static async open(dir: string, options: { quantized?: boolean } = {}): Promise<HfSource> {
     const config = readModelConfig(dir);
-    const source = new HfSource(dir, config, await openCheckpoint(dir));
-    if (!options.quantized) source.#checkTensors();
-    return source;
+    checkModelDir(dir, config, archFor(config), options);
+    return new HfSource(dir, config, await openCheckpoint(dir));
   }
 
-  #checkTensors(): void {
-    const required = [this.arch.embedding, this.arch.finalNorm, this.arch.lmHeadWeight(this.config)];
-    for (let l = 0; l < this.config.numLayers; l++) required.push(...this.arch.layerTensors(this.config, l));
-    const missing = required.filter((n) => !this.checkpoint.has(n));
-    if (missing.length > 0) {
-      const more = missing.length > 5 ? ` and ${missing.length - 5} more` : '';
-      throw new ReasonedError('missing-tensor', `${this.dir}: checkpoint lacks tensors the config implies: ${missing.slice(0, 5).join(', ')}${more}`);
-    }
+  async tensor(name: string): Promise<Tensor<'float32'>> {
+    const t = await this.checkpoint.readAs(name, 'float32');
+    if (scanFinite(t.data).first >= 0) checkFiniteWeight(t, { name, file: (await this.checkpoint.info(name)).file });
+    return t;
   }
 
-  tensor(name: string): Promise<Tensor<'float32'>> {
-    return this.checkpoint.readAs(name, 'float32');
+  layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    return readLayer(this, l);
   }
 
-  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
-    const prefix = this.arch.layerPrefix(l);
-    const out: Record<string, Tensor<'float32'>> = {};
-    for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
-    return out;
-  }
-
-  actQuant(): ReadonlyMap<string, number> {
+  actQuant(): ActQuant {
     return new Map();
   }
 

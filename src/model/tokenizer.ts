@@ -1,10 +1,12 @@
 // The model's tokenizer from tokenizer.json (+ tokenizer_config.json), through the @huggingface/tokenizers
 // library (a faithful port of HF tokenizers; we never hand-write BPE). The package ships CommonJS only.
+// Whatever the library makes of a malformed file is reported as a TokenizerError naming the file.
 
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ReasonedError } from '../diag/failure.js';
+import { InputError, ReasonedError, type ModelReason } from '../diag/failure.js';
+import { causeText } from '../diag/quote.js';
 import { NeedsWholeText, SegmentEncoder, segmentIneligibility, SegmentSplitter, type LibraryTokenizer } from './segment-encoder.js';
 
 interface HfTokenizer extends LibraryTokenizer {
@@ -28,6 +30,8 @@ export interface EncodedPrefix {
   complete: boolean;
 }
 
+export class TokenizerError extends InputError<Extract<ModelReason, 'tokenizer-missing' | 'tokenizer-unreadable' | 'tokenizer-invalid' | 'tokenizer-failed' | 'bad-token-id'>> {}
+
 export interface Tokenizer {
   /** ids of `text` with the model's default special tokens (one BOS at the start for Llama) */
   encode(text: string): number[];
@@ -40,28 +44,68 @@ export interface Tokenizer {
   readonly eosTokenId: number | null;
 }
 
+/** the largest tokenizer.json in the wild is about 35 MB; anything far above is not one */
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
 function readJson(file: string): Record<string, unknown> {
+  const fail = (detail: string) => new TokenizerError('tokenizer-unreadable', `${file}: cannot be read (${detail})`, { file });
+  let size: number;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const s = statSync(file);
+    if (!s.isFile()) throw fail('not a regular file');
+    size = s.size;
   } catch (e) {
-    throw new ReasonedError('tokenizer-unreadable', `${file}: cannot read tokenizer file (${e instanceof Error ? e.message : String(e)})`);
+    throw e instanceof TokenizerError ? e : fail((e as NodeJS.ErrnoException).code ?? String(e));
   }
+  if (size > MAX_TOKENIZER_BYTES) throw fail(`${size} bytes, above the ${MAX_TOKENIZER_BYTES}-byte limit`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(readFileSync(file)));
+  } catch (e) {
+    throw fail(`not UTF-8 JSON: ${causeText(e)}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fail('expected a JSON object');
+  return raw as Record<string, unknown>;
 }
 
 export function loadTokenizer(dir: string): Tokenizer {
   const file = join(dir, 'tokenizer.json');
   if (!existsSync(file)) {
-    throw new ReasonedError('tokenizer-missing', `${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`);
+    throw new TokenizerError('tokenizer-missing', `${dir}: no tokenizer.json (quantforge reads fast-tokenizer files only; sentencepiece .model files are not loaded)`, { file });
   }
   const configFile = join(dir, 'tokenizer_config.json');
   const config = existsSync(configFile) ? readJson(configFile) : {};
   const json = readJson(file);
-  const tok = new (hfTokenizerClass())(json, config);
+  let tok: HfTokenizer;
+  try {
+    tok = new (hfTokenizerClass())(json, config);
+  } catch (e) {
+    if (e instanceof TokenizerError) throw e;
+    throw new TokenizerError('tokenizer-invalid', `${file}: not a tokenizer the tokenizers library can load (${causeText(e)})`, { file });
+  }
   const modelConfig = existsSync(join(dir, 'config.json')) ? readJson(join(dir, 'config.json')) : {};
   const eos = modelConfig['eos_token_id'];
-  const segments = segmentIneligibility(json, config, tok) === undefined ? new SegmentEncoder(json, tok) : undefined;
+  // an id past the embedding table would fail (or worse) only when the windows reach the model
+  const vocab = modelConfig['vocab_size'];
+  const vocabLimit = Number.isSafeInteger(vocab) && (vocab as number) > 0 ? (vocab as number) : Number.MAX_SAFE_INTEGER;
+  const checked = (ids: unknown): number[] => {
+    if (!Array.isArray(ids)) throw new TokenizerError('tokenizer-failed', `${file}: encoding returned no ids`, { file });
+    const bad = ids.findIndex((id) => !Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= vocabLimit);
+    if (bad >= 0) {
+      const expected = vocabLimit === Number.MAX_SAFE_INTEGER ? 'non-negative integers' : `integers in [0, ${vocabLimit}) (config.json vocab_size ${vocabLimit})`;
+      throw new TokenizerError('bad-token-id', `${file}: encoding produced token id ${String(ids[bad])} at position ${bad}; expected ${expected}: check model.vocab and added_tokens`, { file, field: 'model.vocab' });
+    }
+    return ids as number[];
+  };
+  // word-by-word encoding where it is exact (segment-encoder.ts); any file it does not understand is encoded whole
+  let segments: SegmentEncoder | undefined;
+  try {
+    segments = segmentIneligibility(json, config, tok) === undefined ? new SegmentEncoder(json, tok) : undefined;
+  } catch {
+    segments = undefined;
+  }
   const whole = (text: string): number[] => tok.encode(text).ids;
-  const encodePrefix = (pieces: Iterable<string>, limit = Infinity): EncodedPrefix => {
+  const prefix = (pieces: Iterable<string>, limit: number): EncodedPrefix => {
     if (!segments) return { ids: whole([...pieces].join('')), complete: true };
     const seen: string[] = [];
     const iterator = pieces[Symbol.iterator]();
@@ -73,10 +117,27 @@ export function loadTokenizer(dir: string): Tokenizer {
       return { ids: whole(seen.join('')), complete: true };
     }
   };
+  const encodePrefix = (pieces: Iterable<string>, limit = Infinity): EncodedPrefix => {
+    let out: EncodedPrefix;
+    try {
+      out = prefix(pieces, limit);
+    } catch (e) {
+      // errors of the dataset reader pass; the library's are the tokenizer's
+      if (e instanceof ReasonedError) throw e;
+      throw new TokenizerError('tokenizer-failed', `${file}: encoding failed (${causeText(e)})`, { file });
+    }
+    return { ids: checked(out.ids), complete: out.complete };
+  };
   return {
     encode: (text) => encodePrefix([text]).ids,
     encodePrefix,
-    decode: (ids, skipSpecial = false) => tok.decode([...ids], { skip_special_tokens: skipSpecial }),
+    decode: (ids, skipSpecial = false) => {
+      try {
+        return tok.decode([...ids], { skip_special_tokens: skipSpecial });
+      } catch (e) {
+        throw new TokenizerError('tokenizer-failed', `${file}: decoding failed (${causeText(e)})`, { file });
+      }
+    },
     eosTokenId: typeof eos === 'number' ? eos : null,
   };
 }

@@ -4,9 +4,13 @@
 // random choice of them with `shuffle`.
 
 import { closeSync, openSync, readSync } from 'node:fs';
+import { InputError, ReasonedError, type DatasetReason } from '../diag/failure.js';
+import { causeText } from '../diag/quote.js';
 import { seededRandom } from '../random.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { ReasonedError } from '../diag/failure.js';
+
+/** a calibration or evaluation file that cannot be read or is not the JSONL it claims to be */
+export class DatasetError extends InputError<Extract<DatasetReason, 'file-not-found' | 'dataset-unreadable' | 'dataset-invalid'>> {}
 
 export function readDatasetText(path: string, textField = 'text'): string {
   return [...datasetPieces(path, textField)].join('');
@@ -16,17 +20,28 @@ const CHUNK_BYTES = 2 ** 20;
 
 /** the file's text in pieces of about a MiB, read as they are asked for (UTF-8 sequences kept whole) */
 function* fileChunks(path: string): Generator<string> {
+  const unreadable = (e: unknown): DatasetError => {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return new DatasetError('file-not-found', `${path}: no such dataset file`, { file: path });
+    return new DatasetError('dataset-unreadable', `${path}: cannot read the dataset (${code ?? causeText(e)})`, { file: path });
+  };
   let fd: number;
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    throw new ReasonedError('file-not-found', `${path}: no such dataset file`);
+    throw unreadable(e);
   }
+  const read = (buf: Buffer): number => {
+    try {
+      return readSync(fd, buf);
+    } catch (e) {
+      throw unreadable(e);
+    }
+  };
   try {
     const decoder = new TextDecoder('utf-8');
     const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-    for (let n = readSync(fd, buf); n > 0; n = readSync(fd, buf)) yield decoder.decode(buf.subarray(0, n), { stream: true });
+    for (let n = read(buf); n > 0; n = read(buf)) yield decoder.decode(buf.subarray(0, n), { stream: true });
     const tail = decoder.decode();
     if (tail) yield tail;
   } finally {
@@ -54,10 +69,10 @@ export function* datasetPieces(path: string, textField = 'text'): Generator<stri
     try {
       obj = JSON.parse(text);
     } catch {
-      throw new ReasonedError('dataset-invalid', `${path}:${line}: not a JSON object`);
+      throw new DatasetError('dataset-invalid', `${path}:${line}: not a JSON object`, { file: path, field: `line ${line}` });
     }
     const value = (obj as Record<string, unknown> | null)?.[textField];
-    if (typeof value !== 'string') throw new ReasonedError('dataset-invalid', `${path}:${line}: field "${textField}" is missing or not a string`);
+    if (typeof value !== 'string') throw new DatasetError('dataset-invalid', `${path}:${line}: field "${textField}" is missing or not a string`, { file: path, field: textField });
     const out = first ? value : `\n\n${value}`;
     first = false;
     return out;

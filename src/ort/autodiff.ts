@@ -94,7 +94,7 @@ export function gradients(g: Graph, loss: Value, wrt: readonly Value[], options:
   const total = (name: string): Value | undefined => {
     if (!totals.has(name)) {
       const list = parts.get(name);
-      totals.set(name, !list ? undefined : list.length === 1 ? list[0] : b.op('Sum', list, list[0]!.dtype));
+      totals.set(name, !list ? undefined : list.length === 1 ? list[0] : b.sum(list));
     }
     return totals.get(name);
   };

@@ -1,55 +1,50 @@
-// Execution-provider availability without loading onnxruntime: the CUDA provider is a shared library beside
-// onnxruntime-node's binding (downloaded at install time, absent in offline installs).
+// The execution provider a run uses. `device` is what the user asked for (recipe `device:` or --device);
+// `resolveDevice` turns it into a Provider that can run here, or a DeviceError (one line naming what is
+// missing) before any compute. `auto` takes cuda, then a hardware WebGPU adapter, then cpu, and says why.
+// A software Vulkan device (Mesa lavapipe, SwiftShader) runs WebGPU on the CPU, far slower than the CPU
+// provider, so `auto` never picks it; `device: webgpu` does.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { ReasonedError } from '../diag/failure.js';
 import type { Device } from '../recipe/types.js';
+import { checkProvider, ortPaths, type Provider, type ProviderCheck } from './probe.js';
+
+export type { Provider } from './probe.js';
 
 /** the recipe's `device` values (recipe/types.ts and the schema), which --device accepts too */
-export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda'];
-
-function ortBinaryDir(): string | undefined {
-  try {
-    const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
-    return join(dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
-  } catch {
-    return undefined;
-  }
-}
-
-/** true when the installed onnxruntime-node ships a loadable CUDA execution provider */
-export function cudaAvailable(): boolean {
-  const dir = ortBinaryDir();
-  return dir !== undefined && existsSync(join(dir, 'libonnxruntime_providers_cuda.so'));
-}
+export const DEVICES: readonly Device[] = ['auto', 'cpu', 'webgpu', 'cuda'];
+/** the execution providers a device resolves to */
+export const PROVIDERS: readonly Provider[] = DEVICES.filter((d): d is Provider => d !== 'auto');
 
 export interface ResolvedDevice {
-  device: 'cpu' | 'cuda';
-  /** one line for the user when `auto` fell back to CPU */
+  device: Provider;
+  /** one line for the user when `auto` chose: the provider and why the ones before it were passed over */
   notice?: string;
 }
 
-export class DeviceError extends ReasonedError<'device-unavailable'> {
-  constructor(message: string) {
-    super('device-unavailable', message);
-  }
+export class DeviceError extends ReasonedError<'device-unavailable'> {}
+
+/** the command that downloads the CUDA provider into the installed onnxruntime-node (needs internet) */
+export function cudaInstallCommand(): string {
+  const script = ortPaths() ? ortPaths()!.entry.replace(/dist[/\\]index\.js$/, 'script/install.js') : 'node_modules/onnxruntime-node/script/install.js';
+  return `ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script}`;
 }
 
-export function resolveDevice(requested: Device): ResolvedDevice {
+export type Checker = (provider: Provider, options?: { hardwareOnly?: boolean }) => ProviderCheck;
+
+/** the provider for `requested`; throws DeviceError when an explicitly requested one cannot run here */
+export function resolveDevice(requested: Device, check: Checker = checkProvider): ResolvedDevice {
   if (requested === 'cpu') return { device: 'cpu' };
-  const cuda = cudaAvailable();
-  if (requested === 'cuda') {
-    if (!cuda) {
-      throw new DeviceError(
-        'device "cuda" requested but the installed onnxruntime-node has no CUDA execution provider ' +
-          '(it is downloaded at install time; reinstall without ONNXRUNTIME_NODE_INSTALL=skip on a machine with CUDA). ' +
-          'Use device cpu or auto.',
-      );
+  if (requested !== 'auto') {
+    const c = check(requested);
+    if (!c.ok) {
+      const hint = requested === 'cuda' ? `; to get it: ${cudaInstallCommand()} (CUDA 12 + cuDNN 9 needed)` : '';
+      throw new DeviceError('device-unavailable', `device "${requested}" is not available: ${c.detail}${hint}. Use device cpu or auto.`);
     }
-    return { device: 'cuda' };
+    return { device: requested };
   }
-  if (cuda) return { device: 'cuda' };
-  return { device: 'cpu', notice: 'no CUDA execution provider in onnxruntime-node; running on CPU' };
+  const cuda = check('cuda');
+  if (cuda.ok) return { device: 'cuda', notice: 'device auto: cuda (a CUDA device answered)' };
+  const webgpu = check('webgpu', { hardwareOnly: true });
+  if (webgpu.ok) return { device: 'webgpu', notice: `device auto: webgpu (${webgpu.detail}; cuda: ${cuda.detail})` };
+  return { device: 'cpu', notice: `device auto: cpu (cuda: ${cuda.detail}; webgpu: ${webgpu.detail})` };
 }

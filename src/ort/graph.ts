@@ -3,7 +3,7 @@
 // layer of a shape); `constant()` is for small tensors only.
 
 import { bytesOf, type Tensor } from '../tensor.js';
-import { encodeModel, type AttrValue, type NodeDef, type OnnxDType, type TensorDef, type ValueInfoDef } from './proto.js';
+import { encodeModel, ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType, type TensorDef, type ValueInfoDef } from './proto.js';
 
 export type Dim = number | string;
 
@@ -158,11 +158,25 @@ export class Graph {
   matmul(a: Value, b: Value): Value { return this.op('MatMul', [a, b]); }
   transpose(a: Value, perm: readonly number[]): Value { return this.op('Transpose', [a], { perm }); }
   reshape(a: Value, shape: readonly number[]): Value { return this.op('Reshape', [a, this.ints(shape)]); }
-  cast(a: Value, to: OnnxDType): Value {
-    const codes: Record<OnnxDType, number> = {
-      float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, bfloat16: 16,
-    };
-    return this.op('Cast', [a], { to: codes[to] }, { dtype: to });
+  /** Cast to `to`; `saturate` 0 makes float8 overflow NaN instead of ±max (the op's default is 1) */
+  cast(a: Value, to: OnnxDType, saturate?: 0 | 1): Value {
+    return this.op('Cast', [a], { to: ONNX_DTYPE[to], ...(saturate === undefined ? {} : { saturate }) }, { dtype: to });
+  }
+  /**
+   * Round half to even without a Round node (onnxruntime 1.30's WebGPU provider has none, so Round runs on
+   * the CPU between GPU nodes): |x| = x·σ with σ = ±1 the sign of x (x < 0 ? −1 : 1), rounded as
+   * (|x| + 1.5·2²³) − 1.5·2²³, the float32 store of the sum doing the rounding, then multiplied by σ again,
+   * so −0.3 gives −0 as Round does. The same bits as Round for |x| < 2²² (every quantization grid) except −0
+   * itself, which gives +0: callers add a zero point first, which turns −0 into +0 anyway. Taking |x| as x·σ
+   * (not Abs) makes the reverse-mode gradient σ·σ = 1 everywhere, 0 included: the straight-through estimator
+   * autodiff gives Round, bit for bit.
+   */
+  roundHalfEven(x: Value): Value {
+    if (x.dtype !== 'float32') throw new Error(`roundHalfEven: float32 only, got ${x.dtype}`);
+    const magic = this.scalar(1.5 * 2 ** 23);
+    const negative = this.op('Less', [x, this.scalar(0)], {}, { dtype: 'bool' });
+    const sign = this.op('Where', [negative, this.scalar(-1), this.scalar(1)], {}, { dtype: 'float32' });
+    return this.mul(this.sub(this.add(this.mul(x, sign), magic), magic), sign);
   }
   reduceSum(a: Value, axes: readonly number[], keepdims = true): Value {
     return this.op('ReduceSum', [a, this.ints(axes)], { keepdims: keepdims ? 1 : 0 });

@@ -5,6 +5,7 @@ import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import { archFor, type ArchAdapter } from '../model/arch.js';
 import { readModelConfig, type ModelConfig } from '../model/config.js';
 import { exampleModelConfig } from '../model/example-model.js';
+import { checkModelDir } from '../model/model-check.js';
 import { EXAMPLE_VOCAB_SIZE } from '../model/example-tokenizer.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import { stepId, type StepSpec } from '../stages/step-plan.js';
@@ -33,7 +34,10 @@ export function resolveModel(loaded: LoadedRecipe, diagnostics: Diagnostic[]): R
   const dir = loaded.paths.model!;
   try {
     const config = readModelConfig(dir);
-    return { config, arch: archFor(config), ref: { kind: 'dir', dir } };
+    const arch = archFor(config);
+    // headers only: a truncated or inconsistent checkpoint fails here, before any step runs
+    checkModelDir(dir, config, arch);
+    return { config, arch, ref: { kind: 'dir', dir } };
   } catch (e) {
     diagnostics.push(errorAt('model-invalid', e instanceof Error ? e.message : String(e), loaded.locate(['model'])));
     return undefined;

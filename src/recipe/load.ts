@@ -8,16 +8,20 @@ import type { Document } from 'yaml';
 import { errorAt, type Diagnostic, type SourceFile } from '../diag/diagnostic.js';
 import type { Result } from '../diag/result.js';
 import { formatPath } from './json-path.js';
+import { adoptLlmCompressor, type ImportInputs } from './llm-compressor/adopt.js';
 import { locatePath, type LocateContext } from './locate.js';
 import { applyAssignment, parseOverride } from './overrides.js';
 import { resolvePaths } from './paths.js';
 import { parseSweepBlock } from './sweep.js';
 import type { Assignment, LoadedRecipe, Recipe, SweepAxis } from './types.js';
 import { validateRecipeData } from './validate.js';
-import { parseYaml } from './yaml-source.js';
+import { parseYaml, toData } from './yaml-source.js';
 
-/** `overrides` are `--set` arguments (`stages[1].iters=50`); one with several values becomes a sweep axis */
-export function loadRecipe(path: string, overrides: readonly string[] = []): Result<LoadedRecipe> {
+/**
+ * `overrides` are `--set` arguments (`stages[1].iters=50`); one with several values becomes a sweep axis.
+ * An llm-compressor recipe is converted in memory when `inputs` give its model and calibration dataset.
+ */
+export function loadRecipe(path: string, overrides: readonly string[] = [], inputs: ImportInputs = {}): Result<LoadedRecipe> {
   const absolute = resolve(path);
   let contents: string;
   try {
@@ -27,16 +31,19 @@ export function loadRecipe(path: string, overrides: readonly string[] = []): Res
     const reason = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : String((e as Error).message);
     return { ok: false, error: [errorAt('recipe-unreadable', `Cannot read recipe ${absolute}: ${reason}.`, { file, range: { offset: 0, length: 0 } })] };
   }
-  return loadRecipeSource({ path: absolute, contents }, overrides);
+  return loadRecipeSource({ path: absolute, contents }, overrides, inputs);
 }
 
 /** loadRecipe for text already in memory; `file.path` must be absolute (relative paths resolve against its directory) */
-export function loadRecipeSource(file: SourceFile, overrides: readonly string[] = []): Result<LoadedRecipe> {
+export function loadRecipeSource(file: SourceFile, overrides: readonly string[] = [], inputs: ImportInputs = {}): Result<LoadedRecipe> {
   const parsed = parseYaml(file);
   if (!parsed.ok) return parsed;
-  const { doc, warnings } = parsed.value;
+  const adopted = adoptLlmCompressor(parsed.value.doc, file, inputs);
+  if (!adopted.ok) return { ok: false, error: sortDiagnostics([...adopted.error, ...parsed.value.warnings], [file]) };
+  const doc = adopted.value?.doc ?? parsed.value.doc;
+  const warnings = [...parsed.value.warnings, ...(adopted.value?.warnings ?? [])];
   const errors: Diagnostic[] = [];
-  const pinned: Assignment[] = [];
+  const pinned: Assignment[] = [...(adopted.value?.assignments ?? [])];
   const swept: SweepAxis[] = [];
   const files: SourceFile[] = [file];
   for (const text of overrides) {
@@ -58,7 +65,7 @@ export function loadRecipeSource(file: SourceFile, overrides: readonly string[] 
   errors.push(...block.errors);
   for (const axis of sweep) errors.push(...checkAxis(doc, file, pinned, axis));
   if (errors.length > 0) return { ok: false, error: sortDiagnostics([...errors, ...warnings], files) };
-  return { ok: true, value: makeLoaded(file, doc, base.data, pinned, sweep, warnings) };
+  return { ok: true, value: { ...makeLoaded(file, doc, base.data, pinned, sweep, warnings), ...(adopted.value ? { importNote: adopted.value.note } : {}) } };
 }
 
 /** a sweep variant (or any set of assignments) applied to a loaded recipe, validated again */
@@ -67,7 +74,7 @@ export function applyAssignments(loaded: LoadedRecipe, assignments: readonly Ass
   const all = [...loaded.assignments, ...assignments];
   const result = evaluate(doc, loaded.file, assignments, all);
   if (result.errors.length > 0) return { ok: false, error: sortDiagnostics(result.errors, [loaded.file]) };
-  return { ok: true, value: makeLoaded(loaded.file, doc, result.data, all, [], loaded.warnings) };
+  return { ok: true, value: { ...makeLoaded(loaded.file, doc, result.data, all, [], loaded.warnings), ...(loaded.importNote ? { importNote: loaded.importNote } : {}) } };
 }
 
 /** applies `assignments` to `doc` and validates; `known` are all assignments in effect, for locating messages */
@@ -77,7 +84,9 @@ function evaluate(doc: Document, file: SourceFile, assignments: readonly Assignm
     const failure = applyAssignment(doc, assignment);
     if (failure) errors.push(failure);
   }
-  const data: unknown = doc.toJS();
+  const converted = toData(doc, file);
+  if (!converted.ok) return { data: null as unknown, errors: [...errors, ...converted.error] };
+  const data = converted.value;
   const ctx: LocateContext = { doc, file, assignments: known };
   for (const issue of validateRecipeData(data)) {
     const related = (issue.related ?? []).map((r) => ({ message: r.message, location: locatePath(ctx, r.path, r.target) }));

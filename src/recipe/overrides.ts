@@ -8,6 +8,7 @@ import type { Result } from '../diag/result.js';
 import { formatPath } from './json-path.js';
 import { parseOverridePath } from './override-path.js';
 import type { Assignment, JsonPath } from './types.js';
+import { toData } from './yaml-source.js';
 
 export interface ParsedOverride {
   readonly file: SourceFile;
@@ -80,13 +81,15 @@ function parseValue(file: SourceFile, offset: number, text: string): Result<unkn
   if (text === '') {
     return fail(errorAt('override-syntax', 'Missing value: expected a YAML value such as 50, true, null, W8A8 or [a, b].', at(file, Math.min(offset, file.contents.length), 0)));
   }
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text, { prettyErrors: false, logLevel: 'error' });
   const [first] = doc.errors;
   if (first) {
     const message = first.message.replace(/\.$/, '');
     return fail(errorAt('override-value-syntax', `Invalid value ${JSON.stringify(text)}: ${message}.`, at(file, offset, text.length)));
   }
-  return { ok: true, value: doc.toJS() as unknown };
+  const data = toData(doc, { path: file.path, contents: text });
+  if (!data.ok) return fail(errorAt('override-value-syntax', `Invalid value ${JSON.stringify(text)}: ${data.error[0]!.message}`, at(file, offset, text.length)));
+  return data;
 }
 
 /** sets one value in the document, creating missing maps on the way; lists must already have the index */

@@ -6,12 +6,13 @@
 // are the files recipe.schema.json lists (`oneOf` under `stages` and `outputs`), in that order; the recipe
 // layer knows nothing else about them.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Ajv, AnySchemaObject, Options, ValidateFunction } from 'ajv';
 import { isRecord } from './json-path.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 /** the precompiled validators' file in the schema directory */
 export const PRECOMPILED_FILE = 'validators.generated.cjs';
@@ -65,7 +66,7 @@ let precompiled: Precompiled | undefined;
 
 /** the schema files (relative to the schema directory) and the kinds and formats recipe.schema.json lists */
 export function schemaFiles(dir = schemaDir()): { files: string[]; kinds: string[]; formats: string[] } {
-  const recipe = JSON.parse(readFileSync(join(dir, 'recipe.schema.json'), 'utf8')) as AnySchemaObject;
+  const recipe = readJsonFile(join(dir, 'recipe.schema.json')) as AnySchemaObject;
   const kinds = listed(recipe, 'stages');
   const formats = listed(recipe, 'outputs');
   return { files: ['recipe.schema.json', ...kinds.map((k) => `stages/${k}.schema.json`), ...formats.map((f) => `outputs/${f}.schema.json`)], kinds, formats };
@@ -79,7 +80,7 @@ function compile(): Compiled {
   const documents = new Map<string, AnySchemaObject>();
   for (const file of files) {
     const url = pathToFileURL(join(dir, file)).href;
-    const schema = JSON.parse(readFileSync(join(dir, file), 'utf8')) as AnySchemaObject;
+    const schema = readJsonFile(join(dir, file)) as AnySchemaObject;
     documents.set(url, schema);
     ajv.addSchema(schema, url);
   }

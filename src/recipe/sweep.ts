@@ -4,6 +4,7 @@
 import { isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import { errorAt, type Diagnostic, type SourceFile } from '../diag/diagnostic.js';
 import { parseOverridePath } from './override-path.js';
+import { toData } from './yaml-source.js';
 import type { Assignment, SweepAxis } from './types.js';
 
 /** axes of a schema-valid sweep block; bad keys become diagnostics */
@@ -32,7 +33,12 @@ export function parseSweepBlock(doc: Document, file: SourceFile): { axes: SweepA
     for (const item of pair.value.items) {
       if (!isNode(item) || !item.range) continue;
       const value = { file, range: { offset: item.range[0], length: item.range[1] - item.range[0] } };
-      assignments.push({ path, value: item.toJS(doc) as unknown, site: { segments, value } });
+      const data = toData(doc, file, item);
+      if (!data.ok) {
+        errors.push(...data.error);
+        continue;
+      }
+      assignments.push({ path, value: data.value, site: { segments, value } });
     }
     axes.push({ path, key, values: assignments.map((a) => a.value), assignments, location });
   }

@@ -16,7 +16,8 @@ export interface ExampleModel {
 /** a model directory path as written (relative to the recipe), or the synthetic example model */
 export type ModelSpec = string | ExampleModel;
 
-export type Device = 'auto' | 'cpu' | 'cuda';
+/** the recipe's `device:`; the same union as src/ort/device.ts DEVICES (a test checks) */
+export type Device = 'auto' | 'cpu' | 'webgpu' | 'cuda';
 
 export interface CalibrationConfig {
   /** a path relative to the recipe, or `model:<file>` for a file inside the model directory */
@@ -139,4 +140,6 @@ export interface LoadedRecipe {
   readonly assignments: readonly Assignment[];
   /** where the value (default) or key at `path` was written, in an override's text when one set it; else the nearest written ancestor */
   locate(path: JsonPath, target?: LocationTarget): Location;
+  /** set when the file is an llm-compressor recipe converted in memory: the one-line note commands print */
+  readonly importNote?: string;
 }

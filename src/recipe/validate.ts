@@ -145,7 +145,7 @@ function toIssue(e: ErrorObject, data: unknown): Issue {
     case 'discriminator':
       return path[0] === 'stages' ? stageKindIssue(path, params, data) : formatIssue(path, params, data);
     case 'not':
-      return conflict(path, e.schema, data) ?? fallback(e, path, data);
+      return conflict(path, e.schema, data) ?? placeholder(path, e.schema, e.data, data) ?? fallback(e, path, data);
     case 'anyOf': {
       const names = requiredBranches(e.schema) ?? [];
       return {
@@ -230,6 +230,18 @@ function conflict(container: JsonPath, schema: unknown, data: unknown): Issue | 
     path: [...container, second],
     target: 'key',
     related: [{ message: `"${first}" is set here`, path: [...container, first], target: 'key' }],
+  };
+}
+
+/** `not: {$ref: placeholder}`: a value `quantforge import` left for the user to fill in */
+function placeholder(path: JsonPath, schema: unknown, value: unknown, data: unknown): Issue | undefined {
+  const ref = isRecord(schema) && typeof schema.$ref === 'string' ? schema.$ref : '';
+  if (!ref.endsWith('/definitions/placeholder') || typeof value !== 'string') return undefined;
+  return {
+    code: 'placeholder',
+    message: `${capitalize(subject(path, data))} is still the placeholder ${literal(value)}: replace this placeholder with a real path.`,
+    path,
+    target: 'value',
   };
 }
 

@@ -1,7 +1,7 @@
 // The recipe as a YAML Document with source ranges: syntax errors become Diagnostics, and a JSON path
 // can be turned back into the Location of the key or value that a message is about.
 
-import { isMap, isNode, isScalar, parseDocument, visit, type Document, type Pair, type YAMLError } from 'yaml';
+import { isMap, isNode, isScalar, parseDocument, visit, type Alias, type Document, type Node, type Pair, type YAMLError } from 'yaml';
 import { errorAt, warningAt, type Diagnostic, type Location, type RelatedInfo, type SourceFile } from '../diag/diagnostic.js';
 import type { Result } from '../diag/result.js';
 import type { IssueTarget } from './validate.js';
@@ -13,10 +13,37 @@ export interface ParsedYaml {
 }
 
 export function parseYaml(file: SourceFile): Result<ParsedYaml> {
-  const doc = parseDocument(file.contents, { prettyErrors: false, uniqueKeys: true });
+  // logLevel 'error': yaml would print its warnings (a collection used as a key) to stderr; they reach the user as diagnostics
+  const doc = parseDocument(file.contents, { prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const warnings = doc.warnings.map((w) => warningAt(yamlCode(w), `YAML: ${sentence(w.message)}.`, yamlErrorLocation(file, w)));
   if (doc.errors.length === 0) return { ok: true, value: { doc, warnings } };
   return { ok: false, error: [...doc.errors.map((e) => yamlDiagnostic(file, doc, e)), ...warnings] };
+}
+
+/** alias expansions allowed when turning a document into data (yaml's default; a bomb needs far more) */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * `doc` (or one `node` of it) as plain data. yaml throws while resolving aliases (an alias before its anchor,
+ * or a "billion laughs" alias bomb); those become a diagnostic at the alias instead.
+ */
+export function toData(doc: Document, file: SourceFile, node?: Node): Result<unknown> {
+  try {
+    const value: unknown = node ? node.toJS(doc, { maxAliasCount: MAX_ALIAS_COUNT }) : doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    return { ok: true, value };
+  } catch (e) {
+    if (!(e instanceof ReferenceError)) throw e;
+    const aliases: Alias[] = [];
+    visit(node ?? doc, { Alias: (_, a) => void aliases.push(a) });
+    const unresolved = aliases.find((a) => a.resolve(doc) === undefined);
+    const alias = unresolved ?? aliases[0];
+    const location = alias?.range ? rangeLocation(file, alias.range) : { file, range: { offset: 0, length: 0 } };
+    if (unresolved) {
+      return { ok: false, error: [errorAt('yaml-unresolved-alias', `Unknown alias "*${unresolved.source}": no anchor "&${unresolved.source}" is set before it.`, location)] };
+    }
+    const message = `Aliases expand to more than ${MAX_ALIAS_COUNT} values: an alias may repeat a value, not multiply it (this looks like an alias bomb).`;
+    return { ok: false, error: [errorAt('yaml-alias-limit', message, location)] };
+  }
 }
 
 function yamlDiagnostic(file: SourceFile, doc: Document, e: YAMLError): Diagnostic {

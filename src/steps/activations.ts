@@ -10,6 +10,8 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';
 import type { LinearSpec } from '../model/arch.js';
+import { checkFiniteActivation } from '../model/finite.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export const HIDDEN_FILE = 'hidden.safetensors';
 
@@ -33,26 +35,43 @@ export function layerBatch(cfg: ModelConfig, T: number): number {
   return Math.max(1, Math.min(byTokens, byScores));
 }
 
-/** run one layer over all windows, batch by batch; `each` sees every batch's outputs */
+export interface BatchRunOptions extends LayerRunOptions {
+  /** the decoder layer being run: non-finite activations are reported with it */
+  layer?: number;
+}
+
+/** run one layer over all windows, batch by batch; `each` sees every batch's outputs, all of them finite */
 export async function forEachBatch(
   rt: Runtime,
   cfg: ModelConfig,
   linears: readonly LinearSpec[],
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
-  options: LayerRunOptions,
+  options: BatchRunOptions,
   each: (out: Record<string, Tensor>, start: number, count: number) => void | Promise<void>,
   onBatch?: (done: number, total: number) => void,
 ): Promise<void> {
   const [N, T, H] = hidden.dims as [number, number, number];
   const batch = layerBatch(cfg, T);
   const total = Math.ceil(N / batch);
+  const layer = options.layer ?? null;
   for (let b = 0, i = 0; b < N; b += batch, i++) {
     const m = Math.min(batch, N - b);
     const x = tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H));
-    await each(await runDecoderLayer(rt, cfg, linears, weights, x, options), b, m);
+    checkFiniteActivation(x, { layer, what: `the input of the decoder layer (windows ${b}…${b + m - 1})`, modules: [], why: 'the step that made these activations let them through' });
+    const out = await runDecoderLayer(rt, cfg, linears, weights, x, options);
+    for (const [name, t] of Object.entries(out)) checkFiniteActivation(t, { layer, ...outputSite(name, linears), why: "the layer's input and weights were finite, so the values overflowed float32" });
+    await each(out, b, m);
     onBatch?.(i + 1, total);
   }
+}
+
+/** what a layer run's output `name` is: the layer output, or a statistic of some Linears' inputs (a tap) */
+function outputSite(name: string, linears: readonly LinearSpec[]): { what: string; modules: string[] } {
+  if (name === 'out') return { what: 'the output of the decoder layer', modules: [] };
+  const modules = linears.filter((l) => name.includes(l.site) || name.includes(l.local)).map((l) => l.local);
+  const of = modules.length > 0 ? ` (the inputs of ${modules.join(', ')})` : '';
+  return { what: `the statistic "${name}"${of}`, modules };
 }
 
 /** the layer's outputs for every window: the next layer's inputs */
@@ -62,11 +81,12 @@ export async function propagate(
   linears: readonly LinearSpec[],
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
-  actQuant: ReadonlyMap<string, number>,
+  actQuant: ActQuant,
   onBatch?: (done: number, total: number) => void,
+  layer?: number,
 ): Promise<Tensor<'float32'>> {
   const [N, T, H] = hidden.dims as [number, number, number];
   const next = new Float32Array(N * T * H);
-  await forEachBatch(rt, cfg, linears, weights, hidden, { actQuant }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
+  await forEachBatch(rt, cfg, linears, weights, hidden, { actQuant, ...(layer === undefined ? {} : { layer }) }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
   return tensor('float32', [N, T, H], next);
 }

@@ -28,6 +28,7 @@ import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, type StepContext, type StepImpl } from './types.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface AutoRoundParams {
   layer: number;
@@ -152,8 +153,9 @@ async function outputErrors(
   linears: readonly LinearSpec[],
   fp: Readonly<Record<string, Tensor<'float32'>>>,
   x: Tensor<'float32'>,
-  actQuant: ReadonlyMap<string, number>,
+  actQuant: ActQuant,
   quantized: Readonly<Record<string, { autoround: Float32Array; rtn: Float32Array }>>,
+  layer: number,
 ): Promise<Record<string, { autoround: number; rtn: number }>> {
   if (Object.keys(quantized).length === 0) return {};
   const feeds: Record<string, Tensor> = { ...fp };
@@ -178,7 +180,7 @@ async function outputErrors(
   };
   const sums = new Map<string, number>();
   const tap = { key: `autoround.errors:${Object.keys(quantized).join(',')}`, build: (g: Graph, v: { sites: Record<string, Value> }) => build(g, v.sites) };
-  await forEachBatch(rt, cfg, linears, feeds, x, { tap, skipOut: true, actQuant }, (out) => {
+  await forEachBatch(rt, cfg, linears, feeds, x, { tap, skipOut: true, actQuant, layer }, (out) => {
     for (const [k, t] of Object.entries(out)) sums.set(k, (sums.get(k) ?? 0) + (t.data[0] as number));
   });
   const ratio = (local: string, k: string): number => (sums.get(`${local}:${k}`) ?? 0) / Math.max(sums.get(`${local}:fp`) ?? 0, Number.MIN_VALUE);
@@ -203,7 +205,7 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
       // the full-precision block's outputs on the reference windows: the chain's next link when planned (input
       // `target`, the same forward), else computed here (the last layer)
       const target = optionalInput(ctx, 'target');
-      const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant);
+      const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant, undefined, p.layer);
 
       const targets = await targetsOf(ctx.runtime, state, p.modules);
       const spec: AutoRoundBlockSpec = {
@@ -231,10 +233,10 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
         modules[t.local] = { weight_error: relativeError(w, q.dequantized), rtn_weight_error: relativeError(w, rtn.dequantized) };
         setQuantized(state, t.local, t.layout.rows, t.layout.cols, q, module);
       }
-      const errors = await outputErrors(ctx.runtime, cfg, linears, fpTensors, x, fpActQuant, deltas);
+      const errors = await outputErrors(ctx.runtime, cfg, linears, fpTensors, x, fpActQuant, deltas, p.layer);
       for (const [local, e] of Object.entries(errors)) modules[local] = { ...(modules[local] as Record<string, Json>), output_error: e.autoround, rtn_output_error: e.rtn };
 
-      await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant)));
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), undefined, p.layer));
       await writeLayerState(ctx.outDir, state);
       const { losses, best } = run;
       return {

@@ -15,9 +15,8 @@ import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
 import { fusedPositionInputs, fusedRotary } from '../graphs/fused-layer.js';
-import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
+import { actInput, candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
 import { gramOf32 } from '../ort/kernels/linalg.js';
-import { perTokenFakeQuant } from '../graphs/decoder-graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
@@ -27,6 +26,7 @@ import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
 import { input, type StepImpl } from './types.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 
 export interface AwqParams {
   layer: number;
@@ -57,19 +57,19 @@ export interface LossProblem {
   site: InputSite;
   /** quantization args of each searched balance layer */
   args: Readonly<Record<string, QuantArgs>>;
-  actQuant: ReadonlyMap<string, number>;
+  actQuant: ActQuant;
 }
 
 /** XᵀX (float32 per batch, summed in float64; per-token activation fake-quant applied) of a Linear parent's input */
 async function linearInputGram(p: LossProblem, spec: LinearSpec): Promise<Float32Array> {
   const n = spec.inFeatures;
-  const bits = p.actQuant.get(spec.local);
+  const a = p.actQuant.get(spec.local);
   const tap: LayerTap = {
-    key: `awq.gram32:${p.site}:${bits ?? ''}`,
-    build: (g, v) => ({ gram: gramOf32(g, bits === undefined ? v.sites[p.site] : perTokenFakeQuant(g, v.sites[p.site], bits), n) }),
+    key: `awq.gram32:${p.site}:${actQuantKey(a === undefined ? undefined : new Map([[spec.local, a]]))}`,
+    build: (g, v) => ({ gram: gramOf32(g, a === undefined ? v.sites[p.site] : actInput(g, v.sites[p.site], a, spec), n) }),
   };
   const acc = new Float64Array(n * n);
-  await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true }, (out) => {
+  await forEachBatch(p.rt, p.cfg, p.linears, p.tensors, p.hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, (out) => {
     const part = out['gram']!.data as Float32Array;
     for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);
   });
@@ -133,7 +133,7 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
       }
     } else {
       const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site] }) };
-      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, async (out) => {
+      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, async (out) => {
         const x = out['site']!;
         const width = x.dims[2] as number;
         const tokens = x.data.length / width;

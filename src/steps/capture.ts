@@ -74,7 +74,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
       const acc = new Map<InputSite, Float64Array>();
       const tap = statisticTap(sites, statistic);
       const next = nextHidden ? new Float32Array(N * T * H) : undefined;
-      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: !next }, (out, b) => {
+      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: !next, layer }, (out, b) => {
         next?.set(out['out']!.data as Float32Array, b * T * H);
         for (const s of sites) {
           const v = out[`stat_${s}`]!.data as Float32Array;

@@ -18,7 +18,7 @@ export const propagateStep: StepImpl<'propagate', PropagateParams> = {
     try {
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const linears = src.arch.linears(src.config);
-      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress));
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress, ctx.params.layer));
       return { layer: ctx.params.layer };
     } finally {
       await src.close();

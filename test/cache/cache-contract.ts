@@ -1,19 +1,32 @@
-// The behaviour every step cache must have, run against each implementation (wireit cache-common.ts):
-// `describeCacheContract('local', makeLocalCache)`.
+// The behaviour every step store must have, run against each backend (wireit cache-common.ts):
+// `describeStoreContract('dir', makeDirHarness)`, `describeStoreContract('s3', makeS3Harness)`. A harness
+// gives the store under test, the same store as another machine sees it (nothing in its local copy), and
+// ways to damage an entry where the store keeps it (the entry's files; the bucket's objects).
 
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { CACHE_FORMAT, computeKey, type Digest, type Json, type KeyRecord } from '../../src/cache/key.js';
-import type { CacheEntry, LocalCache } from '../../src/cache/store.js';
+import type { CacheEntry, StepStore } from '../../src/cache/step-store.js';
 
-export type CacheUnderTest = Pick<
-  LocalCache,
-  'root' | 'lookup' | 'inspect' | 'verify' | 'begin' | 'evict' | 'list' | 'totalSize' | 'gc' | 'clean' | 'applyTo'
->;
-export type MakeCache = (root: string, onCorrupt: (problem: string) => void) => CacheUnderTest;
+export interface StoreHarness {
+  store: StepStore;
+  /** the same store as another process on another machine sees it: its own, empty local directory */
+  other(): Promise<StepStore>;
+  /** damage an entry where the store keeps it */
+  damage: {
+    removeFile(e: CacheEntry, rel: string): Promise<void>;
+    writeFile(e: CacheEntry, rel: string, data: string): Promise<void>;
+    readMeta(e: CacheEntry): Promise<string>;
+    writeMeta(e: CacheEntry, text: string): Promise<void>;
+    removeMeta(e: CacheEntry): Promise<void>;
+  };
+  close?(): Promise<void>;
+}
+/** `work` is an empty directory of the test's own */
+export type MakeHarness = (work: string, onCorrupt: (problem: string) => void) => Promise<StoreHarness>;
 
 const sha = (data: string) => createHash('sha256').update(data).digest('hex');
 
@@ -21,18 +34,21 @@ export function recordFor(params: Json, kind = 'gptq'): KeyRecord {
   return { cacheFormat: CACHE_FORMAT, kind, version: 1, params, inputs: {}, files: {}, tools: { quantforge: 'test' } };
 }
 
-export function describeCacheContract(name: string, make: MakeCache): void {
-  describe(`step cache contract: ${name}`, () => {
+export function describeStoreContract(name: string, make: MakeHarness): void {
+  describe(`step store contract: ${name}`, () => {
     let work: string;
-    let cache: CacheUnderTest;
+    let h: StoreHarness;
+    let cache: StepStore;
     let problems: string[];
 
     beforeEach(async () => {
       work = await mkdtemp(join(tmpdir(), 'qf-cache-'));
       problems = [];
-      cache = make(join(work, 'cache'), (p) => problems.push(p));
+      h = await make(work, (p) => problems.push(p));
+      cache = h.store;
     });
     afterEach(async () => {
+      await h.close?.();
       await rm(work, { recursive: true, force: true });
     });
 
@@ -51,6 +67,7 @@ export function describeCacheContract(name: string, make: MakeCache): void {
     test('misses when nothing was stored', async () => {
       expect(await cache.lookup('gptq', keyOf({ a: 1 }))).toBeUndefined();
       expect(await cache.inspect('gptq', keyOf({ a: 1 }))).toEqual({ status: 'miss' });
+      expect(await cache.get('gptq', keyOf({ a: 1 }))).toBeUndefined();
     });
 
     test('hits after a commit, with file sizes and digests and the step result in meta', async () => {
@@ -67,11 +84,22 @@ export function describeCacheContract(name: string, make: MakeCache): void {
       expect(await cache.verify(hit!)).toEqual({ ok: true });
     });
 
+    test('another process finds the entry and gets its files as local files', async () => {
+      await put({ a: 1 }, { 'layer.safetensors': 'tensor bytes', 'sub/quant.json': '{}' }, { error: 0.25 });
+      const other = await h.other();
+      const hit = await other.lookup('gptq', keyOf({ a: 1 }));
+      expect(hit?.meta.result).toEqual({ error: 0.25 });
+      expect(await other.verify(hit!)).toEqual({ ok: true });
+      expect(await readFile(join(hit!.dir, 'layer.safetensors'), 'utf8')).toBe('tensor bytes');
+      const got = await other.get('gptq', keyOf({ a: 1 }));
+      expect(await readFile(join(got!.dir, 'sub/quant.json'), 'utf8')).toBe('{}');
+    });
+
     test('keeps entries of different keys and kinds apart', async () => {
       await put({ a: 1 }, { f: 'one' });
       await put({ a: 1 }, { f: 'rtn' }, null, 'rtn');
       expect(await cache.lookup('gptq', keyOf({ a: 2 }))).toBeUndefined();
-      const rtn = await cache.lookup('rtn', keyOf({ a: 1 }, 'rtn'));
+      const rtn = await (await h.other()).get('rtn', keyOf({ a: 1 }, 'rtn'));
       expect(await readFile(join(rtn!.dir, 'f'), 'utf8')).toBe('rtn');
     });
 
@@ -93,6 +121,7 @@ export function describeCacheContract(name: string, make: MakeCache): void {
       await writeFile(join(pending.dir, 'partial'), 'x');
       await pending.abort();
       expect(await cache.lookup('gptq', keyOf({ a: 1 }))).toBeUndefined();
+      expect(await (await h.other()).lookup('gptq', keyOf({ a: 1 }))).toBeUndefined();
       await expect(stat(pending.dir)).rejects.toThrow(/ENOENT/);
     });
 
@@ -106,36 +135,51 @@ export function describeCacheContract(name: string, make: MakeCache): void {
       expect(second.meta.stepId).toBe('first');
       expect(second.dir).toBe(first.dir);
       await expect(stat(p2.dir)).rejects.toThrow(/ENOENT/);
+      expect((await (await h.other()).lookup('gptq', computeKey(record)))?.meta.stepId).toBe('first');
     });
 
     test('a commit replaces an existing entry that is damaged', async () => {
       const old = await put({ a: 1 }, { f: 'good' });
-      await writeFile(join(old.dir, 'f'), 'evil');
+      await h.damage.writeFile(old, 'f', 'evil');
       const fresh = await put({ a: 1 }, { f: 'good' }, 'second');
       expect(fresh.meta.result).toBe('second');
       expect(await cache.verify(fresh)).toEqual({ ok: true });
+      const seen = await (await h.other()).get('gptq', old.key);
+      expect(seen?.meta.result).toBe('second');
     });
 
     describe('damaged entries', () => {
       test('a missing file is a miss, and the problem is reported', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
-        await rm(join(e.dir, 'f'));
-        expect(await cache.lookup('gptq', e.key)).toBeUndefined();
+        await h.damage.removeFile(e, 'f');
+        expect(await (await h.other()).lookup('gptq', e.key)).toBeUndefined();
         expect(problems).toEqual(['file "f" is missing']);
       });
 
       test('a file of the wrong size is a miss', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
-        await truncate(join(e.dir, 'f'), 2);
-        expect(await cache.inspect('gptq', e.key)).toEqual({ status: 'corrupt', problem: 'file "f" has 2 bytes, meta.json says 4' });
+        await h.damage.writeFile(e, 'f', 'da');
+        expect(await (await h.other()).inspect('gptq', e.key)).toEqual({ status: 'corrupt', problem: 'file "f" has 2 bytes, meta.json says 4' });
       });
 
       test('a file with the right size but other bytes passes lookup and fails verify', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
-        await writeFile(join(e.dir, 'f'), 'DATA');
-        const hit = await cache.lookup('gptq', e.key);
+        await h.damage.writeFile(e, 'f', 'DATA');
+        const other = await h.other();
+        const hit = await other.lookup('gptq', e.key);
         expect(hit).toBeDefined();
-        expect(await cache.verify(hit!)).toEqual({ ok: false, problem: `file "f" has sha256 ${sha('DATA')}, meta.json says ${sha('data')}` });
+        const verdict = await other.verify(hit!);
+        expect(verdict.ok).toBe(false);
+        expect(!verdict.ok && verdict.problem).toContain(`file "f" has sha256 ${sha('DATA')}, meta.json says ${sha('data')}`);
+      });
+
+      test('get evicts an entry whose bytes are wrong and reports a miss', async () => {
+        const e = await put({ a: 1 }, { f: 'data' });
+        await h.damage.writeFile(e, 'f', 'DATA');
+        const other = await h.other();
+        expect(await other.get('gptq', e.key)).toBeUndefined();
+        expect(problems).toHaveLength(1);
+        expect(await (await h.other()).inspect('gptq', e.key)).toEqual({ status: 'miss' });
       });
 
       test.each<[string, (meta: Record<string, unknown>) => string]>([
@@ -145,24 +189,25 @@ export function describeCacheContract(name: string, make: MakeCache): void {
         ['lists an unsafe path', (m) => JSON.stringify({ ...m, files: { '../escape': { size: 1, sha256: sha('x') } } })],
       ])('an entry whose meta.json %s is a miss', async (_what, damage) => {
         const e = await put({ a: 1 }, { f: 'data' });
-        const meta = JSON.parse(await readFile(join(e.dir, 'meta.json'), 'utf8')) as Record<string, unknown>;
-        await writeFile(join(e.dir, 'meta.json'), damage(meta));
-        const found = await cache.inspect('gptq', e.key);
-        expect(found.status).toBe('corrupt');
-        expect(await cache.lookup('gptq', e.key)).toBeUndefined();
+        const meta = JSON.parse(await h.damage.readMeta(e)) as Record<string, unknown>;
+        await h.damage.writeMeta(e, damage(meta));
+        const other = await h.other();
+        expect((await other.inspect('gptq', e.key)).status).toBe('corrupt');
+        expect(await other.lookup('gptq', e.key)).toBeUndefined();
       });
 
-      test('an entry directory without meta.json is a miss', async () => {
+      test('an entry without meta.json is a miss', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
-        await rm(join(e.dir, 'meta.json'));
-        expect(await cache.inspect('gptq', e.key)).toEqual({ status: 'corrupt', problem: 'meta.json is missing' });
+        await h.damage.removeMeta(e);
+        expect(await (await h.other()).lookup('gptq', e.key)).toBeUndefined();
       });
 
       test('evict removes the entry and logs the reason', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
         await cache.evict('gptq', e.key, 'sha256 mismatch');
         expect(await cache.inspect('gptq', e.key)).toEqual({ status: 'miss' });
-        expect(await readFile(join(cache.root, 'evictions.log'), 'utf8')).toMatch(new RegExp(`gptq/${e.key} sha256 mismatch\\n$`));
+        expect(await (await h.other()).inspect('gptq', e.key)).toEqual({ status: 'miss' });
+        expect(await readFile(join(cache.root, 'evictions.log'), 'utf8')).toMatch(new RegExp(`gptq/${e.key} sha256 mismatch`));
         await expect(cache.evict('gptq', e.key, 'again')).resolves.toBeUndefined();
       });
     });
@@ -176,51 +221,49 @@ export function describeCacheContract(name: string, make: MakeCache): void {
     test('list and totalSize see every sound entry', async () => {
       await put({ a: 1 }, { f: 'xxxx' });
       await put({ a: 2 }, { f: 'yy', g: 'z' });
-      const listed = await cache.list();
+      const listed = await (await h.other()).list();
       expect(listed.map((e) => e.meta.result)).toHaveLength(2);
       expect(new Set(listed.map((e) => e.key))).toEqual(new Set([keyOf({ a: 1 }), keyOf({ a: 2 })]));
-      const metaBytes = await Promise.all(listed.map(async (e) => (await stat(join(e.dir, 'meta.json'))).size));
+      const metaBytes = await Promise.all(listed.map(async (e) => (await h.damage.readMeta(e)).length));
       expect(await cache.totalSize()).toBe(7 + metaBytes.reduce((a, b) => a + b, 0));
     });
 
-    describe('gc and clean', () => {
-      async function usedAt(e: CacheEntry, minutesAgo: number) {
-        const t = new Date(Date.now() - minutesAgo * 60_000);
-        await utimes(join(e.dir, 'last-used'), t, t);
-      }
+    test('verifyAll re-hashes every entry and names the damaged ones', async () => {
+      const good = await put({ a: 1 }, { f: 'data' });
+      const bad = await put({ a: 2 }, { f: 'data', g: 'more' });
+      await h.damage.writeFile(bad, 'g', 'MORE');
+      const report = await (await h.other()).verifyAll();
+      expect(report.entries).toBe(2);
+      expect(report.damaged).toEqual([{ kind: 'gptq', key: bad.key, problem: expect.stringContaining(`file "g" has sha256 ${sha('MORE')}`) }]);
+      expect(report.damaged.map((d) => d.key)).not.toContain(good.key);
+    });
 
-      test('gc removes least recently used entries until the rest fits', async () => {
-        const a = await put({ a: 1 }, { f: 'x'.repeat(1000) });
-        const b = await put({ a: 2 }, { f: 'x'.repeat(1000) });
-        const c = await put({ a: 3 }, { f: 'x'.repeat(1000) });
-        await usedAt(a, 30);
-        await usedAt(b, 20);
-        await usedAt(c, 10);
-        // a lookup hit makes `a` the most recently used
-        await cache.lookup('gptq', a.key);
+    describe('gc and clean', () => {
+      test('gc removes entries until the rest fits', async () => {
+        const entries = [await put({ a: 1 }, { f: 'x'.repeat(1000) }), await put({ a: 2 }, { f: 'x'.repeat(1000) }), await put({ a: 3 }, { f: 'x'.repeat(1000) })];
         const budget = (await cache.totalSize()) - 1;
         const report = await cache.gc({ maxBytes: budget });
-        expect(report.removed.map((r) => r.key)).toEqual([b.key]);
+        expect(report.removed).toHaveLength(1);
         expect(report.remainingBytes).toBeLessThanOrEqual(budget);
-        expect(await cache.lookup('gptq', b.key)).toBeUndefined();
-        expect(await cache.lookup('gptq', a.key)).toBeDefined();
+        const other = await h.other();
+        const left = await Promise.all(entries.map((e) => other.lookup('gptq', e.key)));
+        expect(left.filter((e) => e === undefined)).toHaveLength(1);
+        expect(report.removed[0]!.key).toBe(entries[left.findIndex((e) => e === undefined)]!.key);
       });
 
-      test('gc keeps everything when the cache is within budget', async () => {
+      test('gc keeps everything when the store is within budget', async () => {
         await put({ a: 1 }, { f: 'x' });
         const report = await cache.gc({ maxBytes: 1 << 30 });
         expect(report.removed).toEqual([]);
         expect(await cache.list()).toHaveLength(1);
       });
 
-      test('gc removes damaged entries and temp dirs of crashed runs', async () => {
+      test('gc removes damaged entries', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
-        await rm(join(e.dir, 'f'));
-        await mkdir(join(cache.root, 'tmp', 'pending-gptq-999999999-deadbeef'), { recursive: true });
+        await h.damage.removeFile(e, 'f');
         const report = await cache.gc({ maxBytes: 1 << 30 });
-        expect(report.removed).toMatchObject([{ key: e.key, reason: 'damaged: file "f" is missing or has the wrong size' }]);
-        expect(report.tempDirsRemoved).toBe(1);
-        expect(await readdir(join(cache.root, 'tmp'))).toEqual([]);
+        expect(report.removed).toMatchObject([{ key: e.key, reason: expect.stringMatching(/^damaged: file "f" is missing/) }]);
+        expect(await (await h.other()).inspect('gptq', e.key)).toEqual({ status: 'miss' });
       });
 
       test('clean removes every entry', async () => {
@@ -230,6 +273,7 @@ export function describeCacheContract(name: string, make: MakeCache): void {
         expect(report.entriesRemoved).toBe(2);
         expect(await cache.list()).toEqual([]);
         expect(await cache.totalSize()).toBe(0);
+        expect(await (await h.other()).lookup('rtn', keyOf({ a: 1 }, 'rtn'))).toBeUndefined();
       });
     });
 
@@ -242,13 +286,23 @@ export function describeCacheContract(name: string, make: MakeCache): void {
         expect(await readFile(join(dest, 'tok/tokenizer.json'), 'utf8')).toBe('t');
       });
 
+      test('applies an entry that another process committed', async () => {
+        await put({ a: 1 }, { 'model.safetensors': 'w' });
+        const other = await h.other();
+        const e = await other.lookup('gptq', keyOf({ a: 1 }));
+        await other.applyTo(e!, join(work, 'out'));
+        expect(await readFile(join(work, 'out', 'model.safetensors'), 'utf8')).toBe('w');
+      });
+
       test('replaces a previous output as a whole and leaves no staging dirs', async () => {
         const dest = join(work, 'out');
         await mkdir(dest, { recursive: true });
         await writeFile(join(dest, 'stale-shard.safetensors'), 'old');
-        await cache.applyTo(await put({ a: 1 }, { 'new.safetensors': 'new' }), dest);
+        const e = await put({ a: 1 }, { 'new.safetensors': 'new' });
+        const before = (await readdir(work)).filter((n) => n !== 'out');
+        await cache.applyTo(e, dest);
         expect(await readdir(dest)).toEqual(['new.safetensors']);
-        expect(await readdir(work)).toEqual(['cache', 'out']);
+        expect((await readdir(work)).filter((n) => n !== 'out')).toEqual(before);
       });
 
       test('replaces the target of a symlinked output directory and keeps the link', async () => {
@@ -260,7 +314,7 @@ export function describeCacheContract(name: string, make: MakeCache): void {
         expect(await readdir(join(work, 'big-disk', 'out'))).toEqual(['f']);
       });
 
-      test('copies, so editing the output does not damage the cache', async () => {
+      test('copies, so editing the output does not damage the store', async () => {
         const e = await put({ a: 1 }, { f: 'data' });
         await cache.applyTo(e, join(work, 'out'));
         await writeFile(join(work, 'out', 'f'), 'DATA');

@@ -1,14 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { sha256File } from '../../src/cache/file-digest.js';
 import { computeKey, type Digest } from '../../src/cache/key.js';
-import { procStartOf, tryCreateLock } from '../../src/cache/lock-file.js';
+import { breakStaleLock, procStartOf, readLock, tryCreateLock } from '../../src/cache/lock-file.js';
 import { withCacheExclusive, withStepLock } from '../../src/cache/lock.js';
-import { LocalCache } from '../../src/cache/store.js';
+import { DirStore } from '../../src/cache/dir-store.js';
+import type { StepStore } from '../../src/cache/step-store.js';
 import { recordFor } from './cache-contract.js';
 
 const CHILD = join(import.meta.dirname, 'fixtures', 'cache-child.ts');
@@ -109,7 +110,7 @@ describe('concurrent runs on one cache', () => {
       // all started together, so several computed and their commits raced
       expect(computedBy.length).toBeGreaterThan(1);
     }
-    const cache = new LocalCache(root);
+    const cache = new DirStore(root);
     const entry = await cache.lookup('demo', RACE_KEY);
     expect(entry && (await cache.verify(entry))).toEqual({ ok: true });
     expect(await readdir(join(root, 'demo'))).toEqual([RACE_KEY]);
@@ -157,6 +158,58 @@ describe('withStepLock', () => {
     expect(await withStepLock(root, RACE_KEY, async () => 'ran', { onWait: noWait })).toBe('ran');
   });
 
+  test('takes over a lock file of a dead process on this host, with a warning', async () => {
+    const lockFile = join(root, 'locks', `${RACE_KEY}.lock`);
+    await mkdir(join(root, 'locks'), { recursive: true });
+    const pid = await deadPid();
+    await writeFile(lockFile, JSON.stringify({ pid, hostname: hostname(), startedAt: '2026-01-01T00:00:00.000Z', token: 'dead' }));
+    const warnings: string[] = [];
+    const store = new DirStore(root, { onWarn: (m) => warnings.push(m) });
+    expect(await store.withStepLock(RACE_KEY, async () => 'ran', { onWait: noWait })).toBe('ran');
+    expect(warnings).toEqual([`took over the lock of step ${RACE_KEY.slice(0, 12)} from process ${pid} (since 2026-01-01T00:00:00.000Z): the process is gone`]);
+    expect(existsSync(lockFile)).toBe(false);
+  });
+
+  test('takes over a lock of another host whose heartbeat stopped, and waits while it beats', async () => {
+    const lockFile = join(root, 'locks', `${RACE_KEY}.lock`);
+    await mkdir(join(root, 'locks'), { recursive: true });
+    await writeFile(lockFile, JSON.stringify({ pid: 4711, hostname: 'node-b', startedAt: '2026-01-01T00:00:00.000Z', token: 'b' }));
+    const warnings: string[] = [];
+    const store = new DirStore(root, { onWarn: (m) => warnings.push(m) });
+    // a fresh heartbeat (mtime): another host's live lock is waited for
+    const waits: string[] = [];
+    await expect(store.withStepLock(RACE_KEY, async () => 'ran', { timeoutMs: 100, onWait: (m) => waits.push(m) })).rejects.toMatchObject({ reason: 'cache-lock-timeout' });
+    expect(waits).toEqual([expect.stringContaining('waiting for process 4711 on host node-b (since 2026-01-01T00:00:00.000Z)')]);
+    const old = new Date(Date.now() - 5 * 60_000);
+    await utimes(lockFile, old, old);
+    expect(await store.withStepLock(RACE_KEY, async () => 'ran', { onWait: noWait })).toBe('ran');
+    expect(warnings).toEqual([expect.stringMatching(/^took over the lock of step \w+ from process 4711 on host node-b \(since .*\): its heartbeat stopped 300 s ago \(limit 120 s\)$/)]);
+  });
+
+  test('a held lock file names its owner: pid, host, start time', async () => {
+    const held = await tryCreateLock(join(root, 'locks', 'x.lock'));
+    try {
+      const text = await readFile(held!.path, 'utf8');
+      expect(JSON.parse(text)).toMatchObject({ pid: process.pid, hostname: hostname(), startedAt: expect.any(String), token: expect.any(String) });
+    } finally {
+      await held!.release();
+    }
+  });
+
+  test('a stale lock whose heartbeat moved since it was judged stale is not removed', async () => {
+    const lockFile = join(root, 'locks', `${RACE_KEY}.lock`);
+    await mkdir(join(root, 'locks'), { recursive: true });
+    await writeFile(lockFile, JSON.stringify({ pid: 4711, hostname: 'node-b', startedAt: new Date(0).toISOString(), token: 'b' }));
+    const old = new Date(Date.now() - 5 * 60_000);
+    await utimes(lockFile, old, old);
+    const seen = (await readLock(lockFile))!;
+    // the holder was only slow: its heartbeat lands before the breaker re-checks
+    const now = new Date();
+    await utimes(lockFile, now, now);
+    expect(await breakStaleLock(lockFile, seen)).toBe(false);
+    expect(existsSync(lockFile)).toBe(true);
+  });
+
   test('gives up after timeoutMs with a cache-lock-timeout error', async () => {
     const held = await tryCreateLock(join(root, 'locks', `${RACE_KEY}.lock`));
     try {
@@ -175,15 +228,15 @@ describe('withStepLock', () => {
 });
 
 describe('gc and clean against live runs', () => {
-  async function putEntry(cache: LocalCache): Promise<Digest> {
-    const record = recordFor({ keep: 'me' });
+  async function putEntry(cache: StepStore, params: Record<string, string> = { keep: 'me' }): Promise<Digest> {
+    const record = recordFor(params);
     const pending = await cache.begin('gptq', computeKey(record));
     await writeFile(join(pending.dir, 'f'), 'data');
     return (await pending.commit({ record, stepId: 's', result: null, elapsedMs: 0 })).key;
   }
 
   test('gc waits until a run registered by another process is done', async () => {
-    const cache = new LocalCache(root);
+    const cache = new DirStore(root);
     const key = await putEntry(cache);
     const run = child('hold-run', root);
     await run.line(/^registered$/);
@@ -198,6 +251,40 @@ describe('gc and clean against live runs', () => {
     expect(await run.exit).toBe(0);
   });
 
+  test('gc does not wait for a run that pins its entries, and leaves those entries alone', async () => {
+    const cache = new DirStore(root);
+    const pinned = await putEntry(cache, { keep: 'pinned' });
+    const loose = await putEntry(cache, { keep: 'loose' });
+    await mkdir(join(root, 'tmp', `pending-gptq-${(await deadPid())}-0badcafe`), { recursive: true });
+    const run = child('hold-pinned-run', root, pinned);
+    await run.line(/^registered$/);
+    await mkdir(join(root, 'tmp', `pending-gptq-${run.proc.pid}-0badcafe`), { recursive: true });
+    const report = await cache.gc({ maxBytes: 0, onWait: noWait });
+    expect(report.removed.map((r) => r.key)).toEqual([loose]);
+    expect(report.pinnedBytes).toBeGreaterThan(0);
+    expect(report.tempDirsRemoved).toBe(1);
+    expect((await cache.inspect('gptq', pinned)).status).toBe('hit');
+    // the live run's pending entry stays, the dead process's went
+    expect(await readdir(join(root, 'tmp'))).toEqual([`pending-gptq-${run.proc.pid}-0badcafe`]);
+    run.send('go');
+    expect(await run.exit).toBe(0);
+    expect((await cache.gc({ maxBytes: 0, onWait: noWait })).removed.map((r) => r.key)).toEqual([pinned]);
+  });
+
+  test('gc deletes temp files and lock files that dead processes left', async () => {
+    const cache = new DirStore(root);
+    const dead = await deadPid();
+    await mkdir(join(root, 'history'), { recursive: true });
+    await mkdir(join(root, 'locks'), { recursive: true });
+    await writeFile(join(root, 'history', `abc.json.tmp-${dead}-0badcafe`), '{');
+    await writeFile(join(root, `digests.json.tmp-${dead}-0badcafe`), '{');
+    await writeFile(join(root, 'locks', `${RACE_KEY}.lock`), JSON.stringify({ pid: dead, hostname: hostname(), startedAt: new Date().toISOString(), token: 'x' }));
+    await writeFile(join(root, 'history', `live.json.tmp-${process.pid}-0badcafe`), '{');
+    expect((await cache.gc({ maxBytes: 1 << 30, onWait: noWait })).tempDirsRemoved).toBe(2);
+    expect(await readdir(join(root, 'history'))).toEqual([`live.json.tmp-${process.pid}-0badcafe`]);
+    expect(await readdir(join(root, 'locks'))).toEqual([]);
+  });
+
   test('a run waits while gc or clean holds the cache', async () => {
     let run: Child | undefined;
     await withCacheExclusive(root, async () => {
@@ -210,7 +297,7 @@ describe('gc and clean against live runs', () => {
   });
 
   test('registrations of runs that died do not block gc', async () => {
-    const cache = new LocalCache(root);
+    const cache = new DirStore(root);
     await mkdir(join(root, 'runs'), { recursive: true });
     const dead = { pid: await deadPid(), hostname: hostname(), startedAt: new Date().toISOString(), token: 'dead' };
     await writeFile(join(root, 'runs', 'dead.json'), JSON.stringify(dead));

@@ -4,7 +4,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalCache } from '../../src/cache/store.js';
+import { DirStore } from '../../src/cache/dir-store.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
@@ -34,7 +34,7 @@ export async function runRecipe(recipe: string, sets: string[] = [], cache = tes
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
   const runner = new InProcessRunner(stepImpls, () => (runtime ??= new Runtime({ device: 'cpu' })));
-  const outcome = await build(prepared.value, new LocalCache(cache), runner, (e) => events.push(e), new AbortController().signal);
+  const outcome = await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   const summary = events.find((e): e is Summary => e.event === 'summary')!;
   const failed = events.find((e) => e.event === 'step-failed');
   if (failed) throw new Error(`step failed: ${JSON.stringify(failed)}`);

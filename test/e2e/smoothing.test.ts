@@ -18,14 +18,21 @@ const quant = (kind: string, scheme: string, extra = ''): string => `  - { kind:
 async function transformDrift(run: RecipeRun, model: string, stagePrefix: string): Promise<number> {
   const rt = new Runtime({ device: 'cpu' });
   const base = await HfSource.open(model);
-  const states: StepInputDir[] = [];
-  for (let l = 0; l < base.config.numLayers; l++) states.push({ id: '', kind: '', dir: run.artifacts.get(`${stagePrefix}/layer.${l}`)!, result: {} });
-  const windows = await readIds(run.artifacts.get('tokenize/calibration')!);
-  const ids = windows.data.subarray(0, 2 * 64);
-  const transformed = await logitsOf(rt, new OverlaySource(await HfSource.open(model), states), ids, 2, 64);
-  const original = await logitsOf(rt, base, ids, 2, 64);
-  await rt.close();
-  return relativeDifference(transformed, original);
+  const overlay = await HfSource.open(model);
+  try {
+    const states: StepInputDir[] = [];
+    for (let l = 0; l < base.config.numLayers; l++) states.push({ id: '', kind: '', dir: run.artifacts.get(`${stagePrefix}/layer.${l}`)!, result: {} });
+    const windows = await readIds(run.artifacts.get('tokenize/calibration')!);
+    const ids = windows.data.subarray(0, 2 * 64);
+    const transformed = await logitsOf(rt, new OverlaySource(overlay, states), ids, 2, 64);
+    const original = await logitsOf(rt, base, ids, 2, 64);
+    return relativeDifference(transformed, original);
+  } finally {
+    // both hold the model's FileHandle: left to the garbage collector they were the suite's DEP0137 warnings
+    await overlay.close();
+    await base.close();
+    await rt.close();
+  }
 }
 
 describeShared('smoothquant and awq on the shared models', () => {

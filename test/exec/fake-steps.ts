@@ -18,9 +18,14 @@ export async function makeFakeModel(dir: string, layers: number): Promise<void> 
   const raw = { model_type: 'llama', hidden_size: 8, intermediate_size: 16, num_hidden_layers: layers, num_attention_heads: 2, num_key_value_heads: 1, vocab_size: 16, max_position_embeddings: 64, tie_word_embeddings: true };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(raw));
   const cfg = parseModelConfig(raw);
-  const names = [LLAMA_FAMILY.embedding, LLAMA_FAMILY.finalNorm];
-  for (let l = 0; l < layers; l++) names.push(...LLAMA_FAMILY.layerTensors(cfg, l));
-  await writeSafetensors(join(dir, 'model.safetensors'), names.map((n) => [n, tensor('float32', [1], Float32Array.of(1))] as const));
+  // shaped as config.json implies: the planner checks the headers against it
+  const shapes: [string, number[]][] = [[LLAMA_FAMILY.embedding, [cfg.vocabSize, cfg.hiddenSize]], [LLAMA_FAMILY.finalNorm, [cfg.hiddenSize]]];
+  for (let l = 0; l < layers; l++) {
+    const p = LLAMA_FAMILY.layerPrefix(l);
+    shapes.push([`${p}${LLAMA_FAMILY.norms.input}.weight`, [cfg.hiddenSize]], [`${p}${LLAMA_FAMILY.norms.post}.weight`, [cfg.hiddenSize]]);
+    for (const lin of LLAMA_FAMILY.linears(cfg)) shapes.push([`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]]);
+  }
+  await writeSafetensors(join(dir, 'model.safetensors'), shapes.map(([n, dims]) => [n, tensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(1))] as const));
   writeFileSync(join(dir, 'tokenizer.json'), '{}');
   writeFileSync(join(dir, 'calib.txt'), 'calibration text\n');
   writeFileSync(join(dir, 'eval.txt'), 'evaluation text\n');

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { LocalCache } from '../../src/cache/store.js';
+import { DirStore } from '../../src/cache/dir-store.js';
 import { ReasonedError } from '../../src/diag/failure.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
@@ -51,10 +51,24 @@ async function brokenModel(name: string, change: (file: string) => Promise<void>
   return dir;
 }
 
+/** rewrites a weights file with one NaN in layer 0's q_proj */
+async function plantNaN(file: string): Promise<void> {
+  const f = await SafetensorsFile.open(file);
+  const tensors: [string, Tensor][] = [];
+  for (const name of f.names()) tensors.push([name, await f.read(name)]);
+  await f.close();
+  const at = tensors.findIndex(([n]) => n === 'model.layers.0.self_attn.q_proj.weight');
+  const w = tensors[at]![1] as Tensor<'float32'>;
+  const data = Float32Array.from(w.data);
+  data[7] = NaN;
+  tensors[at] = [tensors[at]![0], tensor('float32', w.dims, data)];
+  await writeSafetensors(file, tensors);
+}
+
 async function runInWorker(kind: string, params: unknown, modelDir: string): Promise<unknown> {
   const outDir = await mkdtemp(join(tiny.root, 'out-'));
   const inputs: StepRequest['inputs'] = { hidden: { id: 'embed/calibration', kind: 'embed', dir: tiny.embedDir, result: null } };
-  const request: StepRequest = { id: `stage1.${kind}/layer.0`, kind, params, inputs, files: {}, modelDir, outDir };
+  const request: StepRequest = { id: `stage1.${kind}/layer.0`, kind, params, inputs, files: {}, modelDir, outDir, deviceDependent: true };
   return runner.run(request, { progress: () => {}, warn: () => {} }, new AbortController().signal);
 }
 
@@ -75,21 +89,10 @@ describe('WorkerRunner failures', () => {
     expect(failure.message).toContain('model.safetensors');
   });
 
-  test('a NaN weight fails GPTQ with gptq-non-finite-input', async () => {
-    const dir = await brokenModel('nan-weight', async (file) => {
-      const f = await SafetensorsFile.open(file);
-      const tensors: [string, Tensor][] = [];
-      for (const name of f.names()) tensors.push([name, await f.read(name)]);
-      await f.close();
-      const at = tensors.findIndex(([n]) => n === 'model.layers.0.self_attn.q_proj.weight');
-      const w = tensors[at]![1] as Tensor<'float32'>;
-      const data = Float32Array.from(w.data);
-      data[7] = NaN;
-      tensors[at] = [tensors[at]![0], tensor('float32', w.dims, data)];
-      await writeSafetensors(file, tensors);
-    });
+  test('a NaN weight fails the step with non-finite-weight, naming the module', async () => {
+    const dir = await brokenModel('nan-weight', plantNaN);
     const failure = await reasonOf(runInWorker('gptq', gptq(['self_attn.q_proj']), dir));
-    expect(failure).toMatchObject({ reason: 'gptq-non-finite-input', isReasoned: true });
+    expect(failure).toMatchObject({ reason: 'non-finite-weight', isReasoned: true });
     expect(failure.message).toContain('model.layers.0.self_attn.q_proj');
   });
 
@@ -114,18 +117,18 @@ describe('a build through the WorkerRunner', () => {
   test('reports the failing step\'s own reason and the recipe line of its stage', async () => {
     const root = await mkdtemp(join(tmpdir(), 'qf-worker-build-'));
     try {
+      // a truncated file would be refused when planning (model-check.ts reads every header); a NaN needs the values
       await cp(tiny.modelDir, join(root, 'model'), { recursive: true });
-      const weights = join(root, 'model', 'model.safetensors');
-      await truncate(weights, Math.floor(statSync(weights).size / 2));
+      await plantNaN(join(root, 'model', 'model.safetensors'));
       const recipe = join(root, 'recipe.yaml');
       await writeFile(recipe, 'quantforge: 1\nmodel: ./model\nstages:\n  - kind: rtn\n    scheme: W4A16\n');
       const prepared = await prepare(recipe, [], join(root, 'cache'), 'cpu');
       if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
       const events: RunEvent[] = [];
-      const outcome = await build(prepared.value, new LocalCache(join(root, 'cache')), runner, (e) => events.push(e), new AbortController().signal);
+      const outcome = await build(prepared.value, new DirStore(join(root, 'cache')), runner, (e) => events.push(e), new AbortController().signal);
       expect(outcome.exec).toMatchObject({ ok: false, failed: 1 });
       const failed = events.find((e) => e.event === 'step-failed');
-      expect(failed).toMatchObject({ event: 'step-failed', id: 'stage1.rtn/layer.0', reason: 'offsets-out-of-bounds', location: { path: recipe, line: 4, column: 5 } });
+      expect(failed).toMatchObject({ event: 'step-failed', id: 'stage1.rtn/layer.0', reason: 'non-finite-weight', location: { path: recipe, line: 4, column: 5 } });
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
+import { rtnKernelArgs } from '../../src/algo/fake-quant.js';
 import { rtnMinMax } from '../../src/ort/kernels/rtn.js';
 import { Runtime } from '../../src/ort/session.js';
 
@@ -38,7 +39,9 @@ describe('rtnMinMax', () => {
       const { min, max } = weightMinMax(w, rows, cols, args);
       const qp = computeQParams(min, max, args);
       const codes = quantizeWeight(w, rows, cols, qp, args);
-      const got = await rtnMinMax(rt, w, rows, cols, args);
+      const kernelArgs = rtnKernelArgs(args, cols);
+      expect(kernelArgs).toBeDefined();
+      const got = await rtnMinMax(rt, w, rows, cols, kernelArgs!);
       expect(Array.from(got.codes)).toEqual(Array.from(codes, (v) => v + 0));
       expect(Array.from(got.scale)).toEqual(Array.from(qp.scale));
       expect(Array.from(got.zeroPoint)).toEqual(Array.from(qp.zeroPoint));

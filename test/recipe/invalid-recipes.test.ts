@@ -15,6 +15,36 @@ function printed(name: string, overrides: string[] = [], dir = 'invalid'): strin
 }
 
 describe('loadRecipe with an invalid recipe', () => {
+  test('an alias used before its anchor is a diagnostic at the alias, not a thrown ReferenceError', () => {
+    expect(printed('alias-before-anchor')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/alias-before-anchor.yaml:6:14 Unknown alias "*linears": no anchor "&linears" is set before it.
+              targets: *linears
+                       ~~~~~~~~
+      "
+    `);
+  });
+
+  test('an alias bomb is refused at its first alias', () => {
+    expect(printed('alias-bomb')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/alias-bomb.yaml:4:8 Aliases expand to more than 100 values: an alias may repeat a value, not multiply it (this looks like an alias bomb).
+          b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+                 ~~
+      "
+    `);
+  });
+
+  test('a recipe of one blank line prints its diagnostic (the squiggle under line 1)', () => {
+    expect(printed('blank-line')).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/invalid/blank-line.yaml:1:1 The recipe is empty: expected a map with "quantforge", "model" and "stages".
+          
+          ~
+      "
+    `);
+  });
+
   test('an unknown top-level key suggests the close known key', () => {
     expect(printed('unknown-top-level-key')).toMatchInlineSnapshot(`
       "
@@ -88,7 +118,7 @@ describe('loadRecipe with an invalid recipe', () => {
   test('an unknown scheme lists the presets', () => {
     expect(printed('bad-scheme')).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/invalid/bad-scheme.yaml:6:13 Invalid value "W4A61" for "scheme" in stage "gptq". Did you mean "W4A16"? Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8".
+      ❌ test/fixtures/recipes/invalid/bad-scheme.yaml:6:13 Invalid value "W4A61" for "scheme" in stage "gptq". Did you mean "W4A16"? Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4".
               scheme: W4A61
                       ~~~~~
       "
@@ -381,7 +411,7 @@ describe('loadRecipe with a bad --set', () => {
       ❌ --set:1:69 Invalid value 3 for "num_bits" in "config_groups.g.weights" of stage "gptq". Allowed values: 4, 8.
           stages[1].config_groups={g: {targets: [Linear], weights: {num_bits: 3, strategy: channel}}}
                                                                               ~
-      ❌ --set:1:18 Invalid value null for "scheme" in stage "gptq". Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8".
+      ❌ --set:1:18 Invalid value null for "scheme" in stage "gptq". Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4".
           stages[1].scheme=null
                            ~~~~
       "

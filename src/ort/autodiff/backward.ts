@@ -110,6 +110,18 @@ export class Backward {
     const zero = this.scalar(0, v.dtype);
     return this.op('Where', flip ? [cond, zero, v] : [cond, v, zero], v.dtype);
   }
+  /**
+   * Σ of `list` as a chain of Adds, not one variadic Sum: the WebGPU provider has no Sum kernel (its nodes
+   * would run on the CPU between GPU nodes). Same left-to-right order as the CPU Sum, so the same bits.
+   */
+  sum(list: readonly Value[]): Value {
+    return list.reduce((acc, v) => this.add(acc, v));
+  }
+  /** sign(v) ∈ {−1, 0, 1} from two comparisons: the WebGPU provider has no Sign kernel */
+  sign(v: Value): Value {
+    const zero = this.scalar(0, v.dtype);
+    return this.sub(this.castTo(this.op('Greater', [v, zero], 'bool'), v.dtype), this.castTo(this.op('Less', [v, zero], 'bool'), v.dtype));
+  }
   castTo(v: Value, dtype: OnnxDType): Value {
     return v.dtype === dtype ? v : this.op('Cast', [v], dtype, { to: ONNX_DTYPE[dtype] });
   }

@@ -57,7 +57,7 @@ function clipRule(b: Backward, a: RuleArgs): Grads {
 function extremumRule(b: Backward, a: RuleArgs): Grads {
   const [y, gy] = [a.y[0]!, a.gy[0]!];
   const hits = a.x.map((x) => b.castTo(b.op('Equal', [x!, y], 'bool'), gy.dtype));
-  const count = hits.length === 1 ? undefined : b.op('Sum', hits, gy.dtype);
+  const count = hits.length === 1 ? undefined : b.sum(hits);
   const share = count ? b.div(gy, count) : gy;
   return a.x.map((_, i) => (a.needs[i] ? back(b, a, i, b.mul(share, hits[i]!)) : undefined));
 }
@@ -96,7 +96,7 @@ export const ELEMENTWISE_RULES: Readonly<Record<string, VjpRule>> = {
   Sigmoid: unary((b, _x, y, gy) => b.mul(gy, b.mul(y, b.sub(b.scalar(1, y.dtype), y)))),
   Tanh: unary((b, _x, y, gy) => b.mul(gy, b.sub(b.scalar(1, y.dtype), b.mul(y, y)))),
   Relu: unary((b, x, _y, gy) => b.select(b.op('Greater', [x, b.scalar(0, x.dtype)], 'bool'), gy)),
-  Abs: unary((b, x, _y, gy) => b.mul(gy, b.op('Sign', [x], x.dtype))),
+  Abs: unary((b, x, _y, gy) => b.mul(gy, b.sign(x))),
   Identity: identity,
   Dropout: identity,
   Cast: unary((b, x, _y, gy) => b.castTo(gy, x.dtype)),

@@ -1,11 +1,15 @@
 // Dense linear algebra for GPTQ in onnxruntime: the O(n³) parts of a recursive Cholesky with its triangular
 // inverse, GPTQ's lazy block update, quadratic forms tr(D·H·Dᵀ) for output errors, and XᵀX (the Hessian
 // statistic) as a helper other graphs embed. Every kernel has symbolic dimensions, so one session serves
-// every shape; the Cholesky kernels run in float64 (onnxruntime's CPU MatMul/Gemm use MLAS DGEMM).
+// every shape; the Cholesky kernels run in float64 (onnxruntime's CPU MatMul/Gemm use MLAS DGEMM). They all
+// run on the CPU provider whatever the device (`host`): float64 has no GPU kernels on WebGPU, and GPTQ's
+// column loop reads every output in JavaScript, so a GPU would only add copies.
 
 import { tensor, type Tensor } from '../../tensor.js';
 import { float, Graph, type Value } from '../graph.js';
-import type { Runtime } from '../session.js';
+import type { KernelOptions, Runtime } from '../session.js';
+
+const HOST: KernelOptions = { host: true };
 
 export type FloatType = 'float32' | 'float64';
 type F64 = Tensor<'float64'>;
@@ -37,7 +41,7 @@ export async function gram(rt: Runtime, x: Tensor<'float32'>): Promise<F64> {
     const g = new Graph('gram');
     g.output(gramOf(g, g.input('x', 'float32', ['M', n]), n), 'xtx');
     return g;
-  });
+  }, HOST);
   return (await k.run({ x }))['xtx'] as F64;
 }
 
@@ -55,7 +59,7 @@ export async function choleskySchur(rt: Runtime, a21: F64, li11: F64, a22: F64):
     g.output(l21, 'l21');
     g.output(g.op('Gemm', [l21, l21, a22v], { transB: 1, alpha: float(-1), beta: float(1) }), 's');
     return g;
-  });
+  }, HOST);
   const out = await k.run({ a21, li11, a22 });
   return { l21: out['l21'] as F64, s: out['s'] as F64 };
 }
@@ -70,7 +74,7 @@ export async function lowerInverseCorner(rt: Runtime, li22: F64, l21: F64, li11:
     const t = g.matmul(li22v, l21v);
     g.output(g.op('Gemm', [t, li11v], { alpha: float(-1) }), 'li21');
     return g;
-  });
+  }, HOST);
   return (await k.run({ li22, l21, li11 }))['li21'] as F64;
 }
 
@@ -87,7 +91,7 @@ export async function blockUpdate<D extends FloatType>(rt: Runtime, w: Tensor<D>
     const ev = g.input('e', dtype, ['B', 'R']);
     g.output(g.op('Gemm', [pv, ev, wv], { transA: 1, alpha: float(-1), beta: float(1) }), 'out');
     return g;
-  });
+  }, HOST);
   return (await k.run({ w, p, e }))['out'] as Tensor<D>;
 }
 
@@ -99,7 +103,7 @@ export async function rowQuadForms(rt: Runtime, d: F64, h: F64): Promise<Float64
     const hv = g.input('h', 'float64', ['N', 'N']);
     g.output(g.reduceSum(g.mul(g.matmul(dv, hv), dv), [1], false), 'q');
     return g;
-  });
+  }, HOST);
   return (await k.run({ d, h }))['q']!.data as Float64Array;
 }
 

@@ -1,7 +1,8 @@
 // Fake quantization in onnxruntime: a graph-building helper other kernels embed (the decoder graph's
 // per-token activations, AWQ's candidates), and the MSE observer's batch of shrink candidates (errors of
 // many candidate scales at once). The arithmetic is the one of quant/qparams.ts, op for op, so results are bitwise
-// equal: Div, Add zero point, Clip, Round (half to even), Sub zero point, Mul, all in fp32.
+// equal: Div, Add zero point, Clip, round half to even (Graph.roundHalfEven: two fp32 additions, which the
+// WebGPU provider runs, where it has no Round), Sub zero point, Mul, all in fp32.
 
 import { Graph, type Value } from '../graph.js';
 import type { Runtime } from '../session.js';
@@ -32,7 +33,7 @@ export function fakeQuant(
   // a computed zero: onnxruntime drops Add with a constant 0, which would keep -0 where torch gives +0
   z ??= g.sub(s, s);
   const clipped = g.op('Clip', [g.add(g.div(w, s), z), g.scalar(qmin), g.scalar(qmax)]);
-  return g.mul(g.sub(g.op('Round', [clipped]), z), s);
+  return g.mul(g.sub(g.roundHalfEven(clipped), z), s);
 }
 
 /** int64 [K]: floor(j / groupSize) for every column j of w [..., K] */

@@ -4,7 +4,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
+import { compressInputScales, compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
 import type { ModuleQuant } from '../../quant/module-quant.js';
 import { SafetensorsWriter } from '../../formats/safetensors.js';
 import { HfSource } from '../../model/source.js';
@@ -21,9 +21,9 @@ export const packStep: StepImpl<'pack', PackParams> = {
   kind: 'pack',
   version: 1,
   async run(ctx) {
-    const src = await HfSource.open(requireModel(ctx));
     const states = inputList(ctx, 'states');
     const writer = new SafetensorsWriter(ctx.outDir, { maxShardBytes: 5e9 });
+    const src = await HfSource.open(requireModel(ctx));
     try {
       const { config: cfg, arch, checkpoint } = src;
       const dtypeOf = async (name: string): Promise<'float32' | 'bfloat16' | 'float16'> => {
@@ -50,7 +50,8 @@ export const packStep: StepImpl<'pack', PackParams> = {
             await copy(name, state.tensors[local]);
             continue;
           }
-          for (const [n, t] of compressModule(`${prefix}${module}`, q, await dtypeOf(name))) await writer.add(n, t);
+          const compressed = [...compressModule(`${prefix}${module}`, q, await dtypeOf(name)), ...compressInputScales(`${prefix}${module}`, q, state.tensors, module, await dtypeOf(name))];
+          for (const [n, t] of compressed) await writer.add(n, t);
           quantized.set(`${prefix}${module}`, { weights: q.weights, input_activations: q.input_activations });
         }
         ctx.progress(l + 1, cfg.numLayers);

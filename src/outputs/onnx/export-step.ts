@@ -21,10 +21,10 @@ export const exportOnnxStep: StepImpl<'export-onnx', ExportOnnxParams> = {
   kind: 'export-onnx',
   version: 2,
   async run(ctx) {
-    const src = await HfSource.open(requireModel(ctx));
     const states = inputList(ctx, 'states');
     await mkdir(join(ctx.outDir, 'onnx'), { recursive: true });
     const data = new ExternalData(join(ctx.outDir, 'onnx', 'model.onnx_data'));
+    const src = await HfSource.open(requireModel(ctx));
     try {
       const g = await buildExportGraph(
         {

@@ -1,0 +1,54 @@
+// The fuzz targets of test/fuzz at scale: N cases per target (10,000 by default) with a fixed seed, and the
+// count of each outcome ('ok' or the reason of the named error a case ended in). A case that ends any other
+// way (an unnamed error, a stack trace, a hang past 20 s) stops its target with fast-check's report: the
+// seed, the path and the shrunk counterexample, to be turned into a regression test.
+// Usage: npx tsx bench/fuzz.ts [--runs 10000] [--seed 20250015] [--target NAME]...
+
+import { parseArgs } from 'node:util';
+import { formatOutcomes, FUZZ_SEED, runFuzz, type FuzzReport, type FuzzTarget } from '../test/fuzz/harness.js';
+import { compressedTensorsTarget, onnxTarget } from '../test/fuzz/targets/exports.js';
+import { checkpointIndexTarget, configJsonTarget, tokenizerJsonTarget } from '../test/fuzz/targets/model-dir.js';
+import { recipesTarget } from '../test/fuzz/targets/recipes.js';
+import { safetensorsHeaderTarget } from '../test/fuzz/targets/safetensors-header.js';
+import { table } from './util.js';
+
+const TARGETS = [safetensorsHeaderTarget, configJsonTarget, tokenizerJsonTarget, checkpointIndexTarget, recipesTarget, compressedTensorsTarget, onnxTarget] as FuzzTarget<unknown, unknown>[];
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '10000' },
+    seed: { type: 'string', default: String(FUZZ_SEED) },
+    target: { type: 'string', multiple: true },
+  },
+});
+const runs = Number(values.runs);
+const seed = Number(values.seed);
+const chosen = values.target ? TARGETS.filter((t) => values.target!.includes(t.name)) : TARGETS;
+if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(seed) || chosen.length === 0) {
+  console.error(`usage: npx tsx bench/fuzz.ts [--runs N] [--seed N] [--target ${TARGETS.map((t) => t.name).join('|')}]...`);
+  process.exit(2);
+}
+
+console.log(`fuzz: ${runs} cases per target, seed ${seed}\n`);
+const reports: FuzzReport[] = [];
+let failed = false;
+for (const target of chosen) {
+  process.stdout.write(`${target.name}: ${target.description}\n`);
+  try {
+    const report = await runFuzz(target, { seed, numRuns: runs });
+    reports.push(report);
+    console.log(`  ${report.runs} cases in ${report.seconds.toFixed(1)} s: ${formatOutcomes(report.outcomes)}\n`);
+  } catch (e) {
+    failed = true;
+    console.log(`  FAILED: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
+}
+
+const rows = reports.map((r) => {
+  const ok = r.outcomes.get('ok') ?? 0;
+  const named = r.runs - ok;
+  return [r.target, String(r.runs), String(ok), String(named), String(r.outcomes.size - (r.outcomes.has('ok') ? 1 : 0)), '0', r.seconds.toFixed(1)];
+});
+console.log(table(['target', 'cases', 'ok', 'named errors', 'distinct reasons', 'unnamed / crash / hang', 'seconds'], rows));
+console.log(`\nreproduce: npx tsx bench/fuzz.ts --runs ${runs} --seed ${seed}`);
+process.exit(failed ? 1 : 0);
