@@ -113,8 +113,7 @@ function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
   };
 }
 
-/** per-token activation fake-quant (AWQ runs with dynamic input quantization only: stages/awq.ts refuses static) */
-/** a balance Linear's input fake-quantized as its (dynamic) input args say */
+/** a balance Linear's input fake-quantized as its input args say (AWQ runs with dynamic input quantization only: stages/awq.ts refuses static) */
 export function actInput(g: Graph, x: Value, a: QuantArgs, spec: LinearSpec): Value {
   return activationFakeQuant(g, x, a, spec.inFeatures, spec.local, (name) => {
     throw new Error(`awq loss graph: ${name} is a static input scale; AWQ supports dynamic input quantization only`);
