@@ -101,7 +101,7 @@ export class CompressedTensorsSource implements WeightSource {
   actQuant(l: number): ReadonlyMap<string, number> {
     const out = new Map<string, number>();
     const prefix = this.arch.layerPrefix(l);
-    for (const lin of this.arch.linears(this.config)) {
+    for (const lin of this.arch.layer(this.config, l).linears) {
       const a = this.groupOf(`${prefix}${lin.local}`)?.input_activations;
       if (a && a.dynamic && a.strategy === 'token') out.set(lin.local, a.num_bits);
     }

@@ -1,20 +1,17 @@
-// config.json of a HuggingFace Llama-family model directory, parsed strictly: every field quantforge's
+// config.json of a HuggingFace decoder-only model directory (model_type in MODEL_TYPES), parsed strictly: every field quantforge's
 // forward depends on is checked, and anything it would silently compute wrong is refused with a clear error.
 
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ReasonedError, type ModelReason } from '../diag/failure.js';
+import { bool, int, ModelConfigError, num, parseRope, type RopeScaling } from './config-fields.js';
+import { gemma3Features, LLAMA_FEATURES, mixtralFeatures, qwen3Features, qwen3MoeFeatures, type ArchFeatures } from './config-features.js';
 
-export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+export { ModelConfigError } from './config-fields.js';
+export type { Rope, RopeScaling } from './config-fields.js';
+export type { ArchFeatures, LocalAttention, MoeConfig } from './config-features.js';
+
+export const MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'mixtral', 'qwen3_moe'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
-
-export interface RopeScaling {
-  type: 'llama3';
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositions: number;
-}
 
 export interface ModelConfig {
   modelType: ModelType;
@@ -27,22 +24,23 @@ export interface ModelConfig {
   vocabSize: number;
   maxPositions: number;
   rmsNormEps: number;
+  /** the rope of every layer (Gemma 3: of its global layers; `features.local` has the local layers' own) */
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
   tieWordEmbeddings: boolean;
-  /** q/k/v carry biases (qwen2 always; llama with attention_bias) */
+  /** q/k/v carry biases (qwen2 always; llama, qwen3 and qwen3_moe with attention_bias) */
   qkvBias: boolean;
   /** o_proj carries a bias (llama with attention_bias) */
   oBias: boolean;
-  /** mistral's sliding window; windows longer than this are refused at plan time */
+  /** mistral's (and mixtral's) sliding window; windows longer than this are refused at plan time */
   slidingWindow: number | null;
   bosTokenId: number | null;
   eosTokenId: number | null;
+  /** what the layers compute beyond the Llama layout (LLAMA_FEATURES for llama, mistral, qwen2) */
+  features: ArchFeatures;
   /** config.json as read, kept so outputs can copy it */
   raw: Record<string, unknown>;
 }
-
-export class ModelConfigError extends ReasonedError<ModelReason> {}
 
 const PICKLE = /^(pytorch_model.*\.bin|.*\.pt|.*\.pth|.*\.ckpt|.*\.pkl)$/;
 
@@ -65,87 +63,91 @@ export function checkModelDirSafety(dir: string, raw: Record<string, unknown>): 
   }
 }
 
-function field(raw: Record<string, unknown>, file: string, name: string, kind: 'int' | 'number' | 'bool', fallback?: number | boolean): number | boolean {
-  const v = raw[name];
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ModelConfigError('missing-field', `${file}: required field "${name}" is missing`);
-  }
-  const ok = kind === 'bool' ? typeof v === 'boolean' : typeof v === 'number' && Number.isFinite(v) && (kind !== 'int' || Number.isInteger(v));
-  if (!ok) {
-    throw new ModelConfigError('bad-field', `${file}: field "${name}" should be ${kind === 'int' ? 'an integer' : kind === 'bool' ? 'a boolean' : 'a number'}, found ${JSON.stringify(v)}`);
-  }
-  return v as number | boolean;
+/** model types HF uses for architectures quantforge does not read, with what to do instead */
+const REFUSED_HINTS: Readonly<Record<string, string>> = {
+  gemma3:
+    'it is the multimodal Gemma3ForConditionalGeneration (text_config + vision tower); quantforge reads the text model, a Gemma3ForCausalLM directory with model_type "gemma3_text"',
+};
+
+function checkModelType(raw: Record<string, unknown>, file: string): ModelType {
+  const modelType = raw['model_type'];
+  if (MODEL_TYPES.includes(modelType as ModelType)) return modelType as ModelType;
+  const hint = typeof modelType === 'string' ? REFUSED_HINTS[modelType] : undefined;
+  throw new ModelConfigError(
+    'unsupported-model-type',
+    `${file}: model_type ${JSON.stringify(modelType)} is not supported${hint ? ` (${hint})` : ''}; supported: ${MODEL_TYPES.join(', ')}`,
+  );
 }
 
-function parseRopeScaling(raw: Record<string, unknown>, file: string): RopeScaling | null {
-  const rs = raw['rope_scaling'];
-  if (rs === undefined || rs === null) return null;
-  if (typeof rs !== 'object') throw new ModelConfigError('bad-field', `${file}: field "rope_scaling" should be an object or null`);
-  const o = rs as Record<string, unknown>;
-  const type = o['rope_type'] ?? o['type'];
-  if (type === 'default') return null;
-  if (type !== 'llama3') {
-    throw new ModelConfigError(
-      'unsupported-field',
-      `${file}: rope_scaling type ${JSON.stringify(type)} is not supported; supported: "llama3" (or null)`,
-    );
+function featuresOf(modelType: ModelType, raw: Record<string, unknown>, file: string, numLayers: number, hidden: number): ArchFeatures {
+  switch (modelType) {
+    case 'qwen3':
+      return qwen3Features();
+    case 'gemma3_text':
+      return gemma3Features(raw, file, numLayers, hidden);
+    case 'mixtral':
+      return mixtralFeatures(raw, file);
+    case 'qwen3_moe':
+      return qwen3MoeFeatures(raw, file, numLayers);
+    default:
+      return LLAMA_FEATURES;
   }
-  const f = `${file} rope_scaling`;
-  return {
-    type: 'llama3',
-    factor: field(o, f, 'factor', 'number') as number,
-    lowFreqFactor: field(o, f, 'low_freq_factor', 'number') as number,
-    highFreqFactor: field(o, f, 'high_freq_factor', 'number') as number,
-    originalMaxPositions: field(o, f, 'original_max_position_embeddings', 'int') as number,
-  };
 }
+
+/** HF's default of each field that differs between the supported configuration classes */
+const DEFAULTS: Readonly<Record<ModelType, { theta: number; tied: boolean; act: string }>> = {
+  llama: { theta: 10000, tied: false, act: 'silu' },
+  mistral: { theta: 10000, tied: false, act: 'silu' },
+  qwen2: { theta: 10000, tied: false, act: 'silu' },
+  qwen3: { theta: 10000, tied: false, act: 'silu' },
+  gemma3_text: { theta: 1_000_000, tied: true, act: 'gelu_pytorch_tanh' },
+  mixtral: { theta: 1_000_000, tied: false, act: 'silu' },
+  qwen3_moe: { theta: 10000, tied: false, act: 'silu' },
+};
 
 export function parseModelConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {
-  const modelType = raw['model_type'];
-  if (!MODEL_TYPES.includes(modelType as ModelType)) {
-    throw new ModelConfigError(
-      'unsupported-model-type',
-      `${file}: model_type ${JSON.stringify(modelType)} is not supported; supported: ${MODEL_TYPES.join(', ')}`,
-    );
-  }
-  const act = raw['hidden_act'] ?? 'silu';
-  if (act !== 'silu') throw new ModelConfigError('unsupported-field', `${file}: hidden_act ${JSON.stringify(act)} is not supported; supported: "silu"`);
+  const modelType = checkModelType(raw, file);
+  const d = DEFAULTS[modelType];
+  const act = modelType === 'gemma3_text' ? d.act : (raw['hidden_act'] ?? d.act);
+  if (act !== 'silu' && modelType !== 'gemma3_text') throw new ModelConfigError('unsupported-field', `${file}: hidden_act ${JSON.stringify(act)} is not supported; supported: "silu"`);
   if (raw['mlp_bias'] === true) throw new ModelConfigError('unsupported-field', `${file}: mlp_bias true is not supported`);
-  const numHeads = field(raw, file, 'num_attention_heads', 'int') as number;
-  const hiddenSize = field(raw, file, 'hidden_size', 'int') as number;
-  const numKvHeads = field(raw, file, 'num_key_value_heads', 'int', numHeads) as number;
+  const numHeads = int(raw, file, 'num_attention_heads');
+  const hiddenSize = int(raw, file, 'hidden_size');
+  const numLayers = int(raw, file, 'num_hidden_layers');
+  const numKvHeads = int(raw, file, 'num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0) {
     throw new ModelConfigError('bad-field', `${file}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
   }
-  const headDim = field(raw, file, 'head_dim', 'int', hiddenSize / numHeads) as number;
+  const headDim = int(raw, file, 'head_dim', hiddenSize / numHeads);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ModelConfigError('bad-field', `${file}: head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads when absent)`);
   }
-  const attentionBias = field(raw, file, 'attention_bias', 'bool', false) as boolean;
-  const useSliding = raw['use_sliding_window'] === true || modelType === 'mistral';
+  const attentionBias = bool(raw, file, 'attention_bias', false);
+  const useSliding = raw['use_sliding_window'] === true || modelType === 'mistral' || modelType === 'mixtral';
   const sw = raw['sliding_window'];
   const tokenId = (k: string): number | null => (typeof raw[k] === 'number' ? (raw[k] as number) : null);
+  const rope = parseRope(raw, file, d.theta, modelType === 'gemma3_text' ? 'full_attention' : undefined);
   return {
-    modelType: modelType as ModelType,
+    modelType,
     hiddenSize,
-    intermediateSize: field(raw, file, 'intermediate_size', 'int') as number,
-    numLayers: field(raw, file, 'num_hidden_layers', 'int') as number,
+    intermediateSize: int(raw, file, 'intermediate_size'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
-    vocabSize: field(raw, file, 'vocab_size', 'int') as number,
-    maxPositions: field(raw, file, 'max_position_embeddings', 'int', 2048) as number,
-    rmsNormEps: field(raw, file, 'rms_norm_eps', 'number', 1e-6) as number,
-    ropeTheta: field(raw, file, 'rope_theta', 'number', 10000) as number,
-    ropeScaling: parseRopeScaling(raw, file),
-    // LlamaConfig, MistralConfig and Qwen2Config all default to untied embeddings
-    tieWordEmbeddings: field(raw, file, 'tie_word_embeddings', 'bool', false) as boolean,
-    qkvBias: modelType === 'qwen2' ? true : attentionBias,
-    oBias: modelType === 'llama' ? attentionBias : false,
+    vocabSize: int(raw, file, 'vocab_size'),
+    maxPositions: int(raw, file, 'max_position_embeddings', 2048),
+    rmsNormEps: num(raw, file, 'rms_norm_eps', 1e-6),
+    ropeTheta: rope.theta,
+    ropeScaling: rope.scaling,
+    // LlamaConfig, MistralConfig, Qwen2/3Config and MixtralConfig default to untied embeddings, Gemma3TextConfig to tied
+    tieWordEmbeddings: bool(raw, file, 'tie_word_embeddings', d.tied),
+    qkvBias: modelType === 'qwen2' ? true : modelType === 'mixtral' ? false : attentionBias,
+    oBias: modelType === 'llama' || modelType === 'qwen3' || modelType === 'qwen3_moe' || modelType === 'gemma3_text' ? attentionBias : false,
     slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
     bosTokenId: tokenId('bos_token_id'),
     eosTokenId: tokenId('eos_token_id'),
+    features: featuresOf(modelType, raw, file, numLayers, hiddenSize),
     raw,
   };
 }

@@ -9,7 +9,7 @@ import { runDecoderLayer, type LayerRunOptions } from '../graphs/layer-runner.js
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 
 export const HIDDEN_FILE = 'hidden.safetensors';
 
@@ -37,7 +37,7 @@ export function layerBatch(cfg: ModelConfig, T: number): number {
 export async function forEachBatch(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  layer: LayerSpec,
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
   options: LayerRunOptions,
@@ -50,7 +50,7 @@ export async function forEachBatch(
   for (let b = 0, i = 0; b < N; b += batch, i++) {
     const m = Math.min(batch, N - b);
     const x = tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H));
-    await each(await runDecoderLayer(rt, cfg, linears, weights, x, options), b, m);
+    await each(await runDecoderLayer(rt, cfg, layer, weights, x, options), b, m);
     onBatch?.(i + 1, total);
   }
 }
@@ -59,7 +59,7 @@ export async function forEachBatch(
 export async function propagate(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  layer: LayerSpec,
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
   actQuant: ReadonlyMap<string, number>,
@@ -67,6 +67,6 @@ export async function propagate(
 ): Promise<Tensor<'float32'>> {
   const [N, T, H] = hidden.dims as [number, number, number];
   const next = new Float32Array(N * T * H);
-  await forEachBatch(rt, cfg, linears, weights, hidden, { actQuant }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
+  await forEachBatch(rt, cfg, layer, weights, hidden, { actQuant }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
   return tensor('float32', [N, T, H], next);
 }
