@@ -25,14 +25,14 @@ const TRANSFORMERS_JS: readonly ArchModel[] = ['qwen3', 'gemma3', 'qwen3_moe'];
 const ROUTER: Partial<Record<ArchModel, string>> = { mixtral: 'block_sparse_moe.gate', qwen3_moe: 'mlp.gate' };
 const EXPERT_DOWN: Partial<Record<ArchModel, string>> = { mixtral: 'block_sparse_moe.experts.3.w2', qwen3_moe: 'mlp.experts.3.down_proj' };
 
-async function recipe(arch: ArchModel, dtype: 'bf16' | 'f32'): Promise<{ path: string; dir: string }> {
+async function recipe(arch: ArchModel, dtype: 'bf16' | 'f32', stage = '{ kind: gptq, scheme: W4A16, targets: [Linear], ignore: [lm_head] }'): Promise<{ path: string; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), `qf-e2e-${arch}-`));
   await writeArchModel(join(dir, 'model'), arch, 0, dtype);
   const text = `quantforge: 1
 model: ./model
 calibration: { dataset: "model:calib.txt", samples: 16, seq_len: 32 }
 stages:
-  - { kind: gptq, scheme: W4A16, targets: [Linear], ignore: [lm_head] }
+  - ${stage}
 evaluate:
   perplexity: { dataset: "model:eval.txt", seq_len: 32 }
   kl: false
@@ -112,4 +112,19 @@ describe('GPTQ W4A16 on bf16 checkpoints of the newer architectures', () => {
       expect(scale.every((s) => Number.isFinite(s) && s > 0)).toBe(true);
     });
   }
+});
+
+describe('AutoRound on a Mixture-of-Experts model', () => {
+  test('qwen3_moe: the expert the router never picks keeps round-to-nearest (rule "rtn"), reported, with finite scales', async () => {
+    const { path, dir } = await recipe('qwen3_moe', 'bf16', '{ kind: autoround, scheme: W4A16, iters: 4, targets: [Linear], ignore: [lm_head] }');
+    const run = await runRecipe(path);
+    expect(Number.isFinite(perplexities(run).quantized)).toBe(true);
+    const layer = run.results.get(`stage1.autoround/layer.${UNROUTED.layer}`) as { experts: { routed_tokens: number[]; unrouted: { expert: number; rule: string }[] }; modules: Record<string, { weight_error: number; rtn_weight_error: number }> };
+    expect(layer.experts.routed_tokens[UNROUTED.expert]).toBe(0);
+    expect(layer.experts.unrouted.map((u) => [u.expert, u.rule])).toEqual([[UNROUTED.expert, 'rtn']]);
+    const down = layer.modules[`mlp.experts.${UNROUTED.expert}.down_proj`]!;
+    expect(down.weight_error).toBe(down.rtn_weight_error);
+    const scale = await tensorOf(join(dir, 'out-ct'), `model.layers.1.mlp.experts.${UNROUTED.expert}.down_proj.weight_scale`);
+    expect(scale.every((s) => Number.isFinite(s) && s > 0)).toBe(true);
+  });
 });
