@@ -120,7 +120,8 @@ export function qwen3MoeFeatures(raw: Raw, file: string, numLayers: number): Arc
   const step = int(raw, file, 'decoder_sparse_step', 1);
   const only = raw['mlp_only_layers'] ?? [];
   if (!Array.isArray(only) || only.some((l) => !Number.isInteger(l))) throw new ModelConfigError('bad-field', `${file}: mlp_only_layers should be a list of layer indices`);
-  const experts = int(raw, file, 'num_experts');
+  // transformers 5 maps num_experts onto num_local_experts
+  const experts = int(raw, file, raw['num_experts'] === undefined && raw['num_local_experts'] !== undefined ? 'num_local_experts' : 'num_experts');
   const denseLayers = Array.from({ length: numLayers }, (_, l) => l).filter((l) => only.includes(l) || experts === 0 || step <= 0 || (l + 1) % step !== 0);
   const moe: MoeConfig = {
     experts,

@@ -95,12 +95,12 @@ function featuresOf(modelType: ModelType, raw: Record<string, unknown>, file: st
 }
 
 /** HF's default of each field that differs between the supported configuration classes */
-const DEFAULTS: Readonly<Record<ModelType, { theta: number; tied: boolean; act: string }>> = {
+const DEFAULTS: Readonly<Record<ModelType, { theta: number; tied: boolean; act: string; headDim?: number }>> = {
   llama: { theta: 10000, tied: false, act: 'silu' },
   mistral: { theta: 10000, tied: false, act: 'silu' },
   qwen2: { theta: 10000, tied: false, act: 'silu' },
-  qwen3: { theta: 10000, tied: false, act: 'silu' },
-  gemma3_text: { theta: 1_000_000, tied: true, act: 'gelu_pytorch_tanh' },
+  qwen3: { theta: 10000, tied: false, act: 'silu', headDim: 128 },
+  gemma3_text: { theta: 1_000_000, tied: true, act: 'gelu_pytorch_tanh', headDim: 256 },
   mixtral: { theta: 1_000_000, tied: false, act: 'silu' },
   qwen3_moe: { theta: 10000, tied: false, act: 'silu' },
 };
@@ -118,7 +118,7 @@ export function parseModelConfig(raw: Record<string, unknown>, file = 'config.js
   if (numHeads % numKvHeads !== 0) {
     throw new ModelConfigError('bad-field', `${file}: num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
   }
-  const headDim = int(raw, file, 'head_dim', hiddenSize / numHeads);
+  const headDim = int(raw, file, 'head_dim', d.headDim ?? hiddenSize / numHeads);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw new ModelConfigError('bad-field', `${file}: head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads when absent)`);
   }
