@@ -46,7 +46,7 @@ async function quantLayer(l: number, scheme: string | undefined): Promise<Export
   const quant: Record<string, QuantizedModule> = {};
   if (scheme) {
     const s = presetScheme(scheme, ['Linear']);
-    for (const lin of src.arch.linears(cfg)) {
+    for (const lin of src.arch.layer(cfg, 0).linears) {
       const w = tensors[`${lin.local}.weight`]!;
       const [rows, cols] = w.dims as [number, number];
       const q = await quantizeWeightRtn(w.data, rows, cols, s.weights!, { runtime: rt });
@@ -101,7 +101,7 @@ for (const [name] of variants) {
   rows.push(row);
 }
 for (const m of models) await m.model.close();
-const params = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers;
+const params = Array.from({ length: cfg.numLayers }, (_, l) => src.arch.layer(cfg, l).linears.reduce((s, x) => s + x.inFeatures * x.outFeatures, 0)).reduce((a, b) => a + b, 0);
 console.log(`model: ${dir} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${(params / 1e6).toFixed(0)} M Linear parameters)\n`);
 console.log(table(['export', ...trees.flatMap(([t]) => [`tokens/s (${t})`, `vs fp32 (${t})`])], rows));
 console.log(`\nbatch 1, ${NEW_TOKENS} new tokens after a 3-token prompt, median of ${RUNS} runs (interleaved) after a warm-up; ${rt.threads} threads; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end.`);

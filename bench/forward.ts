@@ -56,7 +56,7 @@ for (const dir of dirs) {
   const times = VARIANTS.map(() => [] as number[]);
   for (const v of VARIANTS) await perplexity(rt, src, ids, v.options);
   for (let i = 0; i < RUNS; i++) for (const [k, v] of VARIANTS.entries()) times[k]!.push((await perplexity(rt, src, ids, v.options)).seconds);
-  const linearParams = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize;
+  const linearParams = src.arch.layer(cfg, 0).linears.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize;
   const attention = 4 * T * cfg.numHeads * cfg.headDim * cfg.numLayers;
   const flopsPerToken = 2 * linearParams + attention;
   for (const [k, v] of VARIANTS.entries()) {

@@ -53,7 +53,7 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
   try {
     const src = await HfSource.open(modelDir);
     const cfg = src.config;
-    const linears = src.arch.linears(cfg);
+    const linears = src.arch.layer(cfg, 0).linears;
     const { ids } = loadTokenizer(modelDir).encodePrefix(datasetPieces(join(modelDir, 'calib.txt')), samples * seqLen);
     const windows = cutWindows(ids, seqLen, samples);
     const N = windows.dims[0] as number;
@@ -88,7 +88,7 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
         phases = ((await gptqStep.run(c)) as Record<string, Json>)['timing_ms'] ?? null;
         next = c.outDir;
       } else if (method === 'awq') {
-        const mappings = src.arch.awqMappings.filter((m) => m.smooth !== 'self_attn.v_proj' || cfg.numKvHeads === cfg.numHeads).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
+        const mappings = src.arch.awqMappings(cfg, l).filter((m) => m.smooth !== 'self_attn.v_proj' || cfg.numKvHeads === cfg.numHeads).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
         const cap = ctx({ layer: l, statistic: 'absmean' as const, modules: [...new Set(mappings.map((m) => m.balance[0]!))], next_hidden: true }, { hidden });
         await captureStep.run(cap);
         const a = ctx({ layer: l, modules, mappings, duo_scaling: 'both' as const, n_grid: 20 }, { hidden, stats: cap.outDir });

@@ -6,11 +6,13 @@
 // shared models the layer outputs differ by ~1e-6 relative and perplexities by under 1e-5 relative
 // (BENCHMARKS.md). Calibration, evaluation and the ONNX export run this layer; the basic-op layer stays the
 // reference (tests compare the two) and is what AutoRound differentiates (no gradient rules for fused kernels)
-// and what runs head sizes GroupQueryAttention cannot take.
+// and what runs every layer the fused kernels cannot compute as the model does (fusedLayerSupport: head sizes
+// GroupQueryAttention cannot take, Qwen3's q/k norms, Gemma 3's (1 + w) and sandwich norms, GELU, attention
+// scales and sliding windows, Mixture-of-Experts blocks).
 
 import { float, type Graph, type Value } from '../ort/graph.js';
-import type { InputSite, LinearSpec } from '../model/arch.js';
-import type { ModelConfig } from '../model/config.js';
+import type { InputSite, LayerSpec } from '../model/arch.js';
+import type { ModelConfig, Rope } from '../model/config.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { layerParts, type DecoderOptions } from './decoder-graph.js';
 import { inverseFrequencies } from './rope.js';
@@ -48,14 +50,36 @@ export function fusedRotary(cfg: ModelConfig): 'gqa' | 'separate' | undefined {
   return cfg.headDim % 16 === 0 ? 'gqa' : cfg.headDim % 8 === 0 ? 'separate' : undefined;
 }
 
+/** what fusedLayerSupport reads of a layer */
+export type FusableLayer = Pick<LayerSpec, 'linears' | 'norms' | 'attention'>;
+
+const sameRope = (a: Rope, b: Rope): boolean => a.theta === b.theta && JSON.stringify(a.scaling) === JSON.stringify(b.scaling);
+
+/**
+ * Whether layer `layer` can run as the fused layer, and how it rotates: only a plain Llama-family layer (llama,
+ * mistral, qwen2: RMSNorm weights as stored, SiLU-gated dense MLP, 1/√head_dim attention over the whole causal
+ * window with the model's rope, q/k/v/o and gate/up/down by their Llama names); undefined for anything else.
+ */
+export function fusedLayerSupport(cfg: ModelConfig, layer: FusableLayer): 'gqa' | 'separate' | undefined {
+  const f = cfg.features;
+  const plain = f.normOffset === 0 && !f.qkNorm && f.act === 'silu' && !f.sandwichNorms && f.attentionScale === null;
+  const attention = layer.attention.window === null && sameRope(layer.attention.rope, { theta: cfg.ropeTheta, scaling: cfg.ropeScaling });
+  const locals = new Set(layer.linears.map((l) => l.local));
+  const dense = layer.linears.length === LLAMA_LINEARS.length && LLAMA_LINEARS.every((l) => locals.has(l)) && layer.linears.every((l) => l.expert === undefined);
+  const norms = layer.norms.map((n) => n.local).sort().join(',') === 'input_layernorm.weight,post_attention_layernorm.weight';
+  return plain && attention && dense && norms ? fusedRotary(cfg) : undefined;
+}
+
+const LLAMA_LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
+
 export function rmsNormFused(g: Graph, x: Value, w: Value, eps: number): Value {
   return g.op('SimplifiedLayerNormalization', [x, w], { epsilon: float(eps), axis: -1 });
 }
 
-export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: FusedLayerInputs, options: DecoderOptions = {}): FusedLayerValues {
-  const rotary = fusedRotary(cfg);
-  if (!rotary) throw new Error(`fused decoder layer: head_dim ${cfg.headDim} is not a multiple of 8 (GroupQueryAttention needs it)`);
-  const p = layerParts(g, cfg, linears, inp.weights, options);
+export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: DecoderOptions = {}): FusedLayerValues {
+  const rotary = fusedLayerSupport(cfg, layer);
+  if (!rotary) throw new Error(`fused decoder layer: this ${cfg.modelType} layer is not a plain Llama-family layer with head_dim a multiple of 8; run the basic-op layer`);
+  const p = layerParts(g, cfg, layer.linears, inp.weights, options);
   const attnIn = rmsNormFused(g, inp.x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
   const rotate = (y: Value, heads: number): Value => {
     if (rotary === 'gqa') return y;
@@ -84,7 +108,7 @@ export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, linears: readonly 
 
 /** cos and sin caches `[positions, head_dim / 2]` for positions 0 … n − 1, as HF Llama computes the angles */
 export function rotaryCaches(cfg: ModelConfig, n: number): { cos: Tensor<'float32'>; sin: Tensor<'float32'> } {
-  const inv = inverseFrequencies(cfg);
+  const inv = inverseFrequencies({ theta: cfg.ropeTheta, scaling: cfg.ropeScaling }, cfg.headDim);
   const half = cfg.headDim / 2;
   const cos = new Float32Array(n * half);
   const sin = new Float32Array(n * half);

@@ -5,13 +5,14 @@
 import { Graph, type Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
+import { layerShapeKey } from './layer-shape.js';
 import { positionInputs } from './rope.js';
 import { needsChunking, runLayerChunked } from './chunked-layer.js';
-import { fusedDecoderLayer, fusedPositionInputs, fusedRotary } from './fused-layer.js';
+import { fusedDecoderLayer, fusedLayerSupport, fusedPositionInputs, fusedRotary } from './fused-layer.js';
 
 export interface LayerTap {
   /** part of the kernel's memo key: different taps are different graphs */
@@ -31,24 +32,22 @@ export interface LayerRunOptions {
   fused?: boolean;
 }
 
-function kernelKey(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): string {
-  const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
-  const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
+function kernelKey(cfg: ModelConfig, layer: LayerSpec, o: LayerRunOptions): string {
   const aq = actQuantKey(o.actQuant);
-  return `decoder${o.fused ? '-fused' : ''}:${shape.join(':')}:${bias}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
+  return `decoder${o.fused ? '-fused' : ''}:${layerShapeKey(cfg, layer.linears, layer.norms)}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
 }
 
-function fusedKernelGraph(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): Graph {
+function fusedKernelGraph(cfg: ModelConfig, layer: LayerSpec, o: LayerRunOptions): Graph {
   const g = new Graph('decoder_layer_fused');
   const half = cfg.headDim / 2;
-  const values = fusedDecoderLayer(g, cfg, linears, {
+  const values = fusedDecoderLayer(g, cfg, layer, {
     x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
     cosCache: g.input('cos_cache', 'float32', ['P', half]),
     sinCache: g.input('sin_cache', 'float32', ['P', half]),
     seqlensK: g.input('seqlens_k', 'int32', ['B']),
     totalLength: g.input('total_length', 'int32', []),
     ...(fusedRotary(cfg) === 'separate' ? { positionIds: g.input('position_ids', 'int64', [1]) } : {}),
-    weights: layerWeightInputs(g, cfg, linears),
+    weights: layerWeightInputs(g, layer.norms, layer.linears),
   }, o.actQuant ? { actQuant: o.actQuant } : {});
   if (!o.skipOut) g.output(values.out, 'out');
   for (const [name, v] of Object.entries(o.tap?.build(g, values) ?? {})) g.output(v, name);
@@ -59,34 +58,35 @@ function fusedKernelGraph(cfg: ModelConfig, linears: readonly LinearSpec[], o: L
 export async function runDecoderLayer(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  layer: LayerSpec,
   weights: Readonly<Record<string, Tensor>>,
   x: Tensor<'float32'>,
   options: LayerRunOptions = {},
 ): Promise<Record<string, Tensor>> {
   const [B, T0] = x.dims as [number, number];
-  // head sizes GroupQueryAttention cannot take run the basic-op layer
-  options = { ...options, fused: (options.fused ?? true) && fusedRotary(cfg) !== undefined };
+  // layers the fused kernels cannot compute exactly (head sizes GroupQueryAttention cannot take, q/k norms,
+  // (1 + w) norms, sliding windows, experts …: fusedLayerSupport) run the basic-op layer
+  options = { ...options, fused: (options.fused ?? true) && fusedLayerSupport(cfg, layer) !== undefined };
   if (!options.fused && !options.tap && !options.skipOut && needsChunking(cfg, B, T0)) {
-    return { out: await runLayerChunked(rt, cfg, linears, weights, x, options.actQuant ?? new Map()) };
+    return { out: await runLayerChunked(rt, cfg, layer, weights, x, options.actQuant ?? new Map()) };
   }
-  const kernel = await rt.kernel(kernelKey(cfg, linears, options), () => {
-    if (options.fused) return fusedKernelGraph(cfg, linears, options);
+  const kernel = await rt.kernel(kernelKey(cfg, layer, options), () => {
+    if (options.fused) return fusedKernelGraph(cfg, layer, options);
     const g = new Graph('decoder_layer');
     const inputs = {
       x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
       cos: g.input('cos', 'float32', ['T', cfg.headDim]),
       sin: g.input('sin', 'float32', ['T', cfg.headDim]),
       mask: g.input('mask', 'float32', ['T', 'T']),
-      weights: layerWeightInputs(g, cfg, linears),
+      weights: layerWeightInputs(g, layer.norms, layer.linears),
     };
-    const values = decoderLayer(g, cfg, linears, inputs, options.actQuant ? { actQuant: options.actQuant } : {});
+    const values = decoderLayer(g, cfg, layer.linears, inputs, options.actQuant ? { actQuant: options.actQuant } : {});
     if (!options.skipOut) g.output(values.out, 'out');
     for (const [name, v] of Object.entries(options.tap?.build(g, values) ?? {})) g.output(v, name);
     return g;
   });
   const T = x.dims[1] as number;
-  const feeds: Record<string, Tensor> = { x, ...(options.fused ? fusedPositionInputs(cfg, B, T) : positionInputs(cfg, T)) };
+  const feeds: Record<string, Tensor> = { x, ...(options.fused ? fusedPositionInputs(cfg, B, T) : positionInputs(cfg, layer.attention, T)) };
   for (const name of kernel.inputNames) {
     if (name in feeds) continue;
     const t = weights[name];

@@ -4,10 +4,12 @@
 // from onnxruntime's fused kernels (fused-layer.ts: equal to the basic-op layer up to float32 rounding). KL(fp ‖ q)
 // of the next-token distributions comes without a second forward pass (head-graph.ts): the fp evaluation writes
 // Σ p log p and ē = Wᵀp per position of its first windows (`klWrite`), a quantized one reads them (`klRead`).
+// Models whose logits are not linear in the hidden state (a final logit softcap: head-graph.ts klFromStatistics)
+// measure KL with a `reference` source run in the same pass instead, on every window.
 
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { nllKernel, nllKlFromReferenceKernel, nllKlReferenceKernel } from './head-graph.js';
+import { nllKernel, nllKlFromReferenceKernel, nllKlKernel, nllKlReferenceKernel } from './head-graph.js';
 import { runDecoderLayer } from './layer-runner.js';
 import type { WeightSource } from '../model/source.js';
 import { embed } from '../model/embed.js';
@@ -23,6 +25,8 @@ export interface PerplexityOptions {
   klWrite?: KlReferenceWriter;
   /** measure KL(fp ‖ this model) on the first `windows` windows from what an fp evaluation kept */
   klRead?: KlReferenceReader;
+  /** measure KL(reference ‖ source) by running `reference` in the same pass (models without klFromStatistics) */
+  reference?: WeightSource;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -50,7 +54,7 @@ export interface PerplexityResult {
   tokens: number;
   windows: number;
   seqLen: number;
-  /** mean KL(fp ‖ model) per predicted token of the first `klWindows` windows, when klRead was given */
+  /** mean KL(fp ‖ model) per predicted token of the first `klWindows` windows, when klRead or a reference was given */
   kl?: number;
   klWindows?: number;
   seconds: number;
@@ -58,7 +62,7 @@ export interface PerplexityResult {
 
 async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: number, T: number, batch: number, fused: boolean, tick: () => void): Promise<Float32Array> {
   const H = src.config.hiddenSize;
-  let hidden = embed(await src.tensor(src.arch.embedding), ids);
+  let hidden = embed(await src.tensor(src.arch.embedding), ids, src.config.features.embedScale);
   for (let l = 0; l < src.config.numLayers; l++) {
     const weights = await src.layer(l);
     const actQuant = src.actQuant(l);
@@ -66,7 +70,7 @@ async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: 
     for (let b = 0; b < n; b += batch) {
       const m = Math.min(batch, n - b);
       const x = tensor('float32', [m, T, H], hidden.subarray(b * T * H, (b + m) * T * H));
-      const { out } = await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x, { actQuant, fused });
+      const { out } = await runDecoderLayer(rt, src.config, src.arch.layer(src.config, l), weights, x, { actQuant, fused });
       next.set(out!.data as Float32Array, b * T * H);
       tick();
     }
@@ -81,27 +85,47 @@ interface Sums {
   kl: number;
 }
 
-/** adds the nll (and KL) of windows [w0, w0 + k) of a chunk, their hidden states `x` `[k, T, H]`, to `sums` */
+/** adds the nll (and KL) of windows [w0, w0 + k) of a chunk, their hidden states `x` `[k, T, H]` (and the reference's), to `sums` */
 interface Head {
-  score(sums: Sums, w0: number, x: Tensor<'float32'>, ids: Int32Array): Promise<void>;
+  score(sums: Sums, w0: number, x: Tensor<'float32'>, ids: Int32Array, xRef?: Tensor<'float32'>): Promise<void>;
 }
+
+const targetsOf = (ids: Int32Array, k: number, T: number): Tensor<'int64'> => {
+  const targets = new BigInt64Array(k * (T - 1));
+  for (let w = 0; w < k; w++) for (let t = 1; t < T; t++) targets[w * (T - 1) + t - 1] = BigInt(ids[w * T + t] as number);
+  return tensor('int64', [k, T - 1], targets);
+};
 
 async function makeHead(rt: Runtime, src: WeightSource, options: PerplexityOptions): Promise<Head> {
   const cfg = src.config;
   const norm = await src.tensor(src.arch.finalNorm);
   const lm = await src.tensor(src.arch.lmHeadWeight(cfg));
+  const ref = options.reference;
+  if (ref) {
+    // KL beside a reference model run in the same pass, on every window
+    const refNorm = await ref.tensor(ref.arch.finalNorm);
+    const refLm = await ref.tensor(ref.arch.lmHeadWeight(ref.config));
+    const kernel = await nllKlKernel(rt, cfg);
+    return {
+      async score(sums, _w0, x, ids, xRef) {
+        if (!xRef) throw new Error('perplexity: no reference hidden states');
+        const [k, T] = x.dims as [number, number];
+        const out = await kernel.run({ x, norm, lm_head: lm, x_ref: xRef, norm_ref: refNorm, lm_head_ref: refLm, targets: targetsOf(ids, k, T) });
+        for (const v of out['nll']!.data as Float32Array) sums.nll += v;
+        for (const v of out['kl']!.data as Float32Array) sums.kl += v;
+      },
+    };
+  }
   const plain = await nllKernel(rt, cfg);
   const { klWrite, klRead } = options;
   const withRef = klWrite ? await nllKlReferenceKernel(rt, cfg) : klRead ? await nllKlFromReferenceKernel(rt, cfg) : undefined;
   const refWindows = klWrite?.windows ?? klRead?.windows ?? 0;
-  const run = async (sums: Sums, x: Tensor<'float32'>, ids: Int32Array, w0: number, ref: boolean): Promise<void> => {
+  const run = async (sums: Sums, x: Tensor<'float32'>, ids: Int32Array, w0: number, withKl: boolean): Promise<void> => {
     const [k, T] = x.dims as [number, number];
-    const targets = new BigInt64Array(k * (T - 1));
-    for (let w = 0; w < k; w++) for (let t = 1; t < T; t++) targets[w * (T - 1) + t - 1] = BigInt(ids[w * T + t] as number);
-    const feeds: Record<string, Tensor> = { x, norm, lm_head: lm, targets: tensor('int64', [k, T - 1], targets) };
-    if (klRead && ref) Object.assign(feeds, await klRead.read(w0, k));
-    const out = ref && withRef ? await withRef.run(feeds) : await plain.run(feeds);
-    if (klWrite && ref) await klWrite.write(w0, { negent: out['negent'] as Tensor<'float32'>, ebar: out['ebar'] as Tensor<'float32'> });
+    const feeds: Record<string, Tensor> = { x, norm, lm_head: lm, targets: targetsOf(ids, k, T) };
+    if (klRead && withKl) Object.assign(feeds, await klRead.read(w0, k));
+    const out = withKl && withRef ? await withRef.run(feeds) : await plain.run(feeds);
+    if (klWrite && withKl) await klWrite.write(w0, { negent: out['negent'] as Tensor<'float32'>, ebar: out['ebar'] as Tensor<'float32'> });
     for (const v of out['nll']!.data as Float32Array) sums.nll += v;
     for (const v of (out['kl']?.data ?? []) as Float32Array) sums.kl += v;
   };
@@ -124,7 +148,8 @@ export async function perplexity(rt: Runtime, src: WeightSource, windows: Tensor
   const H = cfg.hiddenSize;
   const batch = Math.max(1, options.batch ?? Math.max(1, Math.floor(2048 / T)));
   const perChunk = Math.max(batch, Math.floor((options.chunkBytes ?? 256 * 2 ** 20) / (T * H * 4)));
-  const totalTicks = Math.ceil(n / batch) * (cfg.numLayers + 1);
+  const ref = options.reference;
+  const totalTicks = Math.ceil(n / batch) * (cfg.numLayers * (ref ? 2 : 1) + 1);
   let ticks = 0;
   const tick = (): void => options.onProgress?.(++ticks, totalTicks);
   const sums: Sums = { nll: 0, kl: 0 };
@@ -133,9 +158,11 @@ export async function perplexity(rt: Runtime, src: WeightSource, windows: Tensor
     const m = Math.min(perChunk, n - c);
     const ids = windows.data.subarray(c * T, (c + m) * T);
     const hidden = await forwardChunk(rt, src, ids, m, T, batch, !options.basicLayers, tick);
+    const refHidden = ref ? await forwardChunk(rt, ref, ids, m, T, batch, !options.basicLayers, tick) : undefined;
     for (let b = 0; b < m; b += batch) {
       const k = Math.min(batch, m - b);
-      await head.score(sums, c + b, tensor('float32', [k, T, H], hidden.subarray(b * T * H, (b + k) * T * H)), ids.subarray(b * T, (b + k) * T));
+      const slice = (h: Float32Array): Tensor<'float32'> => tensor('float32', [k, T, H], h.subarray(b * T * H, (b + k) * T * H));
+      await head.score(sums, c + b, slice(hidden), ids.subarray(b * T, (b + k) * T), refHidden ? slice(refHidden) : undefined);
       tick();
     }
   }
@@ -148,7 +175,10 @@ export async function perplexity(rt: Runtime, src: WeightSource, windows: Tensor
     seqLen: T,
     seconds: (performance.now() - t0) / 1000,
   };
-  if (options.klRead) {
+  if (ref) {
+    result.klWindows = n;
+    result.kl = sums.kl / tokens;
+  } else if (options.klRead) {
     const klWindows = Math.min(n, options.klRead.windows);
     result.klWindows = klWindows;
     result.kl = klWindows > 0 ? sums.kl / (klWindows * (T - 1)) : 0;

@@ -42,7 +42,7 @@ function statisticTap(sites: readonly InputSite[], statistic: Statistic): LayerT
     build(g, v) {
       const out: Record<string, Value> = {};
       for (const s of sites) {
-        const abs = g.op('Abs', [v.sites[s]]);
+        const abs = g.op('Abs', [v.sites[s]!]);
         out[`stat_${s}`] = statistic === 'absmax' ? g.reduceMax(abs, [0, 1], false) : g.reduceSum(abs, [0, 1], false);
       }
       return out;
@@ -60,7 +60,8 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
     }
     const src = await HfSource.open(requireModel(ctx));
     try {
-      const linears = src.arch.linears(src.config);
+      const spec = src.arch.layer(src.config, layer);
+      const linears = spec.linears;
       const siteOf = new Map<string, InputSite>();
       for (const m of modules) {
         const spec = linears.find((l) => l.local === m);
@@ -74,7 +75,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
       const acc = new Map<InputSite, Float64Array>();
       const tap = statisticTap(sites, statistic);
       const next = nextHidden ? new Float32Array(N * T * H) : undefined;
-      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: !next, layer }, (out, b) => {
+      await forEachBatch(ctx.runtime, src.config, spec, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: !next }, (out, b) => {
         next?.set(out['out']!.data as Float32Array, b * T * H);
         for (const s of sites) {
           const v = out[`stat_${s}`]!.data as Float32Array;

@@ -45,7 +45,7 @@ async function directKl(q: WeightSource, windows: number): Promise<number> {
   const last = async (s: WeightSource): Promise<Float32Array> => {
     const cfg = s.config;
     let h = tensor('float32', [windows, T, cfg.hiddenSize], embed(await s.tensor(s.arch.embedding), ids.data.subarray(0, windows * T)));
-    for (let l = 0; l < cfg.numLayers; l++) h = (await runDecoderLayer(rt, cfg, s.arch.linears(cfg), await s.layer(l), h))['out'] as Tensor<'float32'>;
+    for (let l = 0; l < cfg.numLayers; l++) h = (await runDecoderLayer(rt, cfg, s.arch.layer(cfg, l), await s.layer(l), h))['out'] as Tensor<'float32'>;
     return finalLogits(rt, fp, h);
   };
   const [a, b] = [await last(fp), await last(q)];

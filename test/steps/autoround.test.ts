@@ -107,7 +107,7 @@ describe('autoround step', () => {
     const { result, hidden, state } = await tunedRun();
     const src = await HfSource.open(tiny.modelDir);
     try {
-      const linears = src.arch.linears(src.config);
+      const linears = src.arch.layer(src.config, 0);
       const x = await readHidden(embedDir);
       const target = await propagate(rt, src.config, linears, base, x, new Map());
       const again = await propagate(rt, src.config, linears, state.tensors, x, new Map());
@@ -177,7 +177,7 @@ describe('autoround step', () => {
     let next: Tensor<'float32'>;
     try {
       // the chain's next link: the fp layer over every reference window, as the propagate step writes it
-      next = await propagate(rt, src.config, src.arch.linears(src.config), base, await readHidden(embedDir), new Map());
+      next = await propagate(rt, src.config, src.arch.layer(src.config, 0), base, await readHidden(embedDir), new Map());
     } finally {
       await src.close();
     }
@@ -203,7 +203,7 @@ describe('autoround step', () => {
     expect(state.quant).toEqual({});
     const src = await HfSource.open(tiny.modelDir);
     try {
-      const fp = await propagate(rt, src.config, src.arch.linears(src.config), base, await readHidden(embedDir), new Map());
+      const fp = await propagate(rt, src.config, src.arch.layer(src.config, 0), base, await readHidden(embedDir), new Map());
       expect(differ(hidden.data, fp.data)).toBe(0);
     } finally {
       await src.close();
