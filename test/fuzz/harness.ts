@@ -1,13 +1,14 @@
 // Property-based fuzzing of quantforge's readers: each target turns a fast-check input into files, runs a
 // reader on them and returns the outcome, 'ok' or the reason of the named error it ended in. Anything else (an
-// unnamed error, a message without the file or over several lines, a stack overflow) fails the property,
-// and fast-check shrinks it to a minimal counterexample. CI runs FUZZ_RUNS cases per target with a fixed
-// seed; bench/fuzz.ts runs 10,000 and prints the tallies.
+// unnamed error, a message without the file or over several lines, a stack overflow, console output) fails
+// the property, and fast-check shrinks it to a minimal counterexample. CI runs FUZZ_RUNS cases per target with
+// a fixed seed; bench/fuzz.ts runs 10,000 and prints the tallies.
 
 import fc from 'fast-check';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { UsageError } from '../../src/commands/command.js';
 import { InputError } from '../../src/diag/failure.js';
 
@@ -57,7 +58,7 @@ export async function runFuzz<T, C>(target: FuzzTarget<T, C>, options: { seed?: 
       fc.asyncProperty(target.arbitrary, async (input) => {
         runs++;
         caseExit = undefined;
-        const outcome = await target.run(input, ctx);
+        const outcome = await quietly(() => target.run(input, ctx));
         const exit = outcome === 'ok' ? 0 : caseExit;
         if (exit === undefined) throw new UnacceptableOutcome(`outcome ${outcome} came from no named error (namedReason) or recipe diagnostic (noteExit)`);
         outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
@@ -102,11 +103,31 @@ export async function runOnce<T, C>(target: FuzzTarget<T, C>, input: T): Promise
   const root = await mkdtemp(join(tmpdir(), `qf-fuzz-${target.name}-`));
   const ctx = await target.setup(root);
   try {
-    return await target.run(input, ctx);
+    return await quietly(() => target.run(input, ctx));
   } finally {
     await target.teardown?.(ctx);
     await rm(root, { recursive: true, force: true });
   }
+}
+
+const CONSOLE = ['log', 'info', 'warn', 'error', 'debug'] as const;
+
+/**
+ * `run` with console output caught: a reader (or a library under it) that prints is unacceptable, since the
+ * CLI would show the line beside, or instead of, the one naming the file (the outcome is kept otherwise)
+ */
+async function quietly(run: () => Promise<string>): Promise<string> {
+  const printed: string[] = [];
+  const saved = CONSOLE.map((m) => console[m]);
+  for (const m of CONSOLE) console[m] = (...args: unknown[]) => void printed.push(`console.${m}: ${args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 3 }))).join(' ')}`);
+  let outcome: string;
+  try {
+    outcome = await run();
+  } finally {
+    CONSOLE.forEach((m, i) => (console[m] = saved[i]!));
+  }
+  if (printed.length > 0) throw new UnacceptableOutcome(`ended in ${outcome} but printed ${printed.length} line(s): ${printed[0]!.slice(0, 300)}`);
+  return outcome;
 }
 
 export class UnacceptableOutcome extends Error {

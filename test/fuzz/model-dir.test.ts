@@ -33,3 +33,22 @@ describe('fuzz regressions: config.json', () => {
     test(name, async () => expect(await runOnce(configJsonTarget, input)).toBe(outcome));
   }
 });
+
+// found with seed 20251205 once the harness failed cases that print: the tokenizers library only warned
+// ("Unknown pattern type: {}") and skipped the Replace or Split, so every text was tokenized otherwise
+const TOKENIZER_REGRESSIONS: Record<string, { input: JsonMutation[]; outcome: string }> = {
+  'a Replace normalizer whose pattern is {} (was ok: the space→▁ replacement skipped)': {
+    input: [{ kind: 'set-path', keys: ['normalizer', 'normalizers', '1', 'pattern'], value: {} }],
+    outcome: 'tokenizer-invalid',
+  },
+  'a Split pre-tokenizer whose pattern is {} (was ok: every text encoded to nothing)': {
+    input: [{ kind: 'set-key', key: 'pre_tokenizer', value: { type: 'Split', pattern: {}, behavior: 'Isolated', invert: false } }],
+    outcome: 'tokenizer-invalid',
+  },
+};
+
+describe('fuzz regressions: tokenizer.json', () => {
+  for (const [name, { input, outcome }] of Object.entries(TOKENIZER_REGRESSIONS)) {
+    test(name, async () => expect(await runOnce(tokenizerJsonTarget, input)).toBe(outcome));
+  }
+});
