@@ -58,5 +58,5 @@ const rows = reports.map((r) => {
 const head = ['target', 'cases', 'ok', 'named errors', 'distinct reasons', 'exit 0', 'exit 2', 'exit 1', 'unnamed / crash / hang', 'seconds'];
 console.log(table(head, rows));
 if (failed) console.log(`\n${chosen.length - reports.length} target(s) FAILED (above): their cases are not in the table`);
-console.log(`\nreproduce: npx tsx bench/fuzz.ts --runs ${runs} --seed ${seed}`);
+console.log(`\nreproduce: npx tsx bench/fuzz.ts --runs ${runs} --seed ${seed}${(values.target ?? []).map((t) => ` --target ${t}`).join('')}`);
 process.exit(failed ? 1 : 0);
