@@ -161,6 +161,25 @@ export type StoreReason =
   /** an uploaded entry's files or meta.json could not all be written */
   | 'store-upload-failed';
 
+/** the job queue (exec/queue/): Redis, and what a worker refuses or cannot find */
+export type QueueReason =
+  /** `--queue` / `QUANTFORGE_QUEUE` is not `redis://[user:password@]host[:port][/db]` */
+  | 'queue-invalid-url'
+  /** nobody answered at the Redis address, or it refused the credentials */
+  | 'queue-unreachable'
+  /** Redis went away during a run and did not come back in time */
+  | 'queue-connection-lost'
+  /** a worker computed another key from the job's record with its own versions (step code, tools, provider, files) */
+  | 'queue-key-mismatch'
+  /** an input of a job is not in the shared store (gc'd, or never uploaded there) */
+  | 'queue-input-missing'
+  /** the model directory or a source file of a job is not reachable on the worker, by path or as an upload */
+  | 'queue-source-missing'
+  /** a job completed but its entry is not in the shared store */
+  | 'queue-entry-missing'
+  /** BullMQ failed the job for a reason of its own (stalled too often, removed) */
+  | 'queue-job-failed';
+
 /** the run itself and the command line */
 export type RunReason =
   | 'interrupted'
@@ -170,7 +189,7 @@ export type RunReason =
   | 'file-handle-leak'
   | 'unknown-error-thrown';
 
-export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | RunReason;
+export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | QueueReason | RunReason;
 
 /** a failure as plain data: what events, the worker protocol and reporters carry */
 export interface Failure {

@@ -12,7 +12,7 @@ import type { PlannedStep, RunEvent } from './events.js';
 import { execute, type ExecResult } from './executor.js';
 import { historyFile, type Job } from './jobs.js';
 import type { Prepared, Variant } from './prepare.js';
-import type { StepRunner } from './runner.js';
+import type { RemoteRunner, StepRunner } from './runner.js';
 import { applyOutputs, variantMetrics } from './outputs.js';
 
 export type History = Record<string, KeyRecord>;
@@ -62,7 +62,7 @@ export interface BuildOutcome {
   outputs: { format: string; path: string }[];
 }
 
-export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
+export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner | RemoteRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
   return cache.withRun(async () => {
     const hits = await lookupAll(prepared, cache);
