@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { UsageError, type Command, type Io } from './commands/command.js';
 import { commands } from './commands/index.js';
 import { printDiagnostics } from './diag/print.js';
-import { InputError, ReasonedError } from './diag/failure.js';
+import { InputError, ReasonedError, toFailure } from './diag/failure.js';
 import { describeLeaks, LeakWatch, STRICT_WARNINGS_ENV, strictWarnings } from './exec/leak-watch.js';
 import { VERSION } from './version.js';
 
@@ -97,7 +97,8 @@ async function main(argv: string[]): Promise<number> {
       io.err(`quantforge ${name}: ${e.message}`);
       return 2;
     }
-    io.err(`quantforge ${name}: ${e instanceof Error ? e.message : String(e)}`);
+    // toFailure: a full disk reads "no space left on <path>" wherever it happened
+    io.err(`quantforge ${name}: ${toFailure(e).message}`);
     if (process.env['QUANTFORGE_DEBUG'] && e instanceof Error) io.err(e.stack ?? '');
     return 1;
   }

@@ -13,9 +13,10 @@ import { sha256File } from './file-digest.js';
 import { errnoCode, listTree, removeTree, uniqueSuffix } from './fs-atomic.js';
 import { cleanCache, gcCache, RESERVED_ROOT_NAMES, scanEntries, type CleanReport, type GcOptions, type GcReport } from './gc.js';
 import { computeKey, isDigest, type Digest } from './key.js';
-import { withRun, withStepLock, type WaitOptions } from './lock.js';
+import { withRun, withStepLock, type RunOptions, type WaitOptions } from './lock.js';
 import {
   pendingEntry,
+  verifiedEntry,
   type CacheEntry,
   type CommitFields,
   type DamagedEntry,
@@ -81,14 +82,8 @@ export class DirStore implements StepStore {
     return { ok: true };
   }
 
-  async get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
-    const entry = await this.lookup(kind, key);
-    if (!entry) return undefined;
-    const verdict = await this.verify(entry);
-    if (verdict.ok) return entry;
-    this.#opts.onCorrupt?.(kind, key, verdict.problem);
-    await this.evict(kind, key, verdict.problem);
-    return undefined;
+  get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
+    return verifiedEntry(this, kind, key, this.#opts.onCorrupt);
   }
 
   /** a fresh, private directory under <root>/tmp/ for a step to write its artifacts into */
@@ -134,9 +129,11 @@ export class DirStore implements StepStore {
     return (await scanEntries(this.root)).reduce((sum, s) => sum + s.bytes, 0);
   }
 
+  /** re-hash every sound entry; an entry directory whose meta.json is missing or damaged is reported too */
   async verifyAll(opts: { onEntry?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
-    const entries = await this.list();
-    const damaged: DamagedEntry[] = [];
+    const scanned = await scanEntries(this.root);
+    const entries = scanned.flatMap((s) => (s.meta ? [{ kind: s.kind, key: s.key, dir: s.dir, meta: s.meta }] : []));
+    const damaged: DamagedEntry[] = scanned.flatMap((s) => (s.meta ? [] : [{ kind: s.kind, key: s.key, problem: s.problem ?? 'meta.json is damaged' }]));
     for (const [i, e] of entries.entries()) {
       const v = await this.verify(e);
       if (!v.ok) damaged.push({ kind: e.kind, key: e.key, problem: v.problem });
@@ -155,16 +152,16 @@ export class DirStore implements StepStore {
     return cleanCache(this.root, this.#waitOptions(opts));
   }
 
-  /** copy an entry's artifact files (not its bookkeeping) to `destDir`, replacing it as a whole */
-  applyTo(entry: CacheEntry, destDir: string): Promise<void> {
-    return replaceDirWithCopy(entry.dir, Object.keys(entry.meta.files), destDir, [this.root]);
+  /** copy an entry's artifact files (not its bookkeeping) and `written` to `destDir`, replacing it as a whole */
+  applyTo(entry: CacheEntry, destDir: string, written: Readonly<Record<string, string>> = {}): Promise<void> {
+    return replaceDirWithCopy(entry.dir, destDir, { files: Object.keys(entry.meta.files), written, protectedDirs: [this.root] });
   }
 
   withStepLock<T>(key: Digest, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
     return withStepLock(this.root, key, fn, this.#waitOptions(opts));
   }
 
-  withRun<T>(fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+  withRun<T>(fn: () => Promise<T>, opts: RunOptions = {}): Promise<T> {
     return withRun(this.root, fn, this.#waitOptions(opts));
   }
 

@@ -3,6 +3,7 @@
 // without reading the artifacts, so a damaged entry is reported instead of used.
 
 import { computeKey, isDigest, type Digest, type Json, type KeyRecord } from './key.js';
+import { parseJsonFile } from '../diag/file-errors.js';
 
 export const META_FILE = 'meta.json';
 /** touched on every lookup hit; its mtime orders entries for least-recently-used gc */
@@ -43,9 +44,10 @@ export type MetaCheck = { ok: true; meta: EntryMeta } | { ok: false; problem: st
 export function parseMeta(text: string, kind: string, key: Digest): MetaCheck {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJsonFile(META_FILE, text);
   } catch (e) {
-    return bad(`meta.json is not valid JSON (${(e as Error).message})`);
+    // "meta.json: not valid JSON (…)", reported with the entry's kind and key
+    return bad((e as Error).message);
   }
   if (!isRecord(raw)) return bad('meta.json is not a JSON object');
   if (raw.key !== key) return bad(`meta.json names key ${String(raw.key)}, expected ${key}`);

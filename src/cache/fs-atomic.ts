@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { onFullDisk } from '../diag/file-errors.js';
 
 /** `<pid>-<8 hex>`: unique across the processes sharing a cache, and names its owner for cleanup */
 export function uniqueSuffix(): string {
@@ -27,7 +28,10 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
-/** write a sibling temp file, then rename it over `path`: readers see the old or the new file, never half */
+/**
+ * write a sibling temp file, then rename it over `path`: readers see the old or the new file, never half.
+ * A full disk is a DiskFullError naming `path` (a write through a file handle names no path of its own).
+ */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${uniqueSuffix()}`;
@@ -36,7 +40,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });
-    throw e;
+    throw onFullDisk(e, path);
   }
 }
 

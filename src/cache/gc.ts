@@ -1,13 +1,16 @@
-// Keeping the cache within a size budget. Everything here runs under the cache-wide lock (lock.ts), so no
-// other run is reading or writing entries meanwhile; that is also what makes every temp dir left under
-// <root>/tmp/ by another process safe to delete: its owner crashed.
+// Keeping the cache within a size budget. Everything here runs under the cache-wide lock (lock.ts): no run
+// starts meanwhile, and the runs already going either pin the entries they need (gc leaves those alone) or
+// are waited for. Leftovers of interrupted writes (temp dirs under <root>/tmp/, temp files beside the
+// history, digests and lock files, lock files of dead holders) are deleted when their owner is gone: no
+// live process has their pid on this host, and no live run registered by another host has it.
 
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LAST_USED_FILE, META_FILE, parseMeta, type EntryMeta } from './entry-meta.js';
-import { errnoCode, listTree, ownerPid, removeTree } from './fs-atomic.js';
+import { errnoCode, isProcessAlive, listTree, ownerPid, removeTree } from './fs-atomic.js';
 import { isDigest, type Digest } from './key.js';
-import { withCacheExclusive, type WaitOptions } from './lock.js';
+import { withCacheExclusive, type RunRegistration, type WaitOptions } from './lock.js';
+import { breakStaleLock, readLock, isStale } from './lock-file.js';
 
 export interface GcOptions extends WaitOptions {
   /** keep the entries' total size at or below this many bytes (see parseSize) */
@@ -26,8 +29,10 @@ export interface GcReport {
   removed: RemovedEntry[];
   freedBytes: number;
   remainingBytes: number;
-  /** temp dirs of crashed runs that were deleted */
+  /** temp dirs and temp files of crashed runs that were deleted */
   tempDirsRemoved: number;
+  /** entries over the budget kept because a live run pins them */
+  pinnedBytes: number;
 }
 
 export interface CleanReport {
@@ -82,8 +87,9 @@ export async function scanEntries(root: string): Promise<ScannedEntry[]> {
 export function gcCache(root: string, opts: GcOptions): Promise<GcReport> {
   return withCacheExclusive(
     root,
-    async () => {
-      const tempDirsRemoved = await removeStaleTemp(root);
+    async (live) => {
+      const tempDirsRemoved = await removeLeftovers(root, live);
+      const pinned = new Set(live.flatMap((r) => r.pins ?? []));
       const entries = await scanEntries(root);
       const removed: RemovedEntry[] = [];
       const drop = async (e: ScannedEntry, reason: string) => {
@@ -91,9 +97,13 @@ export function gcCache(root: string, opts: GcOptions): Promise<GcReport> {
         removed.push({ kind: e.kind, key: e.key, bytes: e.bytes, reason });
       };
       let total = 0;
+      let pinnedBytes = 0;
       const sound: ScannedEntry[] = [];
       for (const e of entries) {
-        if (e.meta) {
+        if (pinned.has(e.key)) {
+          total += e.bytes;
+          pinnedBytes += e.bytes;
+        } else if (e.meta) {
           sound.push(e);
           total += e.bytes;
         } else {
@@ -107,7 +117,7 @@ export function gcCache(root: string, opts: GcOptions): Promise<GcReport> {
         total -= e.bytes;
       }
       const freedBytes = removed.reduce((s, r) => s + r.bytes, 0);
-      return { removed, freedBytes, remainingBytes: total, tempDirsRemoved };
+      return { removed, freedBytes, remainingBytes: total, tempDirsRemoved, pinnedBytes };
     },
     opts,
   );
@@ -116,28 +126,52 @@ export function gcCache(root: string, opts: GcOptions): Promise<GcReport> {
 export function cleanCache(root: string, opts: WaitOptions): Promise<CleanReport> {
   return withCacheExclusive(
     root,
-    async () => {
-      await removeStaleTemp(root);
+    async (live) => {
+      await removeLeftovers(root, live);
       const entries = await scanEntries(root);
       for (const kind of await dirNames(root)) {
         if (!BOOKKEEPING.has(kind)) await removeTree(join(root, kind), join(root, 'tmp'));
       }
       await rm(join(root, 'digests.json'), { force: true });
       await rm(join(root, 'evictions.log'), { force: true });
-      await removeStaleTemp(root);
+      await removeLeftovers(root, live);
       return { entriesRemoved: entries.length, freedBytes: entries.reduce((s, e) => s + e.bytes, 0) };
     },
-    opts,
+    { ...opts, waitForAll: true },
   );
 }
 
-/** delete what <root>/tmp holds, except this process's own pending entries; returns how many */
-async function removeStaleTemp(root: string): Promise<number> {
+/** a temp file beside a bookkeeping file (writeFileAtomic, lock files): `<name>.tmp-<pid>-<8 hex>` */
+const TEMP_FILE = /\.tmp-\d+-[0-9a-f]{8}$/;
+
+/**
+ * Delete what interrupted writes left: everything under <root>/tmp/ and every temp file beside the
+ * bookkeeping files whose owner is gone, and step lock files whose holder is gone. Returns how many temp
+ * dirs and files went.
+ */
+async function removeLeftovers(root: string, live: readonly RunRegistration[]): Promise<number> {
+  const runPids = new Set(live.map((r) => r.owner.pid));
+  const gone = (name: string): boolean => {
+    const pid = ownerPid(name);
+    return pid === undefined || (pid !== process.pid && !runPids.has(pid) && !isProcessAlive(pid));
+  };
   let count = 0;
   for (const name of await dirNames(join(root, 'tmp'), true)) {
-    if (ownerPid(name) === process.pid) continue;
+    if (!gone(name)) continue;
     await rm(join(root, 'tmp', name), { recursive: true, force: true });
     count++;
+  }
+  for (const dir of [root, join(root, 'history'), join(root, 'locks'), join(root, 'runs')]) {
+    for (const name of await dirNames(dir, true)) {
+      if (!TEMP_FILE.test(name) || !gone(name)) continue;
+      await rm(join(dir, name), { force: true });
+      count++;
+    }
+  }
+  for (const name of await dirNames(join(root, 'locks'), true)) {
+    if (!name.endsWith('.lock') || name === 'gc.lock') continue;
+    const state = await readLock(join(root, 'locks', name)).catch(() => undefined);
+    if (state && isStale(state)) await breakStaleLock(join(root, 'locks', name), state);
   }
   return count;
 }

@@ -69,8 +69,9 @@ export async function tryCreateLock(path: string, owner: LockOwner = currentOwne
   await mkdir(dirname(path), { recursive: true });
   const text = JSON.stringify(owner);
   const tmp = `${path}.tmp-${uniqueSuffix()}`;
-  await writeFile(tmp, text);
   try {
+    // inside the try: a write that fails (a full disk) leaves no temp file
+    await writeFile(tmp, text);
     if (!(await linkExclusive(tmp, path))) return undefined;
   } catch (e) {
     const code = errnoCode(e);

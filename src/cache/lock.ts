@@ -3,19 +3,21 @@
 // - Step locks (<root>/locks/<key>.lock) keep two runs from computing the same step at once: the second
 //   waits, then repeats its lookup and finds the first one's entry. They only save work: correctness
 //   never depends on them, because commits are atomic renames that keep whichever entry landed first.
-// - Runs register themselves (<root>/runs/<pid>-<rand>.json) for as long as they may read or write
-//   entries, and gc/clean take the cache-wide lock (<root>/locks/gc.lock), then wait until no run is
-//   registered. A run registers first and then checks the gc lock, backing off while it is held; gc
-//   takes its lock first and then checks the registrations. Whatever the interleaving, at least one
-//   side sees the other, so gc never deletes under a live run.
+// - Runs register themselves (<root>/runs/<pid>-<rand>.json, heartbeat like a lock) for as long as they
+//   may read or write entries, naming the step keys they pin: every entry they may read or write. gc and
+//   clean take the cache-wide lock (<root>/locks/gc.lock), then read the registrations: gc leaves pinned
+//   entries alone and waits only for runs that pin nothing (they might need any entry); clean waits for
+//   every run. A run registers first and then checks the gc lock, backing off while it is held; gc takes
+//   its lock first and then reads the registrations. Whatever the interleaving, at least one side sees
+//   the other, so gc never deletes an entry a live run pins, and a long run never holds up gc.
 // - A lock whose holder is gone (lock-file.ts: dead pid on this host, stopped heartbeat from another) is
 //   taken over, and `onStale` says so: on a shared filesystem that is worth a warning.
 
-import { mkdir, readdir, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CacheError } from './cache-error.js';
-import { errnoCode, uniqueSuffix } from './fs-atomic.js';
+import { errnoCode, uniqueSuffix, writeFileAtomic } from './fs-atomic.js';
 import type { Digest } from './key.js';
 import {
   breakStaleLock,
@@ -39,6 +41,21 @@ export interface WaitOptions {
   onStale?: (message: string) => void;
 }
 
+export interface RunOptions extends WaitOptions {
+  /**
+   * the step keys whose entries the run may read or write: gc leaves them alone and does not wait for the
+   * run. Undefined: the run may need any entry, so gc waits until it is done.
+   */
+  pins?: readonly Digest[];
+}
+
+/** a live run as its registration file describes it */
+export interface RunRegistration {
+  owner: LockOwner;
+  /** undefined for a run that pins nothing (gc waits for it) */
+  pins: Digest[] | undefined;
+}
+
 /**
  * Run `fn` while holding the lock of one step key. If another live process holds it, wait for it to
  * finish; `fn` should then repeat its cache lookup before computing anything.
@@ -53,10 +70,10 @@ export async function withStepLock<T>(root: string, key: Digest, fn: () => Promi
 }
 
 /**
- * Run `fn` as a registered run: gc and clean wait until it is done. Waits first while a gc or clean
- * holds the cache-wide lock.
+ * Run `fn` as a registered run: gc leaves the entries it pins alone (or, when it pins nothing, waits until
+ * it is done), clean waits until it is done. Waits first while a gc or clean holds the cache-wide lock.
  */
-export async function withRun<T>(root: string, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+export async function withRun<T>(root: string, fn: () => Promise<T>, opts: RunOptions = {}): Promise<T> {
   const runsDir = join(root, 'runs');
   const gcLock = gcLockPath(root);
   const waiter = new Waiter('the cache (gc/clean in progress)', opts);
@@ -64,7 +81,8 @@ export async function withRun<T>(root: string, fn: () => Promise<T>, opts: WaitO
   for (;;) {
     const owner = currentOwner();
     const file = join(runsDir, `${uniqueSuffix()}.json`);
-    await writeFile(file, JSON.stringify(owner));
+    // written whole (temp file + rename): gc never reads a registration without its pins
+    await writeFileAtomic(file, JSON.stringify(opts.pins ? { ...owner, pins: opts.pins } : owner));
     const gc = await readLock(gcLock);
     if (gc === undefined) {
       // refreshed so that gc on another host can tell a live run from an abandoned registration
@@ -88,28 +106,33 @@ export async function withRun<T>(root: string, fn: () => Promise<T>, opts: WaitO
 }
 
 /**
- * Run `fn` with the whole cache to itself (for gc and clean): takes the cache-wide lock, then waits until
- * no other process is registered as a run. Registrations of this very process are not waited for, so a
- * command may gc after its own run; it must not gc while it is still reading entries.
+ * Run `fn` holding the cache-wide lock (for gc and clean), so that no run starts meanwhile. Waits first
+ * for the live runs of other processes that pin nothing, or with `waitForAll` for every one; `fn` gets the
+ * runs still live, whose pinned entries it must leave alone. Registrations of this very process are not
+ * waited for, so a command may gc after its own run.
  */
-export async function withCacheExclusive<T>(root: string, fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
+export async function withCacheExclusive<T>(
+  root: string,
+  fn: (live: readonly RunRegistration[]) => Promise<T>,
+  opts: WaitOptions & { waitForAll?: boolean } = {},
+): Promise<T> {
   const lock = await acquireLock(gcLockPath(root), 'the cache-wide lock', opts);
   try {
     const waiter = new Waiter('runs using the cache', opts);
     for (;;) {
       const live = await liveRuns(root);
-      const other = live.find((o) => o.pid !== process.pid || o.hostname !== hostname());
-      if (other === undefined) break;
-      await waiter.wait(other);
+      const other = (r: RunRegistration): boolean => r.owner.pid !== process.pid || r.owner.hostname !== hostname();
+      const blocking = live.find((r) => other(r) && (opts.waitForAll === true || r.pins === undefined));
+      if (blocking === undefined) return await fn(live);
+      await waiter.wait(blocking.owner);
     }
-    return await fn();
   } finally {
     await lock.release();
   }
 }
 
-/** owners of the registered runs that are still alive; registrations of dead runs are removed */
-export async function liveRuns(root: string): Promise<LockOwner[]> {
+/** the registered runs that are still alive; registrations of dead runs are removed */
+export async function liveRuns(root: string): Promise<RunRegistration[]> {
   const dir = join(root, 'runs');
   let names: string[];
   try {
@@ -118,14 +141,23 @@ export async function liveRuns(root: string): Promise<LockOwner[]> {
     if (errnoCode(e) === 'ENOENT') return [];
     throw e;
   }
-  const live: LockOwner[] = [];
+  const live: RunRegistration[] = [];
   for (const name of names.filter((n) => n.endsWith('.json'))) {
     const state = await readLock(join(dir, name));
     if (state === undefined) continue;
     if (isStale(state)) await unlink(join(dir, name)).catch(() => undefined);
-    else if (state.owner) live.push(state.owner);
+    else if (state.owner) live.push({ owner: state.owner, pins: pinsOf(state.text) });
   }
   return live;
+}
+
+function pinsOf(text: string): Digest[] | undefined {
+  try {
+    const pins = (JSON.parse(text) as { pins?: unknown }).pins;
+    return Array.isArray(pins) ? pins.filter((p): p is Digest => typeof p === 'string') : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function gcLockPath(root: string): string {

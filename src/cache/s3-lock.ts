@@ -72,6 +72,14 @@ export class S3Locks {
     }
   }
 
+  /** the live holder of `locks/<name>.lock`, or undefined when it is free or abandoned */
+  async holder(name: string): Promise<LockOwner | undefined> {
+    const current = await this.#bucket.getText(`locks/${name}.lock`);
+    if (current === undefined) return undefined;
+    const theirs = parseRecord(current.text);
+    return this.#staleReason(theirs, current.lastModifiedMs) === undefined ? (theirs ?? { pid: -1, hostname: '?', startedAt: '?', token: '?' }) : undefined;
+  }
+
   async #acquire(rel: string, what: string, opts: WaitOptions): Promise<{ release(): Promise<void> }> {
     const mode = await this.mode();
     const waiter = new Waiter(what, opts, 2_000);

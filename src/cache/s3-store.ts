@@ -19,11 +19,13 @@ import { metaText, type DirStore } from './dir-store.js';
 import { parseMeta, RESERVED_FILES, type EntryMeta } from './entry-meta.js';
 import { RESERVED_ROOT_NAMES, type CleanReport, type GcOptions, type GcReport, type RemovedEntry } from './gc.js';
 import { isDigest, type Digest } from './key.js';
-import type { WaitOptions } from './lock.js';
-import { S3Bucket, type BucketTarget, type BucketTuning, type ListedObject } from './s3-bucket.js';
+import type { RunOptions, WaitOptions } from './lock.js';
+import { mapLimit, S3Bucket, type BucketTarget, type BucketTuning, type ListedObject } from './s3-bucket.js';
 import { S3Locks, type LockMode, type S3LockOptions } from './s3-lock.js';
+import { S3Pins } from './s3-pins.js';
 import {
   pendingEntry,
+  verifiedEntry,
   type CacheEntry,
   type DamagedEntry,
   type Inspection,
@@ -70,12 +72,14 @@ export class S3Store implements StepStore {
   readonly local: DirStore;
   readonly #opts: S3StoreOptions;
   readonly #locks: S3Locks;
+  readonly #pins: S3Pins;
 
   private constructor(bucket: S3Bucket, opts: S3StoreOptions) {
     this.bucket = bucket;
     this.local = opts.local;
     this.#opts = opts;
     this.#locks = new S3Locks(bucket, { ...opts.locks, onWarn: opts.onWarn });
+    this.#pins = new S3Pins(bucket, this.#locks, opts.locks?.staleMs === undefined ? {} : { staleMs: opts.locks.staleMs });
   }
 
   /** connect and check endpoint, bucket and credentials with one listing request */
@@ -157,14 +161,8 @@ export class S3Store implements StepStore {
     }
   }
 
-  async get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
-    const entry = await this.lookup(kind, key);
-    if (!entry) return undefined;
-    const verdict = await this.verify(entry);
-    if (verdict.ok) return entry;
-    this.#opts.onCorrupt?.(kind, key, verdict.problem);
-    await this.evict(kind, key, verdict.problem);
-    return undefined;
+  get(kind: string, key: Digest): Promise<CacheEntry | undefined> {
+    return verifiedEntry(this, kind, key, this.#opts.onCorrupt);
   }
 
   /** artifacts are written locally; commit uploads them, then meta.json, then installs the local copy */
@@ -214,13 +212,13 @@ export class S3Store implements StepStore {
     if (hadLocal || objects.length > 0) await this.local.logEviction(kind, key, `${reason} (removed from ${this.location})`);
   }
 
-  async applyTo(entry: CacheEntry, destDir: string): Promise<void> {
+  async applyTo(entry: CacheEntry, destDir: string, written: Readonly<Record<string, string>> = {}): Promise<void> {
     const local = await this.local.inspect(entry.kind, entry.key);
     if (local.status !== 'hit') {
       const verdict = await this.verify(entry);
       if (!verdict.ok) throw new CacheError('cache-entry-corrupt', `entry ${entry.kind}/${entry.key.slice(0, 12)} in ${this.location} is damaged: ${verdict.problem}`);
     }
-    await this.local.applyTo(entry, destDir);
+    await this.local.applyTo(entry, destDir, written);
   }
 
   async list(): Promise<CacheEntry[]> {
@@ -234,25 +232,34 @@ export class S3Store implements StepStore {
 
   /** download-hash every file of every entry in the bucket (nothing is stored locally) */
   async verifyAll(opts: { onEntry?: (done: number, total: number) => void } = {}): Promise<VerifyReport> {
-    const entries = await this.list();
+    const scanned = await this.#scan();
+    const entries = scanned.flatMap((r) => (r.meta ? [{ kind: r.kind, key: r.key, dir: this.local.entryDir(r.kind, r.key), meta: r.meta }] : []));
+    // a meta.json that does not parse or lists missing files is damaged too (an upload in progress has none yet)
+    const unsound = scanned.flatMap((r) => (r.metaBytes !== undefined && !r.meta ? [{ kind: r.kind, key: r.key, problem: r.problem ?? 'meta.json is damaged' }] : []));
     let done = 0;
     const verdicts = await mapLimit(entries, this.#concurrency, async (e) => {
       const problem = await this.#remoteProblem(e);
       opts.onEntry?.(++done, entries.length);
       return problem;
     });
-    const damaged: DamagedEntry[] = entries.flatMap((e, i) => (verdicts[i] === undefined ? [] : [{ kind: e.kind, key: e.key, problem: verdicts[i]! }]));
+    const damaged: DamagedEntry[] = [...unsound, ...entries.flatMap((e, i) => (verdicts[i] === undefined ? [] : [{ kind: e.kind, key: e.key, problem: verdicts[i]! }]))];
     return { entries: entries.length, damaged };
   }
 
   /**
    * In the bucket: delete damaged entries and abandoned uploads, then the oldest entries (by creation:
    * S3 keeps no access times) until the rest fits `maxBytes`; then gc the local copy with the same budget.
-   * Runs on other machines are not waited for: an entry deleted under one is seen as missing or damaged
-   * there and rebuilt, never used half-deleted.
+   * Entries pinned by live runs on any machine (s3-pins.ts) are left alone; runs are never waited for.
    */
   async gc(opts: GcOptions): Promise<GcReport & { local: GcReport }> {
-    const scanned = await this.#scan();
+    const bucket = await this.#pins.withGc((pinned) => this.#gcBucket(opts, pinned), opts);
+    return { ...bucket, local: await this.local.gc(opts) };
+  }
+
+  async #gcBucket(opts: GcOptions, pinned: ReadonlySet<Digest>): Promise<GcReport> {
+    const all = await this.#scan();
+    const scanned = all.filter((r) => !pinned.has(r.key));
+    const pinnedBytes = all.filter((r) => pinned.has(r.key)).reduce((s, r) => s + remoteBytes(r), 0);
     const removed: RemovedEntry[] = [];
     let abandoned = 0;
     const cutoff = Date.now() - (this.#opts.abandonedAfterMs ?? DEFAULT_ABANDONED_MS);
@@ -269,15 +276,14 @@ export class S3Store implements StepStore {
       if (r.meta) sound.push(r);
     }
     sound.sort((a, b) => Date.parse(a.meta!.createdAt) - Date.parse(b.meta!.createdAt));
-    let total = sound.reduce((s, r) => s + remoteBytes(r), 0);
+    let total = pinnedBytes + sound.reduce((s, r) => s + remoteBytes(r), 0);
     for (const r of sound) {
       if (total <= opts.maxBytes) break;
       await this.#deleteKey(r.kind, r.key, r.uploads.get(r.meta!.upload ?? '') ?? []);
       removed.push({ kind: r.kind, key: r.key, bytes: remoteBytes(r), reason: 'oldest' });
       total -= remoteBytes(r);
     }
-    const local = await this.local.gc(opts);
-    return { removed, freedBytes: removed.reduce((s, r) => s + r.bytes, 0), remainingBytes: total, tempDirsRemoved: abandoned, local };
+    return { removed, freedBytes: removed.reduce((s, r) => s + r.bytes, 0), remainingBytes: total, tempDirsRemoved: abandoned, pinnedBytes };
   }
 
   /** delete every entry in the bucket (and every upload), and the local copy */
@@ -299,9 +305,10 @@ export class S3Store implements StepStore {
     return this.#locks.mode();
   }
 
-  /** registers with the local copy (whose gc must wait); the bucket's gc never needs to wait (see gc) */
-  withRun<T>(fn: () => Promise<T>, opts: WaitOptions = {}): Promise<T> {
-    return this.local.withRun(fn, opts);
+  /** registers with the local copy, and its pins in the bucket too (gc on any machine leaves them alone) */
+  withRun<T>(fn: () => Promise<T>, opts: RunOptions = {}): Promise<T> {
+    const { pins } = opts;
+    return this.local.withRun(pins ? () => this.#pins.withPins(pins, fn, opts) : fn, opts);
   }
 
   /** every file of the entry in the bucket streamed through sha256 (nothing stored): the first problem */
@@ -379,18 +386,4 @@ function remoteBytes(r: RemoteKey): number {
 function sameFiles(a: EntryMeta, b: EntryMeta): boolean {
   const fa = Object.entries(a.files);
   return fa.length === Object.keys(b.files).length && fa.every(([rel, f]) => b.files[rel]?.sha256 === f.sha256 && b.files[rel]?.size === f.size);
-}
-
-/** `fn` over `items` with at most `limit` calls in flight; results in input order */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

@@ -12,7 +12,7 @@
 import type { EntryMeta } from './entry-meta.js';
 import type { CleanReport, GcOptions, GcReport } from './gc.js';
 import type { Digest, Json, KeyRecord } from './key.js';
-import type { WaitOptions } from './lock.js';
+import type { RunOptions, WaitOptions } from './lock.js';
 
 export interface CacheEntry {
   kind: string;
@@ -88,8 +88,12 @@ export interface StepStore {
   begin(kind: string, key: Digest): Promise<PendingEntry>;
   /** remove an entry found damaged (everywhere the store keeps it) and log why */
   evict(kind: string, key: Digest, reason: string): Promise<void>;
-  /** copy an entry's artifact files (not its bookkeeping) to `destDir`, replacing it as a whole */
-  applyTo(entry: CacheEntry, destDir: string): Promise<void>;
+  /**
+   * copy an entry's artifact files (not its bookkeeping) to `destDir`, with `written` (relative path →
+   * content, e.g. the lock file) beside them, replacing it as a whole: the new directory is complete
+   * before it takes the old one's place
+   */
+  applyTo(entry: CacheEntry, destDir: string, written?: Readonly<Record<string, string>>): Promise<void>;
 
   /** every entry whose meta.json is sound (damaged ones are left to gc) */
   list(): Promise<CacheEntry[]>;
@@ -107,8 +111,27 @@ export interface StepStore {
    * repeat its lookup first). A lock whose holder is gone is taken over, with a warning.
    */
   withStepLock<T>(key: Digest, fn: () => Promise<T>, opts?: WaitOptions): Promise<T>;
-  /** Run `fn` as a registered run: gc and clean of the local directory wait until it is done */
-  withRun<T>(fn: () => Promise<T>, opts?: WaitOptions): Promise<T>;
+  /**
+   * Run `fn` as a registered run. gc leaves the entries of `opts.pins` alone while it lasts (a run that pins
+   * nothing is waited for instead); clean waits until it is done.
+   */
+  withRun<T>(fn: () => Promise<T>, opts?: RunOptions): Promise<T>;
+}
+
+/** `get` for every backend: lookup, then verify; a damaged entry is reported, evicted and a miss */
+export async function verifiedEntry(
+  store: Pick<StepStore, 'lookup' | 'verify' | 'evict'>,
+  kind: string,
+  key: Digest,
+  onCorrupt: StoreOptions['onCorrupt'],
+): Promise<CacheEntry | undefined> {
+  const entry = await store.lookup(kind, key);
+  if (!entry) return undefined;
+  const verdict = await store.verify(entry);
+  if (verdict.ok) return entry;
+  onCorrupt?.(kind, key, verdict.problem);
+  await store.evict(kind, key, verdict.problem);
+  return undefined;
 }
 
 /** the one-shot commit/abort wrapper every backend's pending entry shares */

@@ -131,6 +131,15 @@ export type OrtReason =
   | 'onnx-run-failed'
   | 'non-finite-output';
 
+/** GGUF files: block types (quant/gguf-*.ts), the reader, writer and exporter (formats/gguf/) */
+export type GgufReason =
+  | 'unknown-ggml-type'
+  | 'row-not-whole-blocks'
+  | 'gguf-read-invalid'
+  | 'gguf-write-invalid'
+  | 'gguf-export-unsupported'
+  | 'gguf-tokenizer-unsupported';
+
 /** outputs that a format cannot write (formats/, outputs/) */
 export type OutputReason = 'unsupported-output-scheme';
 
@@ -180,6 +189,13 @@ export type QueueReason =
   /** BullMQ failed the job for a reason of its own (stalled too often, removed) */
   | 'queue-job-failed';
 
+/** files quantforge reads and writes for itself: lock files, history, outputs, cache entries (diag/file-errors.ts) */
+export type FileReason =
+  /** a JSON file that does not parse; the message names the file */
+  | 'json-file-invalid'
+  /** ENOSPC or EDQUOT while writing; the message is "no space left on <path>" */
+  | 'disk-full';
+
 /** the run itself and the command line */
 export type RunReason =
   | 'interrupted'
@@ -189,7 +205,20 @@ export type RunReason =
   | 'file-handle-leak'
   | 'unknown-error-thrown';
 
-export type FailureReason = SafetensorsReason | ModelReason | DatasetReason | QuantReason | MethodReason | OrtReason | OutputReason | CacheReason | StoreReason | QueueReason | RunReason;
+export type FailureReason =
+  | SafetensorsReason
+  | ModelReason
+  | DatasetReason
+  | QuantReason
+  | MethodReason
+  | OrtReason
+  | GgufReason
+  | OutputReason
+  | CacheReason
+  | StoreReason
+  | QueueReason
+  | FileReason
+  | RunReason;
 
 /** a failure as plain data: what events, the worker protocol and reporters carry */
 export interface Failure {
@@ -242,10 +271,21 @@ export class InputError<R extends FailureReason = FailureReason> extends Reasone
   }
 }
 
-/** any thrown value as a Failure: a ReasonedError keeps its reason, anything else is `unknown-error-thrown` */
+/**
+ * any thrown value as a Failure: a ReasonedError keeps its reason, a full disk (ENOSPC, EDQUOT) is
+ * `disk-full`, anything else is `unknown-error-thrown`
+ */
 export function toFailure(e: unknown): Failure {
   const error = e instanceof Error ? e : new Error(String(e));
-  const reason = error instanceof ReasonedError ? error.reason : 'unknown-error-thrown';
+  const full = error instanceof ReasonedError ? undefined : diskFullMessage(error);
+  const reason = error instanceof ReasonedError ? error.reason : full !== undefined ? 'disk-full' : 'unknown-error-thrown';
   const location = error instanceof ReasonedError ? error.location : undefined;
-  return { reason, message: error.message, ...(error.stack !== undefined ? { stack: error.stack } : {}), ...(location ? { location } : {}) };
+  return { reason, message: full ?? error.message, ...(error.stack !== undefined ? { stack: error.stack } : {}), ...(location ? { location } : {}) };
+}
+
+/** "no space left on <path>" for an errno error of a full file system (the path written, when it says) */
+export function diskFullMessage(e: unknown): string | undefined {
+  const { code, path, dest } = (e ?? {}) as NodeJS.ErrnoException & { dest?: string };
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  return `no space left on ${dest ?? path ?? 'the device'}`;
 }

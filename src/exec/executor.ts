@@ -10,6 +10,7 @@
 import type { Digest, Json } from '../cache/key.js';
 import type { CacheEntry, StepStore } from '../cache/step-store.js';
 import { ReasonedError, toFailure } from '../diag/failure.js';
+import { onFullDisk } from '../diag/file-errors.js';
 import { sourcePosition } from '../diag/position.js';
 import type { StepInputDir } from '../steps/types.js';
 import type { RunEvent, StepResult } from './events.js';
@@ -178,10 +179,16 @@ class Execution {
       result = await (this.#o.runner as StepRunner).run({ id, kind, params, files, deviceDependent, ...deps, outDir: pending.dir }, this.#callbacks(id), this.#o.signal);
     } catch (e) {
       await pending.abort();
-      throw this.#failed(job, e);
+      throw this.#failed(job, onFullDisk(e, this.#o.cache.root));
     }
     const ms = performance.now() - t0;
-    const entry = await pending.commit({ record: job.record, stepId: id, result, elapsedMs: ms });
+    let entry: CacheEntry;
+    try {
+      entry = await pending.commit({ record: job.record, stepId: id, result, elapsedMs: ms });
+    } catch (e) {
+      // the pending directory is gone either way: no partial entry is left
+      throw this.#failed(job, onFullDisk(e, this.#o.cache.root));
+    }
     this.#verified.add(job.key);
     this.#report(job, entry, 'ran', ms);
     return entry;

@@ -1,10 +1,12 @@
-// Publishing a build: output artifacts are copied from the cache to the recipe's output paths (atomically),
-// each with quantforge.lock.json (provenance: recipe digest, resolved params, step keys, input digests, tool
-// versions) and the recipe itself; an output already holding the same entry is left alone.
+// Publishing a build: output artifacts are copied from the cache to the recipe's output paths, each with
+// quantforge.lock.json (provenance: recipe digest, resolved params, step keys, input digests, tool versions)
+// and the recipe itself, all three in the one new directory that replaces the old one (cache/apply-output.ts),
+// so concurrent runs and readers never see a directory without its lock file or a half-written one. An
+// output already holding the same entry is left alone (leftovers of a killed writer beside it are tidied).
 
-import { existsSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { recoverOutputDir } from '../cache/apply-output.js';
 import { sha256Hex, type Digest, type Json } from '../cache/key.js';
 import type { StepStore } from '../cache/step-store.js';
 import type { RunEvent } from './events.js';
@@ -12,6 +14,7 @@ import type { ExecResult } from './executor.js';
 import type { StepId } from '../stages/step-plan.js';
 import type { Prepared, Variant } from './prepare.js';
 import { CacheError } from '../cache/cache-error.js';
+import { onFullDisk, readJsonFile } from '../diag/file-errors.js';
 
 export const LOCK_FILE = 'quantforge.lock.json';
 
@@ -49,19 +52,35 @@ export async function applyOutputs(prepared: Prepared, v: Variant, exec: ExecRes
     const entry = exec.entries.get(key);
     if (!entry) continue;
     const dest = outputPath(prepared, v, o.path);
-    const lockPath = join(dest, LOCK_FILE);
-    const current = existsSync(lockPath) ? (JSON.parse(readFileSync(lockPath, 'utf8')) as { output?: { key?: string } }) : undefined;
-    if (current?.output?.key !== key) {
-      const check = await cache.verify(entry);
-      if (!check.ok) throw new CacheError('cache-entry-corrupt', `cache entry for output ${dest} is corrupt (${check.problem}); rerun to rebuild it`);
-      await cache.applyTo(entry, dest);
-      await writeFile(join(dest, 'recipe.yaml'), prepared.recipe.file.contents);
-      await writeFile(lockPath, `${JSON.stringify(lockFile(prepared, v, o.format, key, exec), null, 2)}\n`);
+    try {
+      if (appliedKey(dest) === key) await recoverOutputDir(dest);
+      else {
+        const check = await cache.verify(entry);
+        if (!check.ok) throw new CacheError('cache-entry-corrupt', `cache entry for output ${dest} is corrupt (${check.problem}); rerun to rebuild it`);
+        // the recipe and the lock file are part of the new directory, so it appears complete or not at all
+        await cache.applyTo(entry, dest, {
+          'recipe.yaml': prepared.recipe.file.contents,
+          [LOCK_FILE]: `${JSON.stringify(lockFile(prepared, v, o.format, key, exec), null, 2)}\n`,
+        });
+      }
+    } catch (e) {
+      throw onFullDisk(e, dest);
     }
     emit({ event: 'output', format: o.format, path: dest });
     done.push({ format: o.format, path: dest });
   }
   return done;
+}
+
+/** the entry key an output directory's lock file says it holds; a missing or damaged lock file holds none */
+function appliedKey(dest: string): string | undefined {
+  const lockPath = join(dest, LOCK_FILE);
+  if (!existsSync(lockPath)) return undefined;
+  try {
+    return (readJsonFile(lockPath) as { output?: { key?: string } } | null)?.output?.key;
+  } catch {
+    return undefined;
+  }
 }
 
 /** perplexity of every evaluated model of a variant (fp, quantized, then the written ones), and the KL */

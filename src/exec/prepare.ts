@@ -2,7 +2,7 @@
 // variants, compile each variant's plan, and resolve every step's key. Steps that several variants share
 // (same key) become one job.
 
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { DigestStatCache, digestFile } from '../cache/file-digest.js';
@@ -19,6 +19,7 @@ import { stepVersions } from './step-impls.js';
 import { resolveJobs, type Job } from './jobs.js';
 import { VERSION } from '../version.js';
 import { ReasonedError } from '../diag/failure.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 export interface Variant {
   /** '' for a plain run; `smoothing_strength=0.5` for a sweep variant */
@@ -47,7 +48,7 @@ export function sourceFiles(role: string, path: string): string[] {
 
 export function toolVersions(): Record<string, string> {
   const require = createRequire(import.meta.url);
-  const version = (p: string): string => (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+  const version = (p: string): string => (readJsonFile(p) as { version: string }).version;
   return {
     quantforge: VERSION,
     'onnxruntime-node': version(require.resolve('onnxruntime-node/package.json')),

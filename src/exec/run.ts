@@ -1,7 +1,7 @@
 // One build: plan event → execute → outputs applied → lock files → history → summary. Shared by `run` and
 // `sweep`; the command decides how to render.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Digest, Json, KeyRecord } from '../cache/key.js';
@@ -11,6 +11,7 @@ import type { CacheEntry, StepStore } from '../cache/step-store.js';
 import type { PlannedStep, RunEvent } from './events.js';
 import { execute, type ExecResult } from './executor.js';
 import { historyFile, type Job } from './jobs.js';
+import { onFullDisk, readJsonFile } from '../diag/file-errors.js';
 import type { Prepared, Variant } from './prepare.js';
 import type { RemoteRunner, StepRunner } from './runner.js';
 import { applyOutputs, variantMetrics } from './outputs.js';
@@ -20,8 +21,9 @@ export type History = Record<string, KeyRecord>;
 export function readHistory(cacheRoot: string, recipePath: string): History {
   const file = historyFile(cacheRoot, recipePath);
   try {
-    return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as History) : {};
+    return existsSync(file) ? (readJsonFile(file) as History) : {};
   } catch {
+    // the history only explains why a step reruns: a damaged one explains nothing
     return {};
   }
 }
@@ -31,8 +33,12 @@ async function writeHistory(cacheRoot: string, prepared: Prepared): Promise<void
   const byKey = new Map(prepared.jobs.map((j) => [j.key, j.record]));
   for (const v of prepared.variants) for (const [id, key] of v.keys) history[`${v.label}|${id}`] = byKey.get(key)!;
   const file = historyFile(cacheRoot, prepared.recipe.path);
-  await mkdir(dirname(file), { recursive: true });
-  await writeFileAtomic(file, JSON.stringify(history));
+  try {
+    await mkdir(dirname(file), { recursive: true });
+    await writeFileAtomic(file, JSON.stringify(history));
+  } catch (e) {
+    throw onFullDisk(e, file);
+  }
 }
 
 /** the cache entries that exist now, looked up concurrently (cheap checks: meta.json and file sizes) */
@@ -64,6 +70,8 @@ export interface BuildOutcome {
 
 export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner | RemoteRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
+  // every entry the build may read or write is pinned: a concurrent `cache gc` leaves them alone
+  const pins = prepared.jobs.map((j) => j.key);
   return cache.withRun(async () => {
     const hits = await lookupAll(prepared, cache);
     emit({ event: 'plan', steps: planStates(prepared, hits, cache.root) });
@@ -77,7 +85,7 @@ export async function build(prepared: Prepared, cache: StepStore, runner: StepRu
     const metrics = exec.ok ? collectMetrics(prepared, exec) : {};
     emit({ event: 'summary', ran: exec.ran, cached: exec.cached, failed: exec.failed, steps: exec.perKind, metrics, outputs, ms: performance.now() - t0 });
     return { exec, metrics, outputs };
-  });
+  }, { pins });
 }
 
 function collectMetrics(prepared: Prepared, exec: ExecResult): Json {

@@ -17,7 +17,7 @@ import { toCompressedTensorsScheme } from '../quant/scheme.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { packToInt32, packZeroPoints } from './pack-quantized.js';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
-import { toBfloat16, toFloat16 } from './half.js';
+import { toBfloat16, toFloat16 } from '../quant/half.js';
 import { ReasonedError } from '../diag/failure.js';
 
 export const COMPRESSED_TENSORS_VERSION = '0.12.2';

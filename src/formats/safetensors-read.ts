@@ -4,7 +4,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open as openFile, type FileHandle } from 'node:fs/promises';
 import { tensor, viewBytes, type Tensor } from '../tensor.js';
-import { fromBfloat16, fromFloat16 } from './half.js';
+import { fromBfloat16, fromFloat16 } from '../quant/half.js';
 import { SafetensorsError } from './safetensors-errors.js';
 import { parseHeader, readHeaderLength, type ParsedHeader, type TensorInfo } from './safetensors-header.js';
 

@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { dequantizeWeight, qparamShape } from '../quant/qparams.js';
 import type { QuantArgs, QuantScheme } from '../quant/scheme.js';
 import { matchesClass, matchesName } from '../algo/targets.js';
-import { fromBfloat16, fromFloat16 } from '../formats/half.js';
+import { fromBfloat16, fromFloat16 } from '../quant/half.js';
 import { unpackFromInt32, unpackZeroPoints } from '../formats/pack-quantized.js';
 import { shapeString, tensor, type DType, type Tensor } from '../tensor.js';
 import { checkFiniteWeight } from './finite.js';
 import { CompressedTensorsError, parseQuantizationConfig, type QuantizationConfig } from './quantization-config.js';
-import { HfSource, stripPrefix, type WeightSource } from './source.js';
+import { HfSource, readLayer, type WeightSource } from './source.js';
 
 function asF32(t: Tensor): Float32Array {
   if (t.dtype === 'float32') return t.data as Float32Array;
@@ -35,7 +35,8 @@ export class CompressedTensorsSource implements WeightSource {
     for (let l = 0; l < cfg.numLayers; l++) {
       for (const lin of hf.arch.linears(cfg)) shapes.set(`${hf.arch.layerPrefix(l)}${lin.local}`, [lin.outFeatures, lin.inFeatures]);
     }
-    shapes.set(hf.arch.lmHeadWeight(cfg).replace(/\.weight$/, ''), [cfg.vocabSize, cfg.hiddenSize]);
+    // a tied head is the embedding, which is no Linear and never quantized (it has no weights of its own)
+    if (!cfg.tieWordEmbeddings) shapes.set(hf.arch.lmHeadWeight(cfg).replace(/\.weight$/, ''), [cfg.vocabSize, cfg.hiddenSize]);
     this.#linears = shapes;
   }
 
@@ -121,11 +122,8 @@ export class CompressedTensorsSource implements WeightSource {
     return group?.weights ? this.#linear(module, group.weights) : this.#hf.tensor(name);
   }
 
-  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
-    const prefix = this.arch.layerPrefix(l);
-    const out: Record<string, Tensor<'float32'>> = {};
-    for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
-    return out;
+  layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    return readLayer(this, l);
   }
 
   actQuant(l: number): ReadonlyMap<string, number> {

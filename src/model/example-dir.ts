@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SafetensorsWriter } from '../formats/safetensors.js';
-import { toBfloat16 } from '../formats/half.js';
+import { toBfloat16 } from '../quant/half.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { LLAMA_FAMILY } from './arch.js';
 import type { ModelConfig } from './config.js';

@@ -26,6 +26,14 @@ export function stripPrefix(prefix: string, name: string): string {
   return name.startsWith(prefix) ? name.slice(prefix.length) : name;
 }
 
+/** every tensor of decoder layer `l` by local name, read one at a time through `src.tensor` */
+export async function readLayer(src: Pick<WeightSource, 'arch' | 'config' | 'tensor'>, l: number): Promise<Record<string, Tensor<'float32'>>> {
+  const prefix = src.arch.layerPrefix(l);
+  const out: Record<string, Tensor<'float32'>> = {};
+  for (const name of src.arch.layerTensors(src.config, l)) out[stripPrefix(prefix, name)] = await src.tensor(name);
+  return out;
+}
+
 /** a plain HuggingFace model directory */
 export class HfSource implements WeightSource {
   readonly dir: string;
@@ -53,11 +61,8 @@ export class HfSource implements WeightSource {
     return t;
   }
 
-  async layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
-    const prefix = this.arch.layerPrefix(l);
-    const out: Record<string, Tensor<'float32'>> = {};
-    for (const name of this.arch.layerTensors(this.config, l)) out[stripPrefix(prefix, name)] = await this.tensor(name);
-    return out;
+  layer(l: number): Promise<Record<string, Tensor<'float32'>>> {
+    return readLayer(this, l);
   }
 
   actQuant(): ReadonlyMap<string, number> {

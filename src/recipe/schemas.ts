@@ -3,11 +3,12 @@
 // The stage kinds and output formats are the files recipe.schema.json lists (`oneOf` under `stages` and
 // `outputs`), in that order; the recipe layer knows nothing else about them.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Ajv, type AnySchemaObject, type ValidateFunction } from 'ajv';
 import { isRecord } from './json-path.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 /** the repository's (or installed package's) schema/ directory, found upward from this module */
 export function schemaDir(): string {
@@ -47,7 +48,7 @@ function compile(): Compiled {
     // errors carry the failing schema and data, which the messages need (allowed keys, ranges, found values)
     verbose: true,
   });
-  const read = (file: string): AnySchemaObject => JSON.parse(readFileSync(join(dir, file), 'utf8')) as AnySchemaObject;
+  const read = (file: string): AnySchemaObject => readJsonFile(join(dir, file)) as AnySchemaObject;
   const recipe = read('recipe.schema.json');
   const kinds = listed(recipe, 'stages');
   const formats = listed(recipe, 'outputs');

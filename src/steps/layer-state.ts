@@ -3,7 +3,7 @@
 // `m.weight_codes` (int8), `m.weight_scale`, `m.weight_zero_point` (asymmetric only), `m.weight_g_idx`
 // (act-order groups), and quant.json records each module's quantization args. Pack and export read it.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor.js';
 import { checkFiniteWeight } from '../model/finite.js';
 import { HfSource, type WeightSource } from '../model/source.js';
 import { optionalInput, requireModel, type StepContext, type StepInputDir } from './types.js';
+import { readJsonFile } from '../diag/file-errors.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
@@ -45,7 +46,7 @@ export async function writeLayerState(dir: string, state: LayerState): Promise<v
 export function readQuantInfo(dir: string): Record<string, ModuleQuant> {
   const file = join(dir, QUANT_FILE);
   if (!existsSync(file)) return {};
-  return (JSON.parse(readFileSync(file, 'utf8')) as { modules: Record<string, ModuleQuant> }).modules;
+  return (readJsonFile(file) as { modules: Record<string, ModuleQuant> }).modules;
 }
 
 export async function readLayerState(dir: string, layer: number): Promise<LayerState> {

@@ -228,8 +228,8 @@ describe('withStepLock', () => {
 });
 
 describe('gc and clean against live runs', () => {
-  async function putEntry(cache: StepStore): Promise<Digest> {
-    const record = recordFor({ keep: 'me' });
+  async function putEntry(cache: StepStore, params: Record<string, string> = { keep: 'me' }): Promise<Digest> {
+    const record = recordFor(params);
     const pending = await cache.begin('gptq', computeKey(record));
     await writeFile(join(pending.dir, 'f'), 'data');
     return (await pending.commit({ record, stepId: 's', result: null, elapsedMs: 0 })).key;
@@ -249,6 +249,40 @@ describe('gc and clean against live runs', () => {
     run.send('go');
     expect((await gc).removed.map((r) => r.key)).toEqual([key]);
     expect(await run.exit).toBe(0);
+  });
+
+  test('gc does not wait for a run that pins its entries, and leaves those entries alone', async () => {
+    const cache = new DirStore(root);
+    const pinned = await putEntry(cache, { keep: 'pinned' });
+    const loose = await putEntry(cache, { keep: 'loose' });
+    await mkdir(join(root, 'tmp', `pending-gptq-${(await deadPid())}-0badcafe`), { recursive: true });
+    const run = child('hold-pinned-run', root, pinned);
+    await run.line(/^registered$/);
+    await mkdir(join(root, 'tmp', `pending-gptq-${run.proc.pid}-0badcafe`), { recursive: true });
+    const report = await cache.gc({ maxBytes: 0, onWait: noWait });
+    expect(report.removed.map((r) => r.key)).toEqual([loose]);
+    expect(report.pinnedBytes).toBeGreaterThan(0);
+    expect(report.tempDirsRemoved).toBe(1);
+    expect((await cache.inspect('gptq', pinned)).status).toBe('hit');
+    // the live run's pending entry stays, the dead process's went
+    expect(await readdir(join(root, 'tmp'))).toEqual([`pending-gptq-${run.proc.pid}-0badcafe`]);
+    run.send('go');
+    expect(await run.exit).toBe(0);
+    expect((await cache.gc({ maxBytes: 0, onWait: noWait })).removed.map((r) => r.key)).toEqual([pinned]);
+  });
+
+  test('gc deletes temp files and lock files that dead processes left', async () => {
+    const cache = new DirStore(root);
+    const dead = await deadPid();
+    await mkdir(join(root, 'history'), { recursive: true });
+    await mkdir(join(root, 'locks'), { recursive: true });
+    await writeFile(join(root, 'history', `abc.json.tmp-${dead}-0badcafe`), '{');
+    await writeFile(join(root, `digests.json.tmp-${dead}-0badcafe`), '{');
+    await writeFile(join(root, 'locks', `${RACE_KEY}.lock`), JSON.stringify({ pid: dead, hostname: hostname(), startedAt: new Date().toISOString(), token: 'x' }));
+    await writeFile(join(root, 'history', `live.json.tmp-${process.pid}-0badcafe`), '{');
+    expect((await cache.gc({ maxBytes: 1 << 30, onWait: noWait })).tempDirsRemoved).toBe(2);
+    expect(await readdir(join(root, 'history'))).toEqual([`live.json.tmp-${process.pid}-0badcafe`]);
+    expect(await readdir(join(root, 'locks'))).toEqual([]);
   });
 
   test('a run waits while gc or clean holds the cache', async () => {

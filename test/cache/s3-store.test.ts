@@ -281,9 +281,14 @@ describe('s3 store', () => {
         test('a held lock keeps its heartbeat fresh', async () => {
           const store = await s3Store(server(), storeUrl(), join(work, 'a'), { locks: { heartbeatMs: 40 } });
           const beats = await store.withStepLock(KEY, async () => {
-            const first = JSON.parse(await getText(server(), lockKey())) as { heartbeatAt: string };
-            await new Promise((r) => setTimeout(r, 400));
-            const later = JSON.parse(await getText(server(), lockKey())) as { heartbeatAt: string; pid: number };
+            const read = async () => JSON.parse(await getText(server(), lockKey())) as { heartbeatAt: string; pid: number };
+            const first = await read();
+            // beats every 40 ms; a loaded machine may delay a few, so wait for the next one (up to 30 s)
+            let later = first;
+            for (let i = 0; i < 300 && later.heartbeatAt === first.heartbeatAt; i++) {
+              await new Promise((r) => setTimeout(r, 100));
+              later = await read();
+            }
             return { first: Date.parse(first.heartbeatAt), later: Date.parse(later.heartbeatAt), pid: later.pid };
           });
           expect(beats.later).toBeGreaterThan(beats.first);

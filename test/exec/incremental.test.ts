@@ -1,7 +1,7 @@
 // The build engine as make: counting fake steps over the real planner, executor and cache.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
@@ -76,6 +76,27 @@ describe('incremental builds', () => {
     expect(ran).toContain('embed/calibration');
     expect(events.some((e) => e.event === 'log' && e.level === 'warn' && /corrupt/.test(e.message))).toBe(true);
     expect(ran.filter((id) => id.startsWith('tokenize/')).length).toBeGreaterThan(0);
+  });
+
+  test('an output whose lock file is damaged is written again, lock file included', async () => {
+    await fakeBuild(recipe, cache, fakeImpls(new Map()));
+    const lock = join(dir, 'out/model/quantforge.lock.json');
+    const whole = readFileSync(lock, 'utf8');
+    truncateSync(lock, 20);
+    const { events } = await fakeBuild(recipe, cache, fakeImpls(new Map()));
+    expect(ranIds(events)).toEqual([]);
+    expect(readFileSync(lock, 'utf8')).toBe(whole);
+  });
+
+  test('a full disk while a step writes fails the step as disk-full, naming the store, with no partial entry', async () => {
+    const onRun = (id: string): void => {
+      if (id === 'embed/calibration') throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const { summary, events } = await fakeBuild(recipe, cache, fakeImpls(new Map(), { onRun }));
+    expect(summary.failed).toBe(1);
+    expect(events.find((e) => e.event === 'step-failed')).toMatchObject({ id: 'embed/calibration', reason: 'disk-full', message: `no space left on ${cache}` });
+    expect(readdirSync(join(cache, 'tmp'))).toEqual([]);
+    expect(existsSync(join(cache, 'embed'))).toBe(false);
   });
 
   test('a sweep of 3 values over a later stage runs the earlier stage once', async () => {

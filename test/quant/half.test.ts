@@ -9,7 +9,7 @@ import {
   fromFloat16,
   toBfloat16,
   toFloat16,
-} from '../../src/formats/half.js';
+} from '../../src/quant/half.js';
 
 const hex = (n: number) => `0x${n.toString(16).padStart(4, '0')}`;
 const isBf16NaN = (h: number) => (h & 0x7f80) === 0x7f80 && (h & 0x007f) !== 0;
