@@ -44,13 +44,14 @@ export function parseQueueUrl(text: string): QueueTarget {
 /** connect once, without retrying, and PING: a QueueError naming what failed when Redis cannot be used */
 export async function probeQueue(target: QueueTarget, timeoutMs = 3000): Promise<void> {
   const client = new Redis({ ...(target.connection as ClientOptions), lazyConnect: true, connectTimeout: timeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  // connection failures are reported by connect() below; ioredis also emits them as events
-  client.on('error', () => undefined);
+  // connect() rejects with "Connection is closed"; the cause (ECONNREFUSED, ENOTFOUND) comes as an event
+  let cause: NodeJS.ErrnoException | undefined;
+  client.on('error', (e: NodeJS.ErrnoException) => (cause ??= e));
   try {
     await client.connect();
     await client.ping();
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
+    const err = cause ?? (e as NodeJS.ErrnoException);
     const why = /WRONGPASS|NOAUTH|NOPERM/.test(err.message) ? `refused the credentials (${err.message.split('\n')[0]})` : `cannot connect (${err.code ?? err.message})`;
     throw new QueueError('queue-unreachable', `queue ${target.url}: ${why}`);
   } finally {

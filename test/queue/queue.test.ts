@@ -1,0 +1,146 @@
+// The job queue end to end, with real processes: redis-server on a free loopback port, s3rver as the shared
+// store, `quantforge worker` child processes and `quantforge run|sweep --queue` coordinators. The smoothing
+// sweep through two workers and two coordinators equals the local run byte for byte and computes each step
+// once; a worker killed with SIGKILL mid-step loses nothing (BullMQ puts its job back, another worker runs
+// it); a queue or store that cannot be used is a one-line error and exit 2 before any compute.
+
+import { cp, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { startS3, useS3Credentials, type TestS3 } from '../cache/s3-server.js';
+import { fingerprint, fingerprintDiff, runCli, type CliRun, type RunEvent, type Workspace } from '../reliability/workspace.js';
+import { doneIds, startRedis, startWorker, sweepWorkspace, SWEEP, type TestRedis, type WorkerProcess } from './queue-harness.js';
+
+let redis: TestRedis;
+let s3: TestS3;
+let restoreEnv: () => void;
+const workers: WorkerProcess[] = [];
+
+beforeAll(async () => {
+  restoreEnv = useS3Credentials();
+  [redis, s3] = await Promise.all([startRedis(), startS3({ preconditions: true })]);
+});
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
+});
+afterAll(async () => {
+  await redis?.stop();
+  await s3?.close();
+  restoreEnv();
+});
+
+/** the shared S3 store under `prefix`, with this process's own local copy in `local` */
+const s3Args = (prefix: string, local: string): string[] => ['--store', `s3://${s3.bucket}/${prefix}`, '--store-endpoint', s3.endpoint, '--cache-dir', local];
+
+function summaryOf(r: CliRun): RunEvent {
+  const s = r.events.find((e) => e.event === 'summary');
+  if (!s) throw new Error(`no summary (exit ${r.code}): ${r.stderr}`);
+  return s;
+}
+
+/** every file of the outputs and sweep tables of a workspace (the report's lock file names the recipe path, the same in both runs) */
+async function outputs(ws: Workspace): Promise<Map<string, string>> {
+  const all = new Map<string, string>();
+  for (const d of ['out', 'recipe.report', 'recipe.sweep']) for (const [f, h] of (await fingerprint(join(ws.dir, d))) ?? []) all.set(`${d}/${f}`, h);
+  return all;
+}
+
+async function clearOutputs(ws: Workspace): Promise<void> {
+  for (const d of ['out', 'recipe.report', 'recipe.sweep']) await rm(join(ws.dir, d), { recursive: true, force: true });
+}
+
+describe('quantforge worker and --queue', () => {
+  test('the smoothing sweep through 2 workers and 2 coordinators on an S3 store equals the local run and computes each step once', async () => {
+    const ws = await sweepWorkspace();
+    const local = await runCli(ws, ['sweep', 'recipe.yaml', '--json', '--device', 'cpu', '--threads', '1', '--cache-dir', join(ws.dir, 'local-store'), '--set', SWEEP[0]!]);
+    expect(local.code, local.stderr).toBe(0);
+    const steps = Number(summaryOf(local)['ran']);
+    expect(steps).toBeGreaterThan(20);
+    const want = await outputs(ws);
+    await clearOutputs(ws);
+
+    // a second coordinator in a copy of the workspace: the same steps, so the same keys and the same jobs
+    const other: Workspace = { ...ws, dir: `${ws.dir}-b`, recipe: `${ws.dir}-b/recipe.yaml` };
+    await cp(ws.dir, other.dir, { recursive: true });
+    for (let i = 0; i < 2; i++) workers.push(await startWorker(redis, s3Args('sweep', join(ws.dir, `worker-${i}`)), ws.dir));
+    const coordinate = (w: Workspace, name: string): Promise<CliRun> =>
+      runCli(w, ['sweep', 'recipe.yaml', '--json', '--device', 'cpu', '--queue', redis.url, ...s3Args('sweep', join(w.dir, name)), '--set', SWEEP[0]!]);
+    const [a, b] = await Promise.all([coordinate(ws, 'coord-a'), coordinate(other, 'coord-b')]);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+
+    expect(fingerprintDiff(want, await outputs(ws))).toEqual([]);
+    expect(summaryOf(b)['metrics']).toEqual(summaryOf(local)['metrics']);
+    // each step computed once across both workers, both workers took some, and the coordinators ran nothing themselves
+    const ran = workers.flatMap((w) => doneIds(w.events, 'ran'));
+    expect(ran.length).toBe(steps);
+    expect(new Set(ran).size).toBe(steps);
+    for (const w of workers) expect(doneIds(w.events, 'ran').length).toBeGreaterThan(0);
+    expect(Number(summaryOf(a)['ran']) + Number(summaryOf(b)['ran'])).toBe(steps);
+    expect(Number(summaryOf(a)['failed']) + Number(summaryOf(b)['failed'])).toBe(0);
+  });
+
+  test('a worker killed with SIGKILL mid-step: another one completes its job, the store verifies and the outputs equal the undisturbed run', async () => {
+    const ws = await sweepWorkspace();
+    const args = ['--json', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.7'];
+    const local = await runCli(ws, ['run', 'recipe.yaml', ...args, '--threads', '1', '--cache-dir', join(ws.dir, 'local-store')]);
+    expect(local.code, local.stderr).toBe(0);
+    const want = await outputs(ws);
+    await clearOutputs(ws);
+
+    // short locks and stalled checks, so a dead worker's job comes back within seconds
+    const fast = ['--lock-duration', '1500', '--stalled-interval', '500'];
+    const first = await startWorker(redis, [...fast, ...s3Args('kill', join(ws.dir, 'worker-a'))], ws.dir);
+    workers.push(first);
+    let victim: string | undefined;
+    const killed = new Promise<void>((resolve) => {
+      first.onEvent = (e) => {
+        // the first evaluation halfway through its windows: a long step, with progress made
+        if (victim === undefined && e.event === 'step-progress' && String(e.id).startsWith('evaluate/') && Number(e['done']) >= 2) {
+          victim = e.id!;
+          first.child.kill('SIGKILL');
+          resolve();
+        }
+      };
+    });
+    const run = runCli(ws, ['run', 'recipe.yaml', ...args, '--queue', redis.url, ...s3Args('kill', join(ws.dir, 'coord'))]);
+    await killed;
+    const second = await startWorker(redis, [...fast, ...s3Args('kill', join(ws.dir, 'worker-b'))], ws.dir);
+    workers.push(second);
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect(first.child.signalCode).toBe('SIGKILL');
+    expect(doneIds(first.events, 'ran')).not.toContain(victim);
+    expect(doneIds(second.events, 'ran')).toContain(victim);
+    expect(fingerprintDiff(want, await outputs(ws))).toEqual([]);
+
+    const verify = await runCli(ws, ['cache', 'verify', '--json', ...s3Args('kill', join(ws.dir, 'verify'))]);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.events[0]).toMatchObject({ damaged: [] });
+    expect(Number(verify.events[0]!['entries'])).toBe(Number(summaryOf(local)['ran']));
+  });
+
+  test('a queue or store that cannot be used: one line, exit 2, nothing computed', async () => {
+    const ws = await sweepWorkspace();
+    const run = (extra: string[]): Promise<CliRun> => runCli(ws, ['run', 'recipe.yaml', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.7', '--cache-dir', ws.cache, ...extra]);
+    const deadRedis = `redis://127.0.0.1:${redis.port === 1 ? 2 : 1}`;
+    const cases: [string[], RegExp][] = [
+      [['--queue', deadRedis], /^quantforge run: queue redis:\/\/127\.0\.0\.1:\d+: cannot connect \(ECONNREFUSED\)\n$/],
+      [['--queue', 'http://127.0.0.1:6379'], /^quantforge run: queue http:\/\/127\.0\.0\.1:6379: unsupported scheme "http:\/\/"/],
+      [['--queue', redis.url, '--store', `s3://${s3.bucket}/x`, '--store-endpoint', 'http://127.0.0.1:1'], /^quantforge run: .*127\.0\.0\.1:1.*\n$/],
+      [['--queue', redis.url, '--store', 's3://no-such-bucket/x', '--store-endpoint', s3.endpoint], /^quantforge run: .*no-such-bucket.*\n$/],
+    ];
+    for (const [extra, message] of cases) {
+      const r = await run(extra);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+    const worker = await runCli(ws, ['worker', '--queue', deadRedis, '--cache-dir', ws.cache]);
+    expect(worker.code).toBe(2);
+    expect(worker.stderr).toMatch(/^quantforge worker: queue redis:\/\/127\.0\.0\.1:\d+: cannot connect \(ECONNREFUSED\)\n$/);
+    // nothing was computed: the local store holds no entry
+    const kinds = existsSync(ws.cache) ? (await readdir(ws.cache)).filter((d) => !['tmp', 'locks', 'runs', 'history', 'digests.json'].includes(d)) : [];
+    expect(kinds).toEqual([]);
+  });
+});
