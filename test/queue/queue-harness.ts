@@ -1,7 +1,7 @@
 // Real processes for the job-queue tests and bench/queue.ts: a redis-server of its own on a free 127.0.0.1
 // port (no persistence), `quantforge worker` child processes reading JSON events, and a workspace holding the
-// smoothing sweep example made affordable (fewer calibration samples and evaluation windows, four variants,
-// a compressed-tensors output).
+// smoothing sweep example made affordable (its model written once and read by path, fewer calibration
+// samples and evaluation windows, four variants, a compressed-tensors output).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,8 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Runtime } from '../../src/ort/session.js';
+import { writeExampleModel } from '../../src/steps/example-model.js';
 import { REPO } from '../e2e/shared.js';
 import { CLI, type RunEvent, type Workspace } from '../reliability/workspace.js';
 
@@ -94,13 +96,28 @@ export async function startWorker(redis: TestRedis, args: readonly string[], cwd
 
 export const SWEEP = ['stages[0].smoothing_strength=0.5,0.6,0.7,0.8'];
 
-/** examples/sweep-smoothing with 16 calibration samples, 6 evaluation windows and a compressed-tensors output */
-export async function sweepWorkspace(parent = tmpdir()): Promise<Workspace> {
+/** the example model of examples/sweep-smoothing, written once into `dir` (workers read it there, as on a shared filesystem) */
+export async function writeModel(dir: string): Promise<string> {
+  const rt = new Runtime({ device: 'cpu', threads: 1 });
+  try {
+    await writeExampleModel(rt, dir, { size: 'tiny', seed: 0, dtype: 'f32' });
+  } finally {
+    await rt.close();
+  }
+  return dir;
+}
+
+/**
+ * examples/sweep-smoothing on the model directory `model` (see writeModel), with 16 calibration samples,
+ * 4 evaluation windows and a compressed-tensors output
+ */
+export async function sweepWorkspace(model: string, parent = tmpdir()): Promise<Workspace> {
   const dir = await mkdtemp(join(parent, 'qf-queue-'));
   const text = readFileSync(join(REPO, 'examples/sweep-smoothing/recipe.yaml'), 'utf8')
+    .replace('model: { example: tiny, seed: 0 }', `model: ${JSON.stringify(model)}`)
     .replace('samples: 64', 'samples: 16')
-    .replace('seq_len: 128 }\nsweep', 'seq_len: 128, max_windows: 6 }\noutputs:\n  - { format: compressed-tensors, path: out/ct }\nsweep');
-  if (!text.includes('max_windows: 6') || !text.includes('samples: 16')) throw new Error('examples/sweep-smoothing/recipe.yaml changed: update sweepWorkspace');
+    .replace('seq_len: 128 }\nsweep', 'seq_len: 128, max_windows: 4 }\noutputs:\n  - { format: compressed-tensors, path: out/ct }\nsweep');
+  if (!text.includes('max_windows: 4') || !text.includes('samples: 16') || !text.includes(model)) throw new Error('examples/sweep-smoothing/recipe.yaml changed: update sweepWorkspace');
   await writeFile(join(dir, 'recipe.yaml'), text);
   await mkdir(join(dir, 'out'), { recursive: true });
   return { dir, recipe: join(dir, 'recipe.yaml'), cache: join(dir, 'cache') };

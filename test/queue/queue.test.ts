@@ -4,22 +4,35 @@
 // once; a worker killed with SIGKILL mid-step loses nothing (BullMQ puts its job back, another worker runs
 // it); a queue or store that cannot be used is a one-line error and exit 2 before any compute.
 
-import { cp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { startS3, useS3Credentials, type TestS3 } from '../cache/s3-server.js';
 import { fingerprint, fingerprintDiff, runCli, type CliRun, type RunEvent, type Workspace } from '../reliability/workspace.js';
-import { doneIds, startRedis, startWorker, sweepWorkspace, SWEEP, type TestRedis, type WorkerProcess } from './queue-harness.js';
+import { doneIds, startRedis, startWorker, sweepWorkspace, SWEEP, writeModel, type TestRedis, type WorkerProcess } from './queue-harness.js';
 
 let redis: TestRedis;
 let s3: TestS3;
 let restoreEnv: () => void;
 const workers: WorkerProcess[] = [];
+/** the sweep built locally once: the reference outputs and its store, which later local runs take from */
+let model: string;
+let ws: Workspace;
+let local: CliRun;
+let want: Map<string, string>;
+const localArgs = (): string[] => ['--json', '--device', 'cpu', '--threads', '1', '--cache-dir', join(ws.dir, 'local-store')];
 
 beforeAll(async () => {
   restoreEnv = useS3Credentials();
   [redis, s3] = await Promise.all([startRedis(), startS3({ preconditions: true })]);
+  model = await writeModel(await mkdtemp(join(tmpdir(), 'qf-queue-model-')));
+  ws = await sweepWorkspace(model);
+  local = await runCli(ws, ['sweep', 'recipe.yaml', ...localArgs(), '--set', SWEEP[0]!]);
+  if (local.code !== 0) throw new Error(`the local sweep failed (${local.code}): ${local.stderr}${JSON.stringify(local.events.slice(-3))}`);
+  want = await outputs(ws);
+  await clearOutputs(ws);
 });
 afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
@@ -52,13 +65,8 @@ async function clearOutputs(ws: Workspace): Promise<void> {
 
 describe('quantforge worker and --queue', () => {
   test('the smoothing sweep through 2 workers and 2 coordinators on an S3 store equals the local run and computes each step once', async () => {
-    const ws = await sweepWorkspace();
-    const local = await runCli(ws, ['sweep', 'recipe.yaml', '--json', '--device', 'cpu', '--threads', '1', '--cache-dir', join(ws.dir, 'local-store'), '--set', SWEEP[0]!]);
-    expect(local.code, local.stderr).toBe(0);
     const steps = Number(summaryOf(local)['ran']);
     expect(steps).toBeGreaterThan(20);
-    const want = await outputs(ws);
-    await clearOutputs(ws);
 
     // a second coordinator in a copy of the workspace: the same steps, so the same keys and the same jobs
     const other: Workspace = { ...ws, dir: `${ws.dir}-b`, recipe: `${ws.dir}-b/recipe.yaml` };
@@ -82,16 +90,20 @@ describe('quantforge worker and --queue', () => {
   });
 
   test('a worker killed with SIGKILL mid-step: another one completes its job, the store verifies and the outputs equal the undisturbed run', async () => {
-    const ws = await sweepWorkspace();
-    const args = ['--json', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.7'];
-    const local = await runCli(ws, ['run', 'recipe.yaml', ...args, '--threads', '1', '--cache-dir', join(ws.dir, 'local-store')]);
-    expect(local.code, local.stderr).toBe(0);
-    const want = await outputs(ws);
-    await clearOutputs(ws);
+    // a fifth variant, in a workspace of its own, on the sweep's stores: the captures and FP evaluation are
+    // stored, its smoothing, quantization and evaluation run (locally for the reference, then on the queue)
+    const one = await sweepWorkspace(model);
+    const set = ['--set', 'stages[0].smoothing_strength=0.9'];
+    const ref = await runCli(one, ['run', 'recipe.yaml', ...localArgs(), ...set]);
+    expect(ref.code, ref.stderr).toBe(0);
+    expect(doneIds(ref.events, 'ran')).toContain('evaluate/quantized');
+    const wantOne = await outputs(one);
+    await clearOutputs(one);
+    const args = ['--json', '--device', 'cpu', ...set];
 
     // short locks and stalled checks, so a dead worker's job comes back within seconds
     const fast = ['--lock-duration', '1500', '--stalled-interval', '500'];
-    const first = await startWorker(redis, [...fast, ...s3Args('kill', join(ws.dir, 'worker-a'))], ws.dir);
+    const first = await startWorker(redis, [...fast, ...s3Args('sweep', join(one.dir, 'worker-a'))], one.dir);
     workers.push(first);
     let victim: string | undefined;
     const killed = new Promise<void>((resolve) => {
@@ -104,26 +116,28 @@ describe('quantforge worker and --queue', () => {
         }
       };
     });
-    const run = runCli(ws, ['run', 'recipe.yaml', ...args, '--queue', redis.url, ...s3Args('kill', join(ws.dir, 'coord'))]);
+    const run = runCli(one, ['run', 'recipe.yaml', ...args, '--queue', redis.url, ...s3Args('sweep', join(one.dir, 'coord'))]);
     await killed;
-    const second = await startWorker(redis, [...fast, ...s3Args('kill', join(ws.dir, 'worker-b'))], ws.dir);
+    const second = await startWorker(redis, [...fast, ...s3Args('sweep', join(one.dir, 'worker-b'))], one.dir);
     workers.push(second);
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
     expect(first.child.signalCode).toBe('SIGKILL');
     expect(doneIds(first.events, 'ran')).not.toContain(victim);
     expect(doneIds(second.events, 'ran')).toContain(victim);
-    expect(fingerprintDiff(want, await outputs(ws))).toEqual([]);
+    expect(fingerprintDiff(wantOne, await outputs(one))).toEqual([]);
 
-    const verify = await runCli(ws, ['cache', 'verify', '--json', ...s3Args('kill', join(ws.dir, 'verify'))]);
+    const verify = await runCli(one, ['cache', 'verify', '--json', ...s3Args('sweep', join(one.dir, 'verify'))]);
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.events[0]).toMatchObject({ damaged: [] });
-    expect(Number(verify.events[0]!['entries'])).toBe(Number(summaryOf(local)['ran']));
+    const entries = await runCli(one, ['cache', 'ls', '--json', '--cache-dir', join(ws.dir, 'local-store')]);
+    expect(Number(verify.events[0]!['entries'])).toBe((entries.events[0]!['entries'] as unknown[]).length);
   });
 
   test('a queue or store that cannot be used: one line, exit 2, nothing computed', async () => {
-    const ws = await sweepWorkspace();
-    const run = (extra: string[]): Promise<CliRun> => runCli(ws, ['run', 'recipe.yaml', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.7', '--cache-dir', ws.cache, ...extra]);
+    const bad = await sweepWorkspace(model);
+    bad.cache = join(bad.dir, 'store');
+    const run = (extra: string[]): Promise<CliRun> => runCli(bad, ['run', 'recipe.yaml', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.7', '--cache-dir', bad.cache, ...extra]);
     const deadRedis = `redis://127.0.0.1:${redis.port === 1 ? 2 : 1}`;
     const cases: [string[], RegExp][] = [
       [['--queue', deadRedis], /^quantforge run: queue redis:\/\/127\.0\.0\.1:\d+: cannot connect \(ECONNREFUSED\)\n$/],
@@ -136,11 +150,11 @@ describe('quantforge worker and --queue', () => {
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(message);
     }
-    const worker = await runCli(ws, ['worker', '--queue', deadRedis, '--cache-dir', ws.cache]);
+    const worker = await runCli(bad, ['worker', '--queue', deadRedis, '--cache-dir', bad.cache]);
     expect(worker.code).toBe(2);
     expect(worker.stderr).toMatch(/^quantforge worker: queue redis:\/\/127\.0\.0\.1:\d+: cannot connect \(ECONNREFUSED\)\n$/);
     // nothing was computed: the local store holds no entry
-    const kinds = existsSync(ws.cache) ? (await readdir(ws.cache)).filter((d) => !['tmp', 'locks', 'runs', 'history', 'digests.json'].includes(d)) : [];
+    const kinds = existsSync(bad.cache) ? (await readdir(bad.cache)).filter((d) => !['tmp', 'locks', 'runs', 'history', 'digests.json'].includes(d)) : [];
     expect(kinds).toEqual([]);
   });
 });
