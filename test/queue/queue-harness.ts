@@ -28,9 +28,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** redis-server on 127.0.0.1 and a free port, without snapshots or an append-only file; resolves once it accepts connections */
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+/** redis-server on 127.0.0.1 and a free port (or `port`), without snapshots or an append-only file; resolves once it accepts connections */
+export async function startRedis(port?: number): Promise<TestRedis> {
+  port ??= await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   await new Promise<void>((resolve, reject) => {

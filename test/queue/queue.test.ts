@@ -134,6 +134,39 @@ describe('quantforge worker and --queue', () => {
     expect(Number(verify.events[0]!['entries'])).toBe((entries.events[0]!['entries'] as unknown[]).length);
   });
 
+  test('Redis stopped during a run: the coordinator fails naming the queue, and a rerun recomputes no finished step', async () => {
+    const one = await sweepWorkspace(model);
+    const args = ['run', 'recipe.yaml', '--json', '--device', 'cpu', '--set', 'stages[0].smoothing_strength=0.95', '--reconnect', '1000', ...s3Args('sweep', join(one.dir, 'coord'))];
+    const worker = await startWorker(redis, s3Args('sweep', join(one.dir, 'worker')), one.dir);
+    workers.push(worker);
+    const stopped = new Promise<void>((resolve) => {
+      worker.onEvent = (e) => {
+        // once a step is stored and another has begun: stop Redis (it keeps nothing: the queue is gone)
+        if (e.event === 'step-start' && doneIds(worker.events, 'ran').length >= 2) {
+          worker.onEvent = undefined;
+          void redis.stop().then(resolve);
+        }
+      };
+    });
+    const first = runCli(one, [...args, '--queue', redis.url]);
+    await stopped;
+    const r = await first;
+    expect(r.code).toBe(1);
+    expect(r.events.find((e) => e.event === 'step-failed')).toMatchObject({ reason: 'queue-connection-lost' });
+    expect(String(r.events.find((e) => e.event === 'step-failed')!['message'])).toContain(`lost the connection to the queue ${redis.url}`);
+    const finished = doneIds(worker.events, 'ran');
+    expect(finished.length).toBeGreaterThanOrEqual(2);
+
+    redis = await startRedis(redis.port);
+    const before = worker.events.length;
+    const again = await runCli(one, [...args, '--queue', redis.url]);
+    expect(again.code, again.stderr).toBe(0);
+    const rerun = doneIds(worker.events.slice(before), 'ran');
+    expect(rerun.length).toBeGreaterThan(0);
+    for (const id of finished) expect(rerun).not.toContain(id);
+    expect(doneIds(again.events, 'cached')).toEqual(expect.arrayContaining(finished));
+  });
+
   test('a queue or store that cannot be used: one line, exit 2, nothing computed', async () => {
     const bad = await sweepWorkspace(model);
     bad.cache = join(bad.dir, 'store');
