@@ -8,7 +8,12 @@ import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Queue, QueueEvents } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { computeKey } from '../../src/cache/key.js';
+import { prepare } from '../../src/exec/prepare.js';
+import { parseQueueUrl, QUEUE_NAME } from '../../src/exec/queue/connection.js';
+import type { StepJobData } from '../../src/exec/queue/step-job.js';
 import { startS3, useS3Credentials, type TestS3 } from '../cache/s3-server.js';
 import { fingerprint, fingerprintDiff, runCli, type CliRun, type RunEvent, type Workspace } from '../reliability/workspace.js';
 import { doneIds, startRedis, startWorker, sweepWorkspace, SWEEP, writeModel, type TestRedis, type WorkerProcess } from './queue-harness.js';
@@ -165,6 +170,36 @@ describe('quantforge worker and --queue', () => {
     expect(rerun.length).toBeGreaterThan(0);
     for (const id of finished) expect(rerun).not.toContain(id);
     expect(doneIds(again.events, 'cached')).toEqual(expect.arrayContaining(finished));
+  });
+
+  test('a worker refuses a job whose key record it cannot reproduce: the job fails once with queue-key-mismatch and no step runs', async () => {
+    const one = await sweepWorkspace(model);
+    const prepared = await prepare(one.recipe, ['stages[0].smoothing_strength=0.7'], join(one.dir, 'plan'), 'cpu');
+    if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
+    const job = prepared.value.jobs.find((j) => j.record.kind === 'tokenize')!;
+    // the job of a coordinator whose tokenize step code is one version ahead of this worker's
+    const record = { ...job.record, version: job.record.version + 1 };
+    const key = computeKey(record);
+    const { id, group, files, deviceDependent } = job.node;
+    const data: StepJobData = { key, record, id, group, files, deviceDependent, inputs: {}, model: { dir: model }, coordinator: 'test', uploads: {} };
+    const worker = await startWorker(redis, s3Args('refuse', join(one.dir, 'worker')), one.dir);
+    workers.push(worker);
+    const target = parseQueueUrl(redis.url);
+    const queue = new Queue(QUEUE_NAME, { connection: target.connection });
+    const events = new QueueEvents(QUEUE_NAME, { connection: target.connection });
+    try {
+      await events.waitUntilReady();
+      const failed = new Promise<string>((resolve) => events.on('failed', (e) => e.jobId === key && resolve(e.failedReason)));
+      await queue.add(record.kind, data, { jobId: key, attempts: 3, backoff: { type: 'fixed', delay: 10 } });
+      const reason = await failed;
+      expect(reason).toMatch(/^\[queue-key-mismatch\] worker \S+ refuses tokenize\/\S+: it would compute a different step than the job's key describes \(job → worker: version changed: \d+ → \d+\)/);
+      expect((await queue.getJob(key))?.attemptsMade).toBe(1);
+      expect(doneIds(worker.events, 'ran')).toEqual([]);
+      expect(worker.events.find((e) => e.event === 'step-failed')).toMatchObject({ reason: 'queue-key-mismatch' });
+    } finally {
+      await events.close();
+      await queue.close();
+    }
   });
 
   test('a queue or store that cannot be used: one line, exit 2, nothing computed', async () => {
