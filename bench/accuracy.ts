@@ -2,7 +2,9 @@
 // reference protocol (../shared/reference/README.md: 128 calibration windows of 256 tokens, every full
 // evaluation window), through the real CLI; each quantized perplexity is compared with the torch
 // reference's. Runs are incremental (one step cache under .quantforge/accuracy), so a rerun after a change
-// recomputes only what the change touched.
+// recomputes only what the change touched. Each model's fp32 perplexity on its whole evaluation file is also
+// checked through `quantforge eval` (within 0.2% of the reference: the e2e suite scores only leading windows).
+// Exit 1 when a method is above `--tolerance` × its reference or an fp32 perplexity is off by more than 0.2%.
 // Usage: npm run build && npx tsx bench/accuracy.ts [--models a,b] [--methods x,y] [--cache-dir DIR] [--md FILE]
 
 import { spawnSync } from 'node:child_process';
@@ -89,14 +91,37 @@ function run(file: string, cacheDir: string): Outcome {
   };
 }
 
+const FP32_TOLERANCE = 0.002;
+
+/** the model's fp32 perplexity on its whole evaluation file, as `quantforge eval` computes it */
+function evalFp32(ref: ReferenceModel): number | string {
+  const r = spawnSync(
+    process.execPath,
+    [join(repo, 'bin/quantforge.js'), 'eval', '--model', resolve(repo, ref.model), '--dataset', resolve(repo, ref.evaluation.dataset), '--seq-len', String(ref.evaluation.seq_len), '--json', '--device', 'cpu'],
+    { encoding: 'utf8', maxBuffer: 1 << 24 },
+  );
+  if (r.status !== 0) return r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`;
+  const out = JSON.parse(r.stdout) as { perplexity: number; windows: number };
+  if (out.windows !== ref.evaluation.windows) return `${out.windows} windows, the reference scored ${ref.evaluation.windows}`;
+  return out.perplexity;
+}
+
 const models = values.models ? values.models.split(',') : Object.keys(reference);
 const work = join(values['cache-dir'], 'recipes');
 mkdirSync(work, { recursive: true });
 const rows: string[][] = [];
+const fpRows: string[][] = [];
 let worst = 0;
+let failures = 0;
 for (const name of models) {
   const ref = reference[name];
   if (!ref) throw new Error(`no reference for model "${name}"; known: ${Object.keys(reference).join(', ')}`);
+  const fp = evalFp32(ref);
+  const fpRef = ref.perplexity['fp32']!;
+  const fpOk = typeof fp === 'number' && Math.abs(fp - fpRef) / fpRef < FP32_TOLERANCE;
+  if (!fpOk) failures++;
+  fpRows.push([name, typeof fp === 'number' ? fp.toFixed(4) : `failed: ${fp}`, fpRef.toFixed(4), typeof fp === 'number' ? (fp / fpRef).toFixed(5) : '–', fpOk ? 'yes' : 'NO']);
+  process.stderr.write(`${name} fp32 (quantforge eval, ${ref.evaluation.windows} windows): ${typeof fp === 'number' ? fp.toFixed(4) : fp} (reference ${fpRef})\n`);
   const methods = values.methods ? values.methods.split(',') : Object.keys(ref.perplexity).filter((m) => m !== 'fp32');
   for (const method of methods) {
     if (!stages(method, ref)) throw new Error(`unknown method "${method}"`);
@@ -108,6 +133,7 @@ for (const name of models) {
     const refPpl = ref.perplexity[method]!;
     const ratio = o.perplexity === undefined ? NaN : o.perplexity / refPpl;
     if (Number.isFinite(ratio)) worst = Math.max(worst, ratio);
+    if (!(ratio <= tolerance)) failures++;
     rows.push([
       name,
       method,
@@ -123,6 +149,10 @@ for (const name of models) {
   }
 }
 const md = table(['model', 'method', 'quantforge ppl', 'reference ppl', 'ratio', `≤ ${tolerance}×`, 'fp32 ppl', 'quantize s (ran now)', 'reference quantize s'], rows);
+const fpMd = table(['model', 'fp32 ppl (quantforge eval)', 'reference', 'ratio', `within ${FP32_TOLERANCE * 100}%`], fpRows);
+console.log(fpMd);
+console.log('');
 console.log(md);
-console.log(`\nworst ratio ${worst.toFixed(4)}`);
-if (values.md) writeFileSync(values.md, `${md}\n`);
+console.log(`\nworst ratio ${worst.toFixed(4)}; ${failures} check(s) failed`);
+if (values.md) writeFileSync(values.md, `${fpMd}\n\n${md}\n`);
+process.exitCode = failures > 0 ? 1 : 0;
