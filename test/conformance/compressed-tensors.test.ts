@@ -3,14 +3,15 @@
 // rtn over W4A16, W4A16_ASYM and W8A8 on the synthetic example model and a GPTQ run with `actorder: group`
 // writes g_idx; each checkpoint's tensors (names, dtypes, shapes, bytes), int32 packing (element 0 in the low
 // bits, codes + 2^(b−1)), zero points packed along the output dim, scales recomputed from the fp32 weights by
-// the DESIGN §2 formulas, and every quantization_config field are checked.
+// the DESIGN §2 formulas, and every quantization_config field are checked; so are the files a run writes
+// beside them: quantforge.lock.json (digests recomputed here), report.md/html and sweep.md/json.
 
-import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { cliOk } from './cli-run.js';
+import { cliOk, REPO } from './cli-run.js';
 import { floats, ints, readModelDirByHand, type HandTensor } from './safetensors-by-hand.js';
 
 let root: string;
@@ -152,6 +153,7 @@ function expectQuantizationConfig(qc: Record<string, unknown>, scheme: string): 
 
 const SCHEMES = ['W4A16', 'W4A16_ASYM', 'W8A8'];
 let model: Map<string, HandTensor>;
+let sweepStdout: string;
 
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'qf-conformance-'));
@@ -170,7 +172,7 @@ outputs:
   - { format: compressed-tensors, path: ./out/ct }
 `,
   );
-  await cliOk(['sweep', 'rtn.yaml', '--set', `stages[0].scheme=${SCHEMES.join(',')}`, '--cache-dir', 'cache'], root);
+  sweepStdout = await cliOk(['sweep', 'rtn.yaml', '--set', `stages[0].scheme=${SCHEMES.join(',')}`, '--cache-dir', 'cache'], root);
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -271,5 +273,106 @@ outputs:
     }
     // act order permutes the columns of (nearly) every multi-group Linear
     expect(permuted).toBeGreaterThan(0);
+  });
+});
+
+const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+interface SweepJson {
+  recipe: string;
+  variants: { label: string; params: { key: string; value: unknown }[]; perplexity: { fp: number; quantized: number }; kl: number }[];
+}
+
+describe('the files a run writes beside its outputs', () => {
+  test('quantforge.lock.json: recipe digest, variant, overrides, params, output key, step keys, input digests, tools', () => {
+    const recipe = join(root, 'rtn.yaml');
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    const ort = JSON.parse(readFileSync(join(REPO, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string };
+    const datasets = [sha256(join(root, 'model/calib.txt')), sha256(join(root, 'model/eval.txt'))];
+    for (const scheme of SCHEMES) {
+      const dir = join(root, 'out/ct', `scheme=${scheme}`);
+      const lock = JSON.parse(readFileSync(join(dir, 'quantforge.lock.json'), 'utf8')) as Record<string, any>;
+      expect(Object.keys(lock).sort()).toEqual(['files', 'output', 'overrides', 'params', 'quantforge_lock', 'recipe', 'steps', 'tools', 'variant']);
+      expect(lock['quantforge_lock']).toBe(1);
+      expect(lock['recipe']).toEqual({ path: recipe, sha256: sha256(recipe) });
+      // the recipe travels with the output, byte for byte
+      expect(readFileSync(join(dir, 'recipe.yaml')).equals(readFileSync(recipe))).toBe(true);
+      expect(lock['variant']).toBe(`scheme=${scheme}`);
+      expect(lock['overrides']).toEqual([{ path: 'stages.0.scheme', value: scheme }]);
+      expect(lock['params'].stages[0]).toMatchObject({ kind: 'rtn', scheme, targets: ['Linear'], ignore: ['lm_head'] });
+      expect(lock['params'].calibration).toMatchObject({ samples: 4, seq_len: 64 });
+      expect(lock['output'].format).toBe('compressed-tensors');
+      expect(lock['output'].key).toMatch(/^[0-9a-f]{64}$/);
+      const steps = lock['steps'] as Record<string, string>;
+      expect(steps['pack/compressed-tensors']).toBe(lock['output'].key);
+      for (let l = 0; l < 4; l++) expect(steps[`stage1.rtn/layer.${l}`], `layer ${l}`).toMatch(/^[0-9a-f]{64}$/);
+      expect(new Set(Object.values(steps)).size).toBe(Object.keys(steps).length);
+      // every model file's digest is the sha256 of the file as it is on disk; the dataset is one of the recipe's
+      const files = lock['files'] as Record<string, string>;
+      const modelFiles = Object.keys(files).filter((k) => k.startsWith('model/'));
+      expect(modelFiles).toContain('model/model.safetensors');
+      for (const k of modelFiles) expect(files[k], k).toBe(sha256(join(root, k)));
+      expect(datasets).toContain(files['dataset']);
+      expect(lock['tools']).toEqual({ quantforge: pkg.version, 'onnxruntime-node': ort.version });
+    }
+    // the variants differ in their quantization steps, not in their inputs
+    const locks = SCHEMES.map((s) => JSON.parse(readFileSync(join(root, 'out/ct', `scheme=${s}`, 'quantforge.lock.json'), 'utf8')) as Record<string, any>);
+    expect(new Set(locks.map((l) => l.steps['stage1.rtn/layer.0'])).size).toBe(3);
+    expect(new Set(locks.map((l) => JSON.stringify(l.files))).size).toBe(1);
+  });
+
+  test('sweep.json and sweep.md: one row per variant in --set order, the same numbers in both and on stdout', () => {
+    const dir = join(root, 'rtn.sweep');
+    const json = JSON.parse(readFileSync(join(dir, 'sweep.json'), 'utf8')) as SweepJson;
+    expect(json.recipe).toBe(join(root, 'rtn.yaml'));
+    expect(json.variants.map((v) => v.label)).toEqual(SCHEMES.map((s) => `scheme=${s}`));
+    for (const [i, v] of json.variants.entries()) {
+      expect(v.params).toEqual([{ key: 'stages[0].scheme', value: SCHEMES[i] }]);
+      expect(v.perplexity.fp).toBe(json.variants[0]!.perplexity.fp); // one fp evaluation for all variants
+      expect(Number.isFinite(v.perplexity.quantized)).toBe(true);
+      expect(v.kl).toBeGreaterThan(0);
+    }
+    const md = readFileSync(join(dir, 'sweep.md'), 'utf8');
+    const lines = md.trim().split('\n');
+    expect(lines[0]).toBe(`# Sweep of ${join(root, 'rtn.yaml')}`);
+    const cells = (l: string): string[] => l.split('|').slice(1, -1).map((c) => c.trim());
+    const head = cells(lines[2]!);
+    expect(head.slice(0, 3)).toEqual(['stages[0].scheme', 'ppl fp', 'ppl quantized']);
+    expect(head.at(-1)).toBe('KL');
+    const rows = lines.slice(4).map(cells);
+    expect(rows.map((r) => r[0])).toEqual(SCHEMES);
+    for (const [i, r] of rows.entries()) {
+      const v = json.variants[i]!;
+      expect([r[1], r[2], r.at(-1)]).toEqual([v.perplexity.fp.toFixed(4), v.perplexity.quantized.toFixed(4), v.kl.toFixed(5)]);
+    }
+    // `quantforge sweep` prints the same table
+    expect(sweepStdout).toContain(lines.slice(2).join('\n'));
+  });
+
+  test('report.md and report.html: the perplexity table matches the sweep, charts exist, the HTML is self-contained', () => {
+    const json = JSON.parse(readFileSync(join(root, 'rtn.sweep', 'sweep.json'), 'utf8')) as SweepJson;
+    const reports = join(root, 'out', 'rtn-report');
+    for (const v of json.variants) {
+      const dir = join(reports, v.label);
+      const md = readFileSync(join(dir, 'report.md'), 'utf8');
+      const row = (label: string): string[] => md.split('\n').find((l) => l.startsWith(`| ${label} |`))!.split('|').slice(1, -1).map((c) => c.trim());
+      // 4 windows of 64 tokens predict 4 × 63 tokens (DESIGN.md §6)
+      expect(row('fp32')).toEqual(['fp32', v.perplexity.fp.toFixed(3), Math.log(v.perplexity.fp).toFixed(4), '–', '252']);
+      const q = row('fake-quantized');
+      expect([q[1], q[2], q[4]]).toEqual([v.perplexity.quantized.toFixed(3), Math.log(v.perplexity.quantized).toFixed(4), '252']);
+      expect(Number(q[3])).toBeCloseTo(v.kl, 5);
+      const charts = [...md.matchAll(/!\[[^\]]*\]\(([^)]+)\)/g)].map((m) => m[1]!);
+      expect(charts.length).toBeGreaterThan(0);
+      for (const c of charts) {
+        expect(existsSync(join(dir, c)), c).toBe(true);
+        expect(readFileSync(join(dir, c), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+      }
+      const html = readFileSync(join(dir, 'report.html'), 'utf8');
+      expect(html).toMatch(/^<!doctype html>/i);
+      expect(html).toContain(v.perplexity.quantized.toFixed(3));
+      expect((html.match(/<svg/g) ?? []).length).toBe(charts.length);
+      // nothing loaded from elsewhere: no src= or stylesheet links
+      expect(html).not.toMatch(/\ssrc=|<link\s/i);
+    }
   });
 });
