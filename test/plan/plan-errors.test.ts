@@ -22,7 +22,7 @@ function planned(name: string): { ok: boolean; printed: string } {
 
 describe('plan errors', () => {
   test('every plan fixture has a test', () => {
-    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel'];
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4'];
     expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
   });
 
@@ -150,5 +150,60 @@ describe('plan errors', () => {
                 ~~~~~~~~
       "
     `);
+  });
+
+  test('awq with a float scheme names the method, the scheme and why', () => {
+    const r = planned('awq-float-scheme');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/awq-float-scheme.yaml:6:13 awq cannot quantize with NVFP4: 4-bit float weights are not supported: AWQ scores its candidate scales with integer min-max fake quantization (llm-compressor 0.8's AWQModifier)
+              scheme: NVFP4
+                      ~~~~~
+      ❌ test/fixtures/recipes/plan/awq-float-scheme.yaml:6:13 awq cannot quantize with NVFP4: static input ranges (FP8, NVFP4 activations) are calibrated by rtn and gptq only
+              scheme: NVFP4
+                      ~~~~~
+      "
+    `);
+  });
+
+  test('the mse observer on float weights', () => {
+    const r = planned('mse-on-float');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/mse-on-float.yaml:5:13 rtn cannot quantize with FP8_DYNAMIC: the mse observer searches integer grids; float weights take the minmax observer
+              scheme: FP8_DYNAMIC
+                      ~~~~~~~~~~~
+      "
+    `);
+  });
+
+  test('an onnx output of FP8 weights names the outputs that can write them', () => {
+    const r = planned('onnx-float-output');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/onnx-float-output.yaml:8:5 onnx output cannot write model.layers.0.self_attn.q_proj: onnxruntime's CPU provider has no float8 matmul, so 8-bit float weights (FP8, NVFP4, MXFP4 schemes) are written by the compressed-tensors output only; the onnx output takes W4A16, W4A16_ASYM, W8A16, W8A8, W4A8 and int config groups
+            - { format: onnx, path: out/onnx }
+              ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          test/fixtures/recipes/plan/onnx-float-output.yaml:4:5 model.layers.0.self_attn.q_proj is quantized by stage 1
+                - kind: rtn
+                  ~~~~~~~~~
+      "
+    `);
+  });
+
+  test('static input ranges (FP8) need calibration data, dynamic ones (FP8_DYNAMIC) do not', () => {
+    const r = planned('static-inputs-without-calibration');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toContain('stage "rtn" needs calibration data');
+    expect(planned('mse-on-float').printed).not.toContain('needs calibration data');
+  });
+
+  test('gptq actorder group with fp4 groups: the format stores no g_idx', () => {
+    const r = planned('actorder-group-on-mxfp4');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toContain('gptq cannot quantize with MXFP4A16: actorder "group" records weight_g_idx');
   });
 });

@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { openWeights } from '../../graphs/open.js';
 import { CompressedTensorsSource } from '../../model/compressed-tensors-source.js';
 import { declaresCompressedTensors } from '../../model/quantization-config.js';
-import type { OutputDef, OutputOptions } from '../output-def.js';
+import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
+import { formatOf } from '../../formats/compressed-tensors.js';
+import { elementKind } from '../../quant/quant-args.js';
+import { ReasonedError } from '../../diag/failure.js';
 import { packStep, type PackParams } from './pack-step.js';
 
 export interface CompressedTensorsOutput extends OutputOptions {
@@ -23,9 +26,22 @@ function detect(dir: string): boolean {
   }
 }
 
+/** formats/compressed-tensors.ts writes every scheme but asymmetric int weights with input activations; fp4 packs pairs of columns */
+function supports(m: PlannedModule): string | undefined {
+  try {
+    formatOf(m.quant);
+  } catch (e) {
+    if (e instanceof ReasonedError) return e.message;
+    throw e;
+  }
+  if (elementKind(m.quant.weights) === 'fp4' && m.shape[1] % 2 !== 0) return `fp4 weights are packed two per byte, so in_features must be even, found ${m.shape[1]}`;
+  return undefined;
+}
+
 export const compressedTensorsOutput: OutputDef<CompressedTensorsOutput, PackParams> = {
   format: 'compressed-tensors',
   properties: { format: 'always', path: 'always' },
+  supports,
   write: { step: packStep, params: () => ({ format: 'compressed-tensors' }) },
   open: { detect, open: async (rt, dir) => openWeights(rt, 'compressed-tensors', await CompressedTensorsSource.open(dir)) },
 };
