@@ -40,6 +40,8 @@ test('with QUANTFORGE_REQUIRE_SHARED=1 the same tests fail instead of skipping',
 
 test('the line groups skipped files by reason', () => {
   const line = skipLine(new Map([['test/e2e/rtn.test.ts', 9], ['test/quant/ggml-live.test.ts', 2], ['test/ort/webgpu.test.ts', 3], ['test/cache/lock.test.ts', 1]]), 100, false);
-  expect(line).toMatch(/^skipped 15 of 100 tests: 9 need \.\.\/shared .*\[test\/e2e\/rtn\.test\.ts 9\]; 2 need a C compiler .*\[test\/quant\/ggml-live\.test\.ts 2\]; 3 need a WebGPU adapter .*\[test\/ort\/webgpu\.test\.ts 3\]; 1 skipped by their own condition \[test\/cache\/lock\.test\.ts 1\]$/);
+  expect(line).toMatch(/^skipped 15 of 100 tests: 9 need \.\.\/shared .*\[test\/e2e\/rtn\.test\.ts 9\]; 2 need a C compiler .*\[test\/quant\/ggml-live\.test\.ts 2\]; 3 need a WebGPU adapter .*\[test\/ort\/webgpu\.test\.ts 3\]; 1 skipped by their own condition or a name filter \[test\/cache\/lock\.test\.ts 1\]$/);
   expect(skipLine(new Map(), 100, false)).toBeUndefined();
+  // with ../shared present, a skipped e2e test was filtered out, not missing its models
+  expect(skipLine(new Map([['test/e2e/rtn.test.ts', 8]]), 9, true)).toBe('skipped 8 of 9 tests: 8 skipped by their own condition or a name filter [test/e2e/rtn.test.ts 8]');
 });

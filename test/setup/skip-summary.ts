@@ -25,14 +25,18 @@ export function skipLine(counts: Map<string, number>, total: number, sharedPrese
   const skipped = [...counts.values()].reduce((a, b) => a + b, 0);
   if (skipped === 0) return undefined;
   const by: Record<Reason, [string, number][]> = { shared: [], compiler: [], webgpu: [], other: [] };
-  for (const [file, n] of counts) by[reasonOf(resolve(REPO, file))].push([file, n]);
+  for (const [file, n] of counts) {
+    const reason = reasonOf(resolve(REPO, file));
+    // with ../shared present, its guarded tests were skipped for another reason (a -t filter, their own condition)
+    by[reason === 'shared' && sharedPresent ? 'other' : reason].push([file, n]);
+  }
   const sum = (xs: [string, number][]): number => xs.reduce((a, [, n]) => a + n, 0);
   const files = (xs: [string, number][]): string => xs.map(([f, n]) => `${f} ${n}`).join(', ');
   const why = {
-    shared: sharedPresent ? 'guarded on ../shared' : `need ../shared (no models/ and data/ at ${SHARED}; QUANTFORGE_REQUIRE_SHARED=1 fails them instead)`,
+    shared: `need ../shared (no models/ and data/ at ${SHARED}; QUANTFORGE_REQUIRE_SHARED=1 fails them instead)`,
     compiler: 'need a C compiler (QUANTFORGE_REQUIRE_SHARED=1 fails them instead)',
     webgpu: 'need a WebGPU adapter (QUANTFORGE_REQUIRE_WEBGPU=1 fails them instead)',
-    other: 'skipped by their own condition',
+    other: 'skipped by their own condition or a name filter',
   };
   const parts = (['shared', 'compiler', 'webgpu', 'other'] as const).filter((k) => by[k].length).map((k) => `${sum(by[k])} ${why[k]} [${files(by[k])}]`);
   return `skipped ${skipped} of ${total} tests: ${parts.join('; ')}`;
