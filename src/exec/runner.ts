@@ -183,9 +183,9 @@ export class WorkerRunner implements StepRunner {
         this.#worker = undefined;
         reject(signal.aborted ? new InterruptedError() : new ReasonedError('worker-exited', `compute worker exited with code ${code}`));
       };
-      const onAbort = (): void => {
-        void worker.terminate();
-      };
+      // the step stops at its next abort check and answers `error` (or `done` if it finished first); the
+      // thread is not terminated under a running onnxruntime session, which aborts the whole process
+      const onAbort = (): void => worker.postMessage({ type: 'abort' });
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);
