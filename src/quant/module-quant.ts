@@ -19,4 +19,6 @@ export interface QuantizedModule extends ModuleQuant {
   zeroPoint?: Tensor<'int8'>;
   /** actorder group: each input column's group */
   gIdx?: Tensor<'int32'>;
+  /** GGUF schemes: each block's stored qparams, [out, blocks, width] (quant/gguf-weight.ts) */
+  gguf?: Tensor<'int16'>;
 }

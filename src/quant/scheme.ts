@@ -7,6 +7,8 @@
 // combinations compressed-tensors rejects are rejected here, with a typed error.
 
 import { ReasonedError, type QuantReason } from '../diag/failure.js';
+import { ggufArgsProblem, GGUF_PRESETS } from './gguf-scheme.js';
+import type { GgufBlockTypeName } from './gguf-quantize.js';
 
 export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'token';
 export type ActOrder = 'static' | 'group';
@@ -30,6 +32,8 @@ export interface QuantArgs {
   /** null exactly when dynamic (compressed-tensors drops the observer of dynamic args) */
   readonly observer: ObserverName | null;
   readonly observer_kwargs: Readonly<Record<string, JsonScalar>>;
+  /** GGUF schemes only: the ggml block type whose stored qparams the weights take (quant/gguf-scheme.ts); absent otherwise */
+  readonly gguf?: GgufBlockTypeName;
 }
 
 /** QuantArgs as a recipe may spell them: anything omitted takes compressed-tensors' default */
@@ -44,6 +48,7 @@ export interface QuantArgsInput {
   readonly actorder?: string | boolean | null;
   readonly observer?: string | null;
   readonly observer_kwargs?: Readonly<Record<string, JsonScalar>>;
+  readonly gguf?: string;
 }
 
 export interface QuantScheme {
@@ -83,6 +88,12 @@ function resolveStrategy(input: QuantArgsInput, where: string): QuantStrategy {
   if (g > 0) return 'group';
   if (g === -1) return 'channel';
   throw invalid(where, `group_size ${g} is invalid; use group_size > 0 for strategy "group" and -1 for "channel"`);
+}
+
+function ggufArgs(input: QuantArgsInput, where: string): GgufBlockTypeName {
+  const problem = ggufArgsProblem(input);
+  if (problem !== undefined) throw invalid(where, problem);
+  return input.gguf as GgufBlockTypeName;
 }
 
 /** complete `input` as compressed-tensors' QuantizationArgs validator does; `where` names it in errors */
@@ -135,6 +146,7 @@ export function resolveQuantArgs(input: QuantArgsInput, where = 'quantization ar
     actorder,
     observer,
     observer_kwargs: { ...(input.observer_kwargs ?? {}) },
+    ...(input.gguf === undefined ? {} : { gguf: ggufArgs(input, where) }),
   };
 }
 
@@ -196,6 +208,7 @@ export const PRESET_SCHEMES = {
   W4A16: { weights: intWeights(4, true, 128) },
   W4A16_ASYM: { weights: intWeights(4, false, 128) },
   W8A8: { weights: intWeights(8, true, null), input_activations: tokenActivations(8) },
+  ...GGUF_PRESETS,
 } as const satisfies Readonly<Record<string, PresetScheme>>;
 
 /** a preset's name as a recipe's `scheme` writes it (schema/recipe.schema.json lists the same names) */

@@ -1,7 +1,8 @@
 // The layer-state artifact: every tensor of one decoder layer after a stage (float32, local names), plus the
 // quantization of each quantized Linear: `m.weight` holds the dequantized values the forward uses, beside
 // `m.weight_codes` (int8), `m.weight_scale`, `m.weight_zero_point` (asymmetric only), `m.weight_g_idx`
-// (act-order groups), and quant.json records each module's quantization args. Pack and export read it.
+// (act-order groups), `m.weight_gguf` (GGUF schemes: each block's stored qparams, the codes then as the
+// blocks store them), and quant.json records each module's quantization args. Pack and export read it.
 
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -16,7 +17,7 @@ import { readJsonFile } from '../diag/file-errors.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
-export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx'] as const;
+export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_gguf'] as const;
 
 export interface LayerState {
   layer: number;
@@ -37,6 +38,7 @@ export async function writeLayerState(dir: string, state: LayerState): Promise<v
     tensors.push([`${m}.weight_codes`, q.codes], [`${m}.weight_scale`, q.scale]);
     if (q.zeroPoint) tensors.push([`${m}.weight_zero_point`, q.zeroPoint]);
     if (q.gIdx) tensors.push([`${m}.weight_g_idx`, q.gIdx]);
+    if (q.gguf) tensors.push([`${m}.weight_gguf`, q.gguf]);
     quant[m] = { weights: q.weights, input_activations: q.input_activations };
   }
   await writeSafetensors(join(dir, LAYER_FILE), tensors);
@@ -63,7 +65,8 @@ export async function readLayerState(dir: string, layer: number): Promise<LayerS
       if (!codes || !scale) throw new Error(`${dir}: quantized module ${m} lacks its codes or scales`);
       const zeroPoint = await get<'int8'>('weight_zero_point');
       const gIdx = await get<'int32'>('weight_g_idx');
-      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}) };
+      const gguf = f.tensors.has(`${m}.weight_gguf`) ? ((await f.read(`${m}.weight_gguf`)) as Tensor<'int16'>) : undefined;
+      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}), ...(gguf ? { gguf } : {}) };
     }
     return { layer, tensors, quant };
   } finally {
