@@ -9,7 +9,7 @@
 
 import type { QuantArgs } from '../quant/scheme.js';
 import { GgufBlockGrid } from '../quant/gguf-grid.js';
-import { BLOCK_FORMATS, type GgufBlockTypeName } from '../quant/gguf-quantize.js';
+import { BLOCK_FORMATS, rowSigma2, type GgufBlockTypeName } from '../quant/gguf-quantize.js';
 import { gridWeight, type GgufWeight } from '../quant/gguf-weight.js';
 import type { GgufBlockQParams } from '../quant/gguf-block.js';
 import { gptqColumns, type ColumnProblem } from './gptq-columns.js';
@@ -31,8 +31,13 @@ function alignedLevels(o: GptqOptions, size: number): Pick<GptqOptions, 'blockSi
   return { blockSize: o.blockSize % size === 0 ? o.blockSize : up(o.blockSize), superBlock: up(o.superBlock ?? 1024), subBlock: size % sub === 0 ? sub : 1 };
 }
 
+export interface GptqGgufOptions extends GptqOptions {
+  /** false: block qparams by ggml's reference quantizer; default: its importance-weighted one, with H's diagonal as the imatrix */
+  readonly importance?: boolean;
+}
+
 /** quantize `w` [rows, cols] to GGUF `type` blocks with GPTQ given its Hessian `h` [cols, cols] */
-export async function gptqQuantizeGguf(w: Float32Array, rows: number, cols: number, h: Float64Array, type: GgufBlockTypeName, args: QuantArgs, o: GptqOptions): Promise<GptqGgufResult> {
+export async function gptqQuantizeGguf(w: Float32Array, rows: number, cols: number, h: Float64Array, type: GgufBlockTypeName, args: QuantArgs, o: GptqGgufOptions): Promise<GptqGgufResult> {
   checkInputs(w, rows, cols, h, args, o);
   const t0 = performance.now();
   const p = prepare(h, cols, null);
@@ -43,6 +48,9 @@ export async function gptqQuantizeGguf(w: Float32Array, rows: number, cols: numb
   const grid = new GgufBlockGrid(format, rows, cols);
   const size = grid.blockSize;
   const block = new Float32Array(rows * size);
+  // llama.cpp's imatrix is the mean squared activation of each input; GPTQ's Hessian diagonal 2·E[x²] is proportional
+  const importance = o.importance === false ? undefined : Float32Array.from({ length: cols }, (_, j) => h[j * cols + j] as number);
+  const sigma2 = Float32Array.from({ length: rows }, (_, r) => rowSigma2(w, r, cols));
   const column = new Float32Array(rows);
   const dq = new Float32Array(rows);
   const solve = (wt: Float32Array | Float64Array, _codesT: Int8Array, dqT: Float32Array, c1: number, c2: number): number => {
@@ -52,7 +60,10 @@ export async function gptqQuantizeGguf(w: Float32Array, rows: number, cols: numb
         // the block's qparams from its current weights, row by row (wt is column-major: wt[c·rows + r])
         for (let j = 0; j < size; j++) for (let r = 0; r < rows; r++) block[r * size + j] = wt[(i + j) * rows + r] as number;
         const given: GgufBlockQParams[] = [];
-        for (let r = 0; r < rows; r++) given.push(format.qparams(block, r * size));
+        for (let r = 0; r < rows; r++) {
+          const imp = importance === undefined ? undefined : { weights: importance, offset: i, rowSigma2: sigma2[r] as number };
+          given.push(format.qparams(block, r * size, imp));
+        }
         grid.fixBlock(i / size, undefined, given);
       }
       const base = i * rows;
