@@ -1,11 +1,13 @@
 // The in-memory tensor every layer of quantforge passes around: a dtype, a shape and a flat typed array
-// in row-major order. float16 and bfloat16 keep their raw 16-bit patterns in a Uint16Array.
+// in row-major order. float16 and bfloat16 keep their raw 16-bit patterns in a Uint16Array, float8e4m3fn its
+// raw bytes in a Uint8Array (src/quant/fp8.ts encodes and decodes them).
 
 export type DType =
   | 'float32'
   | 'float64'
   | 'float16'
   | 'bfloat16'
+  | 'float8e4m3fn'
   | 'int64'
   | 'int32'
   | 'int16'
@@ -18,6 +20,7 @@ export interface DataFor {
   float64: Float64Array;
   float16: Uint16Array;
   bfloat16: Uint16Array;
+  float8e4m3fn: Uint8Array;
   int64: BigInt64Array;
   int32: Int32Array;
   int16: Int16Array;
@@ -37,6 +40,7 @@ export const BYTES_PER_ELEMENT: Readonly<Record<DType, number>> = {
   float64: 8,
   float16: 2,
   bfloat16: 2,
+  float8e4m3fn: 1,
   int64: 8,
   int32: 4,
   int16: 2,
@@ -50,6 +54,7 @@ const CONSTRUCTORS = {
   float64: Float64Array,
   float16: Uint16Array,
   bfloat16: Uint16Array,
+  float8e4m3fn: Uint8Array,
   int64: BigInt64Array,
   int32: Int32Array,
   int16: Int16Array,

@@ -1,17 +1,21 @@
-// Round-to-nearest quantization of a weight through its observer, and dynamic per-token activations.
+// Round-to-nearest quantization of a weight through its observer, and the input activations at inference.
 // Source: compressed-tensors quantization/lifecycle/forward.py (fake_quantize, forward_quantize) and
-// utils/helpers.py (compute_dynamic_scales_and_zp); llm-compressor QuantizationModifier for the order
-// observe → calculate_qparams → quantize.
+// utils/helpers.py (compute_dynamic_scales_and_zp, generate_gparam); llm-compressor QuantizationModifier for
+// the order observe → calculate_qparams → quantize, and for NVFP4's global scale (observed on the whole weight,
+// or the one shared by Linears that read the same input: llm-compressor's fused q/k/v and gate/up scales).
 //
-// W8A8 activations are quantized at inference, per token (row), symmetric: scale = max|x| / 127.5
-// (clamped to fp32 eps), q = round_half_even(clamp(x / scale, −128, 127)), x̂ = q · scale. Nothing is
-// stored for them; evaluation applies the same arithmetic to every Linear input.
+// Activations are quantized at inference with the same arithmetic as weights (quant/qparams.ts), row by row:
+// dynamic per token (W8A8: scale = max|x| / 127.5, clamped to fp32 eps), dynamic per group, static per tensor
+// with a calibrated scale, or NVFP4 groups under a calibrated global scale. This is the TypeScript reference
+// of the graphs' activation fake-quant (graphs/act-quant.ts).
 
 import { observeWeight, type ObserveOptions } from './observers.js';
-import { computeQParams, dequantizeWeight, fakeQuantizeWeight, qparamShape, quantizeWeight, weightMinMax } from '../quant/qparams.js';
+import {
+  computeQParams, dequantizeWeight, fakeQuantizeWeight, nvfp4GlobalScale, qparamShape, quantizeWeight, tensorMinMax, weightMinMax, type QParams,
+} from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
-/** a quantized weight: integer codes and the qparams that map them back */
+/** a quantized weight: element codes and the qparams that map them back */
 export interface QuantizedWeight {
   readonly codes: Int8Array;
   /** [scaleDims[0], scaleDims[1]] row-major */
@@ -22,15 +26,29 @@ export interface QuantizedWeight {
   readonly dequantized: Float32Array;
   /** each input column's group (GPTQ with actorder group) */
   readonly gIdx?: Int32Array;
+  /** NVFP4: the global scale the group scales are divided by */
+  readonly globalScale?: number;
+}
+
+export interface RtnOptions extends ObserveOptions {
+  /** NVFP4: the global scale to use (shared by fused Linears); default the weight's own */
+  readonly globalScale?: number;
+}
+
+/** NVFP4's global scale of `w` (generate_gparam over the whole weight); undefined for other strategies */
+export function weightGlobalScale(w: Float32Array, args: Pick<QuantArgs, 'strategy'>): number | undefined {
+  if (args.strategy !== 'tensor_group') return undefined;
+  const { min, max } = tensorMinMax(w);
+  return nvfp4GlobalScale(min, max);
 }
 
 /**
- * Quantize `w` [rows, cols] with `args`: observer min/max → scale and zero point → codes, groups over
+ * Quantize `w` [rows, cols] with `args`: observer min/max → scales (and zero points) → codes, groups over
  * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams).
  */
-export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: ObserveOptions = {}): Promise<QuantizedWeight> {
+export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
   const { min, max } = await observeWeight(w, rows, cols, args, options);
-  const qp = computeQParams(min, max, args);
+  const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args));
   const codes = quantizeWeight(w, rows, cols, qp, args);
   return {
     codes,
@@ -38,6 +56,7 @@ export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: num
     zeroPoint: qp.zeroPoint,
     scaleDims: qparamShape(rows, cols, args),
     dequantized: dequantizeWeight(codes, rows, cols, qp, args),
+    ...(qp.globalScale === undefined ? {} : { globalScale: qp.globalScale }),
   };
 }
 
@@ -48,4 +67,44 @@ export function fakeQuantizeActivationsPerToken(x: Float32Array, rows: number, c
   const args = { ...TOKEN_ARGS, num_bits: bits };
   const { min, max } = weightMinMax(x, rows, cols, args);
   return fakeQuantizeWeight(x, rows, cols, computeQParams(min, max, args), args);
+}
+
+/** the calibrated ranges of static input quantization: FP8's per-tensor scale, NVFP4's global scale */
+export interface StaticInputScales {
+  readonly inputScale?: number;
+  readonly inputGlobalScale?: number;
+}
+
+/** fake quantization of activations x [rows = tokens, cols = features] with input args `a` */
+export function fakeQuantizeActivations(x: Float32Array, rows: number, cols: number, a: QuantArgs, statics: StaticInputScales = {}): Float32Array {
+  // a token is a weight row: per-token scales are per-channel ones, groups and NVFP4 groups the same
+  const args = { ...a, strategy: a.strategy === 'token' ? 'channel' : a.strategy } as const;
+  if (a.strategy === 'tensor') {
+    if (statics.inputScale === undefined) throw new Error('static per-tensor input quantization needs its calibrated input_scale');
+    const qp: QParams = { scale: Float32Array.of(statics.inputScale), zeroPoint: new Int8Array(1) };
+    return fakeQuantizeWeight(x, rows, cols, qp, args);
+  }
+  if (a.strategy === 'tensor_group' && statics.inputGlobalScale === undefined) throw new Error('NVFP4 input quantization needs its calibrated input_global_scale');
+  const { min, max } = weightMinMax(x, rows, cols, args);
+  return fakeQuantizeWeight(x, rows, cols, computeQParams(min, max, args, statics.inputGlobalScale), args);
+}
+
+/**
+ * NVFP4 global scales of one layer's Linears, shared as llm-compressor shares them (update_fused_layer_weight_
+ * global_scales): Linears that read the same input (q/k/v, gate/up: one fused GEMM in vLLM) all take the
+ * smallest of their global scales when every one of them is NVFP4 (tensor_group); otherwise each keeps its own.
+ * `siblings` lists the Linears of each input (every Linear of the layer, quantized or not).
+ */
+export function sharedGlobalScales(modules: Readonly<Record<string, { weight: Float32Array; args: QuantArgs }>>, siblings: readonly (readonly string[])[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [local, m] of Object.entries(modules)) {
+    const g = weightGlobalScale(m.weight, m.args);
+    if (g !== undefined) out.set(local, g);
+  }
+  for (const group of siblings) {
+    if (group.length < 2 || !group.every((l) => out.has(l))) continue;
+    const shared = Math.min(...group.map((l) => out.get(l) as number));
+    for (const l of group) out.set(l, shared);
+  }
+  return out;
 }

@@ -4,10 +4,14 @@
 // JavaScript; after each block of a level, one lazy update W[:, b:c] −= E[:, a:b]·U[a:b, b:c] of the rest of
 // the enclosing block, a Gemm in onnxruntime. `blockSize` is one level; a coarser one (`superBlock`) cuts
 // the number of passes over W. Weights are held column-major in solve order, so every block is contiguous.
+// The qparams are fixed before the pass (llm-compressor): integer columns round half to even inline; float
+// elements (fp8, fp4) round onto their grid (quant/element.ts) under the same fixed scales, NVFP4's being
+// its fp8 group scales over the global scale.
 
 import { blockUpdate, type FloatType } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor } from '../tensor.js';
+import type { QElement } from '../quant/element.js';
 
 const f = Math.fround;
 const TILE = 64;
@@ -23,7 +27,7 @@ export interface ColumnProblem {
   readonly solve?: (wt: Float32Array | Float64Array, codesT: Int8Array, dqT: Float32Array, c1: number, c2: number) => number;
   /** the scale column of each solve column */
   readonly groupOf: Int32Array;
-  /** [rows or 1, groups] row-major */
+  /** what each value is divided by, [rows or 1, groups] row-major (blocks expanded to rows) */
   readonly scale: Float32Array;
   readonly zeroPoint: Int8Array;
   readonly groups: number;
@@ -31,6 +35,8 @@ export interface ColumnProblem {
   readonly tensorWide: boolean;
   readonly qmin: number;
   readonly qmax: number;
+  /** a float grid (fp8, fp4); absent: integers rounded half to even */
+  readonly element?: QElement;
   /** upper Cholesky factor of the (permuted, damped) inverse Hessian [cols, cols] */
   readonly u: Float64Array;
 }
@@ -46,7 +52,7 @@ export interface ColumnPassOptions {
 export interface ColumnPassResult {
   /** [rows, cols] in the original column order */
   readonly codes: Int8Array;
-  /** (codes − zp) · scale in fp32, [rows, cols] */
+  /** (q − zp) · scale in fp32, q each code's grid value, [rows, cols] */
   readonly dequantized: Float32Array;
   /** Σ e² / 2 */
   readonly loss: number;
@@ -88,7 +94,7 @@ function scatterColumns<T extends Int8Array | Float32Array>(t: T, p: ColumnProbl
  * column's slot of wt then holds its scaled error, which the lazy updates read. Returns Σ e².
  */
 function solveColumns(p: ColumnProblem, wt: Floats, codesT: Int8Array, dqT: Float32Array, c1: number, c2: number): number {
-  const { rows: R, cols: n, u, scale, zeroPoint, groupOf, groups: G, tensorWide, qmin, qmax } = p;
+  const { rows: R, cols: n, u, scale, zeroPoint, groupOf, groups: G, tensorWide, qmin, qmax, element } = p;
   let loss = 0;
   for (let i = c1; i < c2; i++) {
     const inv = 1 / (u[i * n + i] as number);
@@ -101,11 +107,17 @@ function solveColumns(p: ColumnProblem, wt: Floats, codesT: Int8Array, dqT: Floa
       const x = wt[base + r] as number;
       let v = f(f(f(x) / s) + z);
       v = v < qmin ? qmin : v > qmax ? qmax : v;
-      // round half to even
-      let q = Math.floor(v);
-      const frac = v - q;
-      if (frac > 0.5 || (frac === 0.5 && (q & 1) !== 0)) q += 1;
-      codesT[base + r] = q;
+      let q: number;
+      if (element) {
+        q = element.round(v);
+        codesT[base + r] = element.code(q);
+      } else {
+        // round half to even
+        q = Math.floor(v);
+        const frac = v - q;
+        if (frac > 0.5 || (frac === 0.5 && (q & 1) !== 0)) q += 1;
+        codesT[base + r] = q;
+      }
       const dq = f((q - z) * s);
       dqT[base + r] = dq;
       const e = (x - dq) * inv;

@@ -15,7 +15,9 @@ import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cho
 import type { QuantizedWeight } from './fake-quant.js';
 import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
-import { computeQParams, qparamShape, qRange } from '../quant/qparams.js';
+import { columnGroups, computeQParams, effectiveScales, qparamShape, type QParams } from '../quant/qparams.js';
+import { elementOf } from '../quant/element.js';
+import { weightGlobalScale } from './fake-quant.js';
 import type { ActOrder, QuantArgs } from '../quant/scheme.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
 
@@ -43,6 +45,8 @@ export interface GptqOptions {
    * instead of escalating (and at worst falling back to round-to-nearest); default true
    */
   readonly escalate?: boolean;
+  /** NVFP4: the global scale to quantize with (shared by fused Linears); default the weight's own */
+  readonly globalScale?: number;
   /** dampening tries after the requested one fails; each multiplies the fraction by 10, from `escalateFrom` */
   readonly maxEscalations?: number;
   readonly escalateFrom?: number;
@@ -177,16 +181,20 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
   const permuted = o.actorder === 'group';
   const observed = permuted ? permuteColumns(w, rows, n, order) : w;
   const { min, max } = await observeWeight(observed, rows, n, args, { runtime: o.runtime });
-  const qp = computeQParams(min, max, args);
+  const qp = computeQParams(min, max, args, o.globalScale ?? weightGlobalScale(w, args));
   const scaleDims = qparamShape(rows, n, args);
-  const gs = args.strategy === 'group' ? (args.group_size as number) : n;
-  const groupOf = new Int32Array(n);
-  for (let j = 0; j < n; j++) groupOf[j] = args.strategy === 'group' ? Math.floor((permuted ? j : (order[j] as number)) / gs) : 0;
+  // the scale column of each solve column: along the solve order for actorder group, else the original column's
+  const groups = columnGroups(n, args);
+  const groupOf = Int32Array.from({ length: n }, (_, j) => (permuted ? Math.floor(j / (args.group_size as number)) : (groups[order[j] as number] as number)));
 
   const { u, dampening } = await invert(h, p, n, o);
   const t1 = performance.now();
-  const { qmin, qmax } = qRange(args.num_bits);
-  const problem = { rows, cols, order, dead: p.dead, groupOf, scale: qp.scale, zeroPoint: qp.zeroPoint, groups: scaleDims[1], tensorWide: args.strategy === 'tensor', qmin, qmax, u };
+  const element = elementOf(args);
+  const { scale, zeroPoint } = rowScales(qp, args, rows, scaleDims);
+  const problem = {
+    rows, cols, order, dead: p.dead, groupOf, scale, zeroPoint, groups: scaleDims[1], tensorWide: args.strategy === 'tensor',
+    qmin: element.qmin, qmax: element.qmax, ...(element.kind === 'int' ? {} : { element }), u,
+  };
   const pass = await gptqColumns(w, problem, o);
   let gIdx: Int32Array | undefined;
   if (permuted) {
@@ -200,11 +208,23 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
     scaleDims,
     dequantized: pass.dequantized,
     ...(gIdx ? { gIdx } : {}),
+    ...(qp.globalScale === undefined ? {} : { globalScale: qp.globalScale }),
     loss: pass.loss,
     dampening,
     deadColumns: p.dead.reduce((a, b) => a + b, 0),
     timing: { inverseMs: t1 - t0, solveMs: performance.now() - t1 },
   };
+}
+
+/** what each row divides by, [rows or 1, groups]: NVFP4 scales over the global scale, weight blocks per row */
+function rowScales(qp: QParams, args: QuantArgs, rows: number, dims: readonly [number, number]): { scale: Float32Array; zeroPoint: Int8Array } {
+  const effective = effectiveScales(qp);
+  if (args.strategy !== 'block') return { scale: effective, zeroPoint: qp.zeroPoint };
+  const per = (args.block_structure as readonly number[])[0] as number;
+  const G = dims[1];
+  const scale = new Float32Array(rows * G);
+  for (let r = 0; r < rows; r++) scale.set(effective.subarray(Math.floor(r / per) * G, Math.floor(r / per) * G + G), r * G);
+  return { scale, zeroPoint: new Int8Array(rows * G) };
 }
 
 function permuteColumns(w: Float32Array, rows: number, cols: number, order: Int32Array): Float32Array {

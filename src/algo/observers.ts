@@ -19,7 +19,8 @@ const FLT_MAX = 3.4028234663852886e38;
 /** above this many weight values the mse observer refuses to run without onnxruntime */
 export const JS_MSE_LIMIT = 1 << 16;
 
-export type WeightObserverArgs = Pick<QuantArgs, 'num_bits' | 'symmetric' | 'strategy' | 'group_size' | 'observer' | 'observer_kwargs'>;
+export type WeightObserverArgs = Pick<QuantArgs, 'num_bits' | 'symmetric' | 'strategy' | 'group_size' | 'observer' | 'observer_kwargs'> &
+  Partial<Pick<QuantArgs, 'type' | 'block_structure'>>;
 
 export interface MseOptions {
   readonly maxshrink: number;
@@ -102,6 +103,9 @@ export interface ObserveOptions {
 /** min/max minimising the quantization error over shrunk ranges (llm-compressor's MSE observer) */
 export async function mseMinMax(w: Float32Array, rows: number, cols: number, args: WeightObserverArgs, options: ObserveOptions = {}): Promise<MinMax> {
   const o = mseOptions(args.observer_kwargs);
+  if (args.type === 'float') {
+    throw new ObserverError('unsupported-quant-args', `the mse observer searches integer grids; ${args.num_bits}-bit float weights take the minmax observer`);
+  }
   if (options.runtime === undefined && w.length > JS_MSE_LIMIT) {
     throw new ObserverError('mse-needs-runtime', `the mse observer on [${rows}, ${cols}] needs an onnxruntime Runtime; JS evaluation is limited to ${JS_MSE_LIMIT} values`);
   }

@@ -15,6 +15,7 @@ export const DTYPE_OF_CODE = {
   F32: 'float32',
   F16: 'float16',
   BF16: 'bfloat16',
+  F8_E4M3: 'float8e4m3fn',
   I64: 'int64',
   I32: 'int32',
   I16: 'int16',
@@ -30,6 +31,7 @@ export const CODE_OF_DTYPE: Readonly<Record<DType, DtypeCode>> = {
   float32: 'F32',
   float16: 'F16',
   bfloat16: 'BF16',
+  float8e4m3fn: 'F8_E4M3',
   int64: 'I64',
   int32: 'I32',
   int16: 'I16',
@@ -39,7 +41,7 @@ export const CODE_OF_DTYPE: Readonly<Record<DType, DtypeCode>> = {
 };
 
 // valid in the spec, but no Tensor dtype holds them
-const UNSUPPORTED_CODES = ['F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'U16', 'U32', 'U64', 'C64'];
+const UNSUPPORTED_CODES = ['F8_E5M2', 'F8_E8M0', 'F6_E2M3', 'F6_E3M2', 'F4', 'U16', 'U32', 'U64', 'C64'];
 
 const FIELDS = ['dtype', 'shape', 'data_offsets'] as const;
 

@@ -23,6 +23,7 @@ import { gradients } from '../ort/autodiff.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { FP32_EPS } from '../quant/qparams.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 
 
 /** one targeted Linear of the block */
@@ -38,7 +39,7 @@ export interface AutoRoundBlockSpec {
   readonly linears: readonly LinearSpec[];
   readonly targets: readonly AutoRoundTarget[];
   /** Linears whose inputs are fake-quantized per token (local → bits) */
-  readonly actQuant: ReadonlyMap<string, number>;
+  readonly actQuant: ActQuant;
   /** differentiate w.r.t. the min/max factors too */
   readonly minmax: boolean;
   /** false: Round becomes Identity, so finite differences can check the gradients; default true */
@@ -140,7 +141,7 @@ function kernelKey(spec: AutoRoundBlockSpec): string {
   const shape = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim, c.rmsNormEps].join(':');
   const linears = spec.linears.map((l) => `${l.local}:${l.outFeatures}x${l.inFeatures}${l.bias ? 'b' : ''}`).join(',');
   const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.bits}${t.symmetric ? 's' : 'a'}`).join(',');
-  const aq = [...spec.actQuant].map(([k, b]) => `${k}:${b}`).join(',');
+  const aq = actQuantKey(spec.actQuant);
   const flags = `${spec.minmax ? 'mm' : 'v'}:${spec.rounding === false ? 'id' : 'round'}:${spec.weights ? 'w' : ''}`;
   return `autoround.block:${shape}:${linears}:${targets}:${aq}:${flags}`;
 }

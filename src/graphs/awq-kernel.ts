@@ -7,7 +7,10 @@
 import { FP32_EPS, qRange, type QuantArithArgs } from '../quant/qparams.js';
 import type { LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import { decoderLayer, matmulLinear, perTokenFakeQuant, type LinearFn } from './decoder-graph.js';
+import { decoderLayer, matmulLinear, type LinearFn } from './decoder-graph.js';
+import { activationFakeQuant } from './act-quant.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
+import type { QuantArgs } from '../quant/quant-args.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
@@ -107,20 +110,27 @@ function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
   };
 }
 
+/** per-token activation fake-quant (AWQ runs with dynamic input quantization only: stages/awq.ts refuses static) */
+function actInput(g: Graph, x: Value, a: QuantArgs, spec: LinearSpec): Value {
+  return activationFakeQuant(g, x, a, spec.inFeatures, spec.local, (name) => {
+    throw new Error(`awq loss graph: ${name} is a static input scale; AWQ supports dynamic input quantization only`);
+  });
+}
+
 const candidateValue = (g: Graph, spec: LinearSpec): Value => g.input(candidateInput(spec.local), 'float32', [spec.inFeatures, 'K', spec.outFeatures]);
 
 /** a Linear parent fed its input x [M, in]: FP x·Wᵀ vs every candidate, as [M, K, out] */
-function linearLoss(g: Graph, spec: LinearSpec, bits: number | undefined): void {
+function linearLoss(g: Graph, spec: LinearSpec, a: QuantArgs | undefined): void {
   const w = weightInputs(g, [spec]);
   let x = g.input('x', 'float32', ['M', spec.inFeatures]);
-  if (bits !== undefined) x = perTokenFakeQuant(g, x, bits);
+  if (a !== undefined) x = actInput(g, x, a, spec);
   const yFp = matmulLinear(g, x, w.get(`${spec.local}.weight`), w.bias(spec), spec.local);
   const yk = candidateMatmul(g, x, candidateValue(g, spec), spec.inFeatures, spec.outFeatures, w.bias(spec));
   sumSquares(g, yk, g.op('Unsqueeze', [yFp, g.ints([1])]), [0, 2]);
 }
 
 /** the gated MLP fed its input x [M, H]: down(silu(gate x) · up x), balance layers replaced by candidates */
-function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ReadonlyMap<string, number>): void {
+function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ActQuant): void {
   const find = (suffix: string): LinearSpec => {
     const s = specs.find((l) => l.local === `mlp.${suffix}`);
     if (!s) throw new Error(`awq loss graph: the layer has no mlp.${suffix}`);
@@ -131,8 +141,8 @@ function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly strin
   const x = g.input('x', 'float32', ['M', gate.inFeatures]);
   const cands = new Map([gate, up].filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const proj = (spec: LinearSpec, input: Value, candidate: boolean): Value => {
-    const bits = actQuant.get(spec.local);
-    const xin = bits === undefined ? input : perTokenFakeQuant(g, input, bits);
+    const a = actQuant.get(spec.local);
+    const xin = a === undefined ? input : actInput(g, input, a, spec);
     const cand = candidate ? cands.get(spec.local) : undefined;
     if (cand) return candidateMatmul(g, xin, cand, spec.inFeatures, spec.outFeatures, w.bias(spec));
     const y = matmulLinear(g, xin, w.get(`${spec.local}.weight`), w.bias(spec), spec.local);
@@ -151,7 +161,7 @@ function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly strin
  * K·B (k-major) with a 1-wide placeholder input: q/k/v come from the full-precision attn_in, one GEMM for all
  * candidates of a balance projection, and everything after them runs once per candidate.
  */
-function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ReadonlyMap<string, number>): void {
+function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ActQuant): void {
   const H = cfg.hiddenSize;
   const attn = specs.filter((l) => l.local.startsWith('self_attn.'));
   const w = weightInputs(g, attn);
@@ -188,8 +198,8 @@ function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[],
   const candidateLinear: LinearFn = (gr, x, wv, bias, local) => {
     const spec = attn.find((l) => l.local === local);
     if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, x, wv, bias, local);
-    const bits = actQuant.get(local);
-    const base = bits === undefined ? attnIn : perTokenFakeQuant(gr, attnIn, bits);
+    const a = actQuant.get(local);
+    const base = a === undefined ? attnIn : actInput(gr, attnIn, a, spec);
     const cand = cands.get(local);
     if (!cand) return tileK(matmulLinear(gr, base, wv, bias, local));
     const y = candidateMatmul(gr, base, cand, spec.inFeatures, spec.outFeatures, bias); // [B, T, K, out]
@@ -204,10 +214,10 @@ function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[],
 }
 
 /** the memoised loss kernel of `parent`: inputs x, weights by local name, `<balance>.candidates`; output sse [K] */
-export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], parent: ParentModule, actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
+export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], parent: ParentModule, actQuant: ActQuant): Promise<Kernel> {
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps].join(':');
   const specs = linears.map((l) => `${l.local}=${l.outFeatures}x${l.inFeatures}${l.bias ? '+b' : ''}`).join(',');
-  const aq = [...actQuant].map(([k, b]) => `${k}=${b}`).join(',');
+  const aq = actQuantKey(actQuant);
   const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${specs}:${aq}`;
   return rt.kernel(key, () => {
     const g = new Graph(`awq_loss_${parent.kind}`);

@@ -6,6 +6,7 @@ import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { LinearSpec } from '../model/arch.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { ModelConfig } from '../model/config.js';
 import { attention, attentionInputs, layerParts, layerWeightInputs, outputAndMlp } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
@@ -17,12 +18,12 @@ export function needsChunking(cfg: ModelConfig, batch: number, T: number): boole
   return batch * cfg.numHeads * T * T * 4 > SCORE_BUDGET;
 }
 
-function key(cfg: ModelConfig, linears: readonly LinearSpec[], aq: ReadonlyMap<string, number>, part: string): string {
+function key(cfg: ModelConfig, linears: readonly LinearSpec[], aq: ActQuant, part: string): string {
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
-  return `decoder-${part}:${shape.join(':')}:${linears.map((l) => (l.bias ? 1 : 0)).join('')}:${[...aq].join(',')}`;
+  return `decoder-${part}:${shape.join(':')}:${linears.map((l) => (l.bias ? 1 : 0)).join('')}:${actQuantKey(aq)}`;
 }
 
-function kernels(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], aq: ReadonlyMap<string, number>): Promise<[Kernel, Kernel, Kernel]> {
+function kernels(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], aq: ActQuant): Promise<[Kernel, Kernel, Kernel]> {
   const H = cfg.hiddenSize;
   const hd = cfg.headDim;
   return Promise.all([
@@ -63,7 +64,7 @@ function rowsSlice(t: Tensor<'float32'>, axis2From: number, axis2To: number): Te
 }
 
 /** one layer over hidden states `[B, T, H]` with attention computed in chunks of query positions */
-export async function runLayerChunked(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], weights: Readonly<Record<string, Tensor>>, x: Tensor<'float32'>, actQuant: ReadonlyMap<string, number>): Promise<Tensor<'float32'>> {
+export async function runLayerChunked(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], weights: Readonly<Record<string, Tensor>>, x: Tensor<'float32'>, actQuant: ActQuant): Promise<Tensor<'float32'>> {
   const [B, T] = x.dims as [number, number];
   const [qkv, attn, mlp] = await kernels(rt, cfg, linears, actQuant);
   const { cos, sin, mask } = positionInputs(cfg, T);

@@ -4,8 +4,8 @@
 // (`self_attn.q_proj.weight`), so one session serves every layer of the same shape.
 
 import type { Graph, Value } from '../ort/graph.js';
-import { fakeQuant } from '../ort/kernels/quant.js';
-import { FP32_EPS, qRange } from '../quant/qparams.js';
+import type { ActQuant } from '../quant/module-quant.js';
+import { activationFakeQuant, staticInputs } from './act-quant.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 
@@ -23,17 +23,6 @@ export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
   return g.mul(normed, w);
 }
 
-/**
- * symmetric dynamic per-token fake quantization (compressed-tensors W8A8 activations): scale = max|x| /
- * ((qmax − qmin) / 2) per last-axis row, then the arithmetic of quant/qparams.ts op for op (signed zeros included)
- */
-export function perTokenFakeQuant(g: Graph, x: Value, bits: number): Value {
-  const { qmin, qmax } = qRange(bits);
-  const absMax = g.reduceMax(g.op('Abs', [x]), [-1]);
-  const scale = g.op('Max', [g.div(absMax, g.scalar((qmax - qmin) / 2)), g.scalar(FP32_EPS)]);
-  return fakeQuant(g, x, scale, null, qmin, qmax);
-}
-
 function rotateHalf(g: Graph, x: Value, half: number): Value {
   const x1 = g.op('Slice', [x, g.ints([0]), g.ints([half]), g.ints([-1])]);
   const x2 = g.op('Slice', [x, g.ints([half]), g.ints([2 * half]), g.ints([-1])]);
@@ -42,8 +31,8 @@ function rotateHalf(g: Graph, x: Value, half: number): Value {
 
 export interface DecoderOptions {
   linear?: LinearFn;
-  /** locals of Linears whose inputs are fake-quantized per token, with the bit width */
-  actQuant?: ReadonlyMap<string, number>;
+  /** locals of Linears whose inputs are fake-quantized, with their input args (graphs/act-quant.ts) */
+  actQuant?: ActQuant;
 }
 
 export interface DecoderValues {
@@ -83,10 +72,11 @@ export function layerParts(g: Graph, cfg: ModelConfig, linears: readonly LinearS
     if (!v) throw new Error(`decoder graph: no weight input "${name}"`);
     return v;
   };
+  const input = staticInputs(g);
   const proj = (local: string, x: Value): Value => {
     const spec = linears.find((l) => l.local === local);
-    const bits = options.actQuant?.get(local);
-    const xin = bits === undefined ? x : perTokenFakeQuant(g, x, bits);
+    const a = options.actQuant?.get(local);
+    const xin = a === undefined || !spec ? x : activationFakeQuant(g, x, a, spec.inFeatures, local, input);
     return linear(g, xin, w(`${local}.weight`), spec?.bias ? w(`${local}.bias`) : undefined, local);
   };
   return { g, cfg, w, proj };

@@ -5,6 +5,10 @@
 //   int8 weights    DequantizeLinear (per output channel) → MatMul
 //   W8A8            per-token symmetric int8 quantization of the input (as compressed-tensors' dynamic token
 //                   activations), MatMulInteger int8 × int8 → int32, rescaled by the token and channel scales
+//   W4A8            the input fake-quantized per token to int8 (Abs/ReduceMax/Div/Round/Clip/Mul, the decoder
+//                   graph's ops), then MatMulNBits as for int4: group scales along K rule out MatMulInteger's
+//                   per-column rescale, and accuracy_level 4 re-quantizes the (already int8-valued) input per block
+// Float weights (FP8, NVFP4, MXFP4) have no onnxruntime CPU kernel; the onnx output refuses them at plan time.
 
 import type { ExternalData } from '../formats/onnx-file.js';
 import { packMatMulNBits, packMatMulNBitsZeroPoints } from '../formats/pack-quantized.js';
@@ -13,6 +17,7 @@ import type { Graph, Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { ReasonedError } from '../diag/failure.js';
 import { FP32_EPS } from '../quant/qparams.js';
+import { perTokenFakeQuant } from './act-quant.js';
 
 function transpose(w: Tensor<'float32'>): Tensor<'float32'> {
   const [rows, cols] = w.dims as [number, number];
@@ -51,12 +56,22 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
   const [N, K] = lw.weight.dims as [number, number];
   const q = lw.quant;
   const bias = lw.bias ? await init('bias', lw.bias) : undefined;
-  const withBias = (emit: (x: Value) => Value) => (x: Value): Value => (bias ? g.add(emit(x), bias) : emit(x));
+  // int weights with dynamic per-token int activations: W8A8 quantizes them in its MatMulInteger path, others
+  // (W4A8) fake-quantize them before their weight's kernel
+  const tokenBits = q?.input_activations?.strategy === 'token' && q.input_activations.type === 'int' ? q.input_activations.num_bits : undefined;
+  const fusedW8A8 = tokenBits === 8 && q?.weights.type === 'int' && q.weights.num_bits === 8;
+  const withBias = (emit: (x: Value) => Value) => (x: Value): Value => {
+    const y = emit(tokenBits === undefined || fusedW8A8 ? x : perTokenFakeQuant(g, x, tokenBits));
+    return bias ? g.add(y, bias) : y;
+  };
   if (!q) {
     const wt = await init('weight_t', transpose(lw.weight));
     return withBias((x) => g.matmul(x, wt));
   }
-  if (q.input_activations && q.input_activations.num_bits === 8 && q.weights.num_bits === 8) {
+  if (q.weights.type === 'float' || (q.input_activations && tokenBits === undefined)) {
+    throw new ReasonedError('unsupported-output-scheme', `${lw.name}: the onnx output writes int weights with dynamic per-token int activations only; found ${q.weights.type} ${q.weights.num_bits}-bit weights`);
+  }
+  if (fusedW8A8) {
     const wq = await init('weight_q_t', transposeInt8(q.codes));
     const ws = await init('weight_scale', tensor('float32', [N], q.scale.data));
     const zero = g.constant(tensor('uint8', [], Uint8Array.of(128)), 'act_zero_point');

@@ -13,9 +13,10 @@ import { ropeTables } from './rope.js';
 import type { WeightSource } from '../model/source.js';
 import type { LinearSpec } from '../model/arch.js';
 import { seededRandom } from '../random.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 
-function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ReadonlyMap<string, number>): Promise<Kernel> {
-  const aq = [...actQuant].map(([k, b]) => `${k}:${b}`).join(',');
+function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ActQuant): Promise<Kernel> {
+  const aq = actQuantKey(actQuant);
   const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
   return rt.kernel(`decoder-cached:${cfg.hiddenSize}:${cfg.intermediateSize}:${cfg.numHeads}:${cfg.numKvHeads}:${cfg.headDim}:${cfg.rmsNormEps}:${bias}:${aq}`, () => {
     const g = new Graph('decoder_layer_cached');

@@ -6,6 +6,7 @@ import { Graph, type Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
 import type { LinearSpec } from '../model/arch.js';
+import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer, layerWeightInputs, type DecoderValues } from './decoder-graph.js';
 import { positionInputs } from './rope.js';
@@ -18,7 +19,7 @@ export interface LayerTap {
 }
 
 export interface LayerRunOptions {
-  actQuant?: ReadonlyMap<string, number>;
+  actQuant?: ActQuant;
   tap?: LayerTap;
   /** leave out the layer output when only taps are needed */
   skipOut?: boolean;
@@ -27,7 +28,7 @@ export interface LayerRunOptions {
 function kernelKey(cfg: ModelConfig, linears: readonly LinearSpec[], o: LayerRunOptions): string {
   const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
   const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
-  const aq = o.actQuant ? [...o.actQuant].map(([k, b]) => `${k}:${b}`).join(',') : '';
+  const aq = actQuantKey(o.actQuant);
   return `decoder:${shape.join(':')}:${bias}:${aq}:${o.tap?.key ?? ''}:${o.skipOut ? 'no-out' : 'out'}`;
 }
 

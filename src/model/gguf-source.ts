@@ -8,6 +8,7 @@ import { GgufFile, GgufReadError } from '../formats/gguf/read.js';
 import { llamaTensorName, permuteRows, permutedHeads } from '../formats/gguf/llama.js';
 import type { GgufValue } from '../formats/gguf/values.js';
 import { decodeTensor } from '../quant/gguf-quantize.js';
+import type { ActQuant } from '../quant/module-quant.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { archFor, type ArchAdapter } from './arch.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
@@ -74,7 +75,7 @@ export class GgufSource implements WeightSource {
     return readLayer(this, l);
   }
 
-  actQuant(): ReadonlyMap<string, number> {
+  actQuant(): ActQuant {
     return new Map();
   }
 

@@ -8,6 +8,7 @@ import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { checkFiniteWeight, scanFinite } from './finite.js';
 import { checkModelDir } from './model-check.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface WeightSource {
   readonly dir: string;
@@ -18,7 +19,7 @@ export interface WeightSource {
   /** every tensor of decoder layer `l` by local name (`self_attn.q_proj.weight`), float32 */
   layer(l: number): Promise<Record<string, Tensor<'float32'>>>;
   /** Linears of layer `l` whose inputs are fake-quantized per token at inference (local name → bits) */
-  actQuant(l: number): ReadonlyMap<string, number>;
+  actQuant(l: number): ActQuant;
   close(): Promise<void>;
 }
 
@@ -65,7 +66,7 @@ export class HfSource implements WeightSource {
     return readLayer(this, l);
   }
 
-  actQuant(): ReadonlyMap<string, number> {
+  actQuant(): ActQuant {
     return new Map();
   }
 

@@ -3,7 +3,7 @@
 // layer of a shape); `constant()` is for small tensors only.
 
 import { bytesOf, type Tensor } from '../tensor.js';
-import { encodeModel, type AttrValue, type NodeDef, type OnnxDType, type TensorDef, type ValueInfoDef } from './proto.js';
+import { encodeModel, ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType, type TensorDef, type ValueInfoDef } from './proto.js';
 
 export type Dim = number | string;
 
@@ -158,11 +158,9 @@ export class Graph {
   matmul(a: Value, b: Value): Value { return this.op('MatMul', [a, b]); }
   transpose(a: Value, perm: readonly number[]): Value { return this.op('Transpose', [a], { perm }); }
   reshape(a: Value, shape: readonly number[]): Value { return this.op('Reshape', [a, this.ints(shape)]); }
-  cast(a: Value, to: OnnxDType): Value {
-    const codes: Record<OnnxDType, number> = {
-      float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11, bfloat16: 16,
-    };
-    return this.op('Cast', [a], { to: codes[to] }, { dtype: to });
+  /** Cast to `to`; `saturate` 0 makes float8 overflow NaN instead of ±max (the op's default is 1) */
+  cast(a: Value, to: OnnxDType, saturate?: 0 | 1): Value {
+    return this.op('Cast', [a], { to: ONNX_DTYPE[to], ...(saturate === undefined ? {} : { saturate }) }, { dtype: to });
   }
   /**
    * Round half to even without a Round node (onnxruntime 1.30's WebGPU provider has none, so Round runs on

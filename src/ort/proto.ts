@@ -98,6 +98,8 @@ export const ONNX_DTYPE = {
   float16: 10,
   float64: 11,
   bfloat16: 16,
+  float8e4m3fn: 17,
+  float4e2m1: 23,
 } as const;
 export type OnnxDType = keyof typeof ONNX_DTYPE;
 

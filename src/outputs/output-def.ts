@@ -7,6 +7,7 @@
 
 import type { OpenedModel } from '../graphs/open.js';
 import type { Runtime } from '../ort/session.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import type { ParamKeys } from '../stages/stage.js';
 import type { StepImpl } from '../steps/types.js';
 
@@ -43,6 +44,14 @@ export interface OutputOpener {
   open(rt: Runtime, dir: string): Promise<OpenedModel>;
 }
 
+/** a quantized Linear as an output format sees it at plan time */
+export interface PlannedModule {
+  readonly name: string;
+  readonly quant: ModuleQuant;
+  /** [out, in] */
+  readonly shape: readonly [number, number];
+}
+
 export interface OutputDef<O extends OutputOptions, W = unknown, E = unknown> {
   /** the recipe's `format`, the schema file's name and this folder's name */
   readonly format: O['format'];
@@ -51,4 +60,6 @@ export interface OutputDef<O extends OutputOptions, W = unknown, E = unknown> {
   readonly write: OutputWriter<O, W>;
   readonly evaluate?: OutputEvaluation<E>;
   readonly open?: OutputOpener;
+  /** why the format cannot write a module quantized so (a plan error at the output); undefined when it can */
+  supports?(module: PlannedModule): string | undefined;
 }

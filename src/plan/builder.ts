@@ -6,6 +6,7 @@
 
 import type { ArchAdapter, ModuleInfo } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 import { stepId, type StepId, type StepPlacement, type StepPlan, type StepSpec } from '../stages/step-plan.js';
 import type { StepKind } from '../steps/registry.js';
 import type { StepImpl } from '../steps/types.js';
@@ -26,6 +27,7 @@ export class PlanBuilder implements StepPlan {
   readonly #ids = new Set<string>();
   readonly stageLayers = new Map<number, StepId[]>();
   readonly quantizedBy = new Map<string, number>();
+  readonly moduleQuant = new Map<string, ModuleQuant>();
 
   constructor(config: ModelConfig, arch: ArchAdapter, model: ModelRef) {
     this.config = config;

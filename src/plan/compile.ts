@@ -30,7 +30,7 @@ export function compilePlan(loaded: LoadedRecipe): Result<PlanResult> {
   addCalibration(loaded, b, model, diagnostics);
   addStages(loaded, b, diagnostics);
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, error: diagnostics };
-  addOutputs(loaded, b);
+  addOutputs(loaded, b, diagnostics);
   addEvaluation(loaded, b, model, diagnostics);
   addReport(loaded, b);
   if (diagnostics.some((d) => d.severity === 'error')) return { ok: false, error: diagnostics };

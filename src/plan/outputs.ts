@@ -2,7 +2,8 @@
 // full-precision and quantized models (and of every written model its format can run), and the report.
 
 import { basename, dirname, join } from 'node:path';
-import type { Diagnostic, Location } from '../diag/diagnostic.js';
+import { errorAt, type Diagnostic, type Location } from '../diag/diagnostic.js';
+import type { PlannedModule } from '../outputs/output-def.js';
 import { outputDef } from '../outputs/registry.js';
 import type { LoadedRecipe } from '../recipe/types.js';
 import type { StepId } from '../stages/step-plan.js';
@@ -19,7 +20,38 @@ function finalStates(b: PlanBuilder): StepId[] {
   });
 }
 
-export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder): void {
+/** the quantized Linears with their args and shapes, as the stages assigned them */
+function plannedModules(b: PlanBuilder): PlannedModule[] {
+  const specs = b.arch.linears(b.config);
+  const out: PlannedModule[] = [];
+  for (const [name, quant] of b.moduleQuant) {
+    const layer = b.modules.find((m) => m.name === name)?.layer;
+    const spec = layer === undefined || layer === null ? undefined : specs.find((s) => name === `${b.arch.layerPrefix(layer)}${s.local}`);
+    if (spec) out.push({ name, quant, shape: [spec.outFeatures, spec.inFeatures] });
+  }
+  return out;
+}
+
+/** a plan error at each output whose format cannot write a module as it was quantized (one per reason) */
+function checkOutputs(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic[]): void {
+  const modules = plannedModules(b);
+  (loaded.recipe.outputs ?? []).forEach((o, i) => {
+    const supports = outputDef(o).supports;
+    if (!supports) return;
+    const seen = new Set<string>();
+    for (const m of modules) {
+      const why = supports(m);
+      if (why === undefined || seen.has(why)) continue;
+      seen.add(why);
+      const stage = b.quantizedBy.get(m.name);
+      const related = stage === undefined ? [] : [{ message: `${m.name} is quantized by stage ${stage}`, location: loaded.locate(['stages', stage - 1]) }];
+      diagnostics.push(errorAt('unsupported-output-scheme', `${o.format} output cannot write ${m.name}: ${why}`, loaded.locate(['outputs', i]), related));
+    }
+  });
+}
+
+export function addOutputs(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic[]): void {
+  checkOutputs(loaded, b, diagnostics);
   const states = finalStates(b);
   const outputs = loaded.recipe.outputs ?? [];
   outputs.forEach((o, i) => {

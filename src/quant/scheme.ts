@@ -1,172 +1,35 @@
-// Quantization schemes as data: the compressed-tensors presets and the QuantizationArgs defaults.
-// Source: compressed-tensors quantization/quant_scheme.py (PRESET_SCHEMES) and quant_args.py (0.12.x).
+// Quantization schemes as data: the compressed-tensors presets and config groups.
+// Source: compressed-tensors quantization/quant_scheme.py (PRESET_SCHEMES, 0.12.x; MXFP4A16 and MXFP4 from 0.13).
 //
-// A stage names a preset (`scheme: W4A16`), a `{PRESET: targets}` map, or spells out `config_groups`.
-// Every QuantArgs is completed exactly as compressed-tensors' validator completes it: the strategy is
-// inferred from group_size, static args get observer "minmax", dynamic args get observer null, and the
-// combinations compressed-tensors rejects are rejected here, with a typed error.
+// A stage names a preset (`scheme: W4A16`), a `{PRESET: targets}` map, or spells out `config_groups`. The
+// args of every group are completed and checked by quant-args.ts, as compressed-tensors' validator does.
+// GGUF_* presets (quant/gguf-scheme.ts) are int args that also name the ggml block type they are stored in.
 
-import { ReasonedError, type QuantReason } from '../diag/failure.js';
-import { ggufArgsProblem, GGUF_PRESETS } from './gguf-scheme.js';
-import type { GgufBlockTypeName } from './gguf-quantize.js';
+import { GGUF_PRESETS } from './gguf-scheme.js';
+import { checkActivationArgs, invalidArgs as invalid, resolveQuantArgs, SchemeError, toCompressedTensorsArgs, type QuantArgs, type QuantArgsInput } from './quant-args.js';
 
-export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'token';
-export type ActOrder = 'static' | 'group';
-export const OBSERVERS = ['minmax', 'mse', 'memoryless', 'memoryless_minmax', 'static_minmax', 'memoryless_mse'] as const;
-export type ObserverName = (typeof OBSERVERS)[number];
-export type JsonScalar = string | number | boolean | null;
-
-/** compressed-tensors QuantizationArgs, integer types only, every default filled in */
-export interface QuantArgs {
-  readonly num_bits: number;
-  readonly type: 'int';
-  readonly symmetric: boolean;
-  /** columns per scale for strategy group; null otherwise */
-  readonly group_size: number | null;
-  readonly strategy: QuantStrategy;
-  readonly block_structure: null;
-  /** true: scales are computed on the fly at inference (activations); nothing is stored */
-  readonly dynamic: boolean;
-  /** static: GPTQ permutes columns while solving, storage unchanged; group: also stores weight_g_idx */
-  readonly actorder: ActOrder | null;
-  /** null exactly when dynamic (compressed-tensors drops the observer of dynamic args) */
-  readonly observer: ObserverName | null;
-  readonly observer_kwargs: Readonly<Record<string, JsonScalar>>;
-  /** GGUF schemes only: the ggml block type whose stored qparams the weights take (quant/gguf-scheme.ts); absent otherwise */
-  readonly gguf?: GgufBlockTypeName;
-}
-
-/** QuantArgs as a recipe may spell them: anything omitted takes compressed-tensors' default */
-export interface QuantArgsInput {
-  readonly num_bits?: number;
-  readonly type?: string;
-  readonly symmetric?: boolean;
-  readonly group_size?: number | null;
-  readonly strategy?: string | null;
-  readonly block_structure?: null;
-  readonly dynamic?: boolean | string;
-  readonly actorder?: string | boolean | null;
-  readonly observer?: string | null;
-  readonly observer_kwargs?: Readonly<Record<string, JsonScalar>>;
-  readonly gguf?: string;
-}
+export {
+  elementKind,
+  isMx,
+  MX_GROUP_SIZE,
+  OBSERVERS,
+  resolveQuantArgs,
+  SchemeError,
+  toCompressedTensorsArgs,
+  type ActOrder,
+  type JsonScalar,
+  type ObserverName,
+  type QuantArgs,
+  type QuantArgsInput,
+  type QuantStrategy,
+  type QuantType,
+} from './quant-args.js';
 
 export interface QuantScheme {
   readonly targets: readonly string[];
   readonly weights: QuantArgs | null;
   readonly input_activations: QuantArgs | null;
   readonly output_activations: null;
-}
-
-export class SchemeError extends ReasonedError<QuantReason> {}
-
-const STRATEGIES: readonly QuantStrategy[] = ['tensor', 'channel', 'group', 'token'];
-
-function invalid(where: string, message: string): SchemeError {
-  return new SchemeError('invalid-quant-args', `${where}: ${message}`);
-}
-
-function resolveActOrder(value: QuantArgsInput['actorder'], where: string): ActOrder | null {
-  if (value === undefined || value === null || value === false) return null;
-  if (value === true) return 'group';
-  const v = value.toLowerCase();
-  if (v === 'group' || v === 'dynamic') return 'group';
-  if (v === 'static' || v === 'weight') return 'static';
-  throw invalid(where, `actorder "${value}" is not one of: static, weight, group, dynamic, true, false, null`);
-}
-
-function resolveStrategy(input: QuantArgsInput, where: string): QuantStrategy {
-  const given = input.strategy?.toLowerCase();
-  if (given !== undefined) {
-    if (!STRATEGIES.includes(given as QuantStrategy)) {
-      throw new SchemeError('unsupported-quant-args', `${where}: strategy "${input.strategy}" is not supported; expected one of: ${STRATEGIES.join(', ')}`);
-    }
-    return given as QuantStrategy;
-  }
-  const g = input.group_size;
-  if (g === undefined || g === null) return 'tensor';
-  if (g > 0) return 'group';
-  if (g === -1) return 'channel';
-  throw invalid(where, `group_size ${g} is invalid; use group_size > 0 for strategy "group" and -1 for "channel"`);
-}
-
-function ggufArgs(input: QuantArgsInput, where: string): GgufBlockTypeName {
-  const problem = ggufArgsProblem(input);
-  if (problem !== undefined) throw invalid(where, problem);
-  return input.gguf as GgufBlockTypeName;
-}
-
-/** complete `input` as compressed-tensors' QuantizationArgs validator does; `where` names it in errors */
-export function resolveQuantArgs(input: QuantArgsInput, where = 'quantization args'): QuantArgs {
-  const num_bits = input.num_bits ?? 8;
-  const type = (input.type ?? 'int').toLowerCase();
-  if (type !== 'int') throw new SchemeError('unsupported-quant-args', `${where}: type "${input.type}" is not supported; expected "int"`);
-  if (!Number.isInteger(num_bits) || num_bits < 2 || num_bits > 8) {
-    throw new SchemeError('unsupported-quant-args', `${where}: num_bits ${num_bits} is not supported; expected an integer from 2 to 8`);
-  }
-  if (input.block_structure !== undefined && input.block_structure !== null) {
-    throw new SchemeError('unsupported-quant-args', `${where}: block_structure is not supported; expected null`);
-  }
-  if (typeof input.dynamic === 'string') {
-    throw new SchemeError('unsupported-quant-args', `${where}: dynamic "${input.dynamic}" is not supported; expected true or false`);
-  }
-  const strategy = resolveStrategy(input, where);
-  const group_size = input.group_size ?? null;
-  const dynamic = input.dynamic ?? false;
-  const actorder = resolveActOrder(input.actorder, where);
-  if (strategy === 'group' && (group_size === null || group_size <= 0)) {
-    throw invalid(where, `strategy "group" requires a positive group_size, found ${group_size}`);
-  }
-  if (group_size !== null && group_size > 0 && strategy !== 'group') {
-    throw invalid(where, `group_size ${group_size} requires strategy "group", found "${strategy}"`);
-  }
-  if (strategy === 'token' && !dynamic) throw invalid(where, 'strategy "token" requires dynamic: true');
-  if (actorder !== null && strategy !== 'group') {
-    throw invalid(where, `actorder "${actorder}" requires strategy "group", found "${strategy}"`);
-  }
-  if (dynamic && strategy === 'channel') {
-    throw invalid(where, 'dynamic quantization supports strategies token, tensor and group, found "channel"');
-  }
-  let observer: ObserverName | null = null;
-  if (!dynamic) {
-    const name = input.observer ?? 'minmax';
-    if (!OBSERVERS.includes(name as ObserverName)) {
-      throw invalid(where, `observer "${name}" is not one of: ${OBSERVERS.join(', ')}`);
-    }
-    observer = name as ObserverName;
-  }
-  return {
-    num_bits,
-    type: 'int',
-    symmetric: input.symmetric ?? true,
-    group_size,
-    strategy,
-    block_structure: null,
-    dynamic,
-    actorder,
-    observer,
-    observer_kwargs: { ...(input.observer_kwargs ?? {}) },
-    ...(input.gguf === undefined ? {} : { gguf: ggufArgs(input, where) }),
-  };
-}
-
-/**
- * The JSON object compressed-tensors writes for `args` (QuantizationArgs.model_dump(), pydantic field
- * order). compressed-tensors writes config.json with sort_keys=True, so a byte-exact writer sorts keys.
- */
-export function toCompressedTensorsArgs(args: QuantArgs): Record<string, unknown> {
-  return {
-    num_bits: args.num_bits,
-    type: args.type,
-    symmetric: args.symmetric,
-    group_size: args.group_size,
-    strategy: args.strategy,
-    block_structure: args.block_structure,
-    dynamic: args.dynamic,
-    actorder: args.actorder,
-    observer: args.observer,
-    observer_kwargs: { ...args.observer_kwargs },
-  };
 }
 
 /** one `config_groups` entry of quantization_config (QuantizationScheme.model_dump()) */
@@ -194,20 +57,35 @@ const intWeights = (num_bits: number, symmetric: boolean, group_size: number | n
   dynamic: false,
 });
 
-const tokenActivations = (num_bits: number): QuantArgsInput => ({
+const tokenActivations = (num_bits: number, type = 'int'): QuantArgsInput => ({
   num_bits,
-  type: 'int',
+  type,
   symmetric: true,
   strategy: 'token',
   dynamic: true,
 });
 
-/** the integer presets of compressed-tensors' PRESET_SCHEMES that quantforge supports (names match case-insensitively) */
+const fp8 = (strategy: string, more: QuantArgsInput = {}): QuantArgsInput => ({ num_bits: 8, type: 'float', symmetric: true, strategy, dynamic: false, ...more });
+const fp4 = (strategy: string, group_size: number, more: QuantArgsInput = {}): QuantArgsInput => ({ num_bits: 4, type: 'float', symmetric: true, strategy, group_size, dynamic: false, ...more });
+
+/**
+ * compressed-tensors' PRESET_SCHEMES that quantforge supports (names match case-insensitively). Static
+ * activation ranges use the `static_minmax` observer (the max over every calibration token), as the presets
+ * of compressed-tensors ≥ 0.13 say; 0.12's default `minmax` observer is a moving average over batches.
+ */
 export const PRESET_SCHEMES = {
   W8A16: { weights: intWeights(8, true, null) },
   W4A16: { weights: intWeights(4, true, 128) },
   W4A16_ASYM: { weights: intWeights(4, false, 128) },
   W8A8: { weights: intWeights(8, true, null), input_activations: tokenActivations(8) },
+  W4A8: { weights: intWeights(4, true, 128), input_activations: tokenActivations(8) },
+  FP8: { weights: fp8('tensor'), input_activations: fp8('tensor', { observer: 'static_minmax' }) },
+  FP8_DYNAMIC: { weights: fp8('channel'), input_activations: tokenActivations(8, 'float') },
+  FP8_BLOCK: { weights: fp8('block', { block_structure: [128, 128] }), input_activations: fp8('group', { group_size: 128, dynamic: true }) },
+  NVFP4A16: { weights: fp4('tensor_group', 16) },
+  NVFP4: { weights: fp4('tensor_group', 16), input_activations: fp4('tensor_group', 16, { dynamic: 'local', observer: 'static_minmax' }) },
+  MXFP4A16: { weights: fp4('group', 32) },
+  MXFP4: { weights: fp4('group', 32), input_activations: fp4('group', 32, { dynamic: true }) },
   ...GGUF_PRESETS,
 } as const satisfies Readonly<Record<string, PresetScheme>>;
 
@@ -270,9 +148,7 @@ function resolveGroup(name: string, group: ConfigGroup): QuantScheme {
   }
   const input_activations = group.input_activations ? resolveQuantArgs(group.input_activations, `${name}.input_activations`) : null;
   if (input_activations?.actorder) throw invalid(`${name}.input_activations`, 'actorder cannot apply to input activations');
-  if (input_activations?.strategy === 'channel') {
-    throw new SchemeError('unsupported-quant-args', `${name}.input_activations: strategy "channel" is not supported for activations; expected token, tensor or group`);
-  }
+  if (input_activations) checkActivationArgs(input_activations, `${name}.input_activations`);
   return {
     targets,
     weights: group.weights ? resolveQuantArgs(group.weights, `${name}.weights`) : null,

@@ -1,9 +1,11 @@
 // Stage `gptq` (Frantar et al. 2022): sequential per layer. Each layer's step calibrates on the outputs of the
 // layers this stage already quantized, quantizes the layer, and passes its quantized outputs on, so the
 // stage's steps form their own calibration chain (an interrupted run resumes at the first unfinished layer).
+// Every scheme works: the qparams (NVFP4's global and group scales, MX and FP8 scales included) are fixed
+// before the column pass and each column is rounded onto its grid, as llm-compressor does.
 
 import type { ActOrder } from '../quant/scheme.js';
-import { assignModules, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, GGUF_QPARAMS, MINMAX_FOR_FLOAT, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface GptqStage extends QuantizingParams {
@@ -19,6 +21,15 @@ export const gptqStage: StageDef<GptqStage> = {
   properties: { kind: 'always', ...QUANTIZING_PROPERTIES, block_size: 'always', dampening_frac: 'always', actorder: 'always', offload_hessians: 'always' },
   needsCalibration: () => true,
   quantizes: () => true,
+  check: (stage, ctx) =>
+    checkSchemeRules(stage, ctx, [
+      MINMAX_FOR_FLOAT,
+      GGUF_QPARAMS,
+      (s) =>
+        s.weights?.type === 'float' && s.weights.strategy === 'group' && (s.weights.actorder ?? stage.actorder) === 'group'
+          ? 'actorder "group" records weight_g_idx, which the fp4 and fp8 compressed-tensors formats do not store; use actorder "static" or null'
+          : undefined,
+    ]),
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;

@@ -6,6 +6,7 @@ import type { Location } from '../diag/diagnostic.js';
 import type { ArchAdapter, ModuleInfo } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import type { StepKind, StepParams } from '../steps/registry.js';
+import type { ModuleQuant } from '../quant/module-quant.js';
 
 /** a planned step's id, a readable path: `tokenize/calibration`, `stage1.gptq/layer.3`, `pack/compressed-tensors` */
 export type StepId = string & { readonly __brand: 'StepId' };
@@ -44,6 +45,8 @@ export interface StepPlan {
   readonly stageLayers: Map<number, StepId[]>;
   /** full module name → 1-based index of the stage that quantized it (a module is quantized once) */
   readonly quantizedBy: Map<string, number>;
+  /** full module name → the quantization args it was assigned, for the outputs' checks */
+  readonly moduleQuant: Map<string, ModuleQuant>;
   add<K extends StepKind>(spec: StepSpec<K>): StepId;
   /** the step holding layer `l`'s calibration inputs under the current model, planning propagation as needed */
   chain(l: number): StepId;

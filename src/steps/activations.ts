@@ -11,6 +11,7 @@ import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';
 import type { LinearSpec } from '../model/arch.js';
 import { checkFiniteActivation } from '../model/finite.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export const HIDDEN_FILE = 'hidden.safetensors';
 
@@ -80,7 +81,7 @@ export async function propagate(
   linears: readonly LinearSpec[],
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
-  actQuant: ReadonlyMap<string, number>,
+  actQuant: ActQuant,
   onBatch?: (done: number, total: number) => void,
   layer?: number,
 ): Promise<Tensor<'float32'>> {

@@ -27,6 +27,7 @@ import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, type StepContext, type StepImpl } from './types.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface AutoRoundParams {
   layer: number;
@@ -151,7 +152,7 @@ async function outputErrors(
   linears: readonly LinearSpec[],
   fp: Readonly<Record<string, Tensor<'float32'>>>,
   x: Tensor<'float32'>,
-  actQuant: ReadonlyMap<string, number>,
+  actQuant: ActQuant,
   quantized: Readonly<Record<string, { autoround: Float32Array; rtn: Float32Array }>>,
   layer: number,
 ): Promise<Record<string, { autoround: number; rtn: number }>> {

@@ -24,6 +24,7 @@ import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
 import { input, type StepImpl } from './types.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface AwqParams {
   layer: number;
@@ -54,7 +55,7 @@ export interface LossProblem {
   site: InputSite;
   /** quantization args of each searched balance layer */
   args: Readonly<Record<string, QuantArgs>>;
-  actQuant: ReadonlyMap<string, number>;
+  actQuant: ActQuant;
 }
 
 /** mean squared parent-output error of each of K candidates' scales [K, channels] */

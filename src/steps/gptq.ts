@@ -3,11 +3,14 @@
 // H = 2·XᵀX / n (n tokens) is accumulated in float64; q/k/v share attn_in, gate/up share mlp_in. (2) Quantize
 // each targeted Linear with GPTQ, and with round-to-nearest on the same weights for comparison: the output
 // errors ‖X(W − Q)ᵀ‖² = n/2 · tr((W − Q)·H·(W − Q)ᵀ) come cheaply from H. (3) Run the quantized layer (W8A8
-// inputs fake-quantized per token) to produce the next layer's inputs.
+// inputs fake-quantized as their scheme says) to produce the next layer's inputs. Static input ranges (FP8,
+// NVFP4) are reduced in the same capture passes (static-inputs.ts); NVFP4 global scales are fixed from the
+// incoming weights before any column pass, shared by Linears that read the same input (llm-compressor).
 // offload_hessians: one capture pass per site, each site's Hessian freed once its Linears are quantized, so
 // no two Hessians are held at once (the layer runs once per site instead of once in all).
 
-import { quantizeWeightRtn } from '../algo/fake-quant.js';
+import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
+import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
 import { gptqQuantize, resolveActOrder, type GptqResult } from '../algo/gptq.js';
 import type { ActOrder } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
@@ -24,6 +27,7 @@ import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 import { input, type StepContext, type StepImpl } from './types.js';
+import type { ActQuant } from '../quant/module-quant.js';
 
 export interface GptqParams {
   layer: number;
@@ -98,12 +102,17 @@ interface LayerJob {
   /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
   weightsIn: LayerState['tensors'];
   /** per-token activation fake-quant of Linears quantized before this step */
-  actQuantIn: ReadonlyMap<string, number>;
+  actQuantIn: ActQuant;
   hidden: Tensor<'float32'>;
   tokens: number;
   width(site: InputSite): number;
   timing: Timing;
   warnings: string[];
+  /** input sites whose max |x| static input quantization needs, and what the captures found */
+  staticSites: readonly InputSite[];
+  ranges: Map<InputSite, number>;
+  /** NVFP4 global scale of each module (shared across fused Linears) */
+  globalScales: ReadonlyMap<string, number>;
   tick(message: string): void;
 }
 
@@ -117,8 +126,10 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
   let addMs = 0;
   const t0 = performance.now();
-  const options = { tap: xtxTap(which, job.width), skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
+  const rangeSites = job.staticSites.filter((s) => which.includes(s));
+  const options = { tap: withRanges(xtxTap(which, job.width), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
   await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
+    addRanges(job.ranges, out, rangeSites);
     const a0 = performance.now();
     for (const [s, h] of acc) {
       const part = out[`xtx.${s}`]?.data as Float64Array;
@@ -155,13 +166,15 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
     actorder: order.actorder,
     name,
     ...(p.escalate_dampening === false ? { escalate: false } : {}),
+    ...(job.globalScales.has(local) ? { globalScale: job.globalScales.get(local) as number } : {}),
   });
   job.timing.hessian += r.timing.inverseMs;
   job.timing.quantize += r.timing.solveMs;
   const dw = dampeningWarning(name, p.dampening_frac, r);
   if (dw) warn(job, dw);
   const t0 = performance.now();
-  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime });
+  const globalScale = job.globalScales.get(local);
+  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
   const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.dequantized, rtn.dequantized);
   job.timing.metrics += performance.now() - t0;
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
@@ -251,6 +264,12 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         timing: { capture: 0, hessian: 0, quantize: 0, metrics: 0, propagate: 0 },
         warnings: [],
         tick: (message) => ctx.progress(++done, total, message),
+        staticSites: staticSites(linears, p.modules),
+        ranges: new Map(),
+        globalScales: sharedGlobalScales(
+          Object.fromEntries(Object.entries(p.modules).map(([l, m]) => [l, { weight: state.tensors[`${l}.weight`]?.data ?? new Float32Array(0), args: m.weights }])),
+          siblingsBySite(linears),
+        ),
       };
 
       const modules: Record<string, Json> = {};
@@ -265,6 +284,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         }
       }
 
+      const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges);
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
       const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'), p.layer);
@@ -281,6 +301,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         modules,
         timing_ms: { capture: ms(t.capture), hessian: ms(t.hessian), quantize: ms(t.quantize), metrics: ms(t.metrics), propagate: ms(t.propagate) },
         warnings: job.warnings,
+        ...(Object.keys(inputScales).length > 0 ? { input_scales: inputScales } : {}),
       };
     } finally {
       await src.close();

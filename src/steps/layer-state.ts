@@ -1,13 +1,17 @@
 // The layer-state artifact: every tensor of one decoder layer after a stage (float32, local names), plus the
 // quantization of each quantized Linear: `m.weight` holds the dequantized values the forward uses, beside
-// `m.weight_codes` (int8), `m.weight_scale`, `m.weight_zero_point` (asymmetric only), `m.weight_g_idx`
-// (act-order groups), `m.weight_gguf` (GGUF schemes: each block's stored qparams, the codes then as the
-// blocks store them), and quant.json records each module's quantization args. Pack and export read it.
+// `m.weight_codes` (int8 element codes), `m.weight_scale`, `m.weight_zero_point` (asymmetric only),
+// `m.weight_g_idx` (act-order groups), `m.weight_global_scale` (NVFP4), `m.weight_gguf` (GGUF schemes: each
+// block's stored qparams, the codes then as the blocks store them), and quant.json records each module's
+// quantization args. Calibrated static input ranges are ordinary layer tensors, `m.input_scale` (FP8) and
+// `m.input_global_scale` (NVFP4), so the decoder graphs are fed them like weights. Pack and export read it.
 
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ModuleQuant, QuantizedModule } from '../quant/module-quant.js';
+import { actQuantOf, type ActQuant, type ModuleQuant, type QuantizedModule } from '../quant/module-quant.js';
+
+export { actQuantOf } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { Tensor } from '../tensor.js';
 import { checkFiniteWeight } from '../model/finite.js';
@@ -17,7 +21,7 @@ import { readJsonFile } from '../diag/file-errors.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
-export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_gguf'] as const;
+export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_global_scale', 'weight_gguf'] as const;
 
 export interface LayerState {
   layer: number;
@@ -38,6 +42,7 @@ export async function writeLayerState(dir: string, state: LayerState): Promise<v
     tensors.push([`${m}.weight_codes`, q.codes], [`${m}.weight_scale`, q.scale]);
     if (q.zeroPoint) tensors.push([`${m}.weight_zero_point`, q.zeroPoint]);
     if (q.gIdx) tensors.push([`${m}.weight_g_idx`, q.gIdx]);
+    if (q.globalScale) tensors.push([`${m}.weight_global_scale`, q.globalScale]);
     if (q.gguf) tensors.push([`${m}.weight_gguf`, q.gguf]);
     quant[m] = { weights: q.weights, input_activations: q.input_activations };
   }
@@ -65,8 +70,9 @@ export async function readLayerState(dir: string, layer: number): Promise<LayerS
       if (!codes || !scale) throw new Error(`${dir}: quantized module ${m} lacks its codes or scales`);
       const zeroPoint = await get<'int8'>('weight_zero_point');
       const gIdx = await get<'int32'>('weight_g_idx');
+      const globalScale = await get<'float32'>('weight_global_scale');
       const gguf = f.tensors.has(`${m}.weight_gguf`) ? ((await f.read(`${m}.weight_gguf`)) as Tensor<'int16'>) : undefined;
-      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}), ...(gguf ? { gguf } : {}) };
+      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}), ...(globalScale ? { globalScale } : {}), ...(gguf ? { gguf } : {}) };
     }
     return { layer, tensors, quant };
   } finally {
@@ -91,21 +97,11 @@ export async function openLayerInput(ctx: StepContext<unknown>, layer: number): 
   }
 }
 
-/** per-token activation fake-quant of a layer's quantized Linears (W8A8), local name → bits */
-export function actQuantOf(quant: Record<string, ModuleQuant>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const [m, q] of Object.entries(quant)) {
-    const a = q.input_activations;
-    if (a && a.dynamic && a.strategy === 'token') out.set(m, a.num_bits);
-  }
-  return out;
-}
-
 /** a base model with decoder layers replaced by layer-state artifacts (one per layer, in order) */
 export class OverlaySource implements WeightSource {
   readonly #base: HfSource;
   readonly #states: readonly (StepInputDir | undefined)[];
-  readonly #actQuant: Map<string, number>[];
+  readonly #actQuant: ActQuant[];
 
   constructor(base: HfSource, states: readonly (StepInputDir | undefined)[]) {
     this.#base = base;
@@ -126,7 +122,7 @@ export class OverlaySource implements WeightSource {
     return s ? (await readLayerState(s.dir, l)).tensors : this.#base.layer(l);
   }
 
-  actQuant(l: number): ReadonlyMap<string, number> {
+  actQuant(l: number): ActQuant {
     return this.#actQuant[l] ?? new Map();
   }
 

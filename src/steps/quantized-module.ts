@@ -22,6 +22,7 @@ export function setQuantized(state: LayerState, local: string, rows: number, col
     scale: tensor('float32', q.scaleDims, q.scale),
     ...(args.symmetric ? {} : { zeroPoint: tensor('int8', q.scaleDims, q.zeroPoint) }),
     ...(q.gIdx ? { gIdx: tensor('int32', [cols], q.gIdx) } : {}),
+    ...(q.globalScale === undefined ? {} : { globalScale: tensor('float32', [1], Float32Array.of(q.globalScale)) }),
   };
 }
 

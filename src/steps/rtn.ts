@@ -1,14 +1,21 @@
 // Step `rtn` (Simple PTQ): quantize every targeted Linear of one layer with its observer's qparams and
-// round-to-nearest (half to even), exactly as compressed-tensors computes them. GGUF schemes: ggml's reference
-// quantizer, byte for byte what llama-quantize writes without an imatrix.
+// round-to-nearest, exactly as compressed-tensors computes them (NVFP4 global scales shared by Linears that
+// read the same input, as llm-compressor does). Schemes with static input ranges (FP8, NVFP4) calibrate them
+// first: the layer runs over its calibration inputs (`hidden`, the quantized chain), the ranges become
+// `<local>.input_scale` / `<local>.input_global_scale`, and the quantized layer's outputs are the next
+// layer's inputs. Other schemes need no calibration data.
+// GGUF schemes: ggml's reference quantizer, byte for byte what llama-quantize writes without an imatrix.
 
-import { quantizeWeightRtn } from '../algo/fake-quant.js';
+import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import type { Json } from '../cache/key.js';
-import { openLayerInput, writeLayerState } from './layer-state.js';
+import { forEachBatch, propagate, readHidden, writeHidden } from './activations.js';
+import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
+import type { InputSite } from '../model/arch.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
-import type { StepImpl } from './types.js';
+import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
+import { optionalInput, type StepImpl } from './types.js';
 
 export interface RtnParams {
   layer: number;
@@ -21,11 +28,29 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
-      const errors: Record<string, Json> = {};
+      const cfg = src.config;
+      const linears = src.arch.linears(cfg);
+      const hiddenIn = optionalInput(ctx, 'hidden');
+      const sites = staticSites(linears, ctx.params.modules);
+      if (sites.length > 0 && !hiddenIn) throw new Error(`rtn layer ${ctx.params.layer}: static input quantization needs the layer's calibration inputs (role hidden)`);
+      const hidden = hiddenIn ? await readHidden(hiddenIn.dir) : undefined;
+      let inputScales: Record<string, number> = {};
+      if (hidden && sites.length > 0) {
+        const ranges = new Map<InputSite, number>();
+        const options = { actQuant: actQuantOf(state.quant), tap: withRanges(undefined, sites)!, skipOut: true };
+        await forEachBatch(ctx.runtime, cfg, linears, state.tensors, hidden, options, (out) => addRanges(ranges, out, sites));
+        inputScales = setStaticInputScales(state, linears, ctx.params.modules, ranges);
+      }
       const modules = Object.entries(ctx.params.modules);
-      for (const [i, [local, module]] of modules.entries()) {
+      const weightOf = (local: string): { dims: readonly number[]; data: Float32Array } => {
         const w = state.tensors[`${local}.weight`];
         if (!w) throw new Error(`layer ${ctx.params.layer} has no weight ${local}`);
+        return w;
+      };
+      const globals = sharedGlobalScales(Object.fromEntries(modules.map(([l, m]) => [l, { weight: weightOf(l).data, args: m.weights }])), siblingsBySite(linears));
+      const errors: Record<string, Json> = {};
+      for (const [i, [local, module]] of modules.entries()) {
+        const w = weightOf(local);
         const [rows, cols] = w.dims as [number, number];
         const gguf = ggufModule(module, cols);
         if (gguf) {
@@ -38,13 +63,15 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
           ctx.progress(i + 1, modules.length, local);
           continue;
         }
-        const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime });
-        errors[local] = { weight_error: relativeError(w.data, q.dequantized) };
+        const globalScale = globals.get(local);
+        const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
+        errors[local] = { weight_error: relativeError(w.data, q.dequantized), ...(globalScale === undefined ? {} : { global_scale: globalScale }) };
         setQuantized(state, local, rows, cols, q, module);
         ctx.progress(i + 1, modules.length, local);
       }
+      if (hidden) await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant)));
       await writeLayerState(ctx.outDir, state);
-      return { layer: ctx.params.layer, modules: errors };
+      return { layer: ctx.params.layer, modules: errors, ...(Object.keys(inputScales).length > 0 ? { input_scales: inputScales } : {}) };
     } finally {
       await src.close();
     }

@@ -71,7 +71,7 @@ const CASES: Record<string, Case> = {
   'an entry with an extra field': { reason: 'unknown-field', bytes: fileBytes({ [T]: { ...f32([2], 0, 8), offsets: [0, 8] } }, 8), tensor: T, field: '"offsets"' },
   'a dtype that does not exist': { reason: 'unknown-dtype', bytes: fileBytes({ [T]: { ...f32([2], 0, 8), dtype: 'F33' } }, 8), tensor: T, field: 'dtype', says: 'BF16' },
   'a dtype that is a number': { reason: 'unknown-dtype', bytes: fileBytes({ [T]: { ...f32([2], 0, 8), dtype: 4 } }, 8), tensor: T, field: 'dtype', says: '4 (a number)' },
-  'a float8 dtype quantforge cannot hold': { reason: 'unsupported-dtype', bytes: fileBytes({ [T]: { ...f32([2], 0, 2), dtype: 'F8_E4M3' } }, 2), tensor: T, field: 'dtype', says: 'F8_E4M3' },
+  'a float8 dtype quantforge cannot hold': { reason: 'unsupported-dtype', bytes: fileBytes({ [T]: { ...f32([2], 0, 2), dtype: 'F8_E5M2' } }, 2), tensor: T, field: 'dtype', says: 'F8_E5M2' },
   'a negative dimension': { reason: 'bad-shape', bytes: fileBytes({ [T]: f32([2, -1], 0, 8) }, 8), tensor: T, field: 'shape', says: '[2,-1]' },
   'a fractional dimension': { reason: 'bad-shape', bytes: fileBytes({ [T]: f32([1.5], 0, 8) }, 8), tensor: T, field: 'shape', says: '[1.5]' },
   'offsets that end before they begin': { reason: 'bad-offsets', bytes: fileBytes({ [T]: f32([0], 100, 90) }, 100), tensor: T, field: 'data_offsets', says: 'data_offsets [100, 90]' },

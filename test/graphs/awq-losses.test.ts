@@ -4,6 +4,7 @@
 import { afterAll, describe, expect, test } from 'vitest';
 import { awqGrid, awqSearch } from '../../src/algo/awq.js';
 import { fakeQuantizeActivationsPerToken } from '../../src/algo/fake-quant.js';
+import type { ActQuant } from '../../src/quant/module-quant.js';
 import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { presetScheme, resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import type { InputSite, LinearSpec } from '../../src/model/arch.js';
@@ -85,13 +86,13 @@ describe('parentLossKernel', () => {
   const x = tensor('float32', [B, T, cfg.hiddenSize], random(B * T * cfg.hiddenSize, 3, 1.5));
   const spec = (local: string): LinearSpec => linears.find((l) => l.local === local)!;
 
-  async function site(weights: Record<string, Tensor>, s: InputSite, actQuant: ReadonlyMap<string, number>): Promise<Float32Array> {
+  async function site(weights: Record<string, Tensor>, s: InputSite, actQuant: ActQuant): Promise<Float32Array> {
     const tap: LayerTap = { key: `test.${s}`, build: (_g, v) => ({ site: v.sites[s] }) };
     return (await runDecoderLayer(rt, cfg, linears, weights, x, { tap, skipOut: true, actQuant }))['site']!.data as Float32Array;
   }
 
   /** batched sse from the kernel, and the reference from one layer run per candidate */
-  async function compare(parent: ParentModule, inputSite: InputSite, measured: LinearSpec, actQuant: ReadonlyMap<string, number> = new Map()): Promise<void> {
+  async function compare(parent: ParentModule, inputSite: InputSite, measured: LinearSpec, actQuant: ActQuant = new Map()): Promise<void> {
     const weights: Record<string, Tensor<'float32'>> = await exampleSource(cfg, 0).layer(0);
     const cols = spec(parent.balance[0]!).inFeatures;
     const scales = Float32Array.from(random(K * cols, 5), (v) => 1 + 0.8 * v);
@@ -109,7 +110,7 @@ describe('parentLossKernel', () => {
 
     const wOut = weights[`${measured.local}.weight`]!.data;
     const measuredSite = parent.kind === 'linear' ? null : measured.site;
-    const bits = actQuant.get(measured.local);
+    const bits = actQuant.get(measured.local)?.num_bits;
     const inputOf = async (w: Record<string, Tensor>): Promise<Float32Array> => {
       const a = measuredSite ? await site(w, measuredSite, actQuant) : (input.data as Float32Array);
       return bits === undefined ? a : fakeQuantizeActivationsPerToken(a, a.length / measured.inFeatures, measured.inFeatures, bits);
@@ -137,7 +138,8 @@ describe('parentLossKernel', () => {
   });
 
   test('inputs of Linears an earlier stage quantized with W8A8 are fake-quantized per token inside the graphs', async () => {
-    const w8a8 = new Map([['self_attn.o_proj', 8], ['mlp.down_proj', 8]]);
+    const token8 = presetScheme('W8A8', ['Linear']).input_activations!;
+    const w8a8 = new Map([['self_attn.o_proj', token8], ['mlp.down_proj', token8]]);
     await compare({ kind: 'self_attn', balance: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'] }, 'attn_in', spec('self_attn.o_proj'), w8a8);
     await compare({ kind: 'mlp', balance: ['mlp.gate_proj', 'mlp.up_proj'] }, 'mlp_in', spec('mlp.down_proj'), w8a8);
   });

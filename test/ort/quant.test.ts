@@ -3,7 +3,7 @@ import { fakeQuantizeActivationsPerToken } from '../../src/algo/fake-quant.js';
 import { shrinkErrorsJs, shrinkProblem } from '../../src/algo/observers.js';
 import { columnGroups, computeQParams, fakeQuantizeWeight, qRange, weightMinMax } from '../../src/quant/qparams.js';
 import { Graph } from '../../src/ort/graph.js';
-import { perTokenFakeQuant } from '../../src/graphs/decoder-graph.js';
+import { perTokenFakeQuant } from '../../src/graphs/act-quant.js';
 import { fakeQuant, shrinkErrors } from '../../src/ort/kernels/quant.js';
 import { Runtime } from '../../src/ort/session.js';
 import type { Tensor } from '../../src/tensor.js';

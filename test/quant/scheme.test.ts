@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import {
   PRESET_SCHEMES,
@@ -52,6 +53,56 @@ describe('presets', () => {
     const s = presetScheme('W8A8', ['Linear']);
     expect(toCompressedTensorsArgs(s.weights!)).toEqual({ ...W4_GROUP_SYM, num_bits: 8, group_size: null, strategy: 'channel' });
     expect(toCompressedTensorsArgs(s.input_activations!)).toEqual(INT8_TOKEN_DYNAMIC);
+  });
+
+  test('W4A8 is W4A16 weights with W8A8 activations', () => {
+    const s = presetScheme('W4A8', ['Linear']);
+    expect(toCompressedTensorsArgs(s.weights!)).toEqual(W4_GROUP_SYM);
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual(INT8_TOKEN_DYNAMIC);
+  });
+
+  // the float presets as compressed-tensors 0.12 dumps them (MXFP4 as 0.14 does, with scale_dtype);
+  // static activation ranges take the static_minmax observer of the later presets
+  const FP8_TENSOR = { ...W4_GROUP_SYM, num_bits: 8, type: 'float', group_size: null, strategy: 'tensor' };
+  test('FP8: static per-tensor fp8 weights and input activations', () => {
+    const s = presetScheme('FP8', ['Linear']);
+    expect(toCompressedTensorsArgs(s.weights!)).toEqual(FP8_TENSOR);
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...FP8_TENSOR, observer: 'static_minmax' });
+  });
+
+  test('FP8_DYNAMIC: per-channel fp8 weights, dynamic per-token fp8 activations', () => {
+    const s = presetScheme('FP8_DYNAMIC', ['Linear']);
+    expect(toCompressedTensorsArgs(s.weights!)).toEqual({ ...FP8_TENSOR, strategy: 'channel' });
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...INT8_TOKEN_DYNAMIC, type: 'float' });
+  });
+
+  test('FP8_BLOCK: 128 × 128 weight blocks, dynamic per-token groups of 128', () => {
+    const s = presetScheme('FP8_BLOCK', ['Linear']);
+    expect(toCompressedTensorsArgs(s.weights!)).toEqual({ ...FP8_TENSOR, strategy: 'block', block_structure: [128, 128] });
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...FP8_TENSOR, strategy: 'group', group_size: 128, dynamic: true, observer: null });
+  });
+
+  const FP4_NV = { ...W4_GROUP_SYM, type: 'float', group_size: 16, strategy: 'tensor_group' };
+  test('NVFP4A16 and NVFP4: fp4 groups of 16 (tensor_group); NVFP4 activations dynamic "local"', () => {
+    expect(toCompressedTensorsArgs(presetScheme('NVFP4A16', ['Linear']).weights!)).toEqual(FP4_NV);
+    expect(presetScheme('NVFP4A16', ['Linear']).input_activations).toBeNull();
+    const s = presetScheme('NVFP4', ['Linear']);
+    expect(toCompressedTensorsArgs(s.weights!)).toEqual(FP4_NV);
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...FP4_NV, dynamic: 'local', observer: 'static_minmax' });
+  });
+
+  test('MXFP4A16 and MXFP4: fp4 groups of 32 with uint8 (e8m0) scales; MXFP4 activations dynamic', () => {
+    const mx = { ...W4_GROUP_SYM, type: 'float', group_size: 32, scale_dtype: 'torch.uint8', zp_dtype: null };
+    expect(toCompressedTensorsArgs(presetScheme('MXFP4A16', ['Linear']).weights!)).toEqual(mx);
+    const s = presetScheme('MXFP4', ['Linear']);
+    expect(toCompressedTensorsArgs(s.input_activations!)).toEqual({ ...mx, dynamic: true, observer: null });
+  });
+
+  test("README's scheme table lists exactly the presets", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('### Schemes'), readme.indexOf('### Methods × schemes'));
+    const rows = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(rows.sort()).toEqual(Object.keys(PRESET_SCHEMES).sort());
   });
 
   test('an unknown preset lists the available names', () => {
@@ -134,10 +185,29 @@ describe('resolveQuantArgs', () => {
   });
 
   test('rejects what quantforge does not implement, naming the allowed set', () => {
-    expect(() => resolveQuantArgs({ type: 'float' })).toThrow(/type "float" is not supported; expected "int"/);
-    expect(() => resolveQuantArgs({ strategy: 'block' })).toThrow(/expected one of: tensor, channel, group, token/);
+    expect(() => resolveQuantArgs({ type: 'bfloat' })).toThrow(/type "bfloat" is not supported; expected "int" or "float"/);
+    expect(() => resolveQuantArgs({ type: 'float', num_bits: 6 })).toThrow(/expected 8 \(fp8 e4m3\) or 4 \(fp4 e2m1\)/);
+    expect(() => resolveQuantArgs({ strategy: 'tensor_group', group_size: 16 })).toThrow(/not supported for int values; expected one of: tensor, channel, group, token/);
+    expect(() => resolveQuantArgs({ strategy: 'blocks' })).toThrow(/expected one of: tensor, channel, group, block, token, tensor_group/);
     expect(reason(() => resolveQuantArgs({ num_bits: 16 }))).toBe('unsupported-quant-args');
     expect(reason(() => resolveQuantArgs({ observer: 'histogram' }))).toBe('invalid-quant-args');
+  });
+
+  test('float args: fp8 and fp4 strategies, symmetric only, MX groups of 32, block_structure with block', () => {
+    expect(resolveQuantArgs({ type: 'float', strategy: 'channel' }).num_bits).toBe(8);
+    expect(reason(() => resolveQuantArgs({ type: 'float', symmetric: false }))).toBe('unsupported-quant-args');
+    expect(reason(() => resolveQuantArgs({ type: 'float', num_bits: 4, strategy: 'channel' }))).toBe('unsupported-quant-args');
+    expect(() => resolveQuantArgs({ type: 'float', num_bits: 4, group_size: 16 })).toThrow(/MXFP4, whose e8m0 scales cover 32 values; found group_size 16/);
+    expect(reason(() => resolveQuantArgs({ type: 'float', strategy: 'block' }))).toBe('invalid-quant-args');
+    expect(reason(() => resolveQuantArgs({ type: 'float', strategy: 'channel', block_structure: [2, 2] }))).toBe('invalid-quant-args');
+    expect(reason(() => resolveQuantArgs({ type: 'float', num_bits: 4, strategy: 'group', group_size: 32, dynamic: 'local' }))).toBe('invalid-quant-args');
+  });
+
+  test('input activations: only the quantizations quantforge runs', () => {
+    const group = (input_activations: object) => () => resolveScheme({ config_groups: { g: { targets: 'Linear', weights: { num_bits: 8 }, input_activations } } });
+    expect(reason(group({ num_bits: 8, type: 'float', strategy: 'tensor' }))).toBeUndefined();
+    expect(reason(group({ num_bits: 8, strategy: 'tensor' }))).toBe('unsupported-quant-args');
+    expect(() => group({ num_bits: 8, type: 'float', strategy: 'tensor', dynamic: true })()).toThrow(/expected dynamic "token"/);
   });
 
   test('dynamic args drop their observer', () => {

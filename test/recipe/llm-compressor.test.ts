@@ -41,7 +41,7 @@ function loadErrors(path: string, overrides: string[] = [], with_: typeof inputs
 
 describe('importing llm-compressor recipes', () => {
   test('the fixtures cover the shapes llm-compressor writes', () => {
-    expect(names).toEqual(['autoround', 'awq-duo-scaling', 'bare-modifiers', 'gptq-w4a16', 'legacy-shapes', 'non-uniform', 'smoothquant-gptq-w8a8', 'w8a8-smoothquant-rtn']);
+    expect(names).toEqual(['autoround', 'awq-duo-scaling', 'bare-modifiers', 'float-presets', 'gptq-w4a16', 'legacy-shapes', 'non-uniform', 'smoothquant-gptq-w8a8', 'w8a8-smoothquant-rtn']);
   });
 
   for (const name of names) {
@@ -111,6 +111,26 @@ describe('importing llm-compressor recipes', () => {
     `);
   });
 
+  test('float presets per target set are spelled out as compressed-tensors defines them (FP8_BLOCK, NVFP4A16)', () => {
+    const result = importLlmCompressor(fixture('float-presets'), {}, join(fixtures, 'imported.yaml'));
+    expect(result.ok && result.value.text.split('stages:\n')[1]).toMatchInlineSnapshot(`
+      "  # from quant_stage.quant_modifiers.QuantizationModifier (line 4)
+        - kind: rtn
+          ignore: [lm_head]
+          config_groups:
+            group_0:
+              targets: [re:.*self_attn.*]
+              weights: {num_bits: 8, type: float, symmetric: true, strategy: block, block_structure: [128, 128]}
+              input_activations: {num_bits: 8, type: float, symmetric: true, strategy: group, group_size: 128, dynamic: true}
+            group_1:
+              targets: [re:.*mlp.*]
+              weights: {num_bits: 4, type: float, symmetric: true, strategy: tensor_group, group_size: 16}
+      outputs:
+        - {format: compressed-tensors, path: ./out/float-presets}
+      "
+    `);
+  });
+
   test('--model and --dataset are written relative to the imported recipe', () => {
     const out = join(REPO, 'test/fixtures/recipes/llm-compressor/imported.yaml');
     const result = importLlmCompressor(fixture('gptq-w4a16'), { model: join(REPO, '../shared/models/m'), dataset: join(REPO, 'test/fixtures/calib.txt') }, out);
@@ -173,11 +193,11 @@ describe('what quantforge cannot do is an error at the llm-compressor line', () 
     `);
   });
 
-  test('unsupported parameters and values: FP8, a modifier-level group_size, KV-cache quantization', () => {
+  test('unsupported parameters and values: an unknown preset, a modifier-level group_size, KV-cache quantization, a scale dtype', () => {
     expect(loadErrors(invalid('unsupported-parameters'))).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:4:15 not supported by quantforge: scheme "FP8_DYNAMIC"; supported: W4A16, W4A16_ASYM, W8A16, W8A8 (INT8 = W8A8).
-                scheme: FP8_DYNAMIC
+      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:4:15 not supported by quantforge: scheme "UNQUANTIZED"; supported: W4A16, W4A16_ASYM, W8A16, W8A8, W4A8, FP8, FP8_DYNAMIC, FP8_BLOCK, NVFP4A16, NVFP4, MXFP4A16, MXFP4, GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_1, GGUF_Q5_0, GGUF_Q4_K, GGUF_Q6_K (INT8 = W8A8).
+                scheme: UNQUANTIZED
                         ~~~~~~~~~~~
       ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:6:7 not supported by quantforge: parameter "group_size" of GPTQModifier (a quantization argument, which belongs in config_groups.<group>.weights); supported: scheme, targets, ignore, config_groups, weight_observer, observer, block_size, dampening_frac, actorder, offload_hessians.
                 group_size: 128
@@ -185,9 +205,9 @@ describe('what quantforge cannot do is an error at the llm-compressor line', () 
       ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:7:7 not supported by quantforge: kv_cache_scheme (KV-cache quantization); accepted only as null.
                 kv_cache_scheme: {num_bits: 8, type: float, symmetric: true, strategy: tensor}
                 ~~~~~~~~~~~~~~~
-      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:13:40 not supported by quantforge: type "float" in config_groups.group_0.weights (floating-point formats such as FP8, NVFP4 and MXFP4); supported: int.
-                    weights: {num_bits: 8, type: float, strategy: channel}
-                                                 ~~~~~
+      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:13:66 not supported by quantforge: scale_dtype in config_groups.group_0.weights (quantforge stores each format's scales in its own dtype); supported: null.
+                    weights: {num_bits: 8, type: float, strategy: channel, scale_dtype: torch.float16}
+                                                                           ~~~~~~~~~~~
       "
     `);
   });

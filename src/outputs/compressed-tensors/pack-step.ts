@@ -4,7 +4,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
+import { compressInputScales, compressModule, quantizationConfig, toModelDtype } from '../../formats/compressed-tensors.js';
 import type { ModuleQuant } from '../../quant/module-quant.js';
 import { SafetensorsWriter } from '../../formats/safetensors.js';
 import { HfSource } from '../../model/source.js';
@@ -50,7 +50,8 @@ export const packStep: StepImpl<'pack', PackParams> = {
             await copy(name, state.tensors[local]);
             continue;
           }
-          for (const [n, t] of compressModule(`${prefix}${module}`, q, await dtypeOf(name))) await writer.add(n, t);
+          const compressed = [...compressModule(`${prefix}${module}`, q, await dtypeOf(name)), ...compressInputScales(`${prefix}${module}`, q, state.tensors, module, await dtypeOf(name))];
+          for (const [n, t] of compressed) await writer.add(n, t);
           quantized.set(`${prefix}${module}`, { weights: q.weights, input_activations: q.input_activations });
         }
         ctx.progress(l + 1, cfg.numLayers);

@@ -7,7 +7,8 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { openWeights } from '../../graphs/open.js';
 import { GgufSource } from '../../model/gguf-source.js';
-import type { OutputDef, OutputOptions } from '../output-def.js';
+import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
+import { GGUF_TYPES, ggufTypeOf } from '../../quant/gguf-scheme.js';
 import { evaluateGgufStep, type EvaluateGgufParams } from './evaluate-step.js';
 import { exportGgufStep, GGUF_FILE, type ExportGgufParams } from './export-step.js';
 
@@ -19,9 +20,18 @@ export interface GgufOutput extends OutputOptions {
 
 const fileOf = (path: string): string => (path.endsWith('.gguf') ? path : join(path, GGUF_FILE));
 
+/** GGUF schemes only: other schemes' codes and scales are not ggml blocks (requantizing them is not built) */
+function supports(m: PlannedModule): string | undefined {
+  if (ggufTypeOf(m.quant.weights) !== undefined) return undefined;
+  const w = m.quant.weights;
+  const what = w.type === 'float' ? `${w.num_bits}-bit float` : `${w.num_bits}-bit int ${w.strategy}${w.group_size ? ` ${w.group_size}` : ''}`;
+  return `the gguf output writes GGUF block schemes (${GGUF_TYPES.map((t) => `GGUF_${t}`).join(', ')}), whose codes and float16 block scales are the ones llama.cpp reads; ${what} weights would need requantizing, which quantforge does not do: quantize with a GGUF_* scheme`;
+}
+
 export const ggufOutput: OutputDef<GgufOutput, ExportGgufParams, EvaluateGgufParams> = {
   format: 'gguf',
   properties: { format: 'always', path: 'always', type: 'always' },
+  supports,
   write: { step: exportGgufStep, params: (o) => ({ format: 'gguf', type: o.type }) },
   evaluate: { role: 'gguf', label: 'GGUF file', step: evaluateGgufStep, input: 'gguf', params: (batchSize) => ({ batch_size: batchSize }) },
   open: {

@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OnnxModel } from '../../graphs/onnx-model.js';
-import type { OutputDef, OutputOptions } from '../output-def.js';
+import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
+import { ggufTypeOf } from '../../quant/gguf-scheme.js';
 import { evaluateOnnxStep, type EvaluateOnnxParams } from './evaluate-step.js';
 import { exportOnnxStep, type ExportOnnxParams } from './export-step.js';
 
@@ -15,9 +16,22 @@ export interface OnnxOutput extends OutputOptions {
   readonly accuracy_level: 0 | 1 | 2 | 3 | 4;
 }
 
+/**
+ * int schemes only: onnxruntime's CPU provider casts to float8 but has no float8 or float4 matmul (MatMul rejects
+ * float8 inputs, com.microsoft::GemmFloat8 has no CPU kernel, float4 Cast has none; docs/float-formats-onnxruntime.md)
+ */
+function supports(m: PlannedModule): string | undefined {
+  const w = m.quant.weights;
+  const gguf = ggufTypeOf(w);
+  if (gguf !== undefined) return `GGUF_${gguf} blocks are written by the gguf output only (llama.cpp); the onnx output takes W4A16, W4A16_ASYM, W8A16, W8A8, W4A8 and int config groups`;
+  if (w.type !== 'float') return undefined;
+  return `onnxruntime's CPU provider has no ${w.num_bits === 8 ? 'float8' : 'float4'} matmul, so ${w.num_bits}-bit float weights (FP8, NVFP4, MXFP4 schemes) are written by the compressed-tensors output only; the onnx output takes W4A16, W4A16_ASYM, W8A16, W8A8, W4A8 and int config groups`;
+}
+
 export const onnxOutput: OutputDef<OnnxOutput, ExportOnnxParams, EvaluateOnnxParams> = {
   format: 'onnx',
   properties: { format: 'always', path: 'always', accuracy_level: 'always' },
+  supports,
   write: { step: exportOnnxStep, params: (o) => ({ format: 'onnx', accuracy_level: o.accuracy_level }) },
   evaluate: { role: 'onnx', label: 'ONNX export', step: evaluateOnnxStep, input: 'onnx', params: (batchSize) => ({ batch_size: batchSize }) },
   open: {

@@ -8,27 +8,45 @@
 //   (quantforge's schema wants num_bits and strategy written): num_bits defaults to 8, the strategy follows
 //   from group_size (none: tensor, -1: channel, > 0: group); strings are lower-cased; `actorder: true|false`,
 //   `weight`, `dynamic` become group|null, static, group; a dynamic argument's observer is dropped.
-// - Floating-point types (FP8, NVFP4, MXFP4) and fields quantforge has no counterpart for are refused.
+// - Floating-point args (FP8, NVFP4, MXFP4: type float, block_structure, dynamic "local") pass through;
+//   scale_dtype / zp_dtype are accepted only as null (quantforge stores each format's scales in its own dtype),
+//   and fields quantforge has no counterpart for are refused.
 
 import { isMap, isScalar, isSeq, type Node, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import type { ConvertContext } from './context.js';
 import { schemePresets } from './modifiers.js';
 import { deref, keyName, mapAt, put, scalarAt, seqAt, type SourceRange } from './nodes.js';
 
-/** compressed-tensors' integer presets that quantforge implements (quant_scheme.py) */
+const INT8_TOKEN = { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true };
+const FP8_WEIGHTS = { num_bits: 8, type: 'float', symmetric: true };
+const NVFP4_WEIGHTS = { num_bits: 4, type: 'float', symmetric: true, strategy: 'tensor_group', group_size: 16 };
+const MXFP4_WEIGHTS = { num_bits: 4, type: 'float', symmetric: true, strategy: 'group', group_size: 32 };
+/**
+ * compressed-tensors' presets that quantforge implements (quant_scheme.py), spelled as a recipe's config
+ * group writes them (the schema's observers are minmax and mse: static activation ranges are the max over
+ * every calibration token either way). src/quant/scheme.ts PRESET_SCHEMES holds the same presets.
+ */
 const PRESET_ARGS: Readonly<Record<string, { weights: Record<string, unknown>; input_activations?: Record<string, unknown> }>> = {
   W4A16: { weights: { num_bits: 4, type: 'int', symmetric: true, strategy: 'group', group_size: 128 } },
   W4A16_ASYM: { weights: { num_bits: 4, type: 'int', symmetric: false, strategy: 'group', group_size: 128 } },
   W8A16: { weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel' } },
-  W8A8: {
-    weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel' },
-    input_activations: { num_bits: 8, type: 'int', symmetric: true, strategy: 'token', dynamic: true },
+  W8A8: { weights: { num_bits: 8, type: 'int', symmetric: true, strategy: 'channel' }, input_activations: INT8_TOKEN },
+  W4A8: { weights: { num_bits: 4, type: 'int', symmetric: true, strategy: 'group', group_size: 128 }, input_activations: INT8_TOKEN },
+  FP8: { weights: { ...FP8_WEIGHTS, strategy: 'tensor' }, input_activations: { ...FP8_WEIGHTS, strategy: 'tensor', dynamic: false } },
+  FP8_DYNAMIC: { weights: { ...FP8_WEIGHTS, strategy: 'channel' }, input_activations: { ...FP8_WEIGHTS, strategy: 'token', dynamic: true } },
+  FP8_BLOCK: {
+    weights: { ...FP8_WEIGHTS, strategy: 'block', block_structure: [128, 128] },
+    input_activations: { ...FP8_WEIGHTS, strategy: 'group', group_size: 128, dynamic: true },
   },
+  NVFP4A16: { weights: NVFP4_WEIGHTS },
+  NVFP4: { weights: NVFP4_WEIGHTS, input_activations: { ...NVFP4_WEIGHTS, dynamic: 'local' } },
+  MXFP4A16: { weights: MXFP4_WEIGHTS },
+  MXFP4: { weights: MXFP4_WEIGHTS, input_activations: { ...MXFP4_WEIGHTS, dynamic: true } },
 };
 const ALIASES: Readonly<Record<string, string>> = { INT8: 'W8A8' };
 /** weight observers that compute what quantforge's minmax / mse compute on a weight */
 const WEIGHT_OBSERVERS: Readonly<Record<string, string>> = { memoryless: 'minmax', memoryless_minmax: 'minmax', static_minmax: 'minmax', memoryless_mse: 'mse' };
-export const QUANT_ARG_KEYS = ['num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'dynamic', 'actorder', 'observer', 'observer_kwargs'];
+export const QUANT_ARG_KEYS = ['num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'block_structure', 'dynamic', 'actorder', 'observer', 'observer_kwargs'];
 
 function supportedSchemes(): string {
   return `${schemePresets().join(', ')} (INT8 = W8A8)`;
@@ -99,7 +117,7 @@ export function presetGroup(name: string, targets: YAMLSeq, range: SourceRange, 
   if (!preset) return group;
   const args = (values: Record<string, unknown>, withObserver: boolean): YAMLMap => {
     const map = mapAt(range);
-    for (const [k, v] of Object.entries(values)) put(map, k, range, scalarAt(v, range));
+    for (const [k, v] of Object.entries(values)) put(map, k, range, Array.isArray(v) ? seqAt(range, v.map((x: unknown) => scalarAt(x, range))) : scalarAt(v, range));
     if (withObserver && observer) put(map, 'observer', observer.range, observer.clone() as Node);
     return map;
   };
@@ -161,14 +179,17 @@ function convertQuantArgs(ctx: ConvertContext, node: Node | undefined, where: st
     const value = given.get(key)!;
     const keyRange = (pair.key as Node).range;
     const raw = scalarOf(value);
-    if (key === 'block_structure' || key === 'scale_dtype' || key === 'zp_dtype') {
-      if (raw !== null) ctx.unsupported(pair.key as Node, `${key} in ${where}`);
+    if (key === 'scale_dtype' || key === 'zp_dtype') {
+      if (raw !== null) ctx.unsupported(pair.key as Node, `${key} in ${where} (quantforge stores each format's scales in its own dtype); supported: null`);
+    } else if (key === 'block_structure' && raw === null) {
+      continue;
     } else if (key === 'type') {
       const type = typeof raw === 'string' ? raw.toLowerCase() : raw;
-      if (type !== 'int') ctx.unsupported(value, `type ${JSON.stringify(raw)} in ${where} (floating-point formats such as FP8, NVFP4 and MXFP4); supported: int`);
+      if (type !== 'int' && type !== 'float') ctx.unsupported(value, `type ${JSON.stringify(raw)} in ${where}; supported: int, float`);
       else put(out, key, keyRange, scalarAt(type, value.range));
     } else if (key === 'dynamic' && typeof raw === 'string') {
-      ctx.unsupported(value, `dynamic "${raw}" in ${where}; supported: true, false`);
+      if (raw.toLowerCase() === 'local') put(out, key, keyRange, scalarAt('local', value.range));
+      else ctx.unsupported(value, `dynamic "${raw}" in ${where}; supported: true, false, "local"`);
     } else if (key === 'group_size' && (raw === -1 || raw === null)) {
       continue; // -1 means per channel; the strategy says so below
     } else if (key === 'strategy' && typeof raw === 'string') {
@@ -180,7 +201,7 @@ function convertQuantArgs(ctx: ConvertContext, node: Node | undefined, where: st
     } else if (QUANT_ARG_KEYS.includes(key)) {
       put(out, key, keyRange, value.clone() as Node);
     } else {
-      ctx.unsupported(pair.key as Node, `"${key}" in ${where}; supported: ${[...QUANT_ARG_KEYS, 'block_structure: null'].join(', ')}`);
+      ctx.unsupported(pair.key as Node, `"${key}" in ${where}; supported: ${[...QUANT_ARG_KEYS, 'scale_dtype: null', 'zp_dtype: null'].join(', ')}`);
     }
   }
   if (!given.has('num_bits')) out.items.unshift(...fill('num_bits', 8, node.range));

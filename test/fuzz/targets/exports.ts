@@ -1,5 +1,6 @@
 // Fuzz targets: the two formats quantforge writes and reads back (`eval`, `generate`), tampered.
-//   compressed-tensors  one of three micro checkpoints (int4 with zero points, int4 with act-order g_idx, W8A8):
+//   compressed-tensors  one of seven micro checkpoints (int4 with zero points, int4 with act-order g_idx, W8A8,
+//                       FP8 with input_scale, FP8_BLOCK, NVFP4 with global scales, MXFP4A16):
 //                       quantization_config fields retyped or out of range, quantized tensors deleted, reshaped,
 //                       retyped or given NaN/Inf/out-of-range values → CompressedTensorsSource.open + every layer
 //   onnx                the micro int4 export: model.onnx and model.onnx_data truncated or with bytes changed,
@@ -73,10 +74,10 @@ export interface CtCase {
 }
 
 const QC = ['quantization_config'];
-const ARGS = ['num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'dynamic', 'actorder'];
+const ARGS = ['num_bits', 'type', 'symmetric', 'group_size', 'strategy', 'block_structure', 'dynamic', 'actorder', 'scale_dtype'];
 
 const configMutation: fc.Arbitrary<JsonMutation> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('set-path' as const), keys: fc.tuple(fc.constantFrom('weights', 'input_activations'), fc.constantFrom(...ARGS)).map(([role, k]) => [...QC, 'config_groups', 'group_0', role, k]), value: fc.oneof(weirdValue, fc.constantFrom<unknown>(3, 8, 9, 16, 'float', 'group', 'channel', 'tensor', 'token', 'block', 7, 31, 'weight')) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('set-path' as const), keys: fc.tuple(fc.constantFrom('weights', 'input_activations'), fc.constantFrom(...ARGS)).map(([role, k]) => [...QC, 'config_groups', 'group_0', role, k]), value: fc.oneof(weirdValue, fc.constantFrom<unknown>(3, 4, 8, 9, 16, 32, 'int', 'float', 'group', 'channel', 'tensor', 'token', 'block', 'tensor_group', 'local', [128, 128], [0, 3], 'torch.uint8', 7, 31, 'weight')) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('set-path' as const), keys: fc.constantFrom(['config_groups'], ['ignore'], ['config_groups', 'group_0', 'targets'], ['config_groups', 'group_0', 'weights'], ['config_groups', 'group_0'], ['quant_method'], ['format']).map((k) => [...QC, ...k]), value: fc.oneof(weirdValue, fc.constantFrom<unknown>(['re:('], ['re:.*'], ['Linear', 're:model.layers.0.*'], ['lm_head'], 'Linear', ['Embedding'], { g: { targets: ['Linear'], weights: null } })) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('set-key' as const), key: fc.constantFrom('hidden_size', 'num_hidden_layers', 'intermediate_size', 'num_key_value_heads', 'vocab_size', 'tie_word_embeddings'), value: weirdValue }) },
 );
@@ -85,7 +86,7 @@ const tensorIndex = fc.nat({ max: 200 });
 const tensorMutation: fc.Arbitrary<TensorMutation> = fc.oneof(
   fc.record({ kind: fc.constant('delete' as const), tensor: tensorIndex }),
   fc.record({ kind: fc.constant('reshape' as const), tensor: tensorIndex, dims: fc.array(fc.nat({ max: 70 }), { minLength: 0, maxLength: 3 }) }),
-  fc.record({ kind: fc.constant('retype' as const), tensor: tensorIndex, dtype: fc.constantFrom<DType>('float32', 'float16', 'bfloat16', 'int32', 'int64', 'int8', 'uint8', 'float64') }),
+  fc.record({ kind: fc.constant('retype' as const), tensor: tensorIndex, dtype: fc.constantFrom<DType>('float32', 'float16', 'bfloat16', 'int32', 'int64', 'int8', 'uint8', 'float64', 'float8e4m3fn') }),
   fc.record({
     kind: fc.constant('values' as const),
     tensor: tensorIndex,
@@ -112,7 +113,7 @@ function mutateTensor(t: Tensor, m: TensorMutation): Tensor | undefined {
   }
   if (m.kind === 'retype') {
     const ctors: Record<DType, new (n: number) => Tensor['data']> = {
-      float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
+      float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int64: BigInt64Array, int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array, float8e4m3fn: Uint8Array,
     };
     const data = new ctors[m.dtype](n);
     for (let i = 0; i < n; i++) {
@@ -134,9 +135,9 @@ function mutateTensor(t: Tensor, m: TensorMutation): Tensor | undefined {
 
 export const compressedTensorsTarget: FuzzTarget<CtCase, CtContext> = {
   name: 'compressed-tensors',
-  description: 'compressed-tensors checkpoints (int4 asym, int4 act-order, W8A8) with quantization_config and quantized tensors tampered → CompressedTensorsSource.open + every layer',
+  description: 'compressed-tensors checkpoints (int4 asym, int4 act-order, W8A8, FP8, FP8_BLOCK, NVFP4, MXFP4A16) with quantization_config and quantized tensors tampered → CompressedTensorsSource.open + every layer',
   arbitrary: fc.record({
-    checkpoint: fc.nat({ max: 2 }),
+    checkpoint: fc.nat({ max: 6 }),
     config: fc.array(configMutation, { maxLength: 2 }),
     tensors: fc.array(tensorMutation, { maxLength: 2 }),
   }),
