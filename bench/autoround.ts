@@ -61,7 +61,7 @@ try {
   if (!existsSync(data)) throw new Error(`${data}: no calibration text; pass --data`);
   const src = await HfSource.open(modelDir);
   const cfg = src.config;
-  const linears = src.arch.linears(cfg);
+  const linears = src.arch.layer(cfg, 0).linears;
   const ids = cutWindows(loadTokenizer(modelDir).encode(readDatasetText(data)), seqlen, samples);
   const n = ids.dims[0]!;
   const layers = Math.min(cfg.numLayers, values.layers ? num(values.layers, 'layers') : cfg.numLayers);
@@ -73,7 +73,7 @@ try {
   await writeHidden(fp[0]!, tensor('float32', [n, seqlen, cfg.hiddenSize], embed(await src.tensor(src.arch.embedding), ids.data)));
   for (let l = 0; l < layers - 1; l++) {
     const next = mkdtempSync(join(scratch, 'fp-'));
-    await writeHidden(next, await propagate(rt, cfg, linears, await src.layer(l), await readHidden(fp[l]!), new Map()));
+    await writeHidden(next, await propagate(rt, cfg, src.arch.layer(cfg, l), await src.layer(l), await readHidden(fp[l]!), new Map()));
     fp.push(next);
   }
 

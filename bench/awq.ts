@@ -56,10 +56,10 @@ function context<P>(modelDir: string, params: P, inputs: Record<string, string>,
 
 /** the default mappings the planner would pass: v → o only when the shapes allow it (not under GQA) */
 function mappings(src: HfSource): Mapping[] {
-  const linears = src.arch.linears(src.config);
+  const linears = src.arch.layer(src.config, 0).linears;
   const out = (l: string) => linears.find((s) => s.local === l)?.outFeatures;
   const inn = (l: string) => linears.find((s) => s.local === l)?.inFeatures;
-  return src.arch.awqMappings
+  return src.arch.awqMappings(src.config, 0)
     .filter((m) => out(m.smooth) === undefined || m.balance.every((b) => inn(b) === out(m.smooth)))
     .map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
 }
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   const ids = cutWindows(loadTokenizer(modelDir).encode(readDatasetText(calib)), T, samples);
   const n = ids.dims[0] as number;
   const cfg = src.config;
-  const linears = src.arch.linears(cfg);
+  const linears = src.arch.layer(cfg, 0).linears;
   const maps = mappings(src);
   const weights = presetScheme(values.scheme!, ['Linear']).weights as QuantArgs;
   const modules = Object.fromEntries(linears.map((l) => [l.local, { weights, input_activations: null }]));
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     }
     const share = median(ort.map((o, i) => o / (totals[i] as number)));
     rows.push(`| ${l} | ${fmt(captureMs)} | **${fmt(median(totals))}** | ${(100 * share).toFixed(0)}% | ${perMapping.map((p) => fmt(median(p))).join(' | ')} | ${fmt(median(quantize))} |`);
-    hidden = (await runDecoderLayer(rt, cfg, linears, await src.layer(l), hidden))['out'] as Tensor<'float32'>;
+    hidden = (await runDecoderLayer(rt, cfg, src.arch.layer(cfg, l), await src.layer(l), hidden))['out'] as Tensor<'float32'>;
   }
   const grid = duo === true ? Number(values['n-grid']) + 1 : duo === 'both' ? 2 * Math.max(1, Math.floor(Number(values['n-grid']) / 2)) : Number(values['n-grid']);
   console.log(`\n### AWQ step per layer: ${positionals[0] ?? 'tiny example model'} (H ${cfg.hiddenSize}, I ${cfg.intermediateSize}), ${values.scheme}, duo_scaling ${values.duo}, ${grid} candidates, ${n}×${T} tokens, ${rt.threads} threads, median of ${runs}\n`);

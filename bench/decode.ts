@@ -35,7 +35,7 @@ async function quantLayer(l: number, scheme: string | undefined): Promise<Export
   const quant: Record<string, QuantizedModule> = {};
   if (scheme) {
     const s = presetScheme(scheme, ['Linear']);
-    for (const lin of src.arch.linears(cfg)) {
+    for (const lin of src.arch.layer(cfg, 0).linears) {
       const w = tensors[`${lin.local}.weight`]!;
       const [rows, cols] = w.dims as [number, number];
       const q = await quantizeWeightRtn(w.data, rows, cols, s.weights!, { runtime: rt });
@@ -78,7 +78,7 @@ for (const [name, scheme, level] of variants) {
   rows.push([name, tokPerS.toFixed(1), `${(tokPerS / base).toFixed(2)}×`]);
   await model.close();
 }
-const params = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers;
+const params = src.arch.layer(cfg, 0).linears.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers;
 console.log(`model: ${dir} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${(params / 1e6).toFixed(0)} M Linear parameters)\n`);
 console.log(table(['export', 'tokens/s', 'vs fp32'], rows));
 console.log(`\nbatch 1, ${NEW_TOKENS} new tokens after a 3-token prompt, median of ${RUNS} runs after a warm-up; ${rt.threads} threads.`);

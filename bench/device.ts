@@ -101,7 +101,7 @@ async function forwardSection(): Promise<void> {
   const ids = cutWindows(loadTokenizer(modelDir).encode(readDatasetText(join(modelDir, 'calib.txt'))), seqLen, samples);
   const x = tensor('float32', [ids.dims[0]!, seqLen, cfg.hiddenSize], embed(await src.tensor(src.arch.embedding), ids.data));
   const weights = await src.layer(0);
-  const linears = src.arch.linears(cfg);
+  const linears = src.arch.layer(cfg, 0);
   const window = [Array.from(ids.data.subarray(0, seqLen))];
   const empty = (): Record<string, Tensor> => {
     const feeds: Record<string, Tensor> = {};

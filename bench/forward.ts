@@ -47,7 +47,7 @@ for (const dir of dirs) {
   await perplexity(rt, src, ids);
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) times.push((await perplexity(rt, src, ids)).seconds);
-  const linearParams = src.arch.linears(cfg).reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize;
+  const linearParams = src.arch.layer(cfg, 0).linears.reduce((s, l) => s + l.inFeatures * l.outFeatures, 0) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize;
   const attention = 4 * T * cfg.numHeads * cfg.headDim * cfg.numLayers;
   const flopsPerToken = 2 * linearParams + attention;
   const tokPerS = (WINDOWS * T) / median(times);

@@ -94,7 +94,7 @@ async function modelPhases(modelDir: string): Promise<void> {
     let hiddenDir = mkdtempSync(join(root, 'embed-'));
     await writeHidden(hiddenDir, tensor('float32', [N, seq, src.config.hiddenSize], embed(await src.tensor(src.arch.embedding), ids.data)));
     const scheme = presetScheme(values.scheme as string, ['Linear']);
-    const modules = Object.fromEntries(src.arch.linears(src.config).map((l) => [l.local, { weights: scheme.weights!, input_activations: scheme.input_activations }]));
+    const modules = Object.fromEntries(src.arch.layer(src.config, 0).linears.map((l) => [l.local, { weights: scheme.weights!, input_activations: scheme.input_activations }]));
     const layers = Math.min(Number(values.layers), src.config.numLayers);
     console.log(`\n### gptq step per phase: ${modelDir} (${values.scheme}, ${N} windows × ${seq} tokens, dampening ${values.dampening}), ${rt.threads} threads\n`);
     console.log('| layer | capture | hessian | quantize | metrics | propagate | wall | worst gptq/rtn output error |');

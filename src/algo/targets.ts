@@ -4,7 +4,8 @@
 // A pattern is a class name (`Linear`, matched against the module's class and its base classes), an
 // exact module name, or `re:<regex>` matched with Python's re.match: anchored at the start of the
 // name, not at the end. Ignore patterns take the same forms. One deliberate difference from
-// compressed-tensors: `lm_head` is never selected by a class name, only by its name or a regex.
+// compressed-tensors: `lm_head` and modules marked `nameOnly` (MoE routers) are never selected by a class
+// name, only by their name or a regex.
 
 import type { QuantScheme } from '../quant/scheme.js';
 import { ReasonedError } from '../diag/failure.js';
@@ -14,6 +15,8 @@ export interface ModuleRef {
   readonly className: string;
   /** parent class names (torch's MRO) that class-name patterns also match */
   readonly baseClassNames?: readonly string[];
+  /** selected as a target only by its name or a regex, never by a class name (MoE routers) */
+  readonly nameOnly?: boolean;
 }
 
 export class TargetError extends ReasonedError<'invalid-target-regex'> {
@@ -59,10 +62,10 @@ export function matchesClass(module: ModuleRef, pattern: string): boolean {
   return module.className === pattern || (module.baseClassNames?.includes(pattern) ?? false);
 }
 
-/** whether `pattern` selects `module` as a target (the lm_head rule applied) */
+/** whether `pattern` selects `module` as a target (the lm_head and router rule applied) */
 function selects(module: ModuleRef, pattern: string): boolean {
   if (matchesName(module.name, pattern)) return true;
-  return matchesClass(module, pattern) && !isLmHead(module.name);
+  return matchesClass(module, pattern) && !isLmHead(module.name) && module.nameOnly !== true;
 }
 
 function ignores(module: ModuleRef, pattern: string): boolean {

@@ -13,9 +13,10 @@
 // gradients straight through (auto-round's round_ste); clipping after rounding lets V's gradient through
 // exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
 
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { decoderLayer } from './decoder-graph.js';
+import { layerShapeKey } from './layer-shape.js';
 import { positionInputs } from './rope.js';
 import type { QuantLayout, TargetGrads, TargetParams } from '../algo/autoround-layout.js';
 import type { Tensor } from '../tensor.js';
@@ -36,7 +37,8 @@ export interface AutoRoundTarget {
 
 export interface AutoRoundBlockSpec {
   readonly cfg: ModelConfig;
-  readonly linears: readonly LinearSpec[];
+  /** the block's Linears, norms and attention (rope tables and mask) */
+  readonly layer: LayerSpec;
   readonly targets: readonly AutoRoundTarget[];
   /** Linears whose inputs are fake-quantized per token (local → bits) */
   readonly actQuant: ActQuant;
@@ -102,7 +104,8 @@ function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValue
 
 /** the block loss (and gradients) graph: inputs x, target [B, T, H], cos, sin, mask, the layer's tensors */
 export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
-  const { cfg, linears } = spec;
+  const { cfg } = spec;
+  const { linears, norms } = spec.layer;
   const g = new Graph('autoround_block');
   const x = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
   const target = g.input('target', 'float32', ['B', 'T', cfg.hiddenSize]);
@@ -110,7 +113,7 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
   const sin = g.input('sin', 'float32', ['T', cfg.headDim]);
   const mask = g.input('mask', 'float32', ['T', 'T']);
   const weights: Record<string, Value> = {};
-  for (const name of ['input_layernorm.weight', 'post_attention_layernorm.weight']) weights[name] = g.input(name, 'float32', [cfg.hiddenSize]);
+  for (const n of norms) weights[n.local] = g.input(n.local, 'float32', [n.size]);
   const quantized = new Map<string, TargetValues>();
   for (const t of spec.targets) quantized.set(t.local, quantizer(g, t, spec.rounding ?? true));
   for (const l of linears) {
@@ -137,13 +140,11 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
 }
 
 function kernelKey(spec: AutoRoundBlockSpec): string {
-  const c = spec.cfg;
-  const shape = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim, c.rmsNormEps].join(':');
-  const linears = spec.linears.map((l) => `${l.local}:${l.outFeatures}x${l.inFeatures}${l.bias ? 'b' : ''}`).join(',');
+  const shape = layerShapeKey(spec.cfg, spec.layer.linears, spec.layer.norms);
   const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.bits}${t.symmetric ? 's' : 'a'}`).join(',');
   const aq = actQuantKey(spec.actQuant);
   const flags = `${spec.minmax ? 'mm' : 'v'}:${spec.rounding === false ? 'id' : 'round'}:${spec.weights ? 'w' : ''}`;
-  return `autoround.block:${shape}:${linears}:${targets}:${aq}:${flags}`;
+  return `autoround.block:${shape}:${targets}:${aq}:${flags}`;
 }
 
 /** the memoised session of `spec` */
@@ -176,7 +177,7 @@ export async function runAutoRoundBlock(
   y: Tensor<'float32'>,
   params: Readonly<Record<string, TargetParams>>,
 ): Promise<BlockResult> {
-  const feeds: Record<string, Tensor> = { x, target: y, ...positionInputs(spec.cfg, x.dims[1] as number) };
+  const feeds: Record<string, Tensor> = { x, target: y, ...positionInputs(spec.cfg, spec.layer.attention, x.dims[1] as number) };
   const f32 = (dims: readonly number[], data: Float32Array): Tensor => ({ dtype: 'float32', dims, data });
   for (const t of spec.targets) {
     const { R, G, S } = t.layout;

@@ -5,10 +5,12 @@
 // through the rest) and returns each candidate's sum of squared output errors: no activation leaves the graph.
 
 import { FP32_EPS, qRange, type QuantArithArgs } from '../quant/qparams.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec, LinearSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
-import { decoderLayer, matmulLinear, type LinearFn } from './decoder-graph.js';
+import { activation, attention, attentionInputs, layerParts, matmulLinear, roleLocal, type LinearFn } from './decoder-graph.js';
 import { activationFakeQuant } from './act-quant.js';
+import { layerShapeKey } from './layer-shape.js';
+import { routingWeights } from './moe-block.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { QuantArgs } from '../quant/quant-args.js';
 import { tensor, type Tensor } from '../tensor.js';
@@ -129,104 +131,108 @@ function linearLoss(g: Graph, spec: LinearSpec, a: QuantArgs | undefined): void 
   sumSquares(g, yk, g.op('Unsqueeze', [yFp, g.ints([1])]), [0, 2]);
 }
 
-/** the gated MLP fed its input x [M, H]: down(silu(gate x) · up x), balance layers replaced by candidates */
-function mlpLoss(g: Graph, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ActQuant): void {
-  const find = (suffix: string): LinearSpec => {
-    const s = specs.find((l) => l.local === `mlp.${suffix}`);
-    if (!s) throw new Error(`awq loss graph: the layer has no mlp.${suffix}`);
-    return s;
-  };
-  const [gate, up, down] = [find('gate_proj'), find('up_proj'), find('down_proj')];
-  const w = weightInputs(g, [gate, up, down]);
-  const x = g.input('x', 'float32', ['M', gate.inFeatures]);
-  const cands = new Map([gate, up].filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
+/**
+ * The MLP fed its input x [M, H], balance layers replaced by candidates: down(act(gate x) · up x), or for an
+ * MoE layer Σₑ wₑ(x)·expertₑ(x) with the full-precision router's routing weights (every expert computed)
+ */
+function mlpLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ActQuant): void {
+  const mlpSpecs = specs.filter((l) => l.role === 'gate' || l.role === 'up' || l.role === 'down' || l.role === 'router');
+  const w = weightInputs(g, mlpSpecs);
+  const x = g.input('x', 'float32', ['M', cfg.hiddenSize]);
+  const cands = new Map(mlpSpecs.filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const proj = (spec: LinearSpec, input: Value, candidate: boolean): Value => {
     const a = actQuant.get(spec.local);
     const xin = a === undefined ? input : actInput(g, input, a, spec);
     const cand = candidate ? cands.get(spec.local) : undefined;
     if (cand) return candidateMatmul(g, xin, cand, spec.inFeatures, spec.outFeatures, w.bias(spec));
     const y = matmulLinear(g, xin, w.get(`${spec.local}.weight`), w.bias(spec), spec.local);
-    return spec === down ? y : g.op('Unsqueeze', [y, g.ints([1])]); // [M, 1, out] beside [M, K, out]
+    return spec.role === 'down' || spec.role === 'router' ? y : g.op('Unsqueeze', [y, g.ints([1])]); // [M, 1, out] beside [M, K, out]
   };
-  const mlp = (candidate: boolean): Value => {
-    const gv = proj(gate, x, candidate);
-    return proj(down, g.mul(g.mul(gv, g.op('Sigmoid', [gv])), proj(up, x, candidate)), false);
+  const find = (role: string, expert?: number): LinearSpec => {
+    const s = mlpSpecs.find((l) => l.role === role && l.expert === expert);
+    if (!s) throw new Error(`awq loss graph: the layer has no ${role} Linear${expert === undefined ? '' : ` for expert ${expert}`}`);
+    return s;
   };
-  sumSquares(g, mlp(true), mlp(false), [0, 2]);
+  const expert = (candidate: boolean, e?: number): Value => {
+    const gv = proj(find('gate', e), x, candidate);
+    return proj(find('down', e), g.mul(activation(g, cfg, gv), proj(find('up', e), x, candidate)), false);
+  };
+  const router = mlpSpecs.find((l) => l.role === 'router');
+  if (!router) {
+    sumSquares(g, expert(true), expert(false), [0, 2]);
+    return;
+  }
+  const routing = routingWeights(g, cfg, proj(router, x, false)); // [M, E]
+  const experts = [...new Set(mlpSpecs.flatMap((l) => (l.expert === undefined ? [] : [l.expert])))];
+  const moe = (candidate: boolean): Value =>
+    experts
+      .map((e) => g.mul(expert(candidate, e), g.op('Unsqueeze', [g.op('Slice', [routing, g.ints([e]), g.ints([e + 1]), g.ints([-1])]), g.ints([1])])))
+      .reduce((a, b) => g.add(a, b));
+  sumSquares(g, moe(true), moe(false), [0, 2]);
 }
 
 /**
- * Self-attention fed the layer input x [B, T, H] (its RMSNorm included), built by the decoder-layer graph with
- * 1-wide zero MLP weights so its unused MLP costs nothing. The candidate pass runs the layer graph on a batch of
- * K·B (k-major) with a 1-wide placeholder input: q/k/v come from the full-precision attn_in, one GEMM for all
- * candidates of a balance projection, and everything after them runs once per candidate.
+ * Self-attention fed the layer input x [B, T, H] (its RMSNorm included), built from the decoder graph's
+ * attention pieces. The candidate pass runs them on a batch of K·B (k-major) with a 1-wide placeholder input:
+ * q/k/v come from the full-precision attn_in, one GEMM for all candidates of a balance projection, and
+ * everything after them (q/k norms, RoPE, attention, o_proj) runs once per candidate.
  */
-function attentionLoss(g: Graph, cfg: ModelConfig, specs: readonly LinearSpec[], balance: readonly string[], actQuant: ActQuant): void {
-  const H = cfg.hiddenSize;
-  const attn = specs.filter((l) => l.local.startsWith('self_attn.'));
+function attentionLoss(g: Graph, cfg: ModelConfig, layer: LayerShape, balance: readonly string[], actQuant: ActQuant): void {
+  const attn = layer.linears.filter((l) => l.site === 'attn_in' || l.site === 'o_in');
   const w = weightInputs(g, attn);
-  const weights: Record<string, Value> = { 'input_layernorm.weight': g.input('input_layernorm.weight', 'float32', [H]) };
+  const weights: Record<string, Value> = {};
+  for (const n of layer.norms.filter((n) => n.local === 'input_layernorm.weight' || n.local.startsWith('self_attn.'))) weights[n.local] = g.input(n.local, 'float32', [n.size]);
   for (const l of attn) {
     weights[`${l.local}.weight`] = w.get(`${l.local}.weight`);
     const b = w.bias(l);
     if (b) weights[`${l.local}.bias`] = b;
   }
-  const zeros = (dims: number[]): Value => g.constant(tensor('float32', dims), 'mlp_stub');
-  weights['post_attention_layernorm.weight'] = zeros([H]);
-  for (const l of specs.filter((s) => s.local.startsWith('mlp.'))) weights[`${l.local}.weight`] = l.site === 'down_in' ? zeros([H, 1]) : zeros([1, H]);
-  const layerSpecs = specs.map((l) => (l.local.startsWith('mlp.') ? { ...l, bias: false } : l));
-
-  const inputs = {
-    x: g.input('x', 'float32', ['B', 'T', H]),
-    cos: g.input('cos', 'float32', ['T', cfg.headDim]),
-    sin: g.input('sin', 'float32', ['T', cfg.headDim]),
-    mask: g.input('mask', 'float32', ['T', 'T']),
-  };
+  const x = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
+  const cos = g.input('cos', 'float32', ['T', cfg.headDim]);
+  const sin = g.input('sin', 'float32', ['T', cfg.headDim]);
+  const mask = g.input('mask', 'float32', ['T', 'T']);
   const cands = new Map(attn.filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const K = g.op('Slice', [shapeOf(g, cands.values().next().value as Value, 0), g.ints([1]), g.ints([2])]);
   const aq = actQuant.size > 0 ? { actQuant } : {};
-
-  const outputs: Record<string, Value> = {};
-  const capture = (tag: string, inner: LinearFn): LinearFn => (gr, x, wv, bias, local) => {
-    const y = inner(gr, x, wv, bias, local);
-    if (local === 'self_attn.o_proj') outputs[tag] = y;
-    return y;
+  const block = (input: Value, linear: LinearFn): { attnIn: Value; out: Value } => {
+    const p = layerParts(g, cfg, attn, weights, { linear, ...aq });
+    const a = attentionInputs(p, input, cos, sin);
+    return { attnIn: a.attnIn, out: p.proj(roleLocal(attn, 'o'), attention(g, cfg, a.q, a.k, a.v, mask)) };
   };
-  const fp = decoderLayer(g, cfg, layerSpecs, { ...inputs, weights }, { linear: capture('fp', matmulLinear), ...aq });
-  const attnIn = fp.sites.attn_in;
+  const fp = block(x, matmulLinear);
   const tileK = (v: Value): Value => g.op('Tile', [v, g.op('Concat', [K, g.ints([1, 1])], { axis: 0 })]); // [B, ...] → [K·B, ...]
-  const candidateLinear: LinearFn = (gr, x, wv, bias, local) => {
+  const candidateLinear: LinearFn = (gr, xv, wv, bias, local) => {
     const spec = attn.find((l) => l.local === local);
-    if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, x, wv, bias, local);
+    if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, xv, wv, bias, local);
     const a = actQuant.get(local);
-    const base = a === undefined ? attnIn : actInput(gr, attnIn, a, spec);
+    const base = a === undefined ? fp.attnIn : actInput(gr, fp.attnIn, a, spec);
     const cand = cands.get(local);
     if (!cand) return tileK(matmulLinear(gr, base, wv, bias, local));
     const y = candidateMatmul(gr, base, cand, spec.inFeatures, spec.outFeatures, bias); // [B, T, K, out]
     const kMajor = gr.transpose(y, [2, 0, 1, 3]);
-    return gr.op('Reshape', [kMajor, gr.op('Concat', [gr.ints([-1]), shapeOf(gr, attnIn, 1, 2), gr.ints([spec.outFeatures])], { axis: 0 })]);
+    return gr.op('Reshape', [kMajor, gr.op('Concat', [gr.ints([-1]), shapeOf(gr, fp.attnIn, 1, 2), gr.ints([spec.outFeatures])], { axis: 0 })]);
   };
   // the placeholder only gives the candidate pass its K·B batch; q/k/v ignore it
-  const placeholder = tileK(g.reduceMean(inputs.x, [-1]));
-  decoderLayer(g, cfg, layerSpecs, { ...inputs, x: placeholder, weights }, { linear: capture('cand', candidateLinear), ...aq });
-  const byK = g.op('Concat', [K, shapeOf(g, inputs.x, 0)], { axis: 0 });
-  sumSquares(g, g.op('Reshape', [outputs['cand']!, byK]), outputs['fp']!, [1, 2, 3]);
+  const cand = block(tileK(g.reduceMean(x, [-1])), candidateLinear);
+  const byK = g.op('Concat', [K, shapeOf(g, x, 0)], { axis: 0 });
+  sumSquares(g, g.op('Reshape', [cand.out, byK]), fp.out, [1, 2, 3]);
 }
 
+/** a layer's Linears and norms, as the loss kernels read them */
+export type LayerShape = Pick<LayerSpec, 'linears' | 'norms'>;
+
 /** the memoised loss kernel of `parent`: inputs x, weights by local name, `<balance>.candidates`; output sse [K] */
-export function parentLossKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], parent: ParentModule, actQuant: ActQuant): Promise<Kernel> {
-  const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps].join(':');
-  const specs = linears.map((l) => `${l.local}=${l.outFeatures}x${l.inFeatures}${l.bias ? '+b' : ''}`).join(',');
-  const aq = actQuantKey(actQuant);
-  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${shape}:${specs}:${aq}`;
+export function parentLossKernel(rt: Runtime, cfg: ModelConfig, layer: LayerShape, parent: ParentModule, actQuant: ActQuant): Promise<Kernel> {
+  const linears = layer.linears;
+  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${layerShapeKey(cfg, linears, layer.norms)}:${actQuantKey(actQuant)}`;
   return rt.kernel(key, () => {
     const g = new Graph(`awq_loss_${parent.kind}`);
     if (parent.kind === 'linear') {
       const spec = linears.find((l) => l.local === parent.balance[0]);
       if (!spec) throw new Error(`awq loss graph: no Linear "${parent.balance[0]}"`);
       linearLoss(g, spec, actQuant.get(spec.local));
-    } else if (parent.kind === 'mlp') mlpLoss(g, linears, parent.balance, actQuant);
-    else attentionLoss(g, cfg, linears, parent.balance, actQuant);
+    } else if (parent.kind === 'mlp') mlpLoss(g, cfg, linears, parent.balance, actQuant);
+    else attentionLoss(g, cfg, layer, parent.balance, actQuant);
     return g;
   });
 }

@@ -5,10 +5,11 @@
 import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { ModelConfig } from '../model/config.js';
 import { attention, attentionInputs, layerParts, layerWeightInputs, outputAndMlp } from './decoder-graph.js';
+import { layerShapeKey } from './layer-shape.js';
 import { positionInputs } from './rope.js';
 
 /** bytes of attention scores one onnxruntime call may hold */
@@ -18,25 +19,25 @@ export function needsChunking(cfg: ModelConfig, batch: number, T: number): boole
   return batch * cfg.numHeads * T * T * 4 > SCORE_BUDGET;
 }
 
-function key(cfg: ModelConfig, linears: readonly LinearSpec[], aq: ActQuant, part: string): string {
-  const shape = [cfg.hiddenSize, cfg.intermediateSize, cfg.numHeads, cfg.numKvHeads, cfg.headDim, cfg.rmsNormEps];
-  return `decoder-${part}:${shape.join(':')}:${linears.map((l) => (l.bias ? 1 : 0)).join('')}:${actQuantKey(aq)}`;
+function key(cfg: ModelConfig, layer: LayerSpec, aq: ActQuant, part: string): string {
+  return `decoder-${part}:${layerShapeKey(cfg, layer.linears, layer.norms)}:${actQuantKey(aq)}`;
 }
 
-function kernels(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], aq: ActQuant): Promise<[Kernel, Kernel, Kernel]> {
+function kernels(rt: Runtime, cfg: ModelConfig, layer: LayerSpec, aq: ActQuant): Promise<[Kernel, Kernel, Kernel]> {
+  const { linears, norms } = layer;
   const H = cfg.hiddenSize;
   const hd = cfg.headDim;
   return Promise.all([
-    rt.kernel(key(cfg, linears, aq, 'qkv'), () => {
+    rt.kernel(key(cfg, layer, aq, 'qkv'), () => {
       const g = new Graph('decoder_qkv');
-      const p = layerParts(g, cfg, linears, layerWeightInputs(g, cfg, linears), { actQuant: aq });
+      const p = layerParts(g, cfg, linears, layerWeightInputs(g, norms, linears), { actQuant: aq });
       const a = attentionInputs(p, g.input('x', 'float32', ['B', 'T', H]), g.input('cos', 'float32', ['T', hd]), g.input('sin', 'float32', ['T', hd]));
       g.output(a.q, 'q');
       g.output(a.k, 'k');
       g.output(a.v, 'v');
       return g;
     }),
-    rt.kernel(key(cfg, linears, aq, 'attention'), () => {
+    rt.kernel(key(cfg, layer, aq, 'attention'), () => {
       const g = new Graph('decoder_attention_chunk');
       const q = g.input('q', 'float32', ['B', cfg.numHeads, 'C', hd]);
       const k = g.input('k', 'float32', ['B', cfg.numKvHeads, 'T', hd]);
@@ -44,9 +45,9 @@ function kernels(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], 
       g.output(attention(g, cfg, q, k, v, g.input('mask', 'float32', ['C', 'T'])), 'o_in');
       return g;
     }),
-    rt.kernel(key(cfg, linears, aq, 'mlp'), () => {
+    rt.kernel(key(cfg, layer, aq, 'mlp'), () => {
       const g = new Graph('decoder_out_mlp');
-      const p = layerParts(g, cfg, linears, layerWeightInputs(g, cfg, linears), { actQuant: aq });
+      const p = layerParts(g, cfg, linears, layerWeightInputs(g, norms, linears), { actQuant: aq });
       const x = g.input('x', 'float32', ['B', 'T', H]);
       g.output(outputAndMlp(p, x, g.input('o_in', 'float32', ['B', 'T', cfg.numHeads * hd])).out, 'out');
       return g;
@@ -64,10 +65,10 @@ function rowsSlice(t: Tensor<'float32'>, axis2From: number, axis2To: number): Te
 }
 
 /** one layer over hidden states `[B, T, H]` with attention computed in chunks of query positions */
-export async function runLayerChunked(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], weights: Readonly<Record<string, Tensor>>, x: Tensor<'float32'>, actQuant: ActQuant): Promise<Tensor<'float32'>> {
+export async function runLayerChunked(rt: Runtime, cfg: ModelConfig, layer: LayerSpec, weights: Readonly<Record<string, Tensor>>, x: Tensor<'float32'>, actQuant: ActQuant): Promise<Tensor<'float32'>> {
   const [B, T] = x.dims as [number, number];
-  const [qkv, attn, mlp] = await kernels(rt, cfg, linears, actQuant);
-  const { cos, sin, mask } = positionInputs(cfg, T);
+  const [qkv, attn, mlp] = await kernels(rt, cfg, layer, actQuant);
+  const { cos, sin, mask } = positionInputs(cfg, layer.attention, T);
   const feed = (k: Kernel, base: Record<string, Tensor>): Record<string, Tensor> => {
     const feeds = { ...base };
     for (const n of k.inputNames) if (!(n in feeds)) feeds[n] = weights[n]!;

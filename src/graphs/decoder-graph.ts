@@ -1,13 +1,17 @@
-// One Llama-family decoder layer as an ONNX graph built from basic ops (so the same builder also serves the
-// differentiated AutoRound block): RMSNorm → q/k/v → RoPE (rotate_half) → GQA causal softmax attention → o_proj
-// → residual → RMSNorm → SiLU-gated MLP → residual. Weights are graph inputs named by their local names
-// (`self_attn.q_proj.weight`), so one session serves every layer of the same shape.
+// One decoder layer as an ONNX graph built from basic ops (so the same builder also serves the differentiated
+// AutoRound block): RMSNorm → q/k/v (→ per-head q/k RMSNorm) → RoPE (rotate_half) → GQA causal softmax
+// attention → o_proj (→ RMSNorm) → residual → RMSNorm → gated MLP or routed experts (→ RMSNorm) → residual.
+// What a config's `features` switch on are small functions below (qkNormed, sandwiched, activation; experts in
+// moe-block.ts); the Llama path emits exactly the ops it always did. Weights are graph inputs named by their
+// local names (`self_attn.q_proj.weight`), so one session serves every layer of the same shape; the rope
+// tables and mask are inputs too, so local (sliding-window) and global layers share it as well.
 
 import type { Graph, Value } from '../ort/graph.js';
 import type { ActQuant } from '../quant/module-quant.js';
 import { activationFakeQuant, staticInputs } from './act-quant.js';
-import type { InputSite, LinearSpec } from '../model/arch.js';
+import { mlpInputNorm, type InputSite, type LinearRole, type LinearSpec, type NormSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
+import { moeBlock } from './moe-block.js';
 
 /** x · Wᵀ (+ b) for activations `[..., in]` and a weight `[out, in]` */
 export type LinearFn = (g: Graph, x: Value, w: Value, bias: Value | undefined, local: string) => Value;
@@ -17,10 +21,31 @@ export const matmulLinear: LinearFn = (g, x, w, bias) => {
   return bias ? g.add(y, bias) : y;
 };
 
-export function rmsNorm(g: Graph, x: Value, w: Value, eps: number): Value {
+/** x / √(mean(x²) + eps) · (offset + w): offset 1 for Gemma 3's zero-centred weights */
+export function rmsNorm(g: Graph, x: Value, w: Value, eps: number, offset = 0): Value {
   const variance = g.reduceMean(g.mul(x, x), [-1]);
   const normed = g.div(x, g.op('Sqrt', [g.add(variance, g.scalar(eps))]));
-  return g.mul(normed, w);
+  return g.mul(normed, offset === 0 ? w : g.add(w, g.scalar(offset)));
+}
+
+/** the gated MLP's activation: SiLU, or GELU with the tanh approximation (HF gelu_pytorch_tanh) */
+export function activation(g: Graph, cfg: ModelConfig, x: Value): Value {
+  if (cfg.features.act === 'silu') return g.mul(x, g.op('Sigmoid', [x]));
+  const inner = g.mul(g.add(x, g.mul(g.mul(g.mul(x, x), x), g.scalar(0.044715))), g.scalar(Math.sqrt(2 / Math.PI)));
+  return g.mul(g.mul(x, g.scalar(0.5)), g.add(g.op('Tanh', [inner]), g.scalar(1)));
+}
+
+/** logits capped to (−cap, cap) by cap·tanh(logits / cap) when the config asks (Gemma final_logit_softcapping) */
+export function softcapped(g: Graph, cfg: ModelConfig, logits: Value): Value {
+  const cap = cfg.features.finalLogitSoftcap;
+  return cap === null ? logits : g.mul(g.op('Tanh', [g.div(logits, g.scalar(cap))]), g.scalar(cap));
+}
+
+/** the local name of the Linear playing `role` (of `expert`, for an expert's gate/up/down) */
+export function roleLocal(linears: readonly LinearSpec[], role: LinearRole, expert?: number): string {
+  const spec = linears.find((l) => l.role === role && l.expert === expert);
+  if (!spec) throw new Error(`decoder graph: the layer has no ${role} Linear${expert === undefined ? '' : ` for expert ${expert}`}`);
+  return spec.local;
 }
 
 function rotateHalf(g: Graph, x: Value, half: number): Value {
@@ -40,7 +65,9 @@ export interface DecoderValues {
   /** keys and values of all positions (past + new) `[B, nkv, P+S, hd]`, when `past` was given */
   present?: { key: Value; value: Value };
   /** the input activation of each Linear site (before any activation fake-quant) */
-  sites: Record<InputSite, Value>;
+  sites: Partial<Record<InputSite, Value>>;
+  /** MoE layers: each token's routing weight per expert `[B, T, experts]` (0 where not routed) */
+  routing?: Value;
 }
 
 export interface DecoderInputs {
@@ -61,8 +88,11 @@ export interface DecoderInputs {
 export interface LayerParts {
   g: Graph;
   cfg: ModelConfig;
+  linears: readonly LinearSpec[];
   w(name: string): Value;
   proj(local: string, x: Value): Value;
+  /** RMSNorm by the named weight with the config's eps and offset */
+  norm(x: Value, name: string): Value;
 }
 
 export function layerParts(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], weights: Readonly<Record<string, Value>>, options: DecoderOptions = {}): LayerParts {
@@ -79,20 +109,27 @@ export function layerParts(g: Graph, cfg: ModelConfig, linears: readonly LinearS
     const xin = a === undefined || !spec ? x : activationFakeQuant(g, x, a, spec.inFeatures, local, input);
     return linear(g, xin, w(`${local}.weight`), spec?.bias ? w(`${local}.bias`) : undefined, local);
   };
-  return { g, cfg, w, proj };
+  const norm = (x: Value, name: string): Value => rmsNorm(g, x, w(`${name}.weight`), cfg.rmsNormEps, cfg.features.normOffset);
+  return { g, cfg, linears, w, proj, norm };
 }
 
-/** RMSNorm, q/k/v projections and RoPE: q `[B, nh, T, hd]` scaled by 1/√hd, k and v `[B, nkv, T, hd]` */
+/** RMSNorm, q/k/v projections (q/k per-head normed when the config says) and RoPE: q `[B, nh, T, hd]` scaled, k and v `[B, nkv, T, hd]` */
 export function attentionInputs(p: LayerParts, x: Value, cos: Value, sin: Value): { attnIn: Value; q: Value; k: Value; v: Value } {
   const { g, cfg } = p;
   const hd = cfg.headDim;
-  const attnIn = rmsNorm(g, x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
+  const attnIn = p.norm(x, 'input_layernorm');
   const heads = (y: Value, n: number): Value => g.transpose(g.reshape(y, [0, 0, n, hd]), [0, 2, 1, 3]);
   const rope = (y: Value): Value => g.add(g.mul(y, cos), g.mul(rotateHalf(g, y, hd / 2), sin));
-  const q = g.mul(rope(heads(p.proj('self_attn.q_proj', attnIn), cfg.numHeads)), g.scalar(1 / Math.sqrt(hd)));
-  const k = rope(heads(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads));
-  const v = heads(p.proj('self_attn.v_proj', attnIn), cfg.numKvHeads);
+  const scale = cfg.features.attentionScale ?? 1 / Math.sqrt(hd);
+  const q = g.mul(rope(qkNormed(p, heads(p.proj(roleLocal(p.linears, 'q'), attnIn), cfg.numHeads), 'q')), g.scalar(scale));
+  const k = rope(qkNormed(p, heads(p.proj(roleLocal(p.linears, 'k'), attnIn), cfg.numKvHeads), 'k'));
+  const v = heads(p.proj(roleLocal(p.linears, 'v'), attnIn), cfg.numKvHeads);
   return { attnIn, q, k, v };
+}
+
+/** Qwen3 / Gemma 3: RMSNorm over each head's dims (`self_attn.q_norm` / `k_norm`) before RoPE */
+function qkNormed(p: LayerParts, y: Value, which: 'q' | 'k'): Value {
+  return p.cfg.features.qkNorm ? p.norm(y, `self_attn.${which}_norm`) : y;
 }
 
 /** causal softmax attention with grouped kv heads; returns o_proj's input `[B, S, nh·hd]` */
@@ -108,15 +145,38 @@ export function attention(g: Graph, cfg: ModelConfig, q: Value, k: Value, v: Val
   return g.reshape(g.transpose(ctx, [0, 2, 1, 3]), [0, 0, nh * hd]);
 }
 
-/** o_proj + residual, RMSNorm, SiLU-gated MLP + residual */
-export function outputAndMlp(p: LayerParts, x: Value, oIn: Value): { out: Value; mlpIn: Value; downIn: Value } {
-  const { g, cfg } = p;
-  const h = g.add(x, p.proj('self_attn.o_proj', oIn));
-  const mlpIn = rmsNorm(g, h, p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
-  const gate = p.proj('mlp.gate_proj', mlpIn);
-  const up = p.proj('mlp.up_proj', mlpIn);
-  const downIn = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
-  return { out: g.add(h, p.proj('mlp.down_proj', downIn)), mlpIn, downIn };
+/** Gemma 3 norms a block's output before the residual add (post_attention / post_feedforward_layernorm) */
+function sandwiched(p: LayerParts, y: Value, name: string): Value {
+  return p.cfg.features.sandwichNorms ? p.norm(y, name) : y;
+}
+
+/** the dense gated MLP: down(act(gate·x) ⊙ up·x) */
+export function gatedMlp(p: LayerParts, x: Value, gate: string, up: string, down: string): { y: Value; downIn: Value } {
+  const gv = p.proj(gate, x);
+  const uv = p.proj(up, x);
+  const downIn = p.g.mul(activation(p.g, p.cfg, gv), uv);
+  return { y: p.proj(down, downIn), downIn };
+}
+
+export interface MlpValues {
+  out: Value;
+  mlpIn: Value;
+  /** `down_in` of a dense MLP, `down_in.<e>` of each expert */
+  sites: Partial<Record<InputSite, Value>>;
+  routing?: Value;
+}
+
+/** o_proj (+ norm) + residual, RMSNorm, gated MLP or routed experts (+ norm) + residual */
+export function outputAndMlp(p: LayerParts, x: Value, oIn: Value): MlpValues {
+  const { g, linears } = p;
+  const h = g.add(x, sandwiched(p, p.proj(roleLocal(linears, 'o'), oIn), 'post_attention_layernorm'));
+  const mlpIn = p.norm(h, mlpInputNorm(p.cfg));
+  if (linears.some((l) => l.role === 'router')) {
+    const moe = moeBlock(p, mlpIn, (gate, up, down) => gatedMlp(p, mlpIn, gate, up, down));
+    return { out: g.add(h, sandwiched(p, moe.y, 'post_feedforward_layernorm')), mlpIn, sites: moe.sites, routing: moe.routing };
+  }
+  const mlp = gatedMlp(p, mlpIn, roleLocal(linears, 'gate'), roleLocal(linears, 'up'), roleLocal(linears, 'down'));
+  return { out: g.add(h, sandwiched(p, mlp.y, 'post_feedforward_layernorm')), mlpIn, sites: { down_in: mlp.downIn } };
 }
 
 export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[], inp: DecoderInputs, options: DecoderOptions = {}): DecoderValues {
@@ -128,18 +188,17 @@ export function decoderLayer(g: Graph, cfg: ModelConfig, linears: readonly Linea
     v = g.op('Concat', [inp.past.value, v], { axis: 2 });
   }
   const oIn = attention(g, cfg, a.q, k, v, inp.mask);
-  const { out, mlpIn, downIn } = outputAndMlp(p, inp.x, oIn);
-  const sites = { attn_in: a.attnIn, o_in: oIn, mlp_in: mlpIn, down_in: downIn };
-  return inp.past ? { out, sites, present: { key: k, value: v } } : { out, sites };
+  const m = outputAndMlp(p, inp.x, oIn);
+  const values: DecoderValues = { out: m.out, sites: { attn_in: a.attnIn, o_in: oIn, mlp_in: m.mlpIn, ...m.sites } };
+  if (m.routing) values.routing = m.routing;
+  if (inp.past) values.present = { key: k, value: v };
+  return values;
 }
 
 /** graph inputs for every tensor of a layer, in a stable order */
-export function layerWeightInputs(g: Graph, cfg: ModelConfig, linears: readonly LinearSpec[]): Record<string, Value> {
-  const H = cfg.hiddenSize;
-  const weights: Record<string, Value> = {
-    'input_layernorm.weight': g.input('input_layernorm.weight', 'float32', [H]),
-    'post_attention_layernorm.weight': g.input('post_attention_layernorm.weight', 'float32', [H]),
-  };
+export function layerWeightInputs(g: Graph, norms: readonly NormSpec[], linears: readonly LinearSpec[]): Record<string, Value> {
+  const weights: Record<string, Value> = {};
+  for (const n of norms) weights[n.local] = g.input(n.local, 'float32', [n.size]);
   for (const l of linears) {
     weights[`${l.local}.weight`] = g.input(`${l.local}.weight`, 'float32', [l.outFeatures, l.inFeatures]);
     if (l.bias) weights[`${l.local}.bias`] = g.input(`${l.local}.bias`, 'float32', [l.outFeatures]);

@@ -7,9 +7,9 @@ import type { ExternalData } from '../formats/onnx-file.js';
 import type { QuantizedModule } from '../quant/module-quant.js';
 import { Graph, type Value } from '../ort/graph.js';
 import { tensor, type Tensor } from '../tensor.js';
-import type { ArchAdapter } from '../model/arch.js';
-import type { ModelConfig } from '../model/config.js';
-import { decoderLayer, rmsNorm } from './decoder-graph.js';
+import type { ArchAdapter, LayerAttention } from '../model/arch.js';
+import type { ModelConfig, Rope } from '../model/config.js';
+import { decoderLayer, rmsNorm, softcapped } from './decoder-graph.js';
 import { exportLinear, type ExportLinearOptions } from './export-linear.js';
 import { inverseFrequencies } from './rope.js';
 
@@ -25,23 +25,43 @@ export interface ExportSource {
   layer(l: number): Promise<ExportLayer>;
 }
 
-function positionTables(g: Graph, cfg: ModelConfig, positionIds: Value): { cos: Value; sin: Value } {
-  const inv = Float32Array.from(inverseFrequencies(cfg));
+function positionTables(g: Graph, cfg: ModelConfig, rope: Rope, positionIds: Value, hint: string): { cos: Value; sin: Value } {
+  const inv = Float32Array.from(inverseFrequencies(rope, cfg.headDim));
   const pos = g.op('Unsqueeze', [g.cast(positionIds, 'float32'), g.ints([-1])]); // [B, S, 1]
-  const freqs = g.mul(pos, g.constant(tensor('float32', [inv.length], inv), 'inv_freq')); // [B, S, hd/2]
+  const freqs = g.mul(pos, g.constant(tensor('float32', [inv.length], inv), hint)); // [B, S, hd/2]
   const emb = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.ints([1])]); // [B, 1, S, hd]
   return { cos: g.op('Cos', [emb]), sin: g.op('Sin', [emb]) };
 }
 
-/** additive mask [B, 1, 1, S, P+S]: 0 where a query may attend (causal and not padding), −1e30 elsewhere */
-function attentionMask(g: Graph, attentionMask: Value, seqLen: Value, totalLen: Value): Value {
+/**
+ * additive mask [B, 1, 1, S, P+S]: 0 where a query may attend (causal, not padding, and for a sliding-window
+ * layer less than `window` positions back), −1e30 elsewhere
+ */
+function attentionMask(g: Graph, attentionMask: Value, seqLen: Value, totalLen: Value, window: number | null): Value {
   const past = g.sub(totalLen, seqLen);
   const q = g.op('Unsqueeze', [g.op('Range', [past, totalLen, g.int(1)]), g.ints([1])]); // [S, 1]
   const k = g.op('Range', [g.int(0), totalLen, g.int(1)]); // [P+S]
-  const causal = g.op('LessOrEqual', [k, q], {}, { dtype: 'bool' }); // [S, P+S]
+  let causal = g.op('LessOrEqual', [k, q], {}, { dtype: 'bool' }); // [S, P+S]
+  if (window !== null) causal = g.op('And', [causal, g.op('Greater', [k, g.sub(q, g.int(window))], {}, { dtype: 'bool' })], {}, { dtype: 'bool' });
   const pad = g.op('Unsqueeze', [g.cast(attentionMask, 'bool'), g.ints([1, 2, 3])]); // [B, 1, 1, 1, P+S]
   const allowed = g.op('And', [causal, pad], {}, { dtype: 'bool' });
   return g.op('Where', [allowed, g.scalar(0), g.scalar(-1e30)]);
+}
+
+/** each layer's rope tables and mask, built once per distinct rope and window (the global ones first) */
+function layerInputs(g: Graph, cfg: ModelConfig, positionIds: Value, mask: (window: number | null) => Value): (a: LayerAttention) => { cos: Value; sin: Value; mask: Value } {
+  const tables = new Map<string, { cos: Value; sin: Value }>();
+  const masks = new Map<number | null, Value>();
+  const of = (a: LayerAttention): { cos: Value; sin: Value; mask: Value } => {
+    const key = JSON.stringify(a.rope);
+    let t = tables.get(key);
+    if (!t) tables.set(key, (t = positionTables(g, cfg, a.rope, positionIds, tables.size === 0 ? 'inv_freq' : 'inv_freq_local')));
+    let m = masks.get(a.window);
+    if (!m) masks.set(a.window, (m = mask(a.window)));
+    return { ...t, mask: m };
+  };
+  of({ rope: { theta: cfg.ropeTheta, scaling: cfg.ropeScaling }, window: null });
+  return of;
 }
 
 /** build the graph, streaming every weight into `data`; `onLayer` reports progress */
@@ -54,16 +74,18 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
   const kvShape = ['batch_size', cfg.numKvHeads, 'past_sequence_length', cfg.headDim];
   const emb = g.initializer(await data.tensor(arch.embedding, await src.tensor(arch.embedding)));
   let x = g.op('Gather', [emb, inputIds], { axis: 0 }, { dtype: 'float32' });
+  if (cfg.features.embedScale !== 1) x = g.mul(x, g.scalar(cfg.features.embedScale));
   const seqLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
   const totalLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [attn], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
-  const { cos, sin } = positionTables(g, cfg, positionIds);
-  const mask = attentionMask(g, attn, seqLen, totalLen);
-  const linears = arch.linears(cfg);
+  const positions = layerInputs(g, cfg, positionIds, (window) => attentionMask(g, attn, seqLen, totalLen, window));
   for (let l = 0; l < cfg.numLayers; l++) {
     const layer = await src.layer(l);
+    const spec = arch.layer(cfg, l);
+    const linears = spec.linears;
+    const { cos, sin, mask } = positions(spec.attention);
     const prefix = arch.layerPrefix(l);
     const weights: Record<string, Value> = {};
-    for (const n of ['input_layernorm.weight', 'post_attention_layernorm.weight']) weights[n] = g.initializer(await data.tensor(`${prefix}${n}`, layer.tensors[n]!));
+    for (const n of spec.norms) weights[n.local] = g.initializer(await data.tensor(`${prefix}${n.local}`, layer.tensors[n.local]!));
     const emitters = new Map<string, (x: Value) => Value>();
     for (const lin of linears) {
       const bias = layer.tensors[`${lin.local}.bias`];
@@ -83,12 +105,12 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
     onLayer?.(l);
   }
   const norm = g.initializer(await data.tensor(arch.finalNorm, await src.tensor(arch.finalNorm)));
-  const h = rmsNorm(g, x, norm, cfg.rmsNormEps);
+  const h = rmsNorm(g, x, norm, cfg.rmsNormEps, cfg.features.normOffset);
   const lmName = arch.lmHeadWeight(cfg);
   const lm = lmName === arch.embedding ? emb : g.initializer(await data.tensor(lmName, await src.tensor(lmName)));
   // Gemm with transB reads the [vocab, hidden] weight in place (shared with the embedding when tied)
   const flat = g.reshape(h, [-1, cfg.hiddenSize]);
-  const logits = g.op('Gemm', [flat, lm], { transB: 1 });
+  const logits = softcapped(g, cfg, g.op('Gemm', [flat, lm], { transB: 1 }));
   const shape = g.op('Concat', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([0]), g.ints([2])]), g.ints([cfg.vocabSize])], { axis: 0 });
   g.output(g.op('Reshape', [logits, shape]), 'logits', ['batch_size', 'sequence_length', cfg.vocabSize]);
   return g;

@@ -7,18 +7,19 @@ import { Graph } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { ModelConfig } from '../model/config.js';
-import { decoderLayer, layerWeightInputs, rmsNorm } from './decoder-graph.js';
+import { decoderLayer, layerWeightInputs, rmsNorm, softcapped } from './decoder-graph.js';
 import { embed } from '../model/embed.js';
-import { ropeTables } from './rope.js';
+import { attentionMask, ropeTables } from './rope.js';
+import { layerShapeKey } from './layer-shape.js';
 import type { WeightSource } from '../model/source.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 import { seededRandom } from '../random.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 
-function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly LinearSpec[], actQuant: ActQuant): Promise<Kernel> {
+function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, layer: LayerSpec, actQuant: ActQuant): Promise<Kernel> {
   const aq = actQuantKey(actQuant);
-  const bias = linears.map((l) => (l.bias ? 1 : 0)).join('');
-  return rt.kernel(`decoder-cached:${cfg.hiddenSize}:${cfg.intermediateSize}:${cfg.numHeads}:${cfg.numKvHeads}:${cfg.headDim}:${cfg.rmsNormEps}:${bias}:${aq}`, () => {
+  const linears = layer.linears;
+  return rt.kernel(`decoder-cached:${layerShapeKey(cfg, linears, layer.norms)}:${aq}`, () => {
     const g = new Graph('decoder_layer_cached');
     const kv = ['B', cfg.numKvHeads, 'P', cfg.headDim];
     const values = decoderLayer(
@@ -30,7 +31,7 @@ function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly Line
         cos: g.input('cos', 'float32', ['S', cfg.headDim]),
         sin: g.input('sin', 'float32', ['S', cfg.headDim]),
         mask: g.input('mask', 'float32', ['S', 'PS']),
-        weights: layerWeightInputs(g, cfg, linears),
+        weights: layerWeightInputs(g, layer.norms, linears),
         past: { key: g.input('past_key', 'float32', kv), value: g.input('past_value', 'float32', kv) },
       },
       { actQuant },
@@ -43,13 +44,14 @@ function cachedLayerKernel(rt: Runtime, cfg: ModelConfig, linears: readonly Line
 }
 
 function lastLogitsKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
-  return rt.kernel(`head-last-logits:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}`, () => {
+  const f = cfg.features;
+  return rt.kernel(`head-last-logits:${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}:${f.normOffset}:${f.finalLogitSoftcap}`, () => {
     const g = new Graph('head_last_logits');
     const x = g.input('x', 'float32', ['B', 'S', cfg.hiddenSize]);
     const norm = g.input('norm', 'float32', [cfg.hiddenSize]);
     const lm = g.input('lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]);
     const last = g.op('Squeeze', [g.op('Slice', [x, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([1])]), g.ints([1])]);
-    g.output(g.matmul(rmsNorm(g, last, norm, cfg.rmsNormEps), g.transpose(lm, [1, 0])), 'logits');
+    g.output(softcapped(g, cfg, g.matmul(rmsNorm(g, last, norm, cfg.rmsNormEps, f.normOffset), g.transpose(lm, [1, 0]))), 'logits');
     return g;
   });
 }
@@ -88,9 +90,9 @@ export async function generate(rt: Runtime, src: WeightSource, prompts: readonly
   const B = prompts.length;
   const L0 = prompts[0]?.length ?? 0;
   if (prompts.some((p) => p.length !== L0) || L0 === 0) throw new Error('generate: prompts must be non-empty and of equal length');
-  const linears = src.arch.linears(cfg);
-  const layers = await Promise.all(Array.from({ length: cfg.numLayers }, (_, l) => src.layer(l)));
-  const kernels = await Promise.all(layers.map((_, l) => cachedLayerKernel(rt, cfg, linears, src.actQuant(l))));
+  const specs = Array.from({ length: cfg.numLayers }, (_, l) => src.arch.layer(cfg, l));
+  const layers = await Promise.all(specs.map((_, l) => src.layer(l)));
+  const kernels = await Promise.all(specs.map((spec, l) => cachedLayerKernel(rt, cfg, spec, src.actQuant(l))));
   const head = await lastLogitsKernel(rt, cfg);
   const emb = await src.tensor(src.arch.embedding);
   const norm = await src.tensor(src.arch.finalNorm);
@@ -105,13 +107,12 @@ export async function generate(rt: Runtime, src: WeightSource, prompts: readonly
   for (let step = 0; step < o.maxNewTokens && L0 + step < cfg.maxPositions; step++) {
     const P = step === 0 ? 0 : L0 + step - 1;
     const S = next[0]!.length;
-    const { cos, sin } = ropeTables(cfg, Array.from({ length: S }, (_, i) => P + i));
-    const mask = new Float32Array(S * (P + S));
-    for (let i = 0; i < S; i++) for (let j = P + i + 1; j < P + S; j++) mask[i * (P + S) + j] = -1e30;
-    let x: Tensor = tensor('float32', [B, S, cfg.hiddenSize], embed(emb, next.flat()));
+    const positions = Array.from({ length: S }, (_, i) => P + i);
+    let x: Tensor = tensor('float32', [B, S, cfg.hiddenSize], embed(emb, next.flat(), cfg.features.embedScale));
     const present: { key: Tensor; value: Tensor }[] = [];
     for (let l = 0; l < cfg.numLayers; l++) {
-      const feeds: Record<string, Tensor> = { x, cos, sin, mask: tensor('float32', [S, P + S], mask), past_key: past[l]!.key, past_value: past[l]!.value, ...layers[l]! };
+      const { rope, window } = specs[l]!.attention;
+      const feeds: Record<string, Tensor> = { x, ...ropeTables(cfg, rope, positions), mask: attentionMask(S, P, window), past_key: past[l]!.key, past_value: past[l]!.value, ...layers[l]! };
       const out = await kernels[l]!.run(feeds);
       x = out['out']!;
       present.push({ key: out['present_key']!, value: out['present_value']! });

@@ -36,7 +36,7 @@ export interface PerplexityResult {
 
 async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: number, T: number, batch: number, tick: () => void): Promise<Float32Array> {
   const H = src.config.hiddenSize;
-  let hidden = embed(await src.tensor(src.arch.embedding), ids);
+  let hidden = embed(await src.tensor(src.arch.embedding), ids, src.config.features.embedScale);
   for (let l = 0; l < src.config.numLayers; l++) {
     const weights = await src.layer(l);
     const actQuant = src.actQuant(l);
@@ -44,7 +44,7 @@ async function forwardChunk(rt: Runtime, src: WeightSource, ids: Int32Array, n: 
     for (let b = 0; b < n; b += batch) {
       const m = Math.min(batch, n - b);
       const x = tensor('float32', [m, T, H], hidden.subarray(b * T * H, (b + m) * T * H));
-      const { out } = await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x, { actQuant });
+      const { out } = await runDecoderLayer(rt, src.config, src.arch.layer(src.config, l), weights, x, { actQuant });
       next.set(out!.data as Float32Array, b * T * H);
       tick();
     }

@@ -47,7 +47,7 @@ export class CompressedTensorsSource implements WeightSource {
     const cfg = hf.config;
     const shapes = new Map<string, readonly [number, number]>();
     for (let l = 0; l < cfg.numLayers; l++) {
-      for (const lin of hf.arch.linears(cfg)) shapes.set(`${hf.arch.layerPrefix(l)}${lin.local}`, [lin.outFeatures, lin.inFeatures]);
+      for (const lin of hf.arch.layer(cfg, l).linears) shapes.set(`${hf.arch.layerPrefix(l)}${lin.local}`, [lin.outFeatures, lin.inFeatures]);
     }
     // a tied head is the embedding, which is no Linear and never quantized (it has no weights of its own)
     if (!cfg.tieWordEmbeddings) shapes.set(hf.arch.lmHeadWeight(cfg).replace(/\.weight$/, ''), [cfg.vocabSize, cfg.hiddenSize]);
@@ -198,7 +198,7 @@ export class CompressedTensorsSource implements WeightSource {
   actQuant(l: number): ActQuant {
     const out = new Map<string, QuantArgs>();
     const prefix = this.arch.layerPrefix(l);
-    for (const lin of this.arch.linears(this.config)) {
+    for (const lin of this.arch.layer(this.config, l).linears) {
       const g = this.groupOf(`${prefix}${lin.local}`);
       if (g?.weights && g.input_activations) out.set(lin.local, g.input_activations);
     }

@@ -1,21 +1,19 @@
-// config.json of a HuggingFace Llama-family model directory, parsed strictly: every field quantforge's
+// config.json of a HuggingFace decoder-only model directory (model_type in MODEL_TYPES), parsed strictly: every field quantforge's
 // forward depends on is checked, and anything it would silently compute wrong is refused with a clear error.
 
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError, type ModelReason } from '../diag/failure.js';
-import { causeText, describeValue } from '../diag/quote.js';
+import type { ModelReason } from '../diag/failure.js';
+import { causeText } from '../diag/quote.js';
+import { bool, count, found, ModelConfigError, positive, parseRope, type RopeScaling } from './config-fields.js';
+import { gemma3Features, LLAMA_FEATURES, mixtralFeatures, qwen3Features, qwen3MoeFeatures, type ArchFeatures } from './config-features.js';
 
-export const MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+export { ModelConfigError } from './config-fields.js';
+export type { Rope, RopeScaling } from './config-fields.js';
+export type { ArchFeatures, LocalAttention, MoeConfig } from './config-features.js';
+
+export const MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text', 'mixtral', 'qwen3_moe'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
-
-export interface RopeScaling {
-  type: 'llama3';
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositions: number;
-}
 
 export interface ModelConfig {
   modelType: ModelType;
@@ -28,22 +26,23 @@ export interface ModelConfig {
   vocabSize: number;
   maxPositions: number;
   rmsNormEps: number;
+  /** the rope of every layer (Gemma 3: of its global layers; `features.local` has the local layers' own) */
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
   tieWordEmbeddings: boolean;
-  /** q/k/v carry biases (qwen2 always; llama with attention_bias) */
+  /** q/k/v carry biases (qwen2 always; llama, qwen3 and qwen3_moe with attention_bias) */
   qkvBias: boolean;
   /** o_proj carries a bias (llama with attention_bias) */
   oBias: boolean;
-  /** mistral's sliding window; windows longer than this are refused at plan time */
+  /** mistral's (and mixtral's) sliding window; windows longer than this are refused at plan time */
   slidingWindow: number | null;
   bosTokenId: number | null;
   eosTokenId: number | null;
+  /** what the layers compute beyond the Llama layout (LLAMA_FEATURES for llama, mistral, qwen2) */
+  features: ArchFeatures;
   /** config.json as read, kept so outputs can copy it */
   raw: Record<string, unknown>;
 }
-
-export class ModelConfigError extends InputError<ModelReason> {}
 
 /** config.json files are a few KB; one this large is not a config */
 const MAX_CONFIG_BYTES = 16 << 20;
@@ -68,106 +67,94 @@ export function checkModelDirSafety(dir: string, raw: Record<string, unknown>): 
   }
 }
 
-type FieldKind = 'int' | 'count' | 'positive' | 'number' | 'bool';
-
-const KIND_WORDS: Record<FieldKind, string> = {
-  int: 'an integer',
-  count: 'a positive integer',
-  positive: 'a positive number',
-  number: 'a number',
-  bool: 'a boolean',
+/** model types HF uses for architectures quantforge does not read, with what to do instead */
+const REFUSED_HINTS: Readonly<Record<string, string>> = {
+  gemma3:
+    'it is the multimodal Gemma3ForConditionalGeneration (text_config + vision tower); quantforge reads the text model, a Gemma3ForCausalLM directory with model_type "gemma3_text"',
 };
 
-function fits(v: unknown, kind: FieldKind): boolean {
-  if (kind === 'bool') return typeof v === 'boolean';
-  if (typeof v !== 'number' || !Number.isFinite(v)) return false;
-  if (kind === 'int') return Number.isSafeInteger(v);
-  if (kind === 'count') return Number.isSafeInteger(v) && v >= 1;
-  return kind === 'number' || v > 0;
+function checkModelType(raw: Record<string, unknown>, file: string): ModelType {
+  const modelType = raw['model_type'];
+  if (MODEL_TYPES.includes(modelType as ModelType)) return modelType as ModelType;
+  const hint = typeof modelType === 'string' ? REFUSED_HINTS[modelType] : undefined;
+  throw new ModelConfigError(
+    'unsupported-model-type',
+    `${file}: model_type ${found(modelType)} is not supported${hint ? ` (${hint})` : ''}; supported: ${MODEL_TYPES.join(', ')}`,
+    { file, field: 'model_type' },
+  );
 }
 
-/** `raw[name]` checked against `kind`; `path` names the object inside config.json (`rope_scaling`) */
-function field(raw: Record<string, unknown>, file: string, name: string, kind: FieldKind, fallback?: number | boolean, path = ''): number | boolean {
-  const v = raw[name];
-  const at = `${path}${name}`;
-  if (v === undefined || v === null) {
-    if (fallback !== undefined) return fallback;
-    throw new ModelConfigError('missing-field', `${file}: required field "${at}" is missing`, { file, field: at });
+function featuresOf(modelType: ModelType, raw: Record<string, unknown>, file: string, numLayers: number, hidden: number): ArchFeatures {
+  switch (modelType) {
+    case 'qwen3':
+      return qwen3Features();
+    case 'gemma3_text':
+      return gemma3Features(raw, file, numLayers, hidden);
+    case 'mixtral':
+      return mixtralFeatures(raw, file);
+    case 'qwen3_moe':
+      return qwen3MoeFeatures(raw, file, numLayers);
+    default:
+      return LLAMA_FEATURES;
   }
-  if (!fits(v, kind)) {
-    throw new ModelConfigError('bad-field', `${file}: field "${at}" should be ${KIND_WORDS[kind]}, found ${found(v)}`, { file, field: at });
-  }
-  return v as number | boolean;
 }
 
-const found = (v: unknown): string => describeValue(v);
-
-function parseRopeScaling(raw: Record<string, unknown>, file: string): RopeScaling | null {
-  const rs = raw['rope_scaling'];
-  if (rs === undefined || rs === null) return null;
-  if (typeof rs !== 'object' || Array.isArray(rs)) {
-    throw new ModelConfigError('bad-field', `${file}: field "rope_scaling" should be an object or null, found ${found(rs)}`, { file, field: 'rope_scaling' });
-  }
-  const o = rs as Record<string, unknown>;
-  const type = o['rope_type'] ?? o['type'];
-  if (type === 'default') return null;
-  if (type !== 'llama3') {
-    throw new ModelConfigError('unsupported-field', `${file}: rope_scaling.rope_type ${found(type)} is not supported; supported: "llama3" (or null)`, { file, field: 'rope_scaling.rope_type' });
-  }
-  const p = 'rope_scaling.';
-  return {
-    type: 'llama3',
-    factor: field(o, file, 'factor', 'positive', undefined, p) as number,
-    lowFreqFactor: field(o, file, 'low_freq_factor', 'positive', undefined, p) as number,
-    highFreqFactor: field(o, file, 'high_freq_factor', 'positive', undefined, p) as number,
-    originalMaxPositions: field(o, file, 'original_max_position_embeddings', 'count', undefined, p) as number,
-  };
-}
+/** HF's default of each field that differs between the supported configuration classes */
+const DEFAULTS: Readonly<Record<ModelType, { theta: number; tied: boolean; act: string; headDim?: number }>> = {
+  llama: { theta: 10000, tied: false, act: 'silu' },
+  mistral: { theta: 10000, tied: false, act: 'silu' },
+  qwen2: { theta: 10000, tied: false, act: 'silu' },
+  qwen3: { theta: 10000, tied: false, act: 'silu', headDim: 128 },
+  gemma3_text: { theta: 1_000_000, tied: true, act: 'gelu_pytorch_tanh', headDim: 256 },
+  mixtral: { theta: 1_000_000, tied: false, act: 'silu' },
+  qwen3_moe: { theta: 10000, tied: false, act: 'silu' },
+};
 
 export function parseModelConfig(raw: Record<string, unknown>, file = 'config.json'): ModelConfig {
+  const modelType = checkModelType(raw, file);
   const bad = (reason: ModelReason, name: string, message: string) => new ModelConfigError(reason, `${file}: ${message}`, { file, field: name });
-  const modelType = raw['model_type'];
-  if (!MODEL_TYPES.includes(modelType as ModelType)) {
-    throw bad('unsupported-model-type', 'model_type', `model_type ${found(modelType)} is not supported; supported: ${MODEL_TYPES.join(', ')}`);
-  }
-  const act = raw['hidden_act'] ?? 'silu';
-  if (act !== 'silu') throw bad('unsupported-field', 'hidden_act', `hidden_act ${found(act)} is not supported; supported: "silu"`);
+  const d = DEFAULTS[modelType];
+  const act = modelType === 'gemma3_text' ? d.act : (raw['hidden_act'] ?? d.act);
+  if (act !== 'silu' && modelType !== 'gemma3_text') throw bad('unsupported-field', 'hidden_act', `hidden_act ${found(act)} is not supported; supported: "silu"`);
   if (raw['mlp_bias'] === true) throw bad('unsupported-field', 'mlp_bias', 'mlp_bias true is not supported');
-  const numHeads = field(raw, file, 'num_attention_heads', 'count') as number;
-  const hiddenSize = field(raw, file, 'hidden_size', 'count') as number;
-  const numKvHeads = field(raw, file, 'num_key_value_heads', 'count', numHeads) as number;
+  const numHeads = count(raw, file, 'num_attention_heads');
+  const hiddenSize = count(raw, file, 'hidden_size');
+  const numLayers = count(raw, file, 'num_hidden_layers');
+  const numKvHeads = count(raw, file, 'num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0) {
     throw bad('bad-field', 'num_key_value_heads', `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
   }
-  const headDim = field(raw, file, 'head_dim', 'count', hiddenSize / numHeads) as number;
+  const headDim = count(raw, file, 'head_dim', d.headDim ?? hiddenSize / numHeads);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
     throw bad('bad-field', 'head_dim', `head_dim ${headDim} must be an even integer (hidden_size / num_attention_heads when absent)`);
   }
-  const attentionBias = field(raw, file, 'attention_bias', 'bool', false) as boolean;
-  const useSliding = raw['use_sliding_window'] === true || modelType === 'mistral';
+  const attentionBias = bool(raw, file, 'attention_bias', false);
+  const useSliding = raw['use_sliding_window'] === true || modelType === 'mistral' || modelType === 'mixtral';
   const sw = raw['sliding_window'];
-  if (useSliding && sw !== undefined && sw !== null) field(raw, file, 'sliding_window', 'count');
+  if (useSliding && sw !== undefined && sw !== null) count(raw, file, 'sliding_window');
   const tokenId = (k: string): number | null => (Number.isSafeInteger(raw[k]) && (raw[k] as number) >= 0 ? (raw[k] as number) : null);
+  const rope = parseRope(raw, file, d.theta, modelType === 'gemma3_text' ? 'full_attention' : undefined);
   return {
-    modelType: modelType as ModelType,
+    modelType,
     hiddenSize,
-    intermediateSize: field(raw, file, 'intermediate_size', 'count') as number,
-    numLayers: field(raw, file, 'num_hidden_layers', 'count') as number,
+    intermediateSize: count(raw, file, 'intermediate_size'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
-    vocabSize: field(raw, file, 'vocab_size', 'count') as number,
-    maxPositions: field(raw, file, 'max_position_embeddings', 'count', 2048) as number,
-    rmsNormEps: field(raw, file, 'rms_norm_eps', 'positive', 1e-6) as number,
-    ropeTheta: field(raw, file, 'rope_theta', 'positive', 10000) as number,
-    ropeScaling: parseRopeScaling(raw, file),
-    // LlamaConfig, MistralConfig and Qwen2Config all default to untied embeddings
-    tieWordEmbeddings: field(raw, file, 'tie_word_embeddings', 'bool', false) as boolean,
-    qkvBias: modelType === 'qwen2' ? true : attentionBias,
-    oBias: modelType === 'llama' ? attentionBias : false,
+    vocabSize: count(raw, file, 'vocab_size'),
+    maxPositions: count(raw, file, 'max_position_embeddings', 2048),
+    rmsNormEps: positive(raw, file, 'rms_norm_eps', 1e-6),
+    ropeTheta: rope.theta,
+    ropeScaling: rope.scaling,
+    // LlamaConfig, MistralConfig, Qwen2/3Config and MixtralConfig default to untied embeddings, Gemma3TextConfig to tied
+    tieWordEmbeddings: bool(raw, file, 'tie_word_embeddings', d.tied),
+    qkvBias: modelType === 'qwen2' ? true : modelType === 'mixtral' ? false : attentionBias,
+    oBias: modelType === 'llama' || modelType === 'qwen3' || modelType === 'qwen3_moe' || modelType === 'gemma3_text' ? attentionBias : false,
     slidingWindow: useSliding && typeof sw === 'number' ? sw : null,
     bosTokenId: tokenId('bos_token_id'),
     eosTokenId: tokenId('eos_token_id'),
+    features: featuresOf(modelType, raw, file, numLayers, hiddenSize),
     raw,
   };
 }

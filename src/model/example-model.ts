@@ -110,7 +110,7 @@ export function exampleTensor(cfg: ModelConfig, seed: number, name: string): Ten
     return tensor('float32', [H], w);
   }
   const local = name.replace(/^model\.layers\.\d+\./, '').replace(/\.weight$/, '');
-  const spec: LinearSpec | undefined = LLAMA_FAMILY.linears(cfg).find((l) => l.local === local);
+  const spec: LinearSpec | undefined = LLAMA_FAMILY.layer(cfg, 0).linears.find((l) => l.local === local);
   if (!spec) throw new Error(`example model has no tensor "${name}"`);
   const residual = local === 'self_attn.o_proj' || local === 'mlp.down_proj';
   const std = (1 / Math.sqrt(spec.inFeatures)) * (residual ? residualScale : 1);

@@ -68,13 +68,12 @@ export function checkModelDir(dir: string, config: ModelConfig, arch: ArchAdapte
 function* expectedShapes(cfg: ModelConfig, arch: ArchAdapter, options: ModelCheckOptions): Generator<[string, number[]]> {
   const H = cfg.hiddenSize;
   yield [arch.embedding, [cfg.vocabSize, H]];
-  const linears = arch.linears(cfg);
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = arch.layerPrefix(l);
-    yield [`${p}${arch.norms.input}.weight`, [H]];
-    yield [`${p}${arch.norms.post}.weight`, [H]];
+    const spec = arch.layer(cfg, l);
+    for (const n of spec.norms) yield [`${p}${n.local}`, [n.size]];
     if (options.quantized) continue;
-    for (const lin of linears) {
+    for (const lin of spec.linears) {
       yield [`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]];
       if (lin.bias) yield [`${p}${lin.local}.bias`, [lin.outFeatures]];
     }

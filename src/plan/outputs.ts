@@ -22,10 +22,10 @@ function finalStates(b: PlanBuilder): StepId[] {
 
 /** the quantized Linears with their args and shapes, as the stages assigned them */
 function plannedModules(b: PlanBuilder): PlannedModule[] {
-  const specs = b.arch.linears(b.config);
   const out: PlannedModule[] = [];
   for (const [name, quant] of b.moduleQuant) {
     const layer = b.modules.find((m) => m.name === name)?.layer;
+    const specs = layer === undefined || layer === null ? [] : b.arch.layer(b.config, layer).linears;
     const spec = layer === undefined || layer === null ? undefined : specs.find((s) => name === `${b.arch.layerPrefix(layer)}${s.local}`);
     if (spec) out.push({ name, quant, shape: [spec.outFeatures, spec.inFeatures] });
   }

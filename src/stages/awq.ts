@@ -27,11 +27,12 @@ export const awqStage: StageDef<AwqStage> = {
   describe: (stage) => (quantizes(stage) ? 'awq' : 'awq without scheme or config_groups'),
   check: (stage, ctx) => checkSchemeRules(stage, ctx, [notGguf('its candidate scales are scored with integer min-max fake quantization, not the block formats'), intWeightsOnly("AWQ scores its candidate scales with integer min-max fake quantization (llm-compressor 0.8's AWQModifier)"), DYNAMIC_INPUTS_ONLY]),
   expand(stage, ctx) {
-    const mappings = resolveMappings(ctx, stage.mappings, ctx.b.arch.awqMappings, stage.ignore);
+    const perLayer = resolveMappings(ctx, stage.mappings, (l) => ctx.b.arch.awqMappings(ctx.b.config, l), stage.ignore);
     const modules = quantizes(stage) ? assignModules(stage, ctx) : [];
-    if (!mappings || !modules) return;
-    const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
+    if (!perLayer || !modules) return;
     perLayerSteps(ctx, 'awq', (l) => {
+      const mappings = perLayer[l]!;
+      const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
       const hidden = ctx.b.chain(l);
       const capture = ctx.b.add({
         id: `${ctx.prefix}/capture.${l}`,

@@ -13,46 +13,57 @@ export interface SmoothMapping {
   balance_layers: string[];
 }
 
-function localNames(ctx: StageContext): string[] {
-  const prefix = ctx.b.arch.layerPrefix(0);
-  return ctx.b.modules.filter((m) => m.layer === 0).map((m) => m.name.slice(prefix.length));
+function localNames(ctx: StageContext, layer: number): string[] {
+  const prefix = ctx.b.arch.layerPrefix(layer);
+  return ctx.b.modules.filter((m) => m.layer === layer).map((m) => m.name.slice(prefix.length));
 }
 
-function resolvePattern(ctx: StageContext, pattern: string, locals: readonly string[]): string[] {
-  const prefix = ctx.b.arch.layerPrefix(0);
+function resolvePattern(ctx: StageContext, layer: number, pattern: string, locals: readonly string[]): string[] {
+  const prefix = ctx.b.arch.layerPrefix(layer);
   return locals.filter((l) => matchesName(`${prefix}${l}`, pattern) || matchesName(l, pattern));
 }
 
-/** mappings as local module names, ignored balance layers removed, shape-incompatible ones dropped */
-export function resolveMappings(ctx: StageContext, custom: SmoothMapping[] | undefined, defaults: readonly Mapping[], ignore: readonly string[]): Mapping[] | undefined {
-  const locals = localNames(ctx);
-  let mappings: Mapping[] = [];
-  if (custom) {
-    for (const [i, m] of custom.entries()) {
-      const smooth = resolvePattern(ctx, m.smooth_layer, locals);
-      const balance = m.balance_layers.flatMap((p) => resolvePattern(ctx, p, locals));
-      if (smooth.length !== 1 || balance.length === 0) {
-        ctx.diagnostics.push(
-          errorAt(
-            'bad-mapping',
-            smooth.length !== 1
-              ? `smooth_layer "${m.smooth_layer}" should match exactly one module of a decoder layer, matched ${smooth.length}`
-              : `balance_layers ${JSON.stringify(m.balance_layers)} match no module of a decoder layer`,
-            ctx.locate(['mappings', i]),
-          ),
-        );
-        continue;
-      }
-      mappings.push({ smooth: smooth[0]!, balance });
+/** a recipe's mappings against one layer's modules; what does not resolve is reported (`report`) or left out */
+function resolveCustom(ctx: StageContext, layer: number, custom: SmoothMapping[], report: boolean): Mapping[] {
+  const locals = localNames(ctx, layer);
+  const out: Mapping[] = [];
+  for (const [i, m] of custom.entries()) {
+    const smooth = resolvePattern(ctx, layer, m.smooth_layer, locals);
+    const balance = m.balance_layers.flatMap((p) => resolvePattern(ctx, layer, p, locals));
+    if (smooth.length === 1 && balance.length > 0) {
+      out.push({ smooth: smooth[0]!, balance });
+      continue;
     }
-    if (ctx.diagnostics.some((d) => d.severity === 'error')) return undefined;
-  } else mappings = defaults.map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
-  const prefix = ctx.b.arch.layerPrefix(0);
-  const linears = ctx.b.arch.linears(ctx.b.config);
-  return mappings
-    .map((m) => ({ smooth: m.smooth, balance: m.balance.filter((b) => !ignore.some((p) => matchesName(`${prefix}${b}`, p) || matchesName(b, p))) }))
-    .filter((m) => m.balance.length > 0)
-    .filter((m) => shapesAllow(m, linears));
+    if (!report) continue;
+    const message =
+      smooth.length !== 1
+        ? `smooth_layer "${m.smooth_layer}" should match exactly one module of a decoder layer, matched ${smooth.length}`
+        : `balance_layers ${JSON.stringify(m.balance_layers)} match no module of a decoder layer`;
+    ctx.diagnostics.push(errorAt('bad-mapping', message, ctx.locate(['mappings', i])));
+  }
+  return out;
+}
+
+/**
+ * Each layer's mappings as local module names, ignored balance layers removed, shape-incompatible ones
+ * dropped. Layers differ where a model mixes dense and expert MLPs; a recipe's own mappings are checked
+ * against layer 0 and applied to every layer where they resolve.
+ */
+export function resolveMappings(ctx: StageContext, custom: SmoothMapping[] | undefined, defaults: (layer: number) => readonly Mapping[], ignore: readonly string[]): Mapping[][] | undefined {
+  const perLayer: Mapping[][] = [];
+  for (let l = 0; l < ctx.b.config.numLayers; l++) {
+    const mappings = custom ? resolveCustom(ctx, l, custom, l === 0) : defaults(l).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
+    if (l === 0 && ctx.diagnostics.some((d) => d.severity === 'error')) return undefined;
+    const prefix = ctx.b.arch.layerPrefix(l);
+    const linears = ctx.b.arch.layer(ctx.b.config, l).linears;
+    perLayer.push(
+      mappings
+        .map((m) => ({ smooth: m.smooth, balance: m.balance.filter((b) => !ignore.some((p) => matchesName(`${prefix}${b}`, p) || matchesName(b, p))) }))
+        .filter((m) => m.balance.length > 0)
+        .filter((m) => shapesAllow(m, linears)),
+    );
+  }
+  return perLayer;
 }
 
 /** a Linear smoothing another (v → o) needs as many output rows as the balance layers have inputs (not so under GQA) */

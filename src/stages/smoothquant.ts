@@ -21,10 +21,11 @@ export const smoothquantStage: StageDef<SmoothQuantStage> = {
   needsCalibration: () => true,
   quantizes: () => false,
   expand(stage, ctx) {
-    const mappings = resolveMappings(ctx, stage.mappings, ctx.b.arch.smoothquantMappings, stage.ignore);
-    if (!mappings) return;
-    const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
+    const perLayer = resolveMappings(ctx, stage.mappings, (l) => ctx.b.arch.smoothquantMappings(ctx.b.config, l), stage.ignore);
+    if (!perLayer) return;
     perLayerSteps(ctx, 'smoothquant', (l) => {
+      const mappings = perLayer[l]!;
+      const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
       const capture = ctx.b.add({
         id: `${ctx.prefix}/capture.${l}`,
         kind: 'capture',

@@ -9,7 +9,7 @@ import { runDecoderLayer, type LayerRunOptions } from '../graphs/layer-runner.js
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { IDS_FILE } from './tokenize.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec, LinearSpec } from '../model/arch.js';
 import { checkFiniteActivation } from '../model/finite.js';
 import type { ActQuant } from '../quant/module-quant.js';
 
@@ -35,16 +35,14 @@ export function layerBatch(cfg: ModelConfig, T: number): number {
   return Math.max(1, Math.min(byTokens, byScores));
 }
 
-export interface BatchRunOptions extends LayerRunOptions {
-  /** the decoder layer being run: non-finite activations are reported with it */
-  layer?: number;
-}
+/** non-finite activations are reported with the layer's index (`spec.index`) */
+export type BatchRunOptions = LayerRunOptions;
 
 /** run one layer over all windows, batch by batch; `each` sees every batch's outputs, all of them finite */
 export async function forEachBatch(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  spec: LayerSpec,
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
   options: BatchRunOptions,
@@ -54,13 +52,13 @@ export async function forEachBatch(
   const [N, T, H] = hidden.dims as [number, number, number];
   const batch = layerBatch(cfg, T);
   const total = Math.ceil(N / batch);
-  const layer = options.layer ?? null;
+  const layer = spec.index;
   for (let b = 0, i = 0; b < N; b += batch, i++) {
     const m = Math.min(batch, N - b);
     const x = tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H));
     checkFiniteActivation(x, { layer, what: `the input of the decoder layer (windows ${b}…${b + m - 1})`, modules: [], why: 'the step that made these activations let them through' });
-    const out = await runDecoderLayer(rt, cfg, linears, weights, x, options);
-    for (const [name, t] of Object.entries(out)) checkFiniteActivation(t, { layer, ...outputSite(name, linears), why: "the layer's input and weights were finite, so the values overflowed float32" });
+    const out = await runDecoderLayer(rt, cfg, spec, weights, x, options);
+    for (const [name, t] of Object.entries(out)) checkFiniteActivation(t, { layer, ...outputSite(name, spec.linears), why: "the layer's input and weights were finite, so the values overflowed float32" });
     await each(out, b, m);
     onBatch?.(i + 1, total);
   }
@@ -78,15 +76,14 @@ function outputSite(name: string, linears: readonly LinearSpec[]): { what: strin
 export async function propagate(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  spec: LayerSpec,
   weights: Readonly<Record<string, Tensor>>,
   hidden: Tensor<'float32'>,
   actQuant: ActQuant,
   onBatch?: (done: number, total: number) => void,
-  layer?: number,
 ): Promise<Tensor<'float32'>> {
   const [N, T, H] = hidden.dims as [number, number, number];
   const next = new Float32Array(N * T * H);
-  await forEachBatch(rt, cfg, linears, weights, hidden, { actQuant, ...(layer === undefined ? {} : { layer }) }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
+  await forEachBatch(rt, cfg, spec, weights, hidden, { actQuant }, (out, b) => next.set(out['out']!.data as Float32Array, b * T * H), onBatch);
   return tensor('float32', [N, T, H], next);
 }

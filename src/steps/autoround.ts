@@ -4,7 +4,8 @@
 // quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
 // (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
 // quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the quantized block
-// is run over `hidden` to give the next block its inputs.
+// is run over `hidden` to give the next block its inputs. In a Mixture-of-Experts block an expert the router
+// sends no calibration token gets no gradient and stays round-to-nearest: reported with rule "rtn".
 
 import {
   addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, signSgdStep, V_BOUND,
@@ -14,7 +15,7 @@ import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import { observeWeight } from '../algo/observers.js';
 import type { MinMax } from '../quant/qparams.js';
 import type { Json } from '../cache/key.js';
-import type { LinearSpec } from '../model/arch.js';
+import type { LayerSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { quantLayout, toGroups, type TargetGrads, type TargetParams } from '../algo/autoround-layout.js';
 import { autoroundBlockKernel, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
@@ -26,6 +27,7 @@ import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, type StepContext, type StepImpl } from './types.js';
+import { expertReport, routedCount, RoutedTokens } from './experts.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
 import type { ActQuant } from '../quant/module-quant.js';
 
@@ -145,26 +147,30 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
   return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: ctx.runtime.busyMs - busy0 };
 }
 
-/** per target: ‖X(W − Q)ᵀ‖² / ‖XWᵀ‖² over the full-precision block's Linear inputs X, for autoround's and rtn's Q */
+/**
+ * per target: ‖X(W − Q)ᵀ‖² / ‖XWᵀ‖² over the full-precision block's Linear inputs X, for autoround's and rtn's
+ * Q; the same pass counts the tokens the router sends each expert (MoE blocks) into `routed`
+ */
 async function outputErrors(
   rt: Runtime,
   cfg: ModelConfig,
-  linears: readonly LinearSpec[],
+  layer: LayerSpec,
+  routed: RoutedTokens,
   fp: Readonly<Record<string, Tensor<'float32'>>>,
   x: Tensor<'float32'>,
   actQuant: ActQuant,
   quantized: Readonly<Record<string, { autoround: Float32Array; rtn: Float32Array }>>,
-  layer: number,
 ): Promise<Record<string, { autoround: number; rtn: number }>> {
   if (Object.keys(quantized).length === 0) return {};
+  const linears = layer.linears;
   const feeds: Record<string, Tensor> = { ...fp };
   const kinds = ['autoround', 'rtn'] as const;
   for (const [local, q] of Object.entries(quantized)) {
     const w = fp[`${local}.weight`]!;
     for (const k of kinds) feeds[`${local}.delta_${k}`] = tensor('float32', w.dims, w.data.map((v, i) => v - (q[k][i] as number)));
   }
-  const build = (g: Graph, sites: Record<string, Value>): Record<string, Value> => {
-    const out: Record<string, Value> = {};
+  const build = (g: Graph, sites: Partial<Record<string, Value>>, routing: Value | undefined): Record<string, Value> => {
+    const out: Record<string, Value> = routing ? { routed: routedCount(g, routing) } : {};
     const energy = (xv: Value, w: Value): Value => {
       const yv = g.matmul(xv, g.transpose(w, [1, 0]));
       return g.op('ReduceSum', [g.mul(yv, yv)], { keepdims: 0 });
@@ -178,9 +184,10 @@ async function outputErrors(
     return out;
   };
   const sums = new Map<string, number>();
-  const tap = { key: `autoround.errors:${Object.keys(quantized).join(',')}`, build: (g: Graph, v: { sites: Record<string, Value> }) => build(g, v.sites) };
-  await forEachBatch(rt, cfg, linears, feeds, x, { tap, skipOut: true, actQuant, layer }, (out) => {
-    for (const [k, t] of Object.entries(out)) sums.set(k, (sums.get(k) ?? 0) + (t.data[0] as number));
+  const tap = { key: `autoround.errors:${Object.keys(quantized).join(',')}`, build: (g: Graph, v: { sites: Partial<Record<string, Value>>; routing?: Value }) => build(g, v.sites, v.routing) };
+  await forEachBatch(rt, cfg, layer, feeds, x, { tap, skipOut: true, actQuant }, (out) => {
+    routed.add(out);
+    for (const [k, t] of Object.entries(out)) if (k !== 'routed') sums.set(k, (sums.get(k) ?? 0) + (t.data[0] as number));
   });
   const ratio = (local: string, k: string): number => (sums.get(`${local}:${k}`) ?? 0) / Math.max(sums.get(`${local}:fp`) ?? 0, Number.MIN_VALUE);
   return Object.fromEntries(Object.keys(quantized).map((local) => [local, { autoround: ratio(local, 'autoround'), rtn: ratio(local, 'rtn') }]));
@@ -194,19 +201,19 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
     const { src, state } = await openLayerInput(ctx, p.layer);
     try {
       const cfg = src.config;
-      const linears: LinearSpec[] = src.arch.linears(cfg);
+      const layer = src.arch.layer(cfg, p.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const reference = await readHidden(input(ctx, 'reference').dir);
       const n = calibration(ctx, hidden, reference);
       const fpActQuant = actQuantOf(state.quant);
       const fpTensors = { ...state.tensors };
       const x = windows(hidden, 0, n);
-      const y = await propagate(ctx.runtime, cfg, linears, fpTensors, windows(reference, 0, n), fpActQuant, undefined, p.layer);
+      const y = await propagate(ctx.runtime, cfg, layer, fpTensors, windows(reference, 0, n), fpActQuant);
 
       const targets = await targetsOf(ctx.runtime, state, p.modules);
       const spec: AutoRoundBlockSpec = {
         cfg,
-        linears,
+        layer,
         targets: targets.map((t) => {
           const [rows, cols] = state.tensors[`${t.local}.weight`]!.dims as [number, number];
           const a = t.module.weights;
@@ -229,10 +236,14 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
         modules[t.local] = { weight_error: relativeError(w, q.dequantized), rtn_weight_error: relativeError(w, rtn.dequantized) };
         setQuantized(state, t.local, t.layout.rows, t.layout.cols, q, module);
       }
-      const errors = await outputErrors(ctx.runtime, cfg, linears, fpTensors, x, fpActQuant, deltas, p.layer);
+      const routed = new RoutedTokens();
+      const errors = await outputErrors(ctx.runtime, cfg, layer, routed, fpTensors, x, fpActQuant, deltas);
+      const [, T] = x.dims as [number, number];
+      const experts = expertReport(p.layer, src.arch.layerPrefix(p.layer), layer.linears, Object.keys(p.modules), routed.counts, n * T, 'rtn');
+      for (const w of experts?.warnings ?? []) ctx.warn(w);
       for (const [local, e] of Object.entries(errors)) modules[local] = { ...(modules[local] as Record<string, Json>), output_error: e.autoround, rtn_output_error: e.rtn };
 
-      await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), undefined, p.layer));
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, layer, state.tensors, hidden, actQuantOf(state.quant)));
       await writeLayerState(ctx.outDir, state);
       const { losses, best } = run;
       return {
@@ -249,6 +260,7 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
         ms_per_iter: losses.length > 0 ? run.trainMs / losses.length : null,
         ort_share: run.trainMs > 0 ? run.ortMs / run.trainMs : null,
         modules,
+        ...(experts ? { experts: experts.metrics, warnings: experts.warnings } : {}),
       };
     } finally {
       await src.close();

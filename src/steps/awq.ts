@@ -10,7 +10,7 @@ import { quantizeWeightRtn } from '../algo/fake-quant.js';
 import { presetScheme, type QuantArgs } from '../quant/scheme.js';
 import { summarizeScales } from '../algo/smoothquant.js';
 import type { Json } from '../cache/key.js';
-import type { InputSite, LinearSpec, Mapping } from '../model/arch.js';
+import type { InputSite, LayerSpec, Mapping } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
@@ -47,7 +47,7 @@ export interface LossProblem {
   rt: Runtime;
   layer: number;
   cfg: ModelConfig;
-  linears: readonly LinearSpec[];
+  layerSpec: LayerSpec;
   /** the layer's current (folded, unquantized) tensors */
   tensors: Readonly<Record<string, Tensor<'float32'>>>;
   hidden: Tensor<'float32'>;
@@ -62,15 +62,15 @@ export interface LossProblem {
 export async function candidateLosses(p: LossProblem, scales: Float32Array, K: number): Promise<Float64Array> {
   const { cfg, hidden, parent } = p;
   const [N, T, H] = hidden.dims as [number, number, number];
-  const specs = parent.balance.map((b) => p.linears.find((l) => l.local === b)!);
+  const specs = parent.balance.map((b) => p.layerSpec.linears.find((l) => l.local === b)!);
   const cols = specs[0]!.inFeatures;
   const attention = parent.kind === 'self_attn';
-  const widest = parent.kind === 'linear' ? specs[0]!.outFeatures : parent.kind === 'mlp' ? cfg.intermediateSize : Math.max(H, cfg.numHeads * cfg.headDim);
+  const widest = parent.kind === 'linear' ? specs[0]!.outFeatures : parent.kind === 'mlp' ? Math.max(...specs.map((s) => s.outFeatures)) : Math.max(H, cfg.numHeads * cfg.headDim);
   const outWidth = parent.kind === 'linear' ? specs[0]!.outFeatures : H;
   let kc = Math.floor(CANDIDATE_BYTES / specs.reduce((n, s) => n + 4 * s.inFeatures * s.outFeatures, 0));
   kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), SCORE_VALUES / (cfg.numHeads * T * T))) : Math.floor(CALL_VALUES / widest));
   kc = Math.max(1, Math.min(K, kc));
-  const kernel = await parentLossKernel(p.rt, cfg, p.linears, parent, p.actQuant);
+  const kernel = await parentLossKernel(p.rt, cfg, p.layerSpec, parent, p.actQuant);
   const sse = new Float64Array(K);
   for (let k0 = 0; k0 < K; k0 += kc) {
     const k = Math.min(kc, K - k0);
@@ -86,14 +86,14 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
     };
     if (attention) {
       const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), SCORE_VALUES / (k * cfg.numHeads * T * T)))));
-      const pos = positionInputs(cfg, T);
+      const pos = positionInputs(cfg, p.layerSpec.attention, T);
       for (let b = 0; b < N; b += windows) {
         const m = Math.min(windows, N - b);
         await run({ ...pos, x: tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H)) });
       }
     } else {
-      const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site] }) };
-      await forEachBatch(p.rt, cfg, p.linears, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, layer: p.layer }, async (out) => {
+      const tap: LayerTap = { key: `awq.site:${p.site}`, build: (_g, v) => ({ site: v.sites[p.site]! }) };
+      await forEachBatch(p.rt, cfg, p.layerSpec, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, async (out) => {
         const x = out['site']!;
         const width = x.dims[2] as number;
         const tokens = x.data.length / width;
@@ -108,11 +108,13 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
   return sse.map((v) => v / (N * T * outWidth));
 }
 
-function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQuant>>): Record<string, QuantArgs> {
+/** the quantizer of each searched balance layer; a fold-only search assumes W4A16_ASYM for all but routers */
+function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQuant>>, layer: LayerSpec): Record<string, QuantArgs> {
   const foldOnly = Object.keys(modules).length === 0;
   const out: Record<string, QuantArgs> = {};
   for (const b of mapping.balance) {
-    const args = foldOnly ? FOLD_ONLY_SEARCH_ARGS : modules[b]?.weights;
+    const router = layer.linears.some((l) => l.local === b && l.role === 'router');
+    const args = foldOnly ? (router ? undefined : FOLD_ONLY_SEARCH_ARGS) : modules[b]?.weights;
     if (args) out[b] = args;
   }
   return out;
@@ -127,7 +129,8 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
     const { src, state } = await openLayerInput(ctx, layer);
     try {
       const cfg = src.config;
-      const linears = src.arch.linears(cfg);
+      const layerSpec = src.arch.layer(cfg, layer);
+      const linears = layerSpec.linears;
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const stats = input(ctx, 'stats').dir;
       const actQuant = actQuantOf(state.quant);
@@ -135,7 +138,7 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
       for (const [i, m] of mappings.entries()) {
         checkSmoothable(state, m);
         const site = mappingSite(m, linears);
-        const args = searchArgs(m, modules);
+        const args = searchArgs(m, modules, layerSpec);
         const searched = m.balance.filter((b) => args[b]);
         if (searched.length === 0) {
           report.push({ smooth: m.smooth, balance: [...m.balance], skipped: 'no balance layer is quantized' });
@@ -144,7 +147,7 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
         }
         const parent = { ...parentOf(m, linears), balance: searched };
         const balance: BalanceWeight[] = searched.map((b) => ({ weight: weightMatrix(state.tensors, b, layer), args: args[b]! }));
-        const problem: LossProblem = { rt: ctx.runtime, layer, cfg, linears, tensors: state.tensors, hidden, parent, site, args, actQuant };
+        const problem: LossProblem = { rt: ctx.runtime, layer, cfg, layerSpec, tensors: state.tensors, hidden, parent, site, args, actQuant };
         const xMean = await readStatistic(stats, m.balance[0]!, 'absmean');
         if (xMean.length !== balance[0]!.weight.cols) {
           throw new SmoothingStepError('bad-mapping', `layer ${layer}: the captured mean |X| of ${m.balance[0]} has ${xMean.length} channels but the balance weights have ${balance[0]!.weight.cols} input channels`);
@@ -155,7 +158,7 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
           candidates,
           losses: (scales, K) => candidateLosses(problem, scales, K),
         });
-        foldScales(state.tensors, m, result.scales, layer);
+        foldScales(state.tensors, m, result.scales, layer, cfg.features.normOffset);
         report.push({
           smooth: m.smooth,
           balance: [...m.balance],

@@ -39,7 +39,7 @@ function statisticTap(sites: readonly InputSite[], statistic: Statistic): LayerT
     build(g, v) {
       const out: Record<string, Value> = {};
       for (const s of sites) {
-        const abs = g.op('Abs', [v.sites[s]]);
+        const abs = g.op('Abs', [v.sites[s]!]);
         out[`stat_${s}`] = statistic === 'absmax' ? g.reduceMax(abs, [0, 1], false) : g.reduceSum(abs, [0, 1], false);
       }
       return out;
@@ -57,7 +57,8 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
     }
     const src = await HfSource.open(requireModel(ctx));
     try {
-      const linears = src.arch.linears(src.config);
+      const spec = src.arch.layer(src.config, layer);
+      const linears = spec.linears;
       const siteOf = new Map<string, InputSite>();
       for (const m of modules) {
         const spec = linears.find((l) => l.local === m);
@@ -70,7 +71,7 @@ export const captureStep: StepImpl<'capture', CaptureParams> = {
       const [N, T] = hidden.dims as [number, number, number];
       const acc = new Map<InputSite, Float64Array>();
       const tap = statisticTap(sites, statistic);
-      await forEachBatch(ctx.runtime, src.config, linears, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: true, layer }, (out) => {
+      await forEachBatch(ctx.runtime, src.config, spec, state.tensors, hidden, { actQuant: actQuantOf(state.quant), tap, skipOut: true }, (out) => {
         for (const s of sites) {
           const v = out[`stat_${s}`]!.data as Float32Array;
           let a = acc.get(s);

@@ -8,15 +8,19 @@
 // incoming weights before any column pass, shared by Linears that read the same input (llm-compressor).
 // offload_hessians: one capture pass per site, each site's Hessian freed once its Linears are quantized, so
 // no two Hessians are held at once (the layer runs once per site instead of once in all).
+// Mixture-of-Experts layers: every expert's Hessians come from every token (steps/experts.ts); the first capture
+// pass also counts the tokens the router sends each expert, and an expert it sends none is reported with its
+// rule ("all-tokens").
 
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
 import { gptqQuantize, resolveActOrder, type GptqResult } from '../algo/gptq.js';
 import type { ActOrder } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
-import type { InputSite, LinearSpec } from '../model/arch.js';
+import type { InputSite, LayerSpec, LinearSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
+import type { Value } from '../ort/graph.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
@@ -28,6 +32,7 @@ import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 import { input, type StepContext, type StepImpl } from './types.js';
 import type { ActQuant } from '../quant/module-quant.js';
+import { expertReport, routedCount, RoutedTokens } from './experts.js';
 
 export interface GptqParams {
   layer: number;
@@ -63,10 +68,14 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   return out;
 }
 
-function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number): LayerTap {
+function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
   return {
-    key: `gptq-xtx:${sites.join(',')}`,
-    build: (g, v) => Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf(g, v.sites[s], width(s))])),
+    key: `gptq-xtx:${sites.join(',')}${routed ? ':routed' : ''}`,
+    build: (g, v) => {
+      const out: Record<string, Value> = Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf(g, v.sites[s]!, width(s))]));
+      if (routed && v.routing) out['routed'] = routedCount(g, v.routing);
+      return out;
+    },
   };
 }
 
@@ -96,7 +105,7 @@ function dampeningWarning(name: string, requested: number, r: GptqResult): strin
 interface LayerJob {
   ctx: StepContext<GptqParams>;
   cfg: ModelConfig;
-  linears: readonly LinearSpec[];
+  layer: LayerSpec;
   prefix: string;
   state: LayerState;
   /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
@@ -113,6 +122,8 @@ interface LayerJob {
   ranges: Map<InputSite, number>;
   /** NVFP4 global scale of each module (shared across fused Linears) */
   globalScales: ReadonlyMap<string, number>;
+  /** tokens the router sends each expert (MoE layers), counted in the first capture pass */
+  routed: RoutedTokens;
   tick(message: string): void;
 }
 
@@ -126,9 +137,11 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
   let addMs = 0;
   const t0 = performance.now();
+  const count = job.routed.counts.length === 0;
   const rangeSites = job.staticSites.filter((s) => which.includes(s));
-  const options = { tap: withRanges(xtxTap(which, job.width), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
-  await forEachBatch(job.ctx.runtime, job.cfg, job.linears, job.weightsIn, job.hidden, options, (out) => {
+  const options = { tap: withRanges(xtxTap(which, job.width, count), rangeSites)!, skipOut: true, actQuant: job.actQuantIn };
+  await forEachBatch(job.ctx.runtime, job.cfg, job.layer, job.weightsIn, job.hidden, options, (out) => {
+    if (count) job.routed.add(out);
     addRanges(job.ranges, out, rangeSites);
     const a0 = performance.now();
     for (const [s, h] of acc) {
@@ -242,7 +255,8 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
     const { src, state } = await openLayerInput(ctx, p.layer);
     try {
       const cfg = src.config;
-      const linears = src.arch.linears(cfg);
+      const layer = src.arch.layer(cfg, p.layer);
+      const linears = layer.linears;
       const hidden = await readHidden(input(ctx, 'hidden').dir);
       const [N, T] = hidden.dims as [number, number, number];
       const bySite = sitesOf(linears, p.modules, p.layer);
@@ -253,7 +267,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       const job: LayerJob = {
         ctx,
         cfg,
-        linears,
+        layer,
         prefix: src.arch.layerPrefix(p.layer),
         state,
         weightsIn: { ...state.tensors },
@@ -263,6 +277,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         width: (s) => (bySite.get(s)?.[0] as LinearSpec).inFeatures,
         timing: { capture: 0, hessian: 0, quantize: 0, metrics: 0, propagate: 0 },
         warnings: [],
+        routed: new RoutedTokens(),
         tick: (message) => ctx.progress(++done, total, message),
         staticSites: staticSites(linears, p.modules),
         ranges: new Map(),
@@ -287,7 +302,9 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges);
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
-      const next = await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'), p.layer);
+      const experts = expertReport(p.layer, job.prefix, linears, Object.keys(p.modules), job.routed.counts, job.tokens, 'all-tokens');
+      for (const w of experts?.warnings ?? []) warn(job, w);
+      const next = await propagate(ctx.runtime, cfg, layer, state.tensors, hidden, actQuantOf(state.quant), () => job.tick('propagate'));
       job.timing.propagate = performance.now() - t0;
       await writeHidden(ctx.outDir, next);
       await writeLayerState(ctx.outDir, state);
@@ -299,6 +316,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         tokens: job.tokens,
         hessian_passes: held ? 1 : sites.length,
         modules,
+        ...(experts ? { experts: experts.metrics } : {}),
         timing_ms: { capture: ms(t.capture), hessian: ms(t.hessian), quantize: ms(t.quantize), metrics: ms(t.metrics), propagate: ms(t.propagate) },
         warnings: job.warnings,
         ...(Object.keys(inputScales).length > 0 ? { input_scales: inputScales } : {}),

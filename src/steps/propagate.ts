@@ -17,8 +17,8 @@ export const propagateStep: StepImpl<'propagate', PropagateParams> = {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
       const hidden = await readHidden(input(ctx, 'hidden').dir);
-      const linears = src.arch.linears(src.config);
-      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, linears, state.tensors, hidden, actQuantOf(state.quant), ctx.progress, ctx.params.layer));
+      const layer = src.arch.layer(src.config, ctx.params.layer);
+      await writeHidden(ctx.outDir, await propagate(ctx.runtime, src.config, layer, state.tensors, hidden, actQuantOf(state.quant), ctx.progress));
       return { layer: ctx.params.layer };
     } finally {
       await src.close();

@@ -29,7 +29,8 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
       const cfg = src.config;
-      const linears = src.arch.linears(cfg);
+      const layer = src.arch.layer(cfg, ctx.params.layer);
+      const linears = layer.linears;
       const hiddenIn = optionalInput(ctx, 'hidden');
       const sites = staticSites(linears, ctx.params.modules);
       if (sites.length > 0 && !hiddenIn) throw new Error(`rtn layer ${ctx.params.layer}: static input quantization needs the layer's calibration inputs (role hidden)`);
@@ -38,7 +39,7 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
       if (hidden && sites.length > 0) {
         const ranges = new Map<InputSite, number>();
         const options = { actQuant: actQuantOf(state.quant), tap: withRanges(undefined, sites)!, skipOut: true };
-        await forEachBatch(ctx.runtime, cfg, linears, state.tensors, hidden, options, (out) => addRanges(ranges, out, sites));
+        await forEachBatch(ctx.runtime, cfg, layer, state.tensors, hidden, options, (out) => addRanges(ranges, out, sites));
         inputScales = setStaticInputScales(state, linears, ctx.params.modules, ranges);
       }
       const modules = Object.entries(ctx.params.modules);
@@ -69,7 +70,7 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
         setQuantized(state, local, rows, cols, q, module);
         ctx.progress(i + 1, modules.length, local);
       }
-      if (hidden) await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, linears, state.tensors, hidden, actQuantOf(state.quant)));
+      if (hidden) await writeHidden(ctx.outDir, await propagate(ctx.runtime, cfg, layer, state.tensors, hidden, actQuantOf(state.quant)));
       await writeLayerState(ctx.outDir, state);
       return { layer: ctx.params.layer, modules: errors, ...(Object.keys(inputScales).length > 0 ? { input_scales: inputScales } : {}) };
     } finally {

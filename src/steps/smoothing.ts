@@ -52,23 +52,26 @@ export function mappingSite(mapping: Mapping, linears: readonly LinearSpec[]): I
 export function parentOf(mapping: Mapping, linears: readonly LinearSpec[]): ParentModule {
   const site = mappingSite(mapping, linears);
   if (mapping.balance.length === 1) return { kind: 'linear', balance: [...mapping.balance] };
-  if (site === 'attn_in' && mapping.balance.every((b) => b.startsWith('self_attn.'))) return { kind: 'self_attn', balance: [...mapping.balance] };
-  if (site === 'mlp_in' && mapping.balance.every((b) => b.startsWith('mlp.'))) return { kind: 'mlp', balance: [...mapping.balance] };
-  throw new SmoothingStepError('bad-mapping', `balance layers ${mapping.balance.join(', ')} have no common parent module; expected q/k/v of self_attn or gate/up of mlp`);
+  const roles = new Set(mapping.balance.map((b) => linears.find((l) => l.local === b)!.role));
+  if (site === 'attn_in' && [...roles].every((r) => r === 'q' || r === 'k' || r === 'v')) return { kind: 'self_attn', balance: [...mapping.balance] };
+  if (site === 'mlp_in' && [...roles].every((r) => r === 'gate' || r === 'up' || r === 'router')) return { kind: 'mlp', balance: [...mapping.balance] };
+  throw new SmoothingStepError('bad-mapping', `balance layers ${mapping.balance.join(', ')} have no common parent module; expected q/k/v of self_attn or gate/up (and router) of the mlp`);
 }
 
 /**
  * Fold scales s into the layer: the smooth op (an RMSNorm weight [n], or a Linear's output rows and bias)
- * is divided by s, every balance Linear's columns multiplied by s. New arrays replace the old tensors.
+ * is divided by s, every balance Linear's columns multiplied by s. A norm scaling by (offset + w) (Gemma 3's
+ * offset 1) gets w' = (offset + w) / s − offset. New arrays replace the old tensors.
  */
-export function foldScales(tensors: Record<string, Tensor<'float32'>>, mapping: Mapping, s: Float32Array, layer: number): void {
+export function foldScales(tensors: Record<string, Tensor<'float32'>>, mapping: Mapping, s: Float32Array, layer: number, normOffset = 0): void {
   const n = s.length;
   const smooth = layerTensor(tensors, `${mapping.smooth}.weight`, layer);
   const mismatch = (what: string, found: number): SmoothingStepError =>
     new SmoothingStepError('bad-mapping', `layer ${layer}: ${what} has ${found} channels but the mapping's scales have ${n}`);
   if (smooth.dims.length === 1) {
     if (smooth.data.length !== n) throw mismatch(`"${mapping.smooth}.weight"`, smooth.data.length);
-    tensors[`${mapping.smooth}.weight`] = tensor('float32', smooth.dims, Float32Array.from(smooth.data, (v, j) => v / (s[j] as number)));
+    const fold = normOffset === 0 ? (v: number, j: number): number => v / (s[j] as number) : (v: number, j: number): number => (normOffset + v) / (s[j] as number) - normOffset;
+    tensors[`${mapping.smooth}.weight`] = tensor('float32', smooth.dims, Float32Array.from(smooth.data, fold));
   } else {
     const [rows, cols] = smooth.dims as [number, number];
     if (rows !== n) throw mismatch(`the output rows of "${mapping.smooth}"`, rows);

@@ -24,7 +24,7 @@ export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
     const { layer, smoothing_strength: alpha, mappings } = ctx.params;
     const { src, state } = await openLayerInput(ctx, layer);
     try {
-      const linears = src.arch.linears(src.config);
+      const { linears } = src.arch.layer(src.config, layer);
       const stats = input(ctx, 'stats').dir;
       const report: Json[] = [];
       for (const [i, m] of mappings.entries()) {
@@ -32,7 +32,7 @@ export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
         mappingSite(m, linears);
         const act = await readStatistic(stats, m.balance[0]!, 'absmax');
         const s = smoothquantScales(act, m.balance.map((b) => weightMatrix(state.tensors, b, layer)), alpha);
-        foldScales(state.tensors, m, s, layer);
+        foldScales(state.tensors, m, s, layer, src.config.features.normOffset);
         report.push({ smooth: m.smooth, balance: [...m.balance], scale: { ...summarizeScales(s) } });
         ctx.progress(i + 1, mappings.length, m.smooth);
       }

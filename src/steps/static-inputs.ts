@@ -62,9 +62,17 @@ export function setStaticInputScales(state: LayerState, linears: readonly Linear
   return report;
 }
 
-/** Linears of the layer grouped by the input they read (the ones vLLM fuses into one GEMM) */
+/**
+ * Linears of the layer grouped by the input they read and the module they belong to (the ones vLLM fuses
+ * into one GEMM): q/k/v, and gate/up of the dense MLP or of each expert (llm-compressor fuses per MLP module);
+ * an MoE router reads the same input but is fused with nothing
+ */
 export function siblingsBySite(linears: readonly LinearSpec[]): string[][] {
-  const by = new Map<InputSite, string[]>();
-  for (const l of linears) by.set(l.site, [...(by.get(l.site) ?? []), l.local]);
+  const by = new Map<string, string[]>();
+  for (const l of linears) {
+    if (l.role === 'router') continue;
+    const key = `${l.site}:${l.expert ?? ''}`;
+    by.set(key, [...(by.get(key) ?? []), l.local]);
+  }
   return [...by.values()];
 }

@@ -10,9 +10,9 @@ import { tensor } from '../../src/tensor.js';
 export async function logitsOf(rt: Runtime, src: WeightSource, ids: Int32Array, windows: number, T: number): Promise<Float32Array> {
   const cfg = src.config;
   const H = cfg.hiddenSize;
-  let x = tensor('float32', [windows, T, H], embed(await src.tensor(src.arch.embedding), ids));
+  let x = tensor('float32', [windows, T, H], embed(await src.tensor(src.arch.embedding), ids, cfg.features.embedScale));
   for (let l = 0; l < cfg.numLayers; l++) {
-    x = (await runDecoderLayer(rt, cfg, src.arch.linears(cfg), await src.layer(l), x, { actQuant: src.actQuant(l) }))['out'] as typeof x;
+    x = (await runDecoderLayer(rt, cfg, src.arch.layer(cfg, l), await src.layer(l), x, { actQuant: src.actQuant(l) }))['out'] as typeof x;
   }
   const norm = (await src.tensor(src.arch.finalNorm)).data;
   const lm = (await src.tensor(src.arch.lmHeadWeight(cfg))).data;
@@ -23,7 +23,7 @@ export async function logitsOf(rt: Runtime, src: WeightSource, ids: Int32Array, 
     let ms = 0;
     for (let i = 0; i < H; i++) ms += (x.data[p * H + i] as number) ** 2;
     const inv = 1 / Math.sqrt(ms / H + cfg.rmsNormEps);
-    for (let i = 0; i < H; i++) h[i] = (x.data[p * H + i] as number) * inv * (norm[i] as number);
+    for (let i = 0; i < H; i++) h[i] = (x.data[p * H + i] as number) * inv * (cfg.features.normOffset + (norm[i] as number));
     for (let v = 0; v < V; v++) {
       let s = 0;
       for (let i = 0; i < H; i++) s += (h[i] as number) * (lm[v * H + i] as number);

@@ -22,8 +22,9 @@ export async function makeFakeModel(dir: string, layers: number): Promise<void> 
   const shapes: [string, number[]][] = [[LLAMA_FAMILY.embedding, [cfg.vocabSize, cfg.hiddenSize]], [LLAMA_FAMILY.finalNorm, [cfg.hiddenSize]]];
   for (let l = 0; l < layers; l++) {
     const p = LLAMA_FAMILY.layerPrefix(l);
-    shapes.push([`${p}${LLAMA_FAMILY.norms.input}.weight`, [cfg.hiddenSize]], [`${p}${LLAMA_FAMILY.norms.post}.weight`, [cfg.hiddenSize]]);
-    for (const lin of LLAMA_FAMILY.linears(cfg)) shapes.push([`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]]);
+    const spec = LLAMA_FAMILY.layer(cfg, l);
+    for (const n of spec.norms) shapes.push([`${p}${n.local}`, [n.size]]);
+    for (const lin of spec.linears) shapes.push([`${p}${lin.local}.weight`, [lin.outFeatures, lin.inFeatures]]);
   }
   await writeSafetensors(join(dir, 'model.safetensors'), shapes.map(([n, dims]) => [n, tensor('float32', dims, new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(1))] as const));
   writeFileSync(join(dir, 'tokenizer.json'), '{}');

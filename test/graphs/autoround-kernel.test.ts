@@ -4,6 +4,7 @@ import { weightMinMax } from '../../src/quant/qparams.js';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
+import { LLAMA_FEATURES } from '../../src/model/config-features.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { positionInputs } from '../../src/graphs/rope.js';
 import { quantLayout, toGroups, type TargetParams } from '../../src/algo/autoround-layout.js';
@@ -29,9 +30,10 @@ const [H, NH, NKV, HD, I, B, T] = [16, 2, 1, 8, 24, 2, 5];
 const cfg: ModelConfig = {
   modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
   vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,
-  qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, raw: {},
+  qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, features: LLAMA_FEATURES, raw: {},
 } as ModelConfig;
-const linears = LLAMA_FAMILY.linears(cfg);
+const layerSpec = LLAMA_FAMILY.layer(cfg, 0);
+const linears = layerSpec.linears;
 
 // every layout at once: groups with a padded last group (16 = 12 + 4), full groups, channel, tensor; sym and asym
 const ARGS: Record<string, QuantArgs> = {
@@ -59,7 +61,7 @@ function setup(minmax: boolean, rounding: boolean, weights = false) {
     const a = ARGS[l.local]!;
     return { local: l.local, layout: quantLayout(l.outFeatures, l.inFeatures, a.strategy, a.group_size), bits: a.num_bits, symmetric: a.symmetric };
   });
-  const spec: AutoRoundBlockSpec = { cfg, linears, targets, actQuant: new Map(), minmax, rounding, weights };
+  const spec: AutoRoundBlockSpec = { cfg, layer: layerSpec, targets, actQuant: new Map(), minmax, rounding, weights };
   const constants: BlockConstants = { tensors: layer, targets: {} };
   const ranges: Record<string, ReturnType<typeof weightMinMax>> = {};
   for (const t of targets) {
@@ -120,7 +122,7 @@ function feeds64(spec: AutoRoundBlockSpec, constants: BlockConstants, params: Re
   };
   put('x', x.dims, x.data);
   put('target', y.dims, y.data);
-  for (const [k, t] of Object.entries(positionInputs(cfg, T))) put(k, t.dims, t.data);
+  for (const [k, t] of Object.entries(positionInputs(cfg, layerSpec.attention, T))) put(k, t.dims, t.data);
   for (const n of ['input_layernorm.weight', 'post_attention_layernorm.weight']) put(n, [H], layer[n]!.data);
   for (const t of spec.targets) {
     const { R, G, S } = t.layout;

@@ -80,15 +80,16 @@ describe('candidateWeights', () => {
 describe('parentLossKernel', () => {
   const { vocabSize } = exampleTokenizer(512);
   const cfg = exampleModelConfig('tiny', vocabSize);
-  const linears = exampleSource(cfg, 0).arch.linears(cfg);
+  const layerSpec = exampleSource(cfg, 0).arch.layer(cfg, 0);
+  const linears = layerSpec.linears;
   const args = presetScheme('W4A16_ASYM', ['Linear']).weights as QuantArgs;
   const [B, T, K] = [2, 16, 3];
   const x = tensor('float32', [B, T, cfg.hiddenSize], random(B * T * cfg.hiddenSize, 3, 1.5));
   const spec = (local: string): LinearSpec => linears.find((l) => l.local === local)!;
 
   async function site(weights: Record<string, Tensor>, s: InputSite, actQuant: ActQuant): Promise<Float32Array> {
-    const tap: LayerTap = { key: `test.${s}`, build: (_g, v) => ({ site: v.sites[s] }) };
-    return (await runDecoderLayer(rt, cfg, linears, weights, x, { tap, skipOut: true, actQuant }))['site']!.data as Float32Array;
+    const tap: LayerTap = { key: `test.${s}`, build: (_g, v) => ({ site: v.sites[s]! }) };
+    return (await runDecoderLayer(rt, cfg, layerSpec, weights, x, { tap, skipOut: true, actQuant }))['site']!.data as Float32Array;
   }
 
   /** batched sse from the kernel, and the reference from one layer run per candidate */
@@ -96,7 +97,7 @@ describe('parentLossKernel', () => {
     const weights: Record<string, Tensor<'float32'>> = await exampleSource(cfg, 0).layer(0);
     const cols = spec(parent.balance[0]!).inFeatures;
     const scales = Float32Array.from(random(K * cols, 5), (v) => 1 + 0.8 * v);
-    const feeds: Record<string, Tensor> = { ...weights, ...positionInputs(cfg, T) };
+    const feeds: Record<string, Tensor> = { ...weights, ...positionInputs(cfg, layerSpec.attention, T) };
     const blocks = new Map<string, Float32Array>();
     for (const b of parent.balance) {
       const l = spec(b);
@@ -105,7 +106,7 @@ describe('parentLossKernel', () => {
       feeds[candidateInput(b)] = tensor('float32', [l.inFeatures, K, l.outFeatures], block);
     }
     const input = parent.kind === 'self_attn' ? x : tensor('float32', [B * T, cols], await site(weights, inputSite, actQuant));
-    const kernel = await parentLossKernel(rt, cfg, linears, parent, actQuant);
+    const kernel = await parentLossKernel(rt, cfg, layerSpec, parent, actQuant);
     const got = (await kernel.run(lossFeeds(kernel, { ...feeds, x: input })))['sse']!.data as Float32Array;
 
     const wOut = weights[`${measured.local}.weight`]!.data;
@@ -151,7 +152,7 @@ describe('parentLossKernel', () => {
 
 describe('AWQ search with onnxruntime losses', () => {
   const [M, inF, outF] = [256, 64, 32];
-  const layer: LinearSpec = { local: 'mlp.down_proj', site: 'down_in', outFeatures: outF, inFeatures: inF, bias: false };
+  const layer: LinearSpec = { local: 'mlp.down_proj', site: 'down_in', role: 'down', outFeatures: outF, inFeatures: inF, bias: false };
   const cfg = exampleModelConfig('tiny', exampleTokenizer(512).vocabSize);
   const args = resolveQuantArgs({ num_bits: 4, symmetric: false, group_size: 32 });
   const w = random(outF * inF, 21, 0.2);
@@ -159,7 +160,7 @@ describe('AWQ search with onnxruntime losses', () => {
   async function search(x: Float32Array) {
     const xMean = new Float32Array(inF);
     for (let i = 0; i < x.length; i++) xMean[i % inF] = (xMean[i % inF] as number) + Math.abs(x[i] as number) / M;
-    const kernel = await parentLossKernel(rt, cfg, [layer], { kind: 'linear', balance: [layer.local] }, new Map());
+    const kernel = await parentLossKernel(rt, cfg, { linears: [layer], norms: [] }, { kind: 'linear', balance: [layer.local] }, new Map());
     return awqSearch({
       xMean,
       candidates: awqGrid(false, 20),

@@ -16,7 +16,7 @@ function randomWeights(cfg: ModelConfig, seed: number): Record<string, Tensor<'f
     tensor('float32', dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => offset + scale * (rand() * 2 - 1)));
   w['input_layernorm.weight'] = fill([cfg.hiddenSize], 0.2, 1);
   w['post_attention_layernorm.weight'] = fill([cfg.hiddenSize], 0.2, 1);
-  for (const l of LLAMA_FAMILY.linears(cfg)) {
+  for (const l of LLAMA_FAMILY.layer(cfg, 0).linears) {
     w[`${l.local}.weight`] = fill([l.outFeatures, l.inFeatures], 1 / Math.sqrt(l.inFeatures));
     if (l.bias) w[`${l.local}.bias`] = fill([l.outFeatures], 0.1);
   }
@@ -50,7 +50,7 @@ function referenceLayer(cfg: ModelConfig, w: Record<string, Tensor<'float32'>>, 
     }
     return y;
   };
-  const { cos, sin } = ropeTables(cfg, Array.from({ length: T }, (_, i) => i));
+  const { cos, sin } = ropeTables(cfg, { theta: cfg.ropeTheta, scaling: cfg.ropeScaling }, Array.from({ length: T }, (_, i) => i));
   const rope = (v: Float64Array, heads: number): void => {
     for (let t = 0; t < T; t++) for (let h = 0; h < heads; h++) {
       const base = t * heads * hd + h * hd;
@@ -107,7 +107,7 @@ describe('decoder layer graph', () => {
       const rand = seededRandom(3);
       const x = Float32Array.from({ length: 2 * T * cfg.hiddenSize }, () => rand() * 2 - 1);
       const rt = new Runtime({ device: 'cpu' });
-      const { out } = await runDecoderLayer(rt, cfg, LLAMA_FAMILY.linears(cfg), weights, tensor('float32', [2, T, cfg.hiddenSize], x));
+      const { out } = await runDecoderLayer(rt, cfg, LLAMA_FAMILY.layer(cfg, 0), weights, tensor('float32', [2, T, cfg.hiddenSize], x));
       for (let b = 0; b < 2; b++) {
         const xs = Float64Array.from(x.subarray(b * T * cfg.hiddenSize, (b + 1) * T * cfg.hiddenSize));
         const ref = referenceLayer(cfg, weights, xs, T);
@@ -134,7 +134,7 @@ describe('chunked attention for long sequences', () => {
     const rand = seededRandom(5);
     const x = tensor('float32', [2, T, 32], Float32Array.from({ length: 2 * T * 32 }, () => rand() * 2 - 1));
     const rt = new Runtime({ device: 'cpu' });
-    const linears = LLAMA_FAMILY.linears(cfg);
+    const linears = LLAMA_FAMILY.layer(cfg, 0);
     const whole = (await runDecoderLayer(rt, cfg, linears, weights, x, { skipOut: false, tap: { key: 'none', build: () => ({}) } }))['out']!.data as Float32Array;
     const chunked = (await runLayerChunked(rt, cfg, linears, weights, x, new Map())).data;
     let max = 0;

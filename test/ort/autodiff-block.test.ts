@@ -108,15 +108,16 @@ describe('gradients of a Llama decoder block', () => {
 describe('gradients of the project decoder graph', () => {
   test('float32 gradients of the GQA decoder layer match float64 finite differences', async () => {
     const { LLAMA_FAMILY } = await import('../../src/model/arch.js');
+    const { LLAMA_FEATURES } = await import('../../src/model/config-features.js');
     const { decoderLayer, layerWeightInputs } = await import('../../src/graphs/decoder-graph.js');
     const { ropeTables } = await import('../../src/graphs/rope.js');
     const cfg = {
       modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
       vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,
-      qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, raw: {},
+      qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, features: LLAMA_FEATURES, raw: {},
     } as const;
-    const linears = LLAMA_FAMILY.linears(cfg);
-    const { cos, sin } = ropeTables(cfg, Array.from({ length: T }, (_, t) => t));
+    const { linears, norms } = LLAMA_FAMILY.layer(cfg, 0);
+    const { cos, sin } = ropeTables(cfg, { theta: cfg.ropeTheta, scaling: null }, Array.from({ length: T }, (_, t) => t));
     const r = rng(11);
     const rand = (n: number, lo: number, hi: number): number[] => Array.from({ length: n }, () => lo + (hi - lo) * r());
 
@@ -124,7 +125,7 @@ describe('gradients of the project decoder graph', () => {
       const g = new Graph(`layer-${dtype}`);
       const x = g.input('x', 'float32', ['batch', 'seq', H]);
       const target = g.input('target', 'float32', ['batch', 'seq', H]);
-      const weights = layerWeightInputs(g, cfg, linears);
+      const weights = layerWeightInputs(g, norms, linears);
       const ins = { x, cos: g.input('cos', 'float32', ['seq', HD]), sin: g.input('sin', 'float32', ['seq', HD]), mask: g.input('mask', 'float32', ['seq', 'seq']), weights };
       const { out } = decoderLayer(g, cfg, linears, ins);
       const diff = g.sub(out, target);

@@ -121,12 +121,13 @@ describeWebgpu('webgpu execution provider', () => {
     const rand = seededRandom(7);
     const fill = (dims: number[], scale: number, offset = 0): Tensor<'float32'> =>
       f32(dims, Float32Array.from({ length: dims.reduce((p, d) => p * d, 1) }, () => offset + scale * (rand() * 2 - 1)));
-    const linears = LLAMA_FAMILY.linears(cfg);
+    const spec = LLAMA_FAMILY.layer(cfg, 0);
+    const linears = spec.linears;
     const weights: Record<string, Tensor> = { 'input_layernorm.weight': fill([32], 0.2, 1), 'post_attention_layernorm.weight': fill([32], 0.2, 1) };
     for (const l of linears) weights[`${l.local}.weight`] = fill([l.outFeatures, l.inFeatures], 1 / Math.sqrt(l.inFeatures));
     const x = fill([2, 7, 32], 1);
-    const want = (await runDecoderLayer(cpu, cfg, linears, weights, x))['out']!.data as Float32Array;
-    const got = (await runDecoderLayer(gpu, cfg, linears, weights, x))['out']!.data as Float32Array;
+    const want = (await runDecoderLayer(cpu, cfg, spec, weights, x))['out']!.data as Float32Array;
+    const got = (await runDecoderLayer(gpu, cfg, spec, weights, x))['out']!.data as Float32Array;
     let num = 0;
     let den = 0;
     want.forEach((w, i) => {

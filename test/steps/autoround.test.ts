@@ -107,7 +107,7 @@ describe('autoround step', () => {
     const { result, hidden, state } = await tunedRun();
     const src = await HfSource.open(tiny.modelDir);
     try {
-      const linears = src.arch.linears(src.config);
+      const linears = src.arch.layer(src.config, 0);
       const x = await readHidden(embedDir);
       const target = await propagate(rt, src.config, linears, base, x, new Map());
       const again = await propagate(rt, src.config, linears, state.tensors, x, new Map());
@@ -183,7 +183,7 @@ describe('autoround step', () => {
     expect(state.quant).toEqual({});
     const src = await HfSource.open(tiny.modelDir);
     try {
-      const fp = await propagate(rt, src.config, src.arch.linears(src.config), base, await readHidden(embedDir), new Map());
+      const fp = await propagate(rt, src.config, src.arch.layer(src.config, 0), base, await readHidden(embedDir), new Map());
       expect(differ(hidden.data, fp.data)).toBe(0);
     } finally {
       await src.close();

@@ -42,13 +42,13 @@ const logits = (x: Tensor<'float32'>): Promise<Float32Array> => finalLogits(rt, 
 
 /** the planner's default mappings: v → o is dropped under grouped-query attention (8 heads, 4 kv heads) */
 const mappings = (): Mapping[] =>
-  LLAMA_FAMILY.awqMappings.filter((m) => shapesAllow(m, src.arch.linears(src.config))).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
+  LLAMA_FAMILY.awqMappings(src.config, 0).filter((m) => shapesAllow(m, src.arch.layer(src.config, 0).linears)).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
 
 const W4A16_ASYM = presetScheme('W4A16_ASYM', ['Linear']).weights as QuantArgs;
-const allModules = (): Record<string, ModuleQuant> => Object.fromEntries(src.arch.linears(src.config).map((l) => [l.local, { weights: W4A16_ASYM, input_activations: null }]));
+const allModules = (): Record<string, ModuleQuant> => Object.fromEntries(src.arch.layer(src.config, 0).linears.map((l) => [l.local, { weights: W4A16_ASYM, input_activations: null }]));
 
 const forward = async (weights: Record<string, Tensor>, x: Tensor<'float32'>): Promise<Float32Array> =>
-  (await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, x))['out']!.data as Float32Array;
+  (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), weights, x))['out']!.data as Float32Array;
 
 async function runAwq(layer: number, hidden: string, params: Partial<AwqParams>): Promise<{ ctx: StepContext<AwqParams>; result: Record<string, unknown> }> {
   const capture = await context<CaptureParams>({ layer, statistic: 'absmean', modules: mappings().map((m) => m.balance[0]!) }, { hidden });

@@ -56,8 +56,8 @@ async function context(params: CaptureParams, state?: string): Promise<StepConte
 /** per-channel max |X| and mean |X| of a site, reduced in JavaScript from the layer's tapped activation */
 async function reference(weights: Record<string, Tensor>, site: InputSite): Promise<{ max: number[]; mean: number[] }> {
   const src = await HfSource.open(modelDir);
-  const tap: LayerTap = { key: `ref.${site}`, build: (_g, v) => ({ act: v.sites[site] }) };
-  const x = (await runDecoderLayer(rt, src.config, src.arch.linears(src.config), weights, hidden, { tap, skipOut: true }))['act']!;
+  const tap: LayerTap = { key: `ref.${site}`, build: (_g, v) => ({ act: v.sites[site]! }) };
+  const x = (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), weights, hidden, { tap, skipOut: true }))['act']!;
   await src.close();
   const width = x.dims[2] as number;
   const max = new Array<number>(width).fill(0);

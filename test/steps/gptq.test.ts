@@ -77,7 +77,7 @@ describe('gptq step', () => {
     expect(hidden.data.every(Number.isFinite)).toBe(true);
     const src = await HfSource.open(tiny.modelDir);
     try {
-      const again = await propagate(rt, src.config, src.arch.linears(src.config), state.tensors, await readHidden(embedDir), actQuantOf(state.quant));
+      const again = await propagate(rt, src.config, src.arch.layer(src.config, 0), state.tensors, await readHidden(embedDir), actQuantOf(state.quant));
       expect(again.data).toEqual(hidden.data);
     } finally {
       await src.close();

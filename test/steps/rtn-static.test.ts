@@ -52,8 +52,8 @@ afterAll(async () => {
 async function siteMax(site: string): Promise<number> {
   const src = await HfSource.open(tiny.modelDir);
   try {
-    const tap: LayerTap = { key: `test.site:${site}`, build: (_g, v) => ({ act: v.sites[site as 'attn_in'] }) };
-    const act = (await runDecoderLayer(rt, src.config, src.arch.linears(src.config), tiny.layer0, tiny.embedded, { tap, skipOut: true }))['act']!.data as Float32Array;
+    const tap: LayerTap = { key: `test.site:${site}`, build: (_g, v) => ({ act: v.sites[site as 'attn_in']! }) };
+    const act = (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), tiny.layer0, tiny.embedded, { tap, skipOut: true }))['act']!.data as Float32Array;
     return act.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   } finally {
     await src.close();
@@ -63,7 +63,7 @@ async function siteMax(site: string): Promise<number> {
 async function run(scheme: string) {
   const s = presetScheme(scheme, ['Linear']);
   const src = await HfSource.open(tiny.modelDir);
-  const linears = src.arch.linears(src.config);
+  const linears = src.arch.layer(src.config, 0).linears;
   await src.close();
   const modules: Record<string, ModuleQuant> = Object.fromEntries(linears.map((l) => [l.local, { weights: s.weights!, input_activations: s.input_activations }]));
   const ctx = await stepContext(rt, tiny, { layer: 0, modules }, { hidden: tiny.embedDir });

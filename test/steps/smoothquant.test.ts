@@ -18,7 +18,7 @@ const rt = new Runtime({ device: 'cpu', threads: 2 });
 let tiny: TinyModel;
 let src: HfSource;
 let layer0: Tensor<'float32'>;
-const mappings = (): Mapping[] => LLAMA_FAMILY.smoothquantMappings.map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
+const mappings = (): Mapping[] => LLAMA_FAMILY.smoothquantMappings(src.config, 0).map((m) => ({ smooth: m.smooth, balance: [...m.balance] }));
 
 beforeAll(async () => {
   tiny = await writeTinyModel(rt, 'smoothquant', 8, 32);
@@ -36,9 +36,9 @@ const context = <P>(params: P, inputs: Record<string, string | undefined>): Prom
 const hiddenDir = (h: Tensor<'float32'>): Promise<string> => writeHiddenDir(tiny.root, h);
 const logits = (x: Tensor<'float32'>): Promise<Float32Array> => finalLogits(rt, src, x);
 
-const linears = () => src.arch.linears(src.config);
+const linears = () => src.arch.layer(src.config, 0).linears;
 const forward = async (weights: Record<string, Tensor>, x: Tensor<'float32'>): Promise<Tensor<'float32'>> =>
-  (await runDecoderLayer(rt, src.config, linears(), weights, x))['out'] as Tensor<'float32'>;
+  (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), weights, x))['out'] as Tensor<'float32'>;
 
 async function smoothLayer(layer: number, hidden: string, alpha = 0.8): Promise<StepContext<SmoothQuantParams>> {
   const capture = await context<CaptureParams>({ layer, statistic: 'absmax', modules: ['self_attn.q_proj', 'mlp.gate_proj'] }, { hidden });

@@ -128,6 +128,9 @@ export async function exportGguf(reader: GgufWeightReader, path: string, options
   if (cfg.modelType !== 'llama' && cfg.modelType !== 'mistral') {
     throw new GgufExportError(`model_type "${cfg.modelType}" is not exported to GGUF yet; supported: llama, mistral (llama architecture)`);
   }
+  if (cfg.ropeScaling !== null && cfg.ropeScaling.type !== 'llama3') {
+    throw new GgufExportError(`rope_scaling type "${cfg.ropeScaling.type}" is not exported to GGUF yet; supported: llama3 (or none)`);
+  }
   const tok = tokenizerMetadata(reader.dir, cfg.vocabSize);
   const ignore = new Set(options.ignore ?? []);
   const storedType = async (hf: string): Promise<GgmlTypeInfo> => {

@@ -28,7 +28,8 @@ export interface LlamaHParams {
   readonly maxPositions: number;
   readonly rmsNormEps: number;
   readonly ropeTheta: number;
-  readonly ropeScaling: { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number } | null;
+  /** llama3 scaling is exported (rope_freqs.weight); linear scaling is refused by exportGguf */
+  readonly ropeScaling: { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number } | { type: 'linear'; factor: number } | null;
   readonly tieWordEmbeddings: boolean;
 }
 
@@ -111,7 +112,7 @@ export function permuteRows<T extends Float32Array | Uint8Array>(w: T, rows: num
 /** llama3 rope scaling as the converter writes it: a rope_freqs.weight tensor of head_dim/2 factors */
 export function llama3RopeFactors(cfg: LlamaHParams): Float32Array | undefined {
   const rs = cfg.ropeScaling;
-  if (rs === null) return undefined;
+  if (rs === null || rs.type !== 'llama3') return undefined;
   const dim = cfg.headDim;
   const lowWavelen = rs.originalMaxPositions / rs.lowFreqFactor;
   const highWavelen = rs.originalMaxPositions / rs.highFreqFactor;
