@@ -3,7 +3,7 @@ import { gptqQuantizeGguf } from '../../src/algo/gptq-gguf.js';
 import { GgufBlockGrid } from '../../src/quant/gguf-grid.js';
 import { BLOCK_FORMATS, decodeTensor, encodeTensor, type GgufBlockTypeName } from '../../src/quant/gguf-quantize.js';
 import { GGML_TYPES } from '../../src/quant/gguf-types.js';
-import { packGgufWeight, quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
+import { encodeQParams, packGgufWeight, quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
 import { presetScheme } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
 
@@ -61,19 +61,23 @@ describe('gptqQuantizeGguf', () => {
     const cols = GGML_TYPES[type].blockSize === 256 ? 512 : 96;
     const rows = 6;
 
-    test(`${type}: a diagonal Hessian gives the blocks' own round to nearest under their stored qparams`, async () => {
+    test(`${type}: a diagonal Hessian gives the blocks' own round to nearest under their stored qparams (reference, and imatrix = diag H)`, async () => {
       const w = randomWeight(rows, cols, 3);
       const h = new Float64Array(cols * cols);
       for (let i = 0; i < cols; i++) h[i * cols + i] = 1 + (i % 5);
-      const r = await gptqQuantizeGguf(w, rows, cols, h, type, argsOf(type), { runtime: rt, blockSize: 128, dampeningFrac: 0.01, actorder: null });
-      const grid = new GgufBlockGrid(BLOCK_FORMATS[type], rows, cols);
-      for (let c = 0; c < cols; c++) {
-        if (c % grid.blockSize === 0) grid.fixBlock(c / grid.blockSize, w);
-        grid.quantizeColumn(c, Array.from({ length: rows }, (_, k) => w[k * cols + c] as number));
+      const diag = Float32Array.from({ length: cols }, (_, i) => 1 + (i % 5));
+      for (const importance of [false, true]) {
+        const r = await gptqQuantizeGguf(w, rows, cols, h, type, argsOf(type), { runtime: rt, blockSize: 128, dampeningFrac: 0.01, actorder: null, importance });
+        const grid = new GgufBlockGrid(BLOCK_FORMATS[type], rows, cols, importance ? diag : undefined);
+        for (let c = 0; c < cols; c++) {
+          if (c % grid.blockSize === 0) grid.fixBlock(c / grid.blockSize, w);
+          grid.quantizeColumn(c, Array.from({ length: rows }, (_, k) => w[k * cols + c] as number));
+        }
+        expect(r.weight.codes, `importance ${importance}`).toEqual(grid.codes);
+        expect(r.weight.qparams, `importance ${importance}`).toEqual(encodeQParams(type, grid.toBlocks().map((b) => b.qparams)));
+        // K-quants compute their codes from the stored scales, so the reference path is ggml's own rtn, byte for byte
+        if (!importance && (type === 'Q4_K' || type === 'Q6_K')) expect(packGgufWeight(type, r.weight.codes, r.weight.qparams, rows, cols)).toEqual(encodeTensor(GGML_TYPES[type], w, rows, cols));
       }
-      expect(r.weight.codes).toEqual(grid.codes);
-      // K-quants compute their codes from the stored scales, so this is ggml's own rtn, byte for byte
-      if (type === 'Q4_K' || type === 'Q6_K') expect(packGgufWeight(type, r.weight.codes, r.weight.qparams, rows, cols)).toEqual(encodeTensor(GGML_TYPES[type], w, rows, cols));
     });
 
     test(`${type}: results do not depend on the column-pass block sizes (blocks are fixed on up-to-date weights)`, async () => {
