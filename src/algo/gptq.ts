@@ -92,7 +92,7 @@ export function resolveActOrder(stage: ActOrder | null, args: Pick<QuantArgs, 'a
   return { actorder, recorded: args.strategy === 'group' ? actorder : null, ...(warning ? { warning } : {}) };
 }
 
-function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): void {
+export function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions): void {
   const name = o.name ?? 'weight';
   if (w.length !== rows * cols) throw new GptqError('gptq-shape-mismatch', `${name}: weight has ${w.length} values but [${rows}, ${cols}] needs ${rows * cols}`);
   if (h.length !== cols * cols) throw new GptqError('gptq-shape-mismatch', `${name}: Hessian has ${h.length} values but [${cols}, ${cols}] needs ${cols * cols}`);
@@ -124,7 +124,7 @@ function dampeningLadder(frac: number, from: number, steps: number): number[] {
   return out;
 }
 
-interface Prepared {
+export interface Prepared {
   /** solve column j is original column order[j] */
   order: Int32Array;
   /** inputs with H_ii = 0, by original column */
@@ -134,7 +134,7 @@ interface Prepared {
   meanDiag: number;
 }
 
-function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
+export function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
   const order = actorder ? actOrderPermutation(h, n) : Int32Array.from({ length: n }, (_, i) => i);
   const dead = new Uint8Array(n);
   const diagonal = new Float64Array(n);
@@ -148,7 +148,7 @@ function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepare
   return { order, dead, diagonal, meanDiag: n > 0 ? sum / n : 0 };
 }
 
-async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
+export async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
   const tried: number[] = [];
   const escalate = o.escalate ?? true;
   for (const frac of escalate ? dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7) : [o.dampeningFrac]) {

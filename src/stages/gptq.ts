@@ -5,7 +5,7 @@
 // before the column pass and each column is rounded onto its grid, as llm-compressor does.
 
 import type { ActOrder } from '../quant/scheme.js';
-import { assignModules, checkSchemeRules, MINMAX_FOR_FLOAT, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, GGUF_QPARAMS, MINMAX_FOR_FLOAT, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface GptqStage extends QuantizingParams {
@@ -24,6 +24,7 @@ export const gptqStage: StageDef<GptqStage> = {
   check: (stage, ctx) =>
     checkSchemeRules(stage, ctx, [
       MINMAX_FOR_FLOAT,
+      GGUF_QPARAMS,
       (s) =>
         s.weights?.type === 'float' && s.weights.strategy === 'group' && (s.weights.actorder ?? stage.actorder) === 'group'
           ? 'actorder "group" records weight_g_idx, which the fp4 and fp8 compressed-tensors formats do not store; use actorder "static" or null'

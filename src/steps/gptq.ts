@@ -26,7 +26,10 @@ import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { relativeError, setQuantized } from './quantized-module.js';
+import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
+import { quantizeGgufRtn } from '../quant/gguf-weight.js';
+import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 import { input, type StepContext, type StepImpl } from './types.js';
 import type { ActQuant } from '../quant/module-quant.js';
 import { expertReport, routedCount, RoutedTokens } from './experts.js';
@@ -165,6 +168,8 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   const w = state.tensors[`${local}.weight`];
   if (!w) throw new Error(`gptq layer ${p.layer}: no weight ${local}.weight in the layer state`);
   const [rows, cols] = w.dims as [number, number];
+  const gguf = ggufModule(module, cols);
+  if (gguf) return 'skip' in gguf ? { skipped: gguf.skip } : quantizeGgufModule(job, local, h, gguf);
   const order = resolveActOrder(p.actorder, module.weights);
   if (order.warning) warn(job, `${name}: ${order.warning}`);
   const r = await gptqQuantize(w.data, rows, cols, h, module.weights, {
@@ -198,6 +203,47 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
     rtn_fallback: r.dampening.fallback,
     actorder: order.actorder,
     dead_columns: r.deadColumns,
+  };
+}
+
+/** GPTQ onto GGUF blocks (qparams fixed at block entry, columns in order), ggml's rtn bytes beside it for the metrics */
+async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array, gguf: { type: GgufBlockTypeName; module: ModuleQuant; note?: string }): Promise<Json> {
+  const { ctx, state } = job;
+  const p = ctx.params;
+  const name = `${job.prefix}${local}`;
+  const w = state.tensors[`${local}.weight`] as Tensor<'float32'>;
+  const [rows, cols] = w.dims as [number, number];
+  if (p.actorder === 'group') warn(job, `${name}: GGUF blocks are solved in column order; actorder "group" is not applied`);
+  const r = await gptqQuantizeGguf(w.data, rows, cols, h, gguf.type, gguf.module.weights, {
+    runtime: ctx.runtime,
+    blockSize: p.block_size,
+    dampeningFrac: p.dampening_frac,
+    actorder: null,
+    name,
+    ...(p.escalate_dampening === false ? { escalate: false } : {}),
+  });
+  job.timing.hessian += r.timing.inverseMs;
+  job.timing.quantize += r.timing.solveMs;
+  const t0 = performance.now();
+  const rtn = quantizeGgufRtn(gguf.type, w.data, rows, cols);
+  const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.weight.dequantized, rtn.dequantized);
+  job.timing.metrics += performance.now() - t0;
+  if (r.dampening.fallback) warn(job, `${name}: every dampening failed; the blocks were rounded to nearest`);
+  setQuantizedGguf(state, local, r.weight, gguf.module);
+  return {
+    output_error: err.gptq,
+    rtn_output_error: err.rtn,
+    weight_error: relativeError(w.data, r.weight.dequantized),
+    rtn_weight_error: relativeError(w.data, rtn.dequantized),
+    gptq_loss: r.loss,
+    dampening_frac: r.dampening.frac,
+    dampening: r.dampening.value,
+    dampening_tried: [...r.dampening.tried],
+    rtn_fallback: r.dampening.fallback,
+    actorder: null,
+    dead_columns: r.deadColumns,
+    gguf: gguf.type,
+    ...(gguf.note ? { note: gguf.note } : {}),
   };
 }
 
