@@ -121,4 +121,24 @@ describe('gptq-hessian shards', () => {
       expect(differ / total).toBeLessThan(1e-3);
     }
   });
+
+  test('FP8 static input scales: the shards max-reduce the ranges to the same input_scale tensors', async () => {
+    const fp8 = presetScheme('FP8', ['Linear']);
+    const modules: Record<string, ModuleQuant> = Object.fromEntries(LOCALS.map((m) => [m, { weights: fp8.weights!, input_activations: fp8.input_activations }]));
+    const dirs: string[] = [];
+    for (let k = 0; k < SHARDS; k++) {
+      const ctx = await stepContext<GptqHessianParams>(rt, tiny, { layer: 0, sites: SITES, range_sites: SITES, shard: k, shards: SHARDS }, { hidden: tiny.embedDir });
+      await gptqHessianStep.run(ctx);
+      dirs.push(ctx.outDir);
+    }
+    const params: GptqParams = { layer: 0, modules, block_size: 128, dampening_frac: 0.01, actorder: null, offload_hessians: false };
+    const scales = async (partials: string[]): Promise<unknown> => {
+      const ctx = await stepContext<GptqParams>(rt, tiny, params, { hidden: tiny.embedDir });
+      if (partials.length > 0) ctx.inputs['partials'] = partials.map((dir, i) => ({ id: `shard.${i}`, kind: 'gptq-hessian', dir, result: null }));
+      return ((await gptqStep.run(ctx)) as { input_scales: unknown }).input_scales;
+    };
+    const want = await scales([]);
+    expect(Object.keys(want as object)).toHaveLength(LOCALS.length);
+    expect(await scales(dirs)).toEqual(want);
+  });
 });
