@@ -1,5 +1,5 @@
 // Data-parallel GPTQ calibration on the job queue: GPTQ W4A16 on ../shared/models/wiki-llama-8m (32
-// calibration windows of 128 tokens, 4 evaluation windows) from an empty directory store, 1 shard on 1
+// calibration windows of 128 tokens, no evaluation) from an empty directory store, 1 shard on 1
 // one-thread worker against calibration_shards 2 on 2 one-thread workers, through a redis-server of its own
 // and the real CLI. The capture+Hessian phase: with 1 shard, Σ over layers of the gptq steps' capture and
 // hessian times (their own metrics); with 2 shards, Σ over layers of the wall time from the first shard step's
@@ -23,22 +23,34 @@ if (!Number.isInteger(runs) || runs < 1 || !Number.isInteger(samples) || samples
   process.exit(2);
 }
 
-const ws = await shardsWorkspace(2, samples);
+// no evaluation: the FP evaluation would keep the second worker busy while the first runs the GPTQ chain
+const ws = await shardsWorkspace(2, samples, 0);
 const redis = await startRedis();
 const load: number[] = [];
 
 interface Timed {
   wall: number;
   phase: number;
+  /** the gptq-hessian steps each worker ran, and their summed own step time (ms) */
+  perWorker: number[];
+  shardMs: number;
 }
 
 /** the recipe on the queue with `n` one-thread workers and an empty store; the coordinator's wall ms and the capture+Hessian phase */
 async function onQueue(n: number, recipe: string, store: string): Promise<Timed> {
   const workers: WorkerProcess[] = [];
   const seen: { e: RunEvent; at: number }[] = [];
+  const perWorker = Array.from({ length: n }, () => 0);
+  let shardMs = 0;
   for (let i = 0; i < n; i++) {
     const w = await startWorker(redis, ['--store', store], ws.dir);
-    w.onEvent = (e) => seen.push({ e, at: performance.now() });
+    w.onEvent = (e) => {
+      seen.push({ e, at: performance.now() });
+      if (e.event === 'step-done' && e.result === 'ran' && e['kind'] === 'gptq-hessian') {
+        perWorker[i]!++;
+        shardMs += Number(e['ms']);
+      }
+    };
     workers.push(w);
   }
   try {
@@ -59,7 +71,7 @@ async function onQueue(n: number, recipe: string, store: string): Promise<Timed>
       }
     }
     for (const [a, b] of shardSpans.values()) phase += b - a;
-    return { wall: r.ms, phase };
+    return { wall: r.ms, phase, perWorker, shardMs };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
   }
@@ -74,14 +86,14 @@ for (let i = 0; i < runs; i++) {
 await redis.stop();
 
 const s = (xs: number[]): string => (median(xs) / 1000).toFixed(2);
-const ratio = (a: Timed[], b: Timed[], k: keyof Timed): string => (median(a.map((t) => t[k])) / median(b.map((t) => t[k]))).toFixed(2);
+const ratio = (a: Timed[], b: Timed[], k: 'wall' | 'phase'): string => (median(a.map((t) => t[k])) / median(b.map((t) => t[k]))).toFixed(2);
 console.log(`queue-shards: GPTQ W4A16 wiki-llama-8m, ${samples} calibration windows × 128 tokens, medians of ${runs} runs; load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} on ${availableParallelism()} cores\n`);
 console.log(
   table(
-    ['build', 'run s', 'capture+Hessian s', 'phase vs 1 shard'],
+    ['build', 'run s', 'capture+Hessian s', 'phase vs 1 shard', 'shard steps per worker', 'Σ shard step s'],
     [
-      ['1 shard, 1 worker × 1 thread', s(one.map((t) => t.wall)), s(one.map((t) => t.phase)), '1.00'],
-      ['2 shards, 2 workers × 1 thread', s(two.map((t) => t.wall)), s(two.map((t) => t.phase)), ratio(two, one, 'phase')],
+      ['1 shard, 1 worker × 1 thread', s(one.map((t) => t.wall)), s(one.map((t) => t.phase)), '1.00', '', ''],
+      ['2 shards, 2 workers × 1 thread', s(two.map((t) => t.wall)), s(two.map((t) => t.phase)), ratio(two, one, 'phase'), two.map((t) => t.perWorker.join('+')).join(', '), s(two.map((t) => t.shardMs))],
     ],
   ),
 );

@@ -20,7 +20,7 @@ export const SITES = ['attn_in', 'o_in', 'mlp_in', 'down_in'] as const;
 export const WIDTH: Record<string, number> = { attn_in: 288, o_in: 288, mlp_in: 288, down_in: 768 };
 export const LAYERS = 6;
 
-/** `samples` calibration windows of 128 tokens, `evalWindows` evaluation windows; recipe-shards.yaml has `shards` shards */
+/** `samples` calibration windows of 128 tokens, `evalWindows` evaluation windows (0: no evaluation); recipe-shards.yaml has `shards` shards */
 export async function shardsWorkspace(shards: number, samples = 8, evalWindows = 4, parent = tmpdir()): Promise<Workspace & { sharded: string }> {
   const dir = await mkdtemp(join(parent, 'qf-shards-'));
   const text = (extra: string): string =>
@@ -31,8 +31,7 @@ export async function shardsWorkspace(shards: number, samples = 8, evalWindows =
       extra,
       'stages:',
       '  - { kind: gptq, scheme: W4A16, ignore: [lm_head] }',
-      'evaluate:',
-      `  perplexity: { dataset: ${sharedData('wikitext-2-raw-test.txt')}, seq_len: 128, max_windows: ${evalWindows} }`,
+      ...(evalWindows > 0 ? ['evaluate:', `  perplexity: { dataset: ${sharedData('wikitext-2-raw-test.txt')}, seq_len: 128, max_windows: ${evalWindows} }`] : []),
       '',
     ].join('\n');
   await writeFile(join(dir, 'recipe.yaml'), text(''));
