@@ -11,6 +11,8 @@
 // Mixture-of-Experts layers: every expert's Hessians come from every token (steps/experts.ts); the first capture
 // pass also counts the tokens the router sends each expert, and an expert it sends none is reported with its
 // rule ("all-tokens").
+// Input `partials` (recipe parallel.calibration_shards > 1): gptq-hessian shard steps captured XᵀX over
+// disjoint window ranges; (1) sums them instead of capturing (hessian-partials.ts).
 
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
@@ -30,7 +32,8 @@ import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './qua
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
-import { input, type StepContext, type StepImpl } from './types.js';
+import { input, inputList, type StepContext, type StepImpl } from './types.js';
+import { sumHessianPartials } from './hessian-partials.js';
 import type { ActQuant } from '../quant/module-quant.js';
 import { expertReport, routedCount, RoutedTokens } from './experts.js';
 
@@ -68,7 +71,7 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   return out;
 }
 
-function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
+export function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
   return {
     key: `gptq-xtx:${sites.join(',')}${routed ? ':routed' : ''}`,
     build: (g, v) => {
@@ -157,6 +160,16 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   job.timing.capture += performance.now() - t0 - addMs;
   job.timing.hessian += addMs;
   return acc;
+}
+
+/** the sites' Hessians: summed from the shard steps' partial XᵀX when there are any, else captured here */
+async function hessiansOf(job: LayerJob, which: readonly InputSite[], partials: readonly string[]): Promise<Map<InputSite, Float64Array>> {
+  if (partials.length === 0) return captureHessians(job, which);
+  const t0 = performance.now();
+  const h = await sumHessianPartials(partials, which, job.width, job.tokens, job.staticSites, job.ranges);
+  job.timing.hessian += performance.now() - t0;
+  job.tick(`sum ${partials.length} shards ${which.join(', ')}`);
+  return h;
 }
 
 /** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics; the state gets the result */
@@ -288,9 +301,10 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       };
 
       const modules: Record<string, Json> = {};
-      const held = p.offload_hessians ? undefined : await captureHessians(job, sites);
+      const partials = inputList(ctx, 'partials').map((d) => d.dir);
+      const held = p.offload_hessians ? undefined : await hessiansOf(job, sites, partials);
       for (const site of sites) {
-        const h = (held ?? (await captureHessians(job, [site]))).get(site) as Float64Array;
+        const h = (held ?? (await hessiansOf(job, [site], partials))).get(site) as Float64Array;
         held?.delete(site);
         for (const spec of bySite.get(site) ?? []) {
           ctx.signal.throwIfAborted();
