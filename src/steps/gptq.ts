@@ -201,21 +201,28 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   const t0 = performance.now();
   const globalScale = job.globalScales.get(local);
   const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
-  const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.dequantized, rtn.dequantized);
   job.timing.metrics += performance.now() - t0;
+  const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn.dequantized, r);
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
+  return { ...metrics, actorder: order.actorder, dead_columns: r.deadColumns };
+}
+
+/** a solved Linear's errors beside round-to-nearest's (output errors under H, weight errors), loss and dampening */
+async function solvedMetrics(job: LayerJob, w: Tensor<'float32'>, h: Float64Array, solved: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<Record<string, Json>> {
+  const [rows, cols] = w.dims as [number, number];
+  const t0 = performance.now();
+  const err = await outputErrors(job.ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), solved, rtn);
+  job.timing.metrics += performance.now() - t0;
   return {
     output_error: err.gptq,
     rtn_output_error: err.rtn,
-    weight_error: relativeError(w.data, r.dequantized),
-    rtn_weight_error: relativeError(w.data, rtn.dequantized),
+    weight_error: relativeError(w.data, solved),
+    rtn_weight_error: relativeError(w.data, rtn),
     gptq_loss: r.loss,
     dampening_frac: r.dampening.frac,
     dampening: r.dampening.value,
     dampening_tried: [...r.dampening.tried],
     rtn_fallback: r.dampening.fallback,
-    actorder: order.actorder,
-    dead_columns: r.deadColumns,
   };
 }
 
@@ -239,20 +246,12 @@ async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array,
   job.timing.quantize += r.timing.solveMs;
   const t0 = performance.now();
   const rtn = quantizeGgufRtn(gguf.type, w.data, rows, cols);
-  const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.weight.dequantized, rtn.dequantized);
   job.timing.metrics += performance.now() - t0;
+  const metrics = await solvedMetrics(job, w, h, r.weight.dequantized, rtn.dequantized, r);
   if (r.dampening.fallback) warn(job, `${name}: every dampening failed; the blocks were rounded to nearest`);
   setQuantizedGguf(state, local, r.weight, gguf.module);
   return {
-    output_error: err.gptq,
-    rtn_output_error: err.rtn,
-    weight_error: relativeError(w.data, r.weight.dequantized),
-    rtn_weight_error: relativeError(w.data, rtn.dequantized),
-    gptq_loss: r.loss,
-    dampening_frac: r.dampening.frac,
-    dampening: r.dampening.value,
-    dampening_tried: [...r.dampening.tried],
-    rtn_fallback: r.dampening.fallback,
+    ...metrics,
     actorder: null,
     dead_columns: r.deadColumns,
     gguf: gguf.type,
