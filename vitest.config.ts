@@ -10,6 +10,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 600_000,
     hookTimeout: 600_000,
-    reporters: process.env.CI ? ['verbose'] : ['default'],
+    // the last line of a run says how many tests were skipped and why (a run without ../shared skips the e2e tests)
+    reporters: [process.env.CI ? 'verbose' : 'default', './test/setup/skip-summary.ts'],
   },
 });

@@ -27,7 +27,10 @@ console.log(`concurrent: ${rounds} rounds of ${count} runs at once (${steps.leng
 
 const rows: string[][] = [];
 let failed = false;
+const totals = { runs: 0, ok: 0, ran: 0, twice: 0, identical: 0, reads: 0, absent: 0, broken: 0, gcs: 0, beside: 0, pinnedRemoved: 0 };
+const t0 = performance.now();
 for (let round = 1; round <= rounds; round++) {
+  const t = performance.now();
   const r = await concurrentRuns(ws, ref, steps, count);
   const ok = r.runs.every((x) => x.code === 0);
   const problems = [
@@ -40,6 +43,17 @@ for (let round = 1; round <= rounds; round++) {
     ...r.gc.removedPinned.map((e) => `gc removed pinned ${e}`),
   ];
   failed ||= problems.length > 0;
+  totals.runs += r.runs.length;
+  totals.ok += r.runs.filter((x) => x.code === 0).length;
+  totals.ran += r.runs.reduce((s, x) => s + x.ran, 0);
+  totals.twice += Object.keys(r.repeated).length;
+  totals.identical += r.outputDiffs.length === 0 && ok ? 1 : 0;
+  totals.reads += r.reads.ok;
+  totals.absent += r.reads.absent;
+  totals.broken += r.reads.broken.length;
+  totals.gcs += r.gc.runs;
+  totals.beside += r.gc.whileBuilding;
+  totals.pinnedRemoved += r.gc.removedPinned.length;
   for (const p of problems) console.log(`  round ${round} PROBLEM: ${p}`);
   rows.push([
     String(round),
@@ -50,14 +64,21 @@ for (let round = 1; round <= rounds; round++) {
     `${r.reads.ok} / ${r.reads.absent} / ${r.reads.broken.length}`,
     `${r.gc.runs} (${r.gc.whileBuilding})`,
     `${r.gc.removedPlanted} / ${r.gc.removedPinned.length}`,
+    ((performance.now() - t) / 1000).toFixed(0),
   ]);
 }
 await rm(ws.dir, { recursive: true, force: true });
 console.log(
   table(
-    ['round', 'runs ok', 'steps ran (all runs)', 'steps ran twice', 'outputs identical', 'reads ok / absent / broken', 'gcs (beside pins)', 'unpinned / pinned removed'],
+    ['round', 'runs ok', 'steps ran (all runs)', 'steps ran twice', 'outputs identical', 'reads ok / absent / broken', 'gcs (beside pins)', 'unpinned / pinned removed', 'seconds'],
     rows,
   ),
+);
+const T = totals;
+console.log(
+  `\n${rounds} rounds: ${T.ok}/${T.runs} runs ok; ${T.ran} step computations for ${rounds * steps.length} steps (${T.twice} computed twice); ` +
+    `outputs identical in ${T.identical}/${rounds} rounds; reads ${T.reads} ok, ${T.absent} absent, ${T.broken} broken; ` +
+    `${T.gcs} gcs (${T.beside} beside pinned runs), ${T.pinnedRemoved} pinned entries removed; ${((performance.now() - t0) / 1000).toFixed(0)} s`,
 );
 console.log(`\nreproduce: npx tsx bench/concurrent.ts --rounds ${rounds} --runs ${count}`);
 process.exit(failed ? 1 : 0);

@@ -1,7 +1,8 @@
 // A full disk at many levels: the store and the outputs on a tmpfs (needs root), build A done, then build B
 // (another dampening_frac) with free space at each level, from none to more than B needs, plus one level
 // aimed at the outputs (B's entries fit, its first output does not). Every run that runs out must exit 1 with
-// "no space left on <path>", leave no partial entry and leave A's outputs intact and loadable
+// "no space left on <path>", leave no partial entry and leave each output directory A's (intact and loadable)
+// or a complete one of B's (byte-identical to B's once B completes)
 // (test/reliability/full-disk.ts has the checks; CI runs three levels).
 // Usage: npx tsx bench/full-disk.ts [--levels 12]
 
@@ -31,8 +32,10 @@ try {
     r.where || '(completed)',
     r.message.replace(mount.dir, '<tmpfs>').replace(/^quantforge run: /, '').replace(/[0-9]+-[0-9a-f]{8}/, '…'),
     r.evalPerplexity === undefined ? '' : r.evalPerplexity.toFixed(4),
+    Object.values(r.held).join(' / '),
   ]);
-  console.log(table(['free / need', 'free', 'exit', 'ran out at', 'message', 'eval of previous ct'], rows));
+  console.log(table(['free / need', 'free', 'exit', 'ran out at', 'message', 'eval of out/ct after', 'ct / onnx / report hold'], rows));
+  console.log("\n'A': the previous build's directory, untouched; 'B': a complete new one, byte-identical to B's once B completes");
   const failedRuns = report.runs.filter((r) => r.code !== 0).length;
   console.log(`\n${report.runs.length} runs, ${failedRuns} ran out of space; problems: ${report.problems.length}; with room again: exit ${report.final.code}, ${report.final.damaged} damaged, ${report.final.leftovers.length} left after gc`);
   for (const p of report.problems) console.log(`PROBLEM: ${p}`);

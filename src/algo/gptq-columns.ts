@@ -23,6 +23,8 @@ export interface ColumnProblem {
   readonly order: Int32Array;
   /** original columns whose Hessian diagonal was 0: zeroed before the pass */
   readonly dead: Uint8Array;
+  /** columns [c1, c2) solved by this instead of the integer quantizer (GGUF blocks); returns Σ e² */
+  readonly solve?: (wt: Float32Array | Float64Array, codesT: Int8Array, dqT: Float32Array, c1: number, c2: number) => number;
   /** the scale column of each solve column */
   readonly groupOf: Int32Array;
   /** what each value is divided by, [rows or 1, groups] row-major (blocks expanded to rows) */
@@ -145,7 +147,7 @@ export async function gptqColumns(w: Float32Array, p: ColumnProblem, o: ColumnPa
   const solve = async (c1: number, c2: number, level: number): Promise<void> => {
     const step = levels[level];
     if (step === undefined) {
-      loss += solveColumns(p, wt, codesT, dqT, c1, c2);
+      loss += p.solve ? p.solve(wt, codesT, dqT, c1, c2) : solveColumns(p, wt, codesT, dqT, c1, c2);
       return;
     }
     if (c2 - c1 <= step) return solve(c1, c2, level + 1);

@@ -100,7 +100,7 @@ function checkHessian(h: Float64Array, n: number, name: string): void {
 }
 
 /** `hessianChecked`: gptqFactor checks the Hessian (once for every Linear sharing it) */
-function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions, hessianChecked = false): void {
+export function checkInputs(w: Float32Array, rows: number, cols: number, h: Float64Array, args: QuantArgs, o: GptqOptions, hessianChecked = false): void {
   const name = o.name ?? 'weight';
   if (w.length !== rows * cols) throw new GptqError('gptq-shape-mismatch', `${name}: weight has ${w.length} values but [${rows}, ${cols}] needs ${rows * cols}`);
   if (args.strategy === 'token') throw new GptqError('gptq-unsupported-args', `${name}: strategy "token" is for activations; GPTQ quantizes weights with tensor, channel or group`);
@@ -140,7 +140,7 @@ export interface Prepared {
   meanDiag: number;
 }
 
-function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
+export function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepared {
   const order = actorder ? actOrderPermutation(h, n) : Int32Array.from({ length: n }, (_, i) => i);
   const dead = new Uint8Array(n);
   const diagonal = new Float64Array(n);
@@ -154,7 +154,7 @@ function prepare(h: Float64Array, n: number, actorder: ActOrder | null): Prepare
   return { order, dead, diagonal, meanDiag: n > 0 ? sum / n : 0 };
 }
 
-async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
+export async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
   const tried: number[] = [];
   const escalate = o.escalate ?? true;
   for (const frac of escalate ? dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7) : [o.dampeningFrac]) {

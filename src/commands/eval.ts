@@ -7,7 +7,7 @@ import { progressLine } from './progress-line.js';
 
 export const evalCommand: Command = {
   name: 'eval',
-  summary: 'perplexity of a model directory (HF, compressed-tensors or ONNX) on a text file',
+  summary: 'perplexity of a model directory (HF, compressed-tensors, ONNX or GGUF; or a .gguf file) on a text file',
   usage: 'quantforge eval --model DIR --dataset FILE [--seq-len N] [--max-windows N] [--batch N] [--device D] [--json]',
   help: [
     '  --model DIR        HuggingFace, compressed-tensors or quantforge ONNX model directory',

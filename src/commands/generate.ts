@@ -6,7 +6,7 @@ import { intOption, stringOption, UsageError, type Command } from './command.js'
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'greedy generation from a prompt (HF, compressed-tensors or ONNX directory)',
+  summary: 'greedy generation from a prompt (HF, compressed-tensors, ONNX or GGUF directory, or a .gguf file)',
   usage: 'quantforge generate --model DIR --prompt TEXT [--max-new-tokens N] [--device D] [--json]',
   help: [
     '  --model DIR          HuggingFace, compressed-tensors or quantforge ONNX model directory',

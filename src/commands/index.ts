@@ -10,5 +10,6 @@ import { importCommand } from './import.js';
 import { planCommand } from './plan.js';
 import { runCommand, sweepCommand } from './run.js';
 import { validateCommand } from './validate.js';
+import { workerCommand } from './worker.js';
 
-export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand, importCommand, cacheCommand, doctorCommand];
+export const commands: readonly Command[] = [validateCommand, planCommand, runCommand, sweepCommand, evalCommand, generateCommand, exampleCommand, importCommand, workerCommand, cacheCommand, doctorCommand];

@@ -1,13 +1,19 @@
 // `quantforge run` and `quantforge sweep`: build a recipe incrementally (only steps whose inputs changed run).
 // Steps execute in the compute worker thread so progress stays live; Ctrl-C stops after cleaning up the
-// current step, and a rerun resumes from the first unfinished one.
+// current step, and a rerun resumes from the first unfinished one. With --queue they execute on the workers
+// of a job queue instead (exec/queue/), which share the store; the plan, the reporters and the outputs stay here.
 
 import { basename, dirname, join } from 'node:path';
+import type { StepStore } from '../cache/step-store.js';
 import { diagnosticToJson } from '../diag/print.js';
+import type { Reporter } from '../exec/events.js';
+import type { Prepared } from '../exec/prepare.js';
+import type { RemoteRunner } from '../exec/runner.js';
 import { UsageError, type Command, type CommandResult, type Io } from './command.js';
 import { buildOptions, recipeHelp, recipeOptions, runDevice, type BuildOptions } from './build-options.js';
+import { checkQueue, queueChoice, queueHelp, queueOptions, type QueueChoice } from './queue-options.js';
 
-async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<CommandResult> {
+async function runBuild(o: BuildOptions, queue: QueueChoice | undefined, io: Io, sweep: boolean): Promise<CommandResult> {
     const { openChosenStore } = await import('./store-options.js');
     const { prepare } = await import('../exec/prepare.js');
     const { build } = await import('../exec/run.js');
@@ -18,8 +24,11 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   // warnings of the store (a stale lock taken over) go to the reporter once there is one
   let warn = (message: string): void => io.err(`warning: ${message}`);
   const store = await openChosenStore(o.store, { onWarn: (m) => warn(m) });
+  if (queue) await checkQueue(queue.target);
   const peek = loadRecipe(o.recipe, o.sets, o.inputs);
-  const device = runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
+  // the workers run the steps: a provider named outright is theirs to have, not this machine's
+  const requested = o.device ?? (peek.ok ? peek.value.recipe.device : 'auto');
+  const device = queue && requested !== 'auto' ? { device: requested } : runDevice(o.device, peek.ok ? peek.value.recipe.device : 'auto');
   const prepared = await prepare(o.recipe, o.sets, o.cacheDir, device.device, o.inputs);
   if (!prepared.ok) {
     if (o.json) io.out(JSON.stringify({ event: 'error', diagnostics: prepared.diagnostics.map((d) => diagnosticToJson(d)) }));
@@ -35,7 +44,7 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
     if (o.json) reporter.onEvent({ event: 'log', level: 'info', message: notice });
     else io.err(`note: ${notice}`);
   }
-  const runner = new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
+  const runner = queue ? await openQueue(queue, p, store, reporter) : new WorkerRunner({ device: device.device, ...(o.threads ? { threads: o.threads } : {}) });
   const abort = new AbortController();
   const onSigint = (): void => {
     reporter.onEvent({ event: 'log', level: 'warn', message: 'interrupted: stopping after cleaning up the current step' });
@@ -57,22 +66,32 @@ async function runBuild(o: BuildOptions, io: Io, sweep: boolean): Promise<Comman
   }
 }
 
+/** the queue's runner; with --upload, the model and datasets go into the store first */
+async function openQueue(queue: QueueChoice, p: Prepared, store: StepStore, reporter: Reporter): Promise<RemoteRunner> {
+  const { QueueRunner } = await import('../exec/queue/queue-runner.js');
+  const { uploadSources } = await import('../exec/queue/uploads.js');
+  const { DigestStatCache } = await import('../cache/file-digest.js');
+  const onWarn = (message: string): void => reporter.onEvent({ event: 'log', level: 'warn', message });
+  const uploads = queue.upload ? await uploadSources(p.jobs, store, new DigestStatCache(store.root), (e) => reporter.onEvent(e)) : {};
+  return QueueRunner.open(queue.target, { settings: queue.settings, uploads, onWarn });
+}
+
 export const runCommand: Command = {
   name: 'run',
   summary: 'build a recipe: run only the steps whose inputs changed, write outputs and metrics',
-  usage: 'quantforge run RECIPE [--set PATH=VALUE]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D]',
-  help: recipeHelp,
-  options: recipeOptions,
+  usage: 'quantforge run RECIPE [--set PATH=VALUE]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D] [--queue redis://HOST:PORT]',
+  help: `${recipeHelp}\n${queueHelp}`,
+  options: { ...recipeOptions, ...queueOptions },
   allowPositionals: 1,
-  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), io, false),
+  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), queueChoice(values), io, false),
 };
 
 export const sweepCommand: Command = {
   name: 'sweep',
   summary: 'build every variant of a sweep (shared steps run once) and compare their metrics',
-  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D]',
-  help: `${recipeHelp}\n  The comparison table is printed and written as sweep.md and sweep.json (to the recipe's report\n  directory, else RECIPE.sweep/ beside the recipe).`,
-  options: recipeOptions,
+  usage: 'quantforge sweep RECIPE --set PATH=V1,V2,... [--set ...]... [--json] [--store s3://BUCKET/PREFIX|DIR] [--cache-dir DIR] [--device D] [--queue redis://HOST:PORT]',
+  help: `${recipeHelp}\n${queueHelp}\n  The comparison table is printed and written as sweep.md and sweep.json (to the recipe's report\n  directory, else RECIPE.sweep/ beside the recipe).`,
+  options: { ...recipeOptions, ...queueOptions },
   allowPositionals: 1,
-  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), io, true),
+  run: ({ values, positionals }, io) => runBuild(buildOptions(values, positionals), queueChoice(values), io, true),
 };

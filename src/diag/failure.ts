@@ -170,6 +170,25 @@ export type StoreReason =
   /** an uploaded entry's files or meta.json could not all be written */
   | 'store-upload-failed';
 
+/** the job queue (exec/queue/): Redis, and what a worker refuses or cannot find */
+export type QueueReason =
+  /** `--queue` / `QUANTFORGE_QUEUE` is not `redis://[user:password@]host[:port][/db]` */
+  | 'queue-invalid-url'
+  /** nobody answered at the Redis address, or it refused the credentials */
+  | 'queue-unreachable'
+  /** Redis went away during a run and did not come back in time */
+  | 'queue-connection-lost'
+  /** a worker computed another key from the job's record with its own versions (step code, tools, provider, files) */
+  | 'queue-key-mismatch'
+  /** an input of a job is not in the shared store (gc'd, or never uploaded there) */
+  | 'queue-input-missing'
+  /** the model directory or a source file of a job is not reachable on the worker, by path or as an upload */
+  | 'queue-source-missing'
+  /** a job completed but its entry is not in the shared store */
+  | 'queue-entry-missing'
+  /** BullMQ failed the job for a reason of its own (stalled too often, removed) */
+  | 'queue-job-failed';
+
 /** files quantforge reads and writes for itself: lock files, history, outputs, cache entries (diag/file-errors.ts) */
 export type FileReason =
   /** a JSON file that does not parse; the message names the file */
@@ -197,6 +216,7 @@ export type FailureReason =
   | OutputReason
   | CacheReason
   | StoreReason
+  | QueueReason
   | FileReason
   | RunReason;
 

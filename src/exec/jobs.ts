@@ -31,7 +31,8 @@ export interface KeyContext {
 /** files behind a role: a model directory contributes its config, weights and tokenizer files */
 export type FileLister = (role: string, path: string) => Promise<string[]>;
 
-async function fileDigests(node: StepNode, ctx: KeyContext, list: FileLister): Promise<Record<string, Digest>> {
+/** the digests of a step's source files by role name (a queue worker recomputes them from its own copies) */
+export async function fileDigests(node: Pick<StepNode, 'files' | 'model'>, ctx: Pick<KeyContext, 'digestFile'>, list: FileLister): Promise<Record<string, Digest>> {
   const out: Record<string, Digest> = {};
   for (const [role, path] of Object.entries(node.files)) {
     const files = await list(role, path);

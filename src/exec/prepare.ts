@@ -39,6 +39,13 @@ export interface Prepared {
 
 const MODEL_FILES = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|.*\.safetensors|model\.safetensors\.index\.json)$/;
 
+/** the files behind a source role: a model directory contributes its config, weights and tokenizer files */
+export function sourceFiles(role: string, path: string): string[] {
+  if (role !== 'model') return [path];
+  if (!existsSync(path)) throw new ReasonedError('model-not-found', `${path}: model directory not found`);
+  return readdirSync(path).filter((f) => MODEL_FILES.test(f)).sort().map((f) => join(path, f));
+}
+
 export function toolVersions(): Record<string, string> {
   const require = createRequire(import.meta.url);
   const version = (p: string): string => (readJsonFile(p) as { version: string }).version;
@@ -93,12 +100,7 @@ export async function prepare(recipePath: string, sets: readonly string[], cache
   const { jobs, keysByVariant } = await resolveJobs(
     variants.map((v) => v.plan),
     { digestFile: (p) => memo(digests, p, () => digestFile(p, statCache)), versions: stepVersions, tools: toolVersions(), device },
-    (role, path) =>
-      memo(listings, `${role}:${path}`, async () => {
-        if (role !== 'model') return [path];
-        if (!existsSync(path)) throw new ReasonedError('model-not-found', `${path}: model directory not found`);
-        return readdirSync(path).filter((f) => MODEL_FILES.test(f)).sort().map((f) => join(path, f));
-      }),
+    (role, path) => memo(listings, `${role}:${path}`, async () => sourceFiles(role, path)),
   );
   return { ok: true, value: { recipe, variants: variants.map((v, i) => ({ ...v, keys: keysByVariant[i]! })), jobs, warnings } };
 }

@@ -13,7 +13,7 @@ import { execute, type ExecResult } from './executor.js';
 import { historyFile, type Job } from './jobs.js';
 import { onFullDisk, readJsonFile } from '../diag/file-errors.js';
 import type { Prepared, Variant } from './prepare.js';
-import type { StepRunner } from './runner.js';
+import type { RemoteRunner, StepRunner } from './runner.js';
 import { applyOutputs, variantMetrics } from './outputs.js';
 
 export type History = Record<string, KeyRecord>;
@@ -68,7 +68,7 @@ export interface BuildOutcome {
   outputs: { format: string; path: string }[];
 }
 
-export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
+export async function build(prepared: Prepared, cache: StepStore, runner: StepRunner | RemoteRunner, emit: (e: RunEvent) => void, signal: AbortSignal): Promise<BuildOutcome> {
   const t0 = performance.now();
   // every entry the build may read or write is pinned: a concurrent `cache gc` leaves them alone
   const pins = prepared.jobs.map((j) => j.key);

@@ -1,13 +1,15 @@
 // Where step implementations execute. onnxruntime's session.run blocks its thread, so the CLI runs steps in a
 // worker thread (the main thread keeps rendering progress and handles Ctrl-C); tests may run fake steps
-// in-process. Both speak the same StepRequest.
+// in-process. Both speak the same StepRequest. A RemoteRunner (the job queue, exec/queue/) hands a step to
+// another machine instead: it reads its inputs from the shared store and commits its result there.
 
 import { Worker } from 'node:worker_threads';
-import type { Json } from '../cache/key.js';
+import type { Digest, Json, KeyRecord } from '../cache/key.js';
 import type { Provider } from '../ort/device.js';
 import type { Runtime } from '../ort/session.js';
 import type { StepImpl, StepInputDir } from '../steps/types.js';
 import { ReasonedError, type Failure } from '../diag/failure.js';
+import type { StepResult } from './events.js';
 
 export interface StepRequest {
   id: string;
@@ -34,6 +36,46 @@ export interface StepCallbacks {
 export interface StepRunner {
   run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json>;
   close(): Promise<void>;
+}
+
+/** a step named by its key, with its kind (where the store files it) and id (how messages name it) */
+export interface StepRef {
+  key: Digest;
+  kind: string;
+  id: string;
+}
+
+/** a step as another machine gets it: no local paths of artifacts, only keys, which the shared store serves */
+export interface RemoteStep {
+  key: Digest;
+  /** the record the key is the hash of: the machine that runs the step recomputes it with its own versions */
+  record: KeyRecord;
+  id: string;
+  group: string;
+  /** source files by role, as paths on the machine that planned the run */
+  files: Record<string, string>;
+  deviceDependent: boolean;
+  inputs: Record<string, StepRef | StepRef[]>;
+  /** the model: a directory by path, or the artifact of a step (the example model) */
+  model: { dir: string } | { step: StepRef } | undefined;
+}
+
+/** how a remote step's entry came to be: computed for this run, or found stored by another */
+export interface RemoteOutcome {
+  result: StepResult;
+  ms: number;
+}
+
+/** runs steps elsewhere; the executor submits every ready step at once and the machines doing the work limit concurrency */
+export interface RemoteRunner {
+  readonly remote: true;
+  /** resolves once the step's entry is in the shared store */
+  submit(step: RemoteStep, cb: StepCallbacks, signal: AbortSignal): Promise<RemoteOutcome>;
+  close(): Promise<void>;
+}
+
+export function isRemote(runner: StepRunner | RemoteRunner): runner is RemoteRunner {
+  return (runner as Partial<RemoteRunner>).remote === true;
 }
 
 export class InterruptedError extends ReasonedError<'interrupted'> {
@@ -141,9 +183,9 @@ export class WorkerRunner implements StepRunner {
         this.#worker = undefined;
         reject(signal.aborted ? new InterruptedError() : new ReasonedError('worker-exited', `compute worker exited with code ${code}`));
       };
-      const onAbort = (): void => {
-        void worker.terminate();
-      };
+      // the step stops at its next abort check and answers `error` (or `done` if it finished first); the
+      // thread is not terminated under a running onnxruntime session, which aborts the whole process
+      const onAbort = (): void => worker.postMessage({ type: 'abort' });
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);

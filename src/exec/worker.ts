@@ -17,7 +17,17 @@ let cpu: Runtime | undefined;
 const port = parentPort!;
 const post = (m: WorkerMessage): void => port.postMessage(m);
 
-port.on('message', (req: StepRequest) => {
+// the running step's abort: WorkerRunner posts `abort` on Ctrl-C and the step stops at its next check.
+// Terminating the thread instead would tear down onnxruntime under a running session (the process aborts).
+let current: AbortController | undefined;
+
+port.on('message', (req: StepRequest | { type: 'abort' }) => {
+  if ('type' in req) {
+    current?.abort();
+    return;
+  }
+  const controller = new AbortController();
+  current = controller;
   void (async () => {
     try {
       const impl = stepImpls.get(req.kind);
@@ -27,13 +37,15 @@ port.on('message', (req: StepRequest) => {
         runtime: runtimeFor(req, runtime, () => (cpu ??= new Runtime({ device: 'cpu', ...threads }))),
         progress: (done, total, message) => post(message === undefined ? { type: 'progress', done, total } : { type: 'progress', done, total, message }),
         warn: (message) => post({ type: 'warn', message }),
-        signal: new AbortController().signal,
+        signal: controller.signal,
       });
       const left = (await leaks?.collect()) ?? [];
       if (left.length > 0) throw new ReasonedError('file-handle-leak', `step ${req.id}: ${describeLeaks(left)}`);
       post({ type: 'done', result });
     } catch (e) {
       post({ type: 'error', failure: toFailure(e) });
+    } finally {
+      if (current === controller) current = undefined;
     }
   })();
 });

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError, ReasonedError, type ModelReason } from '../diag/failure.js';
-import { causeText } from '../diag/quote.js';
+import { causeText, describeValue } from '../diag/quote.js';
 import { NeedsWholeText, SegmentEncoder, segmentIneligibility, SegmentSplitter, type LibraryTokenizer } from './segment-encoder.js';
 
 interface HfTokenizer extends LibraryTokenizer {
@@ -68,6 +68,32 @@ function readJson(file: string): Record<string, unknown> {
   return raw as Record<string, unknown>;
 }
 
+/** the parts of tokenizer.json that may hold a `pattern`, and the keys of their Sequence children */
+const PATTERN_SECTIONS: Record<string, string> = { normalizer: 'normalizers', pre_tokenizer: 'pretokenizers', decoder: 'decoders' };
+
+/**
+ * every Replace and Split of the normalizer, pre-tokenizer and decoder has a pattern {"String": …} or
+ * {"Regex": …}: the library only warns on any other (console.warn) and skips the replacement or the split,
+ * which would tokenize every text differently without an error
+ */
+function checkPatterns(raw: Record<string, unknown>, file: string): void {
+  const visit = (node: unknown, field: string, children: string): void => {
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) return;
+    const part = node as Record<string, unknown>;
+    const list = part[children];
+    if (part['type'] === 'Sequence' && Array.isArray(list)) list.forEach((child, i) => visit(child, `${field}.${children}[${i}]`, children));
+    if (part['type'] !== 'Replace' && part['type'] !== 'Split') return;
+    const pattern = part['pattern'];
+    const keys = typeof pattern === 'object' && pattern !== null && !Array.isArray(pattern) ? Object.keys(pattern) : [];
+    const value = keys.length === 1 ? (pattern as Record<string, unknown>)[keys[0]!] : undefined;
+    if ((keys[0] === 'String' || keys[0] === 'Regex') && typeof value === 'string') return;
+    const where = `${field}.pattern`;
+    const found = pattern === undefined ? 'none' : describeValue(pattern);
+    throw new TokenizerError('tokenizer-invalid', `${file}: ${where} of the ${String(part['type'])} is ${found}; expected {"String": "…"} or {"Regex": "…"}`, { file, field: where });
+  };
+  for (const [section, children] of Object.entries(PATTERN_SECTIONS)) visit(raw[section], section, children);
+}
+
 export function loadTokenizer(dir: string): Tokenizer {
   const file = join(dir, 'tokenizer.json');
   if (!existsSync(file)) {
@@ -76,6 +102,7 @@ export function loadTokenizer(dir: string): Tokenizer {
   const configFile = join(dir, 'tokenizer_config.json');
   const config = existsSync(configFile) ? readJson(configFile) : {};
   const json = readJson(file);
+  checkPatterns(json, file);
   let tok: HfTokenizer;
   try {
     tok = new (hfTokenizerClass())(json, config);

@@ -4,11 +4,13 @@
 import type { StepImpl } from '../steps/types.js';
 import { compressedTensorsOutput } from './compressed-tensors/output.js';
 import { onnxOutput } from './onnx/output.js';
+import { ggufOutput } from './gguf/output.js';
 import type { OutputDef, OutputOptions } from './output-def.js';
 
 export const outputDefs: Readonly<Record<string, OutputDef<OutputOptions>>> = {
   'compressed-tensors': compressedTensorsOutput,
   onnx: onnxOutput,
+  gguf: ggufOutput,
 };
 
 /** the def of a validated output entry (the schema admits only formats that have one) */

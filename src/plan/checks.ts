@@ -1,6 +1,6 @@
 // Cross-stage rules (as llm-compressor's Recipe.validate_model_after): calibration data for stages that need
 // it, a quantizing stage after every smoothing-only stage, each stage's own rules (its StageDef's `check`),
-// and a calibration length the model's sliding window allows.
+// a calibration length the model's sliding window allows, and calibration_shards only with stages that shard.
 
 import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import type { LoadedRecipe } from '../recipe/types.js';
@@ -23,9 +23,28 @@ export function checkStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: D
     }
     def.check?.(stage, { calibration: recipe.calibration, locate: (path) => loaded.locate(['stages', i, ...path]), diagnostics });
   });
+  checkShards(loaded, diagnostics);
   const sw = b.config.slidingWindow;
   const seq = recipe.calibration?.seq_len ?? 0;
   if (sw !== null && seq > sw && loaded.doc.hasIn(['calibration', 'seq_len'])) {
     diagnostics.push(errorAt('seq-len-over-sliding-window', `seq_len ${seq} exceeds the model's sliding_window ${sw}`, loaded.locate(['calibration', 'seq_len'])));
   }
+}
+
+/** calibration_shards > 1 needs every calibrating stage to plan shard steps (its StageDef's `shardsCalibration`) */
+function checkShards(loaded: LoadedRecipe, diagnostics: Diagnostic[]): void {
+  const { recipe } = loaded;
+  const shards = recipe.parallel?.calibration_shards ?? 1;
+  if (shards <= 1) return;
+  const unsharded = recipe.stages.map((s, i) => ({ s, i })).filter(({ s }) => stageDef(s).needsCalibration(s) && !stageDef(s).shardsCalibration);
+  if (unsharded.length === 0) return;
+  const names = unsharded.map(({ s, i }) => `stage ${i + 1} (${stageDef(s).describe?.(s) ?? s.kind})`).join(', ');
+  diagnostics.push(
+    errorAt(
+      'calibration-shards-unsupported',
+      `calibration_shards ${shards}: data-parallel calibration is implemented for gptq only, and ${names} calibrates; use calibration_shards: 1`,
+      loaded.locate(['parallel', 'calibration_shards']),
+      unsharded.map(({ s, i }) => ({ message: `stage "${s.kind}" here`, location: loaded.locate(['stages', i]) })),
+    ),
+  );
 }

@@ -69,6 +69,7 @@ function addStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic
       origin: loaded.locate(['stages', i]),
       locate: (path) => loaded.locate(['stages', i, ...path]),
       calibration: loaded.recipe.calibration,
+      calibrationShards: loaded.recipe.parallel?.calibration_shards ?? 1,
       diagnostics,
     };
     stageDef(stage).expand(stage, ctx);

@@ -22,6 +22,8 @@ export interface QuantizedModule extends ModuleQuant {
   gIdx?: Tensor<'int32'>;
   /** NVFP4 (tensor_group) only: [1], what the fp8 group scales are divided by */
   globalScale?: Tensor<'float32'>;
+  /** GGUF schemes: each block's stored qparams, [out, blocks, width] (quant/gguf-weight.ts) */
+  gguf?: Tensor<'int16'>;
 }
 
 /**

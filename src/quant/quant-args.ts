@@ -10,6 +10,8 @@
 //          group_size 32 (MXFP4: power-of-two e8m0 scales); symmetric only
 
 import { ReasonedError, type QuantReason } from '../diag/failure.js';
+import { ggufArgsProblem } from './gguf-scheme.js';
+import type { GgufBlockTypeName } from './gguf-quantize.js';
 
 export type QuantType = 'int' | 'float';
 export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'block' | 'token' | 'tensor_group';
@@ -35,6 +37,8 @@ export interface QuantArgs {
   /** null exactly when dynamic is true (compressed-tensors drops the observer of dynamic args) */
   readonly observer: ObserverName | null;
   readonly observer_kwargs: Readonly<Record<string, JsonScalar>>;
+  /** GGUF schemes only: the ggml block type whose stored qparams the weights take (quant/gguf-scheme.ts); absent otherwise */
+  readonly gguf?: GgufBlockTypeName;
 }
 
 /** QuantArgs as a recipe may spell them: anything omitted takes compressed-tensors' default */
@@ -49,6 +53,7 @@ export interface QuantArgsInput {
   readonly actorder?: string | boolean | null;
   readonly observer?: string | null;
   readonly observer_kwargs?: Readonly<Record<string, JsonScalar>>;
+  readonly gguf?: string;
 }
 
 export class SchemeError extends ReasonedError<QuantReason> {}
@@ -194,7 +199,13 @@ export function resolveQuantArgs(input: QuantArgsInput, where = 'quantization ar
     if (!OBSERVERS.includes(name as ObserverName)) throw invalidArgs(where, `observer "${name}" is not one of: ${OBSERVERS.join(', ')}`);
     observer = name as ObserverName;
   }
-  return { ...base, observer, observer_kwargs: { ...(input.observer_kwargs ?? {}) } };
+  let gguf: GgufBlockTypeName | undefined;
+  if (input.gguf !== undefined) {
+    const problem = type === 'int' ? ggufArgsProblem(input) : `gguf blocks store integer codes; found type "${type}"`;
+    if (problem !== undefined) throw invalidArgs(where, problem);
+    gguf = input.gguf as GgufBlockTypeName;
+  }
+  return { ...base, observer, observer_kwargs: { ...(input.observer_kwargs ?? {}) }, ...(gguf === undefined ? {} : { gguf }) };
 }
 
 /**

@@ -3,7 +3,9 @@
 //
 // A stage names a preset (`scheme: W4A16`), a `{PRESET: targets}` map, or spells out `config_groups`. The
 // args of every group are completed and checked by quant-args.ts, as compressed-tensors' validator does.
+// GGUF_* presets (quant/gguf-scheme.ts) are int args that also name the ggml block type they are stored in.
 
+import { GGUF_PRESETS } from './gguf-scheme.js';
 import { checkActivationArgs, invalidArgs as invalid, resolveQuantArgs, SchemeError, toCompressedTensorsArgs, type QuantArgs, type QuantArgsInput } from './quant-args.js';
 
 export {
@@ -84,6 +86,7 @@ export const PRESET_SCHEMES = {
   NVFP4: { weights: fp4('tensor_group', 16), input_activations: fp4('tensor_group', 16, { dynamic: 'local', observer: 'static_minmax' }) },
   MXFP4A16: { weights: fp4('group', 32) },
   MXFP4: { weights: fp4('group', 32), input_activations: fp4('group', 32, { dynamic: true }) },
+  ...GGUF_PRESETS,
 } as const satisfies Readonly<Record<string, PresetScheme>>;
 
 /** a preset's name as a recipe's `scheme` writes it (schema/recipe.schema.json lists the same names) */

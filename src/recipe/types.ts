@@ -40,6 +40,12 @@ export interface StageConfig {
   readonly [param: string]: unknown;
 }
 
+/** the recipe's `parallel:` block */
+export interface ParallelConfig {
+  /** calibration statistics of a layer split over this many steps (1: the plan as without the key) */
+  calibration_shards: number;
+}
+
 export interface PerplexityConfig {
   dataset: string;
   seq_len: number;
@@ -70,6 +76,8 @@ export interface Recipe {
   /** absent when no stage needs calibration data (the planner checks) */
   calibration?: CalibrationConfig;
   stages: StageConfig[];
+  /** absent: one calibration shard */
+  parallel?: ParallelConfig;
   evaluate?: EvaluateConfig;
   outputs?: OutputConfig[];
   /** directory for report.md / report.html, relative to the recipe */

@@ -4,7 +4,7 @@
 // outputs on full-precision inputs (the chain of the model entering the stage).
 
 import { errorAt } from '../diag/diagnostic.js';
-import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, intWeightsOnly, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, intWeightsOnly, notGguf, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface AutoRoundStage extends QuantizingParams {
@@ -43,7 +43,7 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   quantizes: () => true,
   /** nsamples and seqlen must agree with the calibration block, which makes the windows */
   check(stage, ctx) {
-    checkSchemeRules(stage, ctx, [intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
+    checkSchemeRules(stage, ctx, [notGguf('its learned rounding and min/max factors act on integer min-max grids, not on ggml block qparams'), intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
     const calib = ctx.calibration;
     if (!calib) return;
     if (stage.seqlen !== null && stage.seqlen !== calib.seq_len) {

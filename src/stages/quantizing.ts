@@ -2,6 +2,7 @@
 // and their resolution against the model: which decoder-layer Linear gets which quantization args.
 
 import { observerKind } from '../algo/observers.js';
+import { ggufTypeOf } from '../quant/gguf-scheme.js';
 import { assignSchemes } from '../algo/targets.js';
 import { errorAt, warningAt } from '../diag/diagnostic.js';
 import { staticInputTensor, type ModuleQuant } from '../quant/module-quant.js';
@@ -84,6 +85,16 @@ export const MINMAX_FOR_FLOAT: SchemeRule = (s) =>
 
 /** methods whose in-graph quantizer is integer min-max (AWQ's candidate search, AutoRound's learned rounding) */
 export const intWeightsOnly = (why: string): SchemeRule => (s) => (s.weights?.type === 'float' ? `${s.weights.num_bits}-bit float weights are not supported: ${why}` : undefined);
+
+/** methods whose quantizer has no GGUF block arithmetic (AWQ's and AutoRound's in-graph min-max fake quantization) */
+export const notGguf = (why: string): SchemeRule => (s) => {
+  const type = ggufTypeOf(s.weights);
+  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn and gptq only: ${why}`;
+};
+
+/** GGUF blocks take ggml's own qparams: an observer that would choose other ones is refused */
+export const GGUF_QPARAMS: SchemeRule = (s) =>
+  ggufTypeOf(s.weights) !== undefined && s.weights?.observer !== 'minmax' ? `GGUF blocks take ggml's own qparams; the "${s.weights?.observer}" observer does not apply (leave observer unset)` : undefined;
 
 /** methods whose graphs run dynamic input quantization only (no calibrated input ranges) */
 export const DYNAMIC_INPUTS_ONLY: SchemeRule = (s) =>

@@ -4,7 +4,7 @@
 // them on the quantized model, layer after layer as llm-compressor's sequential pipeline does: the stage's
 // steps are then their own calibration chain, like GPTQ's.
 
-import { assignModules, checkSchemeRules, hasStaticInputs, MINMAX_FOR_FLOAT, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, GGUF_QPARAMS, hasStaticInputs, MINMAX_FOR_FLOAT, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { chainedLayerSteps, perLayerSteps, type StageDef } from './stage.js';
 
 export interface RtnStage extends QuantizingParams {
@@ -18,7 +18,7 @@ export const rtnStage: StageDef<RtnStage> = {
   properties: { kind: 'always', ...QUANTIZING_PROPERTIES, observer: 'optional' },
   needsCalibration: hasStaticInputs,
   quantizes: () => true,
-  check: (stage, ctx) => checkSchemeRules(stage, ctx, [MINMAX_FOR_FLOAT]),
+  check: (stage, ctx) => checkSchemeRules(stage, ctx, [MINMAX_FOR_FLOAT, GGUF_QPARAMS]),
   expand(stage, ctx) {
     const modules = assignModules(stage, ctx);
     if (!modules) return;

@@ -29,6 +29,8 @@ export interface StageContext {
   /** where a field of this stage was written */
   locate(path: JsonPath): Location;
   calibration: CalibrationConfig | undefined;
+  /** the recipe's parallel.calibration_shards (1 when absent); only stages with `shardsCalibration` see more than 1 */
+  calibrationShards: number;
   diagnostics: Diagnostic[];
 }
 
@@ -48,6 +50,8 @@ export interface StageDef<P extends { kind: string }> {
   needsCalibration(params: P): boolean;
   /** whether the stage leaves quantized weights (a smoothing-only stage needs a quantizing stage after it) */
   quantizes(params: P): boolean;
+  /** whether `expand` splits its calibration statistics over `calibrationShards` steps; the planner refuses more than 1 shard otherwise */
+  readonly shardsCalibration?: boolean;
   /** how plan messages name the stage; default its kind */
   describe?(params: P): string;
   /** rules between this stage and the rest of the recipe that JSON Schema cannot express */
@@ -58,7 +62,7 @@ export interface StageDef<P extends { kind: string }> {
 /** a per-layer step's own id, params and inputs (its layer state is added) */
 export interface LayerStep<K extends StepKind> {
   params: StepParams<K>;
-  inputs?: Record<string, StepId | undefined>;
+  inputs?: Record<string, StepId | StepId[] | undefined>;
   id?: string;
 }
 
@@ -90,13 +94,15 @@ export function perLayerSteps<K extends StepKind>(ctx: StageContext, kind: K, ma
 
 /**
  * Per-layer steps that are the stage's own calibration chain (GPTQ, AutoRound): each layer's step reads the
- * outputs of the step before it (layer 0 the embeddings) as `hidden`, and later stages calibrate on them.
+ * outputs of the step before it (layer 0 the embeddings) as `hidden` (`make` gets it too, for steps it plans
+ * beside the layer's), and later stages calibrate on them.
  */
-export function chainedLayerSteps<K extends StepKind>(ctx: StageContext, kind: K, make: (layer: number) => LayerStep<K>): StepId[] {
+export function chainedLayerSteps<K extends StepKind>(ctx: StageContext, kind: K, make: (layer: number, hidden: StepId) => LayerStep<K>): StepId[] {
   const embed = ctx.b.chain(0);
   const steps = perLayerSteps(ctx, kind, (l, previous) => {
-    const step = make(l);
-    return { ...step, inputs: { hidden: previous ?? embed, ...step.inputs } };
+    const hidden = previous ?? embed;
+    const step = make(l, hidden);
+    return { ...step, inputs: { hidden, ...step.inputs } };
   });
   ctx.b.replaceChain(steps);
   return steps;

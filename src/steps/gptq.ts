@@ -1,7 +1,7 @@
 // Step `gptq`: one decoder layer of a GPTQ stage. (1) Run the layer as the previous stage left it over its
-// calibration inputs with a tap that reduces XᵀX per Linear input site inside onnxruntime (float32 per batch of
-// ~2048 tokens, as llm-compressor accumulates H), so H = 2·XᵀX / n (n tokens) is summed over batches in
-// float64; q/k/v share attn_in, gate/up share mlp_in, and so do their damped inverse factors. (2) Quantize
+// calibration inputs with a tap that reduces XᵀX per Linear input site inside onnxruntime (gptq-job.ts:
+// float32 per batch of ~2048 tokens, as llm-compressor accumulates H), so H = 2·XᵀX / n (n tokens) is summed
+// over batches in float64; q/k/v share attn_in, gate/up share mlp_in, and so do their damped inverse factors. (2) Quantize
 // each targeted Linear with GPTQ, and with round-to-nearest on the same weights for comparison: the output
 // errors ‖X(W − Q)ᵀ‖² = n/2 · tr((W − Q)·H·(W − Q)ᵀ) come cheaply from H. (3) Run the quantized layer (W8A8
 // inputs fake-quantized as their scheme says) to produce the next layer's inputs. Static input ranges (FP8,
@@ -12,47 +12,28 @@
 // Mixture-of-Experts layers: every expert's Hessians come from every token (steps/experts.ts); the first capture
 // pass also counts the tokens the router sends each expert, and an expert it sends none is reported with its
 // rule ("all-tokens").
+// Input `partials` (recipe parallel.calibration_shards > 1): gptq-hessian shard steps captured XᵀX over
+// disjoint window ranges; (1) sums them instead of capturing (hessian-partials.ts).
 
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
-import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
+import { setStaticInputScales, siblingsBySite, staticSites } from './static-inputs.js';
 import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
-import type { ActOrder } from '../quant/scheme.js';
 import type { Json } from '../cache/key.js';
-import type { InputSite, LayerSpec, LinearSpec } from '../model/arch.js';
-import type { LayerTap } from '../graphs/layer-runner.js';
-import type { ModelConfig } from '../model/config.js';
-import type { Value } from '../ort/graph.js';
-import { gramOf32, rowQuadForms } from '../ort/kernels/linalg.js';
+import type { InputSite, LinearSpec } from '../model/arch.js';
+import { rowQuadForms } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
+import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { relativeError, setQuantized } from './quantized-module.js';
-import { input, type StepContext, type StepImpl } from './types.js';
-import type { ActQuant } from '../quant/module-quant.js';
-import { expertReport, routedCount, RoutedTokens } from './experts.js';
+import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
+import { quantizeGgufRtn } from '../quant/gguf-weight.js';
+import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
+export type { GptqParams } from './gptq-job.js';
+import { input, inputList, type StepContext, type StepImpl } from './types.js';
+import { hessiansOf, warn, type GptqParams, type LayerJob } from './gptq-job.js';
+import { expertReport, RoutedTokens } from './experts.js';
 
-export interface GptqParams {
-  layer: number;
-  modules: Record<string, ModuleQuant>;
-  block_size: number;
-  dampening_frac: number;
-  actorder: ActOrder | null;
-  offload_hessians: boolean;
-  /**
-   * false: a singular Hessian fails the step (`gptq-singular-hessian`) instead of escalating the dampening;
-   * absent (true) otherwise. The gptq stage never sets it, so plans and keys do not carry it; tests do.
-   */
-  escalate_dampening?: boolean;
-}
-
-interface Timing {
-  capture: number;
-  hessian: number;
-  quantize: number;
-  metrics: number;
-  propagate: number;
-}
 
 /** per input site, the targeted Linears reading it, in the layer's order */
 function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQuant>, layer: number): Map<InputSite, LinearSpec[]> {
@@ -64,17 +45,6 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   const out = new Map<InputSite, LinearSpec[]>();
   for (const l of linears) if (modules[l.local]) out.set(l.site, [...(out.get(l.site) ?? []), l]);
   return out;
-}
-
-function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
-  return {
-    key: `gptq-xtx32:${sites.join(',')}${routed ? ':routed' : ''}`,
-    build: (g, v) => {
-      const out: Record<string, Value> = Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf32(g, v.sites[s]!, width(s))]));
-      if (routed && v.routing) out['routed'] = routedCount(g, v.routing);
-      return out;
-    },
-  };
 }
 
 /** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ), the three forms in one pass over H */
@@ -111,64 +81,6 @@ function dampeningWarning(name: string, requested: number, r: GptqResult): strin
   return undefined;
 }
 
-/** what one run of the step works on, and what it reports */
-interface LayerJob {
-  ctx: StepContext<GptqParams>;
-  cfg: ModelConfig;
-  layer: LayerSpec;
-  prefix: string;
-  state: LayerState;
-  /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
-  weightsIn: LayerState['tensors'];
-  /** per-token activation fake-quant of Linears quantized before this step */
-  actQuantIn: ActQuant;
-  hidden: Tensor<'float32'>;
-  tokens: number;
-  width(site: InputSite): number;
-  timing: Timing;
-  warnings: string[];
-  /** input sites whose max |x| static input quantization needs, and what the captures found */
-  staticSites: readonly InputSite[];
-  ranges: Map<InputSite, number>;
-  /** NVFP4 global scale of each module (shared across fused Linears) */
-  globalScales: ReadonlyMap<string, number>;
-  /** tokens the router sends each expert (MoE layers), counted in the first capture pass */
-  routed: RoutedTokens;
-  tick(message: string): void;
-}
-
-function warn(job: LayerJob, message: string): void {
-  job.warnings.push(message);
-  job.ctx.warn(message);
-}
-
-/** H = 2·XᵀX / tokens of each site in `which`, accumulated in float64 over the calibration batches */
-async function captureHessians(job: LayerJob, which: readonly InputSite[]): Promise<Map<InputSite, Float64Array>> {
-  const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
-  let addMs = 0;
-  const t0 = performance.now();
-  const rangeSites = job.staticSites.filter((s) => which.includes(s));
-  const count = job.routed.counts.length === 0;
-  const options = { tap: withRanges(xtxTap(which, job.width, count), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
-  await forEachBatch(job.ctx.runtime, job.cfg, job.layer, job.weightsIn, job.hidden, options, (out) => {
-    addRanges(job.ranges, out, rangeSites);
-    if (count) job.routed.add(out);
-    const a0 = performance.now();
-    for (const [s, h] of acc) {
-      const part = out[`xtx.${s}`]?.data as Float32Array;
-      for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
-    }
-    addMs += performance.now() - a0;
-    job.tick(`capture ${which.join(', ')}`);
-  });
-  const a0 = performance.now();
-  for (const h of acc.values()) for (let i = 0; i < h.length; i++) h[i] = ((h[i] as number) * 2) / job.tokens;
-  addMs += performance.now() - a0;
-  job.timing.capture += performance.now() - t0 - addMs;
-  job.timing.hessian += addMs;
-  return acc;
-}
-
 /** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics; the state gets the result */
 async function quantizeModule(job: LayerJob, local: string, h: Float64Array, factors: Map<string, GptqFactor>): Promise<Json> {
   const { ctx, state } = job;
@@ -178,6 +90,8 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
   const w = state.tensors[`${local}.weight`];
   if (!w) throw new Error(`gptq layer ${p.layer}: no weight ${local}.weight in the layer state`);
   const [rows, cols] = w.dims as [number, number];
+  const gguf = ggufModule(module, cols);
+  if (gguf) return 'skip' in gguf ? { skipped: gguf.skip } : quantizeGgufModule(job, local, h, gguf);
   const order = resolveActOrder(p.actorder, module.weights);
   if (order.warning) warn(job, `${name}: ${order.warning}`);
   const options = {
@@ -204,21 +118,61 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
   const t0 = performance.now();
   const globalScale = job.globalScales.get(local);
   const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
-  const err = await outputErrors(ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), r.dequantized, rtn.dequantized);
   job.timing.metrics += performance.now() - t0;
+  const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn.dequantized, r);
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
+  return { ...metrics, actorder: order.actorder, dead_columns: r.deadColumns };
+}
+
+/** a solved Linear's errors beside round-to-nearest's (output errors under H, weight errors), loss and dampening */
+async function solvedMetrics(job: LayerJob, w: Tensor<'float32'>, h: Float64Array, solved: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<Record<string, Json>> {
+  const [rows, cols] = w.dims as [number, number];
+  const t0 = performance.now();
+  const err = await outputErrors(job.ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), solved, rtn);
+  job.timing.metrics += performance.now() - t0;
   return {
     output_error: err.gptq,
     rtn_output_error: err.rtn,
-    weight_error: relativeError(w.data, r.dequantized),
-    rtn_weight_error: relativeError(w.data, rtn.dequantized),
+    weight_error: relativeError(w.data, solved),
+    rtn_weight_error: relativeError(w.data, rtn),
     gptq_loss: r.loss,
     dampening_frac: r.dampening.frac,
     dampening: r.dampening.value,
     dampening_tried: [...r.dampening.tried],
     rtn_fallback: r.dampening.fallback,
-    actorder: order.actorder,
+  };
+}
+
+/** GPTQ onto GGUF blocks (qparams fixed at block entry, columns in order), ggml's rtn bytes beside it for the metrics */
+async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array, gguf: { type: GgufBlockTypeName; module: ModuleQuant; note?: string }): Promise<Json> {
+  const { ctx, state } = job;
+  const p = ctx.params;
+  const name = `${job.prefix}${local}`;
+  const w = state.tensors[`${local}.weight`] as Tensor<'float32'>;
+  const [rows, cols] = w.dims as [number, number];
+  if (p.actorder === 'group') warn(job, `${name}: GGUF blocks are solved in column order; actorder "group" is not applied`);
+  const r = await gptqQuantizeGguf(w.data, rows, cols, h, gguf.type, gguf.module.weights, {
+    runtime: ctx.runtime,
+    blockSize: p.block_size,
+    dampeningFrac: p.dampening_frac,
+    actorder: null,
+    name,
+    ...(p.escalate_dampening === false ? { escalate: false } : {}),
+  });
+  job.timing.hessian += r.timing.inverseMs;
+  job.timing.quantize += r.timing.solveMs;
+  const t0 = performance.now();
+  const rtn = quantizeGgufRtn(gguf.type, w.data, rows, cols);
+  job.timing.metrics += performance.now() - t0;
+  const metrics = await solvedMetrics(job, w, h, r.weight.dequantized, rtn.dequantized, r);
+  if (r.dampening.fallback) warn(job, `${name}: every dampening failed; the blocks were rounded to nearest`);
+  setQuantizedGguf(state, local, r.weight, gguf.module);
+  return {
+    ...metrics,
+    actorder: null,
     dead_columns: r.deadColumns,
+    gguf: gguf.type,
+    ...(gguf.note ? { note: gguf.note } : {}),
   };
 }
 
@@ -263,9 +217,10 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       };
 
       const modules: Record<string, Json> = {};
-      const held = p.offload_hessians ? undefined : await captureHessians(job, sites);
+      const partials = inputList(ctx, 'partials').map((d) => d.dir);
+      const held = p.offload_hessians ? undefined : await hessiansOf(job, sites, partials);
       for (const site of sites) {
-        const h = (held ?? (await captureHessians(job, [site]))).get(site) as Float64Array;
+        const h = (held ?? (await hessiansOf(job, [site], partials))).get(site) as Float64Array;
         held?.delete(site);
         const factors = new Map<string, GptqFactor>();
         for (const spec of bySite.get(site) ?? []) {

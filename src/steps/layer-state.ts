@@ -1,7 +1,8 @@
 // The layer-state artifact: every tensor of one decoder layer after a stage (float32, local names), plus the
 // quantization of each quantized Linear: `m.weight` holds the dequantized values the forward uses, beside
 // `m.weight_codes` (int8 element codes), `m.weight_scale`, `m.weight_zero_point` (asymmetric only),
-// `m.weight_g_idx` (act-order groups), `m.weight_global_scale` (NVFP4), and quant.json records each module's
+// `m.weight_g_idx` (act-order groups), `m.weight_global_scale` (NVFP4), `m.weight_gguf` (GGUF schemes: each
+// block's stored qparams, the codes then as the blocks store them), and quant.json records each module's
 // quantization args. Calibrated static input ranges are ordinary layer tensors, `m.input_scale` (FP8) and
 // `m.input_global_scale` (NVFP4), so the decoder graphs are fed them like weights. Pack and export read it.
 
@@ -20,7 +21,7 @@ import { readJsonFile } from '../diag/file-errors.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
-export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_global_scale'] as const;
+export const QUANT_SUFFIXES = ['weight_codes', 'weight_scale', 'weight_zero_point', 'weight_g_idx', 'weight_global_scale', 'weight_gguf'] as const;
 
 export interface LayerState {
   layer: number;
@@ -42,6 +43,7 @@ export async function writeLayerState(dir: string, state: LayerState): Promise<v
     if (q.zeroPoint) tensors.push([`${m}.weight_zero_point`, q.zeroPoint]);
     if (q.gIdx) tensors.push([`${m}.weight_g_idx`, q.gIdx]);
     if (q.globalScale) tensors.push([`${m}.weight_global_scale`, q.globalScale]);
+    if (q.gguf) tensors.push([`${m}.weight_gguf`, q.gguf]);
     quant[m] = { weights: q.weights, input_activations: q.input_activations };
   }
   await writeSafetensors(join(dir, LAYER_FILE), tensors);
@@ -69,7 +71,8 @@ export async function readLayerState(dir: string, layer: number): Promise<LayerS
       const zeroPoint = await get<'int8'>('weight_zero_point');
       const gIdx = await get<'int32'>('weight_g_idx');
       const globalScale = await get<'float32'>('weight_global_scale');
-      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}), ...(globalScale ? { globalScale } : {}) };
+      const gguf = f.tensors.has(`${m}.weight_gguf`) ? ((await f.read(`${m}.weight_gguf`)) as Tensor<'int16'>) : undefined;
+      quant[m] = { ...info, codes, scale, ...(zeroPoint ? { zeroPoint } : {}), ...(gIdx ? { gIdx } : {}), ...(globalScale ? { globalScale } : {}), ...(gguf ? { gguf } : {}) };
     }
     return { layer, tensors, quant };
   } finally {

@@ -1,10 +1,16 @@
-// Turning a quantizer's result into a layer state's module entry, shared by every quantizing step.
+// Turning a quantizer's result into a layer state's module entry, shared by every quantizing step; GGUF
+// modules (their stored block type at their width) and their entries.
 
 import type { QuantizedWeight } from '../algo/fake-quant.js';
 import type { QuantArgs } from '../quant/scheme.js';
 import { tensor } from '../tensor.js';
 import type { LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
+import { GGUF_ARGS, ggufTypeOf, storedBlockType } from '../quant/gguf-scheme.js';
+import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
+import { GGML_TYPES } from '../quant/gguf-types.js';
+import { codeSteps, qparamWidth, type GgufWeight } from '../quant/gguf-weight.js';
+import { resolveQuantArgs } from '../quant/scheme.js';
 
 /** store `q` for module `local` of `state`: dequantized weight for the forward, codes and qparams for packing */
 export function setQuantized(state: LayerState, local: string, rows: number, cols: number, q: QuantizedWeight, module: ModuleQuant): void {
@@ -30,4 +36,32 @@ export function relativeError(a: Float32Array, b: Float32Array): number {
     den += (a[i] as number) * (a[i] as number);
   }
   return den === 0 ? 0 : num / den;
+}
+
+/**
+ * A GGUF module at its width: the block type it is stored in (llama.cpp's fallback when the asked one does
+ * not fit its rows) with args saying so, or `skip` (no block fits: the weight stays unquantized). Undefined
+ * for compressed-tensors args.
+ */
+export function ggufModule(module: ModuleQuant, cols: number): { type: GgufBlockTypeName; module: ModuleQuant; note?: string } | { skip: string } | undefined {
+  const wanted = ggufTypeOf(module.weights);
+  if (wanted === undefined) return undefined;
+  const { type, reason } = storedBlockType(wanted, cols);
+  if (type === undefined) return { skip: reason as string };
+  const weights = type === wanted ? module.weights : resolveQuantArgs({ ...GGUF_ARGS[type], observer: module.weights.observer }, `GGUF_${type}.weights`);
+  return { type, module: { ...module, weights }, ...(reason === undefined ? {} : { note: reason }) };
+}
+
+/** store a GGUF-quantized weight: dequantized values, codes as the blocks store them, each block's stored qparams */
+export function setQuantizedGguf(state: LayerState, local: string, q: GgufWeight, module: ModuleQuant): void {
+  const { rows, cols } = q;
+  const group = module.weights.group_size as number;
+  state.tensors[`${local}.weight`] = tensor('float32', [rows, cols], q.dequantized);
+  const blocks = cols / GGML_TYPES[q.type].blockSize;
+  state.quant[local] = {
+    ...module,
+    codes: tensor('int8', [rows, cols], q.codes),
+    scale: tensor('float32', [rows, cols / group], codeSteps(q, group)),
+    gguf: tensor('int16', [rows, blocks, qparamWidth(q.type)], q.qparams),
+  };
 }

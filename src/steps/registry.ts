@@ -10,6 +10,7 @@ import { embedStep } from './embed.js';
 import { evaluateStep } from './evaluate.js';
 import { exampleModelStep } from './example-model.js';
 import { gptqStep } from './gptq.js';
+import { gptqHessianStep } from './gptq-hessian.js';
 import { autoroundStep } from './autoround.js';
 import { propagateStep } from './propagate.js';
 import { reportStep } from './report.js';
@@ -25,6 +26,7 @@ const STEPS = [
   captureStep,
   smoothquantStep,
   awqStep,
+  gptqHessianStep,
   gptqStep,
   autoroundStep,
   rtnStep,

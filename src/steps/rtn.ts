@@ -4,6 +4,7 @@
 // first: the layer runs over its calibration inputs (`hidden`, the quantized chain), the ranges become
 // `<local>.input_scale` / `<local>.input_global_scale`, and the quantized layer's outputs are the next
 // layer's inputs. Other schemes need no calibration data.
+// GGUF schemes: ggml's reference quantizer, byte for byte what llama-quantize writes without an imatrix.
 
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import type { Json } from '../cache/key.js';
@@ -11,7 +12,8 @@ import { forEachBatch, propagate, readHidden, writeHidden } from './activations.
 import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
 import type { InputSite } from '../model/arch.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { relativeError, setQuantized } from './quantized-module.js';
+import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import { addRanges, setStaticInputScales, siblingsBySite, staticSites, withRanges } from './static-inputs.js';
 import { optionalInput, type StepImpl } from './types.js';
 
@@ -51,6 +53,17 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
       for (const [i, [local, module]] of modules.entries()) {
         const w = weightOf(local);
         const [rows, cols] = w.dims as [number, number];
+        const gguf = ggufModule(module, cols);
+        if (gguf) {
+          if ('skip' in gguf) errors[local] = { skipped: gguf.skip };
+          else {
+            const q = quantizeGgufRtn(gguf.type, w.data, rows, cols);
+            errors[local] = { weight_error: relativeError(w.data, q.dequantized), gguf: gguf.type, ...(gguf.note ? { note: gguf.note } : {}) };
+            setQuantizedGguf(state, local, q, gguf.module);
+          }
+          ctx.progress(i + 1, modules.length, local);
+          continue;
+        }
         const globalScale = globals.get(local);
         const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
         errors[local] = { weight_error: relativeError(w.data, q.dequantized), ...(globalScale === undefined ? {} : { global_scale: globalScale }) };

@@ -1,4 +1,4 @@
-// GPTQ W4A16 end to end on generated Qwen3, Gemma 3, Mixtral and Qwen3-MoE checkpoints (bf16, HF names and
+// GPTQ W4A16 and rtn FP8 end to end on generated Qwen3, Gemma 3, Mixtral and Qwen3-MoE checkpoints (bf16, HF names and
 // configs): the compressed-tensors checkpoint reloads to the fake-quant perplexity, the ONNX export runs in
 // quantforge and (for the types transformers.js 4.x knows: qwen3, gemma3_text, qwen3_moe) generates the same
 // greedy tokens in @huggingface/transformers. In the MoE models the router of layer 1 never picks expert 3: the
@@ -25,7 +25,7 @@ const TRANSFORMERS_JS: readonly ArchModel[] = ['qwen3', 'gemma3', 'qwen3_moe'];
 const ROUTER: Partial<Record<ArchModel, string>> = { mixtral: 'block_sparse_moe.gate', qwen3_moe: 'mlp.gate' };
 const EXPERT_DOWN: Partial<Record<ArchModel, string>> = { mixtral: 'block_sparse_moe.experts.3.w2', qwen3_moe: 'mlp.experts.3.down_proj' };
 
-async function recipe(arch: ArchModel, dtype: 'bf16' | 'f32', stage = '{ kind: gptq, scheme: W4A16, targets: [Linear], ignore: [lm_head] }'): Promise<{ path: string; dir: string }> {
+async function recipe(arch: ArchModel, dtype: 'bf16' | 'f32', stage = '{ kind: gptq, scheme: W4A16, targets: [Linear], ignore: [lm_head] }', onnx = true): Promise<{ path: string; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), `qf-e2e-${arch}-`));
   await writeArchModel(join(dir, 'model'), arch, 0, dtype);
   const text = `quantforge: 1
@@ -38,8 +38,7 @@ evaluate:
   kl: false
 outputs:
   - { format: compressed-tensors, path: ./out-ct }
-  - { format: onnx, path: ./out-onnx, accuracy_level: 0 }
-`;
+${onnx ? '  - { format: onnx, path: ./out-onnx, accuracy_level: 0 }\n' : ''}`;
   await writeFile(join(dir, 'recipe.yaml'), text);
   return { path: join(dir, 'recipe.yaml'), dir };
 }
@@ -110,6 +109,25 @@ describe('GPTQ W4A16 on bf16 checkpoints of the newer architectures', () => {
       expect(layer.warnings.some((w) => w.includes(`expert ${UNROUTED.expert}`) && w.includes('"all-tokens"'))).toBe(true);
       const scale = await tensorOf(join(dir, 'out-ct'), `model.layers.1.${EXPERT_DOWN[arch]}.weight_scale`);
       expect(scale.every((s) => Number.isFinite(s) && s > 0)).toBe(true);
+    });
+  }
+});
+
+describe('rtn FP8 on bf16 checkpoints of the newer architectures', () => {
+  // FP8: fp8 e4m3 per-tensor weights and static per-tensor fp8 inputs calibrated from the data (ONNX has no
+  // float weights, so only compressed-tensors is written)
+  for (const arch of ARCH_MODELS) {
+    test(`${arch}: the float-quantized checkpoint stores fp8 weights and reloads to the fake-quant perplexity`, async () => {
+      const { path, dir } = await recipe(arch, 'bf16', '{ kind: rtn, scheme: FP8, targets: [Linear], ignore: [lm_head] }', false);
+      const run = await runRecipe(path);
+      const ppl = perplexities(run);
+      const reloaded = await checkpointPerplexity(dir, run);
+      console.log(`${arch} rtn FP8 (bf16): fp ${ppl.fp.toFixed(4)} quantized ${ppl.quantized.toFixed(4)} checkpoint ${reloaded.toFixed(4)}`);
+      const config = JSON.parse(await readFile(join(dir, 'out-ct', 'config.json'), 'utf8')) as { quantization_config: { format: string } };
+      expect(config.quantization_config.format).toBe('float-quantized');
+      expect(Number.isFinite(ppl.quantized)).toBe(true);
+      expect(ppl.quantized).not.toBe(ppl.fp);
+      expect(Math.abs(reloaded - ppl.quantized) / ppl.quantized).toBeLessThan(CHECKPOINT_TOLERANCE.bf16);
     });
   }
 });

@@ -1,5 +1,6 @@
 // SmoothQuant and AWQ on the shared models: the scaling transforms alone leave the logits unchanged, AWQ
-// W4A16_ASYM beats rtn W4A16_ASYM, and SmoothQuant(0.8) + W8A8 is reported against rtn W8A8.
+// W4A16_ASYM beats rtn W4A16_ASYM, and SmoothQuant(0.8) + W8A8 is reported against rtn W8A8; both within
+// their anchor to fp (test/e2e/anchors.ts).
 
 import { expect, test } from 'vitest';
 import { HfSource } from '../../src/model/source.js';
@@ -7,6 +8,7 @@ import { Runtime } from '../../src/ort/session.js';
 import { readIds } from '../../src/steps/activations.js';
 import { OverlaySource } from '../../src/steps/layer-state.js';
 import type { StepInputDir } from '../../src/steps/types.js';
+import { expectAnchored } from './anchors.js';
 import { logitsOf, relativeDifference } from './logits.js';
 import { sharedRecipe } from './recipes.js';
 import { perplexities, runRecipe, type RecipeRun } from './run-recipe.js';
@@ -35,25 +37,39 @@ async function transformDrift(run: RecipeRun, model: string, stagePrefix: string
   }
 }
 
+/**
+ * quantized/fp perplexity on the windows this file scores, measured with its recipes (`npx vitest run
+ * test/e2e/smoothing.test.ts`, 2026-12-05, branch evidence on main 7e3fbde): the anchors' measured values.
+ */
+const MEASURED: Record<string, { sq: number; awq: number }> = {
+  stories260K: { sq: 1.00137, awq: 1.0885 }, // fp 5.2678, sq 5.2750, awq 5.7340
+  'babyllama-char105': { sq: 1.00037, awq: 1.05246 }, // fp 2.4494, sq 2.4503, awq 2.5779
+  'wiki-llama-8m': { sq: 1.00063, awq: 1.02125 }, // fp 59.8491, sq 59.8867, awq 61.1211
+};
+
 describeShared('smoothquant and awq on the shared models', () => {
   for (const m of SHARED_MODELS) {
     test(`${m.name}: the SmoothQuant transform alone changes logits by < 1e-4; SQ(0.8)+W8A8 vs rtn W8A8`, async () => {
       const rtn = perplexities(await runRecipe(sharedRecipe(m, quant('rtn', 'W8A8')).path));
-      const run = await runRecipe(sharedRecipe(m, `  - { kind: smoothquant, smoothing_strength: 0.8 }\n${quant('rtn', 'W8A8')}`).path);
+      // SmoothQuant needs only per-channel activation maxima: 32 calibration windows
+      const run = await runRecipe(sharedRecipe(m, `  - { kind: smoothquant, smoothing_strength: 0.8 }\n${quant('rtn', 'W8A8')}`, { samples: 32 }).path);
       const sq = perplexities(run);
       const drift = await transformDrift(run, sharedModel(m.name), 'stage1.smoothquant');
       console.log(`${m.name} W8A8: fp ${sq.fp.toFixed(4)} rtn ${rtn.quantized.toFixed(4)} smoothquant+rtn ${sq.quantized.toFixed(4)}; transform logit drift ${drift.toExponential(2)}`);
       expect(drift).toBeLessThan(1e-4);
       expect(Number.isFinite(sq.quantized)).toBe(true);
+      expectAnchored(`${m.name} SmoothQuant + W8A8`, sq, MEASURED[m.name]!.sq);
     });
 
     test(`${m.name}: AWQ scaling alone changes logits by < 1e-4; AWQ W4A16_ASYM beats rtn W4A16_ASYM`, async () => {
       const rtn = perplexities(await runRecipe(sharedRecipe(m, quant('rtn', 'W4A16_ASYM')).path));
-      const awq = perplexities(await runRecipe(sharedRecipe(m, quant('awq', 'W4A16_ASYM', ', duo_scaling: both')).path));
+      // 32 calibration windows of 256 tokens: AWQ's grid search runs every candidate scale over them
+      const awq = perplexities(await runRecipe(sharedRecipe(m, quant('awq', 'W4A16_ASYM', ', duo_scaling: both'), { samples: 32 }).path));
       console.log(`${m.name} W4A16_ASYM: fp ${awq.fp.toFixed(4)} rtn ${rtn.quantized.toFixed(4)} awq ${awq.quantized.toFixed(4)}`);
       expect(awq.quantized).toBeLessThan(rtn.quantized);
+      expectAnchored(`${m.name} AWQ W4A16_ASYM`, awq, MEASURED[m.name]!.awq);
       // the scales fold is what is checked; a coarse grid and no evaluation keep this run short
-      const foldOnly = await runRecipe(sharedRecipe(m, `  - { kind: awq, duo_scaling: true, n_grid: 4 }\n${quant('rtn', 'W4A16_ASYM')}`, { evaluate: false }).path);
+      const foldOnly = await runRecipe(sharedRecipe(m, `  - { kind: awq, duo_scaling: true, n_grid: 4 }\n${quant('rtn', 'W4A16_ASYM')}`, { evaluate: false, samples: 32 }).path);
       expect(await transformDrift(foldOnly, sharedModel(m.name), 'stage1.awq')).toBeLessThan(1e-4);
     });
   }

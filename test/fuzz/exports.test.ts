@@ -18,12 +18,16 @@ describe('fuzz: compressed-tensors and ONNX readers', () => {
     const report = await runFuzz(compressedTensorsTarget);
     console.log(`${report.target}: ${report.runs} cases in ${report.seconds.toFixed(1)} s: ${formatOutcomes(report.outcomes)}`);
     expect(report.outcomes.get('ok') ?? 0).toBeGreaterThan(0);
+    // every named error is a malformed input or recipe: the CLI exits 2 for it, never 1 (a failed step)
+    expect(report.exits.get(1) ?? 0).toBe(0);
   });
 
   test('onnx: every tampered export ends in ok or a named error naming the file', async () => {
     const report = await runFuzz(onnxTarget);
     console.log(`${report.target}: ${report.runs} cases in ${report.seconds.toFixed(1)} s: ${formatOutcomes(report.outcomes)}`);
     expect(report.outcomes.get('ok') ?? 0).toBeGreaterThan(0);
+    // every named error is a malformed input or recipe: the CLI exits 2 for it, never 1 (a failed step)
+    expect(report.exits.get(1) ?? 0).toBe(0);
   });
 });
 

@@ -12,6 +12,8 @@ describe('fuzz: model directory files', () => {
       const report = await runFuzz(target as typeof configJsonTarget);
       console.log(`${report.target}: ${report.runs} cases in ${report.seconds.toFixed(1)} s: ${formatOutcomes(report.outcomes)}`);
       expect(report.outcomes.get('ok') ?? 0).toBeGreaterThan(0);
+      // every named error is a malformed input or recipe: the CLI exits 2 for it, never 1 (a failed step)
+      expect(report.exits.get(1) ?? 0).toBe(0);
     });
   }
 });
@@ -29,5 +31,24 @@ const CONFIG_REGRESSIONS: Record<string, { input: JsonMutation[]; outcome: strin
 describe('fuzz regressions: config.json', () => {
   for (const [name, { input, outcome }] of Object.entries(CONFIG_REGRESSIONS)) {
     test(name, async () => expect(await runOnce(configJsonTarget, input)).toBe(outcome));
+  }
+});
+
+// found with seed 20251205 once the harness failed cases that print: the tokenizers library only warned
+// ("Unknown pattern type: {}") and skipped the Replace or Split, so every text was tokenized otherwise
+const TOKENIZER_REGRESSIONS: Record<string, { input: JsonMutation[]; outcome: string }> = {
+  'a Replace normalizer whose pattern is {} (was ok: the space→▁ replacement skipped)': {
+    input: [{ kind: 'set-path', keys: ['normalizer', 'normalizers', '1', 'pattern'], value: {} }],
+    outcome: 'tokenizer-invalid',
+  },
+  'a Split pre-tokenizer whose pattern is {} (was ok: every text encoded to nothing)': {
+    input: [{ kind: 'set-key', key: 'pre_tokenizer', value: { type: 'Split', pattern: {}, behavior: 'Isolated', invert: false } }],
+    outcome: 'tokenizer-invalid',
+  },
+};
+
+describe('fuzz regressions: tokenizer.json', () => {
+  for (const [name, { input, outcome }] of Object.entries(TOKENIZER_REGRESSIONS)) {
+    test(name, async () => expect(await runOnce(tokenizerJsonTarget, input)).toBe(outcome));
   }
 });

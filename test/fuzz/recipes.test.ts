@@ -10,6 +10,8 @@ describe('fuzz: recipes', () => {
     const report = await runFuzz(recipesTarget);
     console.log(`${report.target}: ${report.runs} cases in ${report.seconds.toFixed(1)} s: ${formatOutcomes(report.outcomes)}`);
     expect(report.outcomes.get('ok') ?? 0).toBeGreaterThan(0);
+    // every named error is a malformed input or recipe: the CLI exits 2 for it, never 1 (a failed step)
+    expect(report.exits.get(1) ?? 0).toBe(0);
   });
 });
 

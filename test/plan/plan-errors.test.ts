@@ -22,7 +22,7 @@ function planned(name: string): { ok: boolean; printed: string } {
 
 describe('plan errors', () => {
   test('every plan fixture has a test', () => {
-    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4'];
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4', 'awq-gguf-scheme', 'gguf-scheme-outputs', 'gguf-output-of-w4a16', 'calibration-shards-awq'];
     expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
   });
 
@@ -167,6 +167,48 @@ describe('plan errors', () => {
     `);
   });
 
+  test('GGUF schemes: awq refuses them, and no observer may choose other qparams than the blocks', () => {
+    const r = planned('awq-gguf-scheme');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:6:13 awq cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn and gptq only: its candidate scales are scored with integer min-max fake quantization, not the block formats
+              scheme: GGUF_Q4_0
+                      ~~~~~~~~~
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:9:13 rtn cannot quantize with GGUF_Q8_0: GGUF blocks take ggml's own qparams; the "mse" observer does not apply (leave observer unset)
+              scheme: GGUF_Q8_0
+                      ~~~~~~~~~
+      "
+    `);
+  });
+
+  test('a GGUF scheme with the compressed-tensors output, and the gguf output of a compressed-tensors scheme', () => {
+    const a = planned('gguf-scheme-outputs');
+    expect(a.ok).toBe(false);
+    expect(a.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/gguf-scheme-outputs.yaml:7:5 compressed-tensors output cannot write model.layers.0.self_attn.q_proj: GGUF_Q4_K stores ggml blocks (float16 scales, 6-bit sub-scales), which compressed-tensors has no format for; write it with the gguf output, or quantize with W4A16 / W4A16_ASYM / W8A16 for compressed-tensors
+            - { format: compressed-tensors, path: out/ct }
+              ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          test/fixtures/recipes/plan/gguf-scheme-outputs.yaml:4:5 model.layers.0.self_attn.q_proj is quantized by stage 1
+                - kind: rtn
+                  ~~~~~~~~~
+      "
+    `);
+    const b = planned('gguf-output-of-w4a16');
+    expect(b.ok).toBe(false);
+    expect(b.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:7:5 gguf output cannot write model.layers.0.self_attn.q_proj: the gguf output writes GGUF block schemes (GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_1, GGUF_Q5_0, GGUF_Q4_K, GGUF_Q6_K), whose codes and float16 block scales are the ones llama.cpp reads; 4-bit int group 128 weights would need requantizing, which quantforge does not do: quantize with a GGUF_* scheme
+            - { format: gguf, path: out/gguf }
+              ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:4:5 model.layers.0.self_attn.q_proj is quantized by stage 1
+                - kind: rtn
+                  ~~~~~~~~~
+      "
+    `);
+  });
+
   test('the mse observer on float weights', () => {
     const r = planned('mse-on-float');
     expect(r.ok).toBe(false);
@@ -205,5 +247,20 @@ describe('plan errors', () => {
     const r = planned('actorder-group-on-mxfp4');
     expect(r.ok).toBe(false);
     expect(r.printed).toContain('gptq cannot quantize with MXFP4A16: actorder "group" records weight_g_idx');
+  });
+
+  test('calibration_shards above 1 with a stage that does not shard its calibration', () => {
+    const r = planned('calibration-shards-awq');
+    expect(r.ok).toBe(false);
+    expect(r.printed).toMatchInlineSnapshot(`
+      "
+      ❌ test/fixtures/recipes/plan/calibration-shards-awq.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq only, and stage 1 (awq) calibrates; use calibration_shards: 1
+          parallel: { calibration_shards: 2 }
+                                          ~
+          test/fixtures/recipes/plan/calibration-shards-awq.yaml:6:5 stage "awq" here
+                - kind: awq
+                  ~~~~~~~~~
+      "
+    `);
   });
 });

@@ -118,7 +118,7 @@ describe('loadRecipe with an invalid recipe', () => {
   test('an unknown scheme lists the presets', () => {
     expect(printed('bad-scheme')).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/invalid/bad-scheme.yaml:6:13 Invalid value "W4A61" for "scheme" in stage "gptq". Did you mean "W4A16"? Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4".
+      ❌ test/fixtures/recipes/invalid/bad-scheme.yaml:6:13 Invalid value "W4A61" for "scheme" in stage "gptq". Did you mean "W4A16"? Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4", "GGUF_Q8_0", "GGUF_Q4_0", "GGUF_Q4_1", "GGUF_Q5_0", "GGUF_Q4_K", "GGUF_Q6_K".
               scheme: W4A61
                       ~~~~~
       "
@@ -244,9 +244,9 @@ describe('loadRecipe with an invalid recipe', () => {
   test('an unknown output format lists the formats', () => {
     expect(printed('bad-output-format')).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/invalid/bad-output-format.yaml:8:15 Invalid value "gguf" for "format" in "outputs[0]". Allowed values: "compressed-tensors", "onnx".
-            - { format: gguf, path: ../out/model.gguf }
-                        ~~~~
+      ❌ test/fixtures/recipes/invalid/bad-output-format.yaml:8:15 Invalid value "safetensors" for "format" in "outputs[0]". Allowed values: "compressed-tensors", "onnx", "gguf".
+            - { format: safetensors, path: ../out/model }
+                        ~~~~~~~~~~~
       "
     `);
   });
@@ -411,7 +411,7 @@ describe('loadRecipe with a bad --set', () => {
       ❌ --set:1:69 Invalid value 3 for "num_bits" in "config_groups.g.weights" of stage "gptq". Allowed values: 4, 8.
           stages[1].config_groups={g: {targets: [Linear], weights: {num_bits: 3, strategy: channel}}}
                                                                               ~
-      ❌ --set:1:18 Invalid value null for "scheme" in stage "gptq". Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4".
+      ❌ --set:1:18 Invalid value null for "scheme" in stage "gptq". Allowed values: "W4A16", "W4A16_ASYM", "W8A16", "W8A8", "W4A8", "FP8", "FP8_DYNAMIC", "FP8_BLOCK", "NVFP4A16", "NVFP4", "MXFP4A16", "MXFP4", "GGUF_Q8_0", "GGUF_Q4_0", "GGUF_Q4_1", "GGUF_Q5_0", "GGUF_Q4_K", "GGUF_Q6_K".
           stages[1].scheme=null
                            ~~~~
       "

@@ -196,7 +196,7 @@ describe('what quantforge cannot do is an error at the llm-compressor line', () 
   test('unsupported parameters and values: an unknown preset, a modifier-level group_size, KV-cache quantization, a scale dtype', () => {
     expect(loadErrors(invalid('unsupported-parameters'))).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:4:15 not supported by quantforge: scheme "UNQUANTIZED"; supported: W4A16, W4A16_ASYM, W8A16, W8A8, W4A8, FP8, FP8_DYNAMIC, FP8_BLOCK, NVFP4A16, NVFP4, MXFP4A16, MXFP4 (INT8 = W8A8).
+      ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:4:15 not supported by quantforge: scheme "UNQUANTIZED"; supported: W4A16, W4A16_ASYM, W8A16, W8A8, W4A8, FP8, FP8_DYNAMIC, FP8_BLOCK, NVFP4A16, NVFP4, MXFP4A16, MXFP4, GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_1, GGUF_Q5_0, GGUF_Q4_K, GGUF_Q6_K (INT8 = W8A8).
                 scheme: UNQUANTIZED
                         ~~~~~~~~~~~
       ❌ test/fixtures/recipes/llm-compressor/invalid/unsupported-parameters.yaml:6:7 not supported by quantforge: parameter "group_size" of GPTQModifier (a quantization argument, which belongs in config_groups.<group>.weights); supported: scheme, targets, ignore, config_groups, weight_observer, observer, block_size, dampening_frac, actorder, offload_hessians.

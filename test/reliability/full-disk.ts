@@ -30,6 +30,8 @@ export interface DiskRun {
   message: string;
   /** `quantforge eval` of A's checkpoint after a failure: its perplexity */
   evalPerplexity?: number;
+  /** what each output directory held after the run: 'A' (the previous one), 'B' (a complete new one), '?' otherwise */
+  held: Record<string, 'A' | 'B' | '?'>;
 }
 
 export interface DiskReport {
@@ -72,6 +74,8 @@ export async function fullDiskCampaign(mount: string, levels: readonly (number |
     const aEntries = new Set((await new DirStore(ws.cache).list()).map((e) => e.dir));
     const need = await needOfB(ws);
     const runs: DiskRun[] = [];
+    /** the new output directories runs left, checked against B's once B completes */
+    const newOutputs: { label: string; dir: string; got: Map<string, string> }[] = [];
     for (const level of levels) {
       // each level starts from A's store and outputs
       for (const e of await new DirStore(ws.cache).list()) if (!aEntries.has(e.dir)) await rm(e.dir, { recursive: true, force: true });
@@ -86,7 +90,7 @@ export async function fullDiskCampaign(mount: string, levels: readonly (number |
       const message = failed ? String(failed['message']) : run.stderr.trim().split('\n').pop() ?? '';
       const started = run.events.some((e) => e.event === 'plan');
       const where = run.code === 0 ? '' : failed ? String(failed.id) : started ? 'outputs' : 'start';
-      const r: DiskRun = { level: level === 'outputs' ? (need.steps + SLACK + need.firstOutput / 2) / (need.steps + need.outputs) : level, freeBytes, code: run.code, where, message };
+      const r: DiskRun = { level: level === 'outputs' ? (need.steps + SLACK + need.firstOutput / 2) / (need.steps + need.outputs) : level, freeBytes, code: run.code, where, message, held: {} };
       const label = `free ${(freeBytes / 1024).toFixed(0)} KiB`;
       await rm(join(mount, 'filler'), { force: true });
       if (run.code !== 0) {
@@ -98,11 +102,19 @@ export async function fullDiskCampaign(mount: string, levels: readonly (number |
         else r.evalPerplexity = ppl;
       }
       if (level === 'outputs' && where !== 'outputs') problems.push(`${label}: aimed at the outputs, ran out at ${where || 'nothing'}`);
-      problems.push(...(await checkAfter(ws, aOutputs)).map((p) => `${label}: ${p}`));
+      const after = await checkAfter(ws, aOutputs);
+      problems.push(...after.problems.map((p) => `${label}: ${p}`));
+      for (const [d, got] of after.fresh) newOutputs.push({ label, dir: d, got });
+      r.held = Object.fromEntries(OUTPUT_DIRS.map((d) => [d, after.fresh.has(d) ? 'B' : after.problems.some((p) => p.startsWith(d)) ? '?' : 'A']));
       runs.push(r);
     }
     const last = await runBuild(ws, { args: B });
     if (last.code !== 0) problems.push(`B with room again exited ${last.code}: ${last.stderr.trim()}`);
+    // every new output directory a run that ran out of space left in place is byte-identical to B's
+    for (const n of newOutputs) {
+      const diff = fingerprintDiff(await fingerprint(join(ws.dir, n.dir)), n.got);
+      if (diff.length > 0) problems.push(`${n.label}: ${n.dir} was replaced by a directory unlike B's: ${diff.slice(0, 3).join('; ')}`);
+    }
     const verify = await runCli(ws, ['cache', 'verify', '--json', '--cache-dir', ws.cache]);
     const damaged = ((verify.events[0] as { damaged?: unknown[] } | undefined)?.damaged ?? []).length;
     await runCli(ws, ['cache', 'gc', '--cache-dir', ws.cache]);
@@ -116,9 +128,10 @@ export async function fullDiskCampaign(mount: string, levels: readonly (number |
   }
 }
 
-/** no partial entry, and every output directory A's or complete */
-async function checkAfter(ws: Workspace, aOutputs: ReadonlyMap<string, Map<string, string> | undefined>): Promise<string[]> {
+/** no partial entry, and every output directory A's or complete; `fresh`: the directories that are not A's, with their fingerprints */
+async function checkAfter(ws: Workspace, aOutputs: ReadonlyMap<string, Map<string, string> | undefined>): Promise<{ problems: string[]; fresh: Map<string, Map<string, string>> }> {
   const problems: string[] = [];
+  const fresh = new Map<string, Map<string, string>>();
   const tmp = join(ws.cache, 'tmp');
   if (existsSync(tmp) && (await readdir(tmp)).length > 0) problems.push(`the store's temp area holds ${(await readdir(tmp)).join(', ')}`);
   for (const b of (await new DirStore(ws.cache).verifyAll()).damaged) problems.push(`damaged entry ${b.kind}/${b.key.slice(0, 12)}: ${b.problem}`);
@@ -127,10 +140,13 @@ async function checkAfter(ws: Workspace, aOutputs: ReadonlyMap<string, Map<strin
     if (fingerprintDiff(aOutputs.get(d), got).length === 0) continue;
     const names = (m: Map<string, string> | undefined): string => [...(m?.keys() ?? [])].join(',');
     if (!got || names(got) !== names(aOutputs.get(d))) problems.push(`${d} is neither the previous directory nor a complete new one`);
-    else JSON.parse(readFileSync(join(ws.dir, d, 'quantforge.lock.json'), 'utf8'));
+    else {
+      JSON.parse(readFileSync(join(ws.dir, d, 'quantforge.lock.json'), 'utf8'));
+      fresh.set(d, got);
+    }
   }
   for (const n of await readdir(join(ws.dir, 'out'))) if (/\.(tmp|old)-\d+-/.test(n)) problems.push(`out/${n} left beside the outputs`);
-  return problems;
+  return { problems, fresh };
 }
 
 /** bytes B's new entries and outputs take: A's entries of the steps B runs (same shapes, same sizes) and A's outputs */

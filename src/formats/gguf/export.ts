@@ -42,6 +42,12 @@ export interface GgufExportOptions {
   readonly ignore?: readonly string[];
   /** the stored dtype of a tensor (`float32`, `float16`, `bfloat16`); default float32 */
   readonly storedDtype?: (hfName: string) => Promise<string> | string;
+  /**
+   * the type of each targeted weight, chosen by the method that quantized it (no fallback applied: the method
+   * already stored a type that fits); undefined: the weight is not quantized and keeps its stored dtype.
+   * Absent: every targeted weight takes `type` (with llama.cpp's fallbacks).
+   */
+  readonly typeOf?: (hfName: string) => GgmlTypeName | undefined;
   /** the bytes of a weight in `type` chosen by a method (HF row order); undefined: ggml's quantizer */
   readonly encode?: (hfName: string, w: Float32Array, rows: number, cols: number, type: GgmlTypeInfo) => Uint8Array | undefined;
   /** one importance per input column of a weight (llama.cpp's imatrix: mean squared activation), for ggml's _impl quantizers */
@@ -136,7 +142,10 @@ export async function exportGguf(reader: GgufWeightReader, path: string, options
   const add = async (hf: string, gguf: string, targeted: boolean): Promise<void> => {
     const shape = shapeOf(cfg, hf);
     let type = shape.length === 1 ? GGML_TYPES.F32 : await storedType(hf);
-    if (targeted && shape.length === 2 && !ignore.has(hf)) {
+    if (targeted && shape.length === 2 && !ignore.has(hf) && options.typeOf !== undefined) {
+      const chosen = options.typeOf(hf);
+      if (chosen !== undefined) type = GGML_TYPES[chosen];
+    } else if (targeted && shape.length === 2 && !ignore.has(hf)) {
       const { used, reason } = fallbackType(options.type, shape[1]!);
       if (reason !== undefined) fallbacks.push({ name: gguf, wanted: options.type, used, reason });
       type = GGML_TYPES[used];

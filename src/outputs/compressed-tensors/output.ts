@@ -10,6 +10,7 @@ import { declaresCompressedTensors } from '../../model/quantization-config.js';
 import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
 import { formatOf } from '../../formats/compressed-tensors.js';
 import { elementKind } from '../../quant/quant-args.js';
+import { ggufTypeOf } from '../../quant/gguf-scheme.js';
 import { ReasonedError } from '../../diag/failure.js';
 import { packStep, type PackParams } from './pack-step.js';
 
@@ -28,6 +29,8 @@ function detect(dir: string): boolean {
 
 /** formats/compressed-tensors.ts writes every scheme but asymmetric int weights with input activations; fp4 packs pairs of columns */
 function supports(m: PlannedModule): string | undefined {
+  const gguf = ggufTypeOf(m.quant.weights);
+  if (gguf !== undefined) return `GGUF_${gguf} stores ggml blocks (float16 scales${gguf.endsWith('_K') ? ', 6-bit sub-scales' : ''}), which compressed-tensors has no format for; write it with the gguf output, or quantize with W4A16 / W4A16_ASYM / W8A16 for compressed-tensors`;
   try {
     formatOf(m.quant);
   } catch (e) {

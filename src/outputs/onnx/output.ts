@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { OnnxModel } from '../../graphs/onnx-model.js';
 import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
+import { ggufTypeOf } from '../../quant/gguf-scheme.js';
 import { evaluateOnnxStep, type EvaluateOnnxParams } from './evaluate-step.js';
 import { exportOnnxStep, type ExportOnnxParams } from './export-step.js';
 
@@ -21,6 +22,8 @@ export interface OnnxOutput extends OutputOptions {
  */
 function supports(m: PlannedModule): string | undefined {
   const w = m.quant.weights;
+  const gguf = ggufTypeOf(w);
+  if (gguf !== undefined) return `GGUF_${gguf} blocks are written by the gguf output only (llama.cpp); the onnx output takes W4A16, W4A16_ASYM, W8A16, W8A8, W4A8 and int config groups`;
   if (w.type !== 'float') return undefined;
   return `onnxruntime's CPU provider has no ${w.num_bits === 8 ? 'float8' : 'float4'} matmul, so ${w.num_bits}-bit float weights (FP8, NVFP4, MXFP4 schemes) are written by the compressed-tensors output only; the onnx output takes W4A16, W4A16_ASYM, W8A16, W8A8, W4A8 and int config groups`;
 }

@@ -96,6 +96,8 @@ const tokenizerParts = fc.oneof(
       { type: 'Split', pattern: { Regex: '(' }, behavior: 'Isolated', invert: false },
       { type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Removed', invert: false },
       { type: 'Split', pattern: { String: '' }, behavior: 'Isolated', invert: false },
+      { type: 'Split', pattern: {}, behavior: 'Isolated', invert: false },
+      { type: 'Replace', pattern: { string: ' ' }, content: '▁' },
       { type: 'Sequence', pretokenizers: [{ type: 'Nope' }] },
       { type: 'Nope' },
     ),

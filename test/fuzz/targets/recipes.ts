@@ -13,7 +13,7 @@ import type { Diagnostic } from '../../../src/diag/diagnostic.js';
 import { printDiagnostics } from '../../../src/diag/print.js';
 import { compilePlan } from '../../../src/plan/compile.js';
 import { loadRecipeSource } from '../../../src/recipe/load.js';
-import { UnacceptableOutcome, type FuzzTarget } from '../harness.js';
+import { noteExit, UnacceptableOutcome, type FuzzTarget } from '../harness.js';
 
 const REPO = resolve(import.meta.dirname, '../../..');
 
@@ -209,6 +209,8 @@ export function validateInProcess(path: string, contents: string, sets: readonly
   checkDiagnostics(diagnostics, path);
   printDiagnostics(diagnostics);
   if (!result.ok && diagnostics.every((d) => d.severity !== 'error')) throw new UnacceptableOutcome('the recipe failed without an error diagnostic');
+  // `quantforge validate` prints the diagnostics and exits 2
+  if (!result.ok) noteExit(2);
   return result.ok ? 'ok' : diagnostics.find((d) => d.severity === 'error')!.code;
 }
 

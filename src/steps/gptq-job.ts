@@ -1,0 +1,127 @@
+// A gptq step's parameters and working state, and its calibration half, shared with its data-parallel shards
+// (gptq-hessian.ts): XᵀX per Linear input site, reduced inside onnxruntime as a float32 Gram per batch of
+// ~2048 tokens (as llm-compressor accumulates H in float32) and summed over batches in float64 here. Both steps use the same tap and the same
+// sum, so K shards' partial sums add up to the one-pass capture up to the float32 rounding of batches that a
+// shard boundary splits (test/steps/gptq-hessian.test.ts measures it).
+
+import type { InputSite, LayerSpec } from '../model/arch.js';
+import type { LayerTap } from '../graphs/layer-runner.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Value } from '../ort/graph.js';
+import { gramOf32 } from '../ort/kernels/linalg.js';
+import type { Tensor } from '../tensor.js';
+import type { ActQuant, ModuleQuant } from '../quant/module-quant.js';
+import { forEachBatch } from './activations.js';
+import type { LayerState } from './layer-state.js';
+import { addRanges, withRanges } from './static-inputs.js';
+import { routedCount, type RoutedTokens } from './experts.js';
+import { sumHessianPartials } from './hessian-partials.js';
+import type { StepContext } from './types.js';
+import type { ActOrder } from '../quant/scheme.js';
+
+export interface GptqParams {
+  layer: number;
+  modules: Record<string, ModuleQuant>;
+  block_size: number;
+  dampening_frac: number;
+  actorder: ActOrder | null;
+  offload_hessians: boolean;
+  /**
+   * false: a singular Hessian fails the step (`gptq-singular-hessian`) instead of escalating the dampening;
+   * absent (true) otherwise. The gptq stage never sets it, so plans and keys do not carry it; tests do.
+   */
+  escalate_dampening?: boolean;
+}
+
+export interface Timing {
+  capture: number;
+  hessian: number;
+  quantize: number;
+  metrics: number;
+  propagate: number;
+}
+
+export function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
+  return {
+    key: `gptq-xtx32:${sites.join(',')}${routed ? ':routed' : ''}`,
+    build: (g, v) => {
+      const out: Record<string, Value> = Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf32(g, v.sites[s]!, width(s))]));
+      if (routed && v.routing) out['routed'] = routedCount(g, v.routing);
+      return out;
+    },
+  };
+}
+
+/** adds each site's float32 XᵀX of one batch (the `xtx.<site>` outputs of xtxTap) to its float64 sum */
+export function addGrams(acc: ReadonlyMap<InputSite, Float64Array>, out: Readonly<Record<string, Tensor>>): void {
+  for (const [s, h] of acc) {
+    const part = out[`xtx.${s}`]?.data;
+    if (!(part instanceof Float32Array) || part.length !== h.length) throw new Error(`gptq capture: no float32 xtx.${s} of ${h.length} values in the layer's outputs`);
+    for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
+  }
+}
+
+/** what one run of the step works on, and what it reports */
+export interface LayerJob {
+  ctx: StepContext<GptqParams>;
+  cfg: ModelConfig;
+  layer: LayerSpec;
+  prefix: string;
+  state: LayerState;
+  /** the layer's tensors as they came in: every capture reads these, whatever was quantized since */
+  weightsIn: LayerState['tensors'];
+  /** per-token activation fake-quant of Linears quantized before this step */
+  actQuantIn: ActQuant;
+  hidden: Tensor<'float32'>;
+  tokens: number;
+  width(site: InputSite): number;
+  timing: Timing;
+  warnings: string[];
+  /** input sites whose max |x| static input quantization needs, and what the captures found */
+  staticSites: readonly InputSite[];
+  ranges: Map<InputSite, number>;
+  /** NVFP4 global scale of each module (shared across fused Linears) */
+  globalScales: ReadonlyMap<string, number>;
+  /** tokens the router sends each expert (MoE layers), counted in the first capture pass */
+  routed: RoutedTokens;
+  tick(message: string): void;
+}
+
+export function warn(job: LayerJob, message: string): void {
+  job.warnings.push(message);
+  job.ctx.warn(message);
+}
+
+/** H = 2·XᵀX / tokens of each site in `which`, accumulated in float64 over the calibration batches */
+async function captureHessians(job: LayerJob, which: readonly InputSite[]): Promise<Map<InputSite, Float64Array>> {
+  const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
+  let addMs = 0;
+  const t0 = performance.now();
+  const rangeSites = job.staticSites.filter((s) => which.includes(s));
+  const count = job.routed.counts.length === 0;
+  const options = { tap: withRanges(xtxTap(which, job.width, count), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
+  await forEachBatch(job.ctx.runtime, job.cfg, job.layer, job.weightsIn, job.hidden, options, (out) => {
+    addRanges(job.ranges, out, rangeSites);
+    if (count) job.routed.add(out);
+    const a0 = performance.now();
+    addGrams(acc, out);
+    addMs += performance.now() - a0;
+    job.tick(`capture ${which.join(', ')}`);
+  });
+  const a0 = performance.now();
+  for (const h of acc.values()) for (let i = 0; i < h.length; i++) h[i] = ((h[i] as number) * 2) / job.tokens;
+  addMs += performance.now() - a0;
+  job.timing.capture += performance.now() - t0 - addMs;
+  job.timing.hessian += addMs;
+  return acc;
+}
+
+/** the sites' Hessians: summed from the shard steps' partial XᵀX when there are any, else captured here */
+export async function hessiansOf(job: LayerJob, which: readonly InputSite[], partials: readonly string[]): Promise<Map<InputSite, Float64Array>> {
+  if (partials.length === 0) return captureHessians(job, which);
+  const t0 = performance.now();
+  const h = await sumHessianPartials(partials, which, job.width, job.tokens, job.staticSites, job.ranges);
+  job.timing.hessian += performance.now() - t0;
+  job.tick(`sum ${partials.length} shards ${which.join(', ')}`);
+  return h;
+}

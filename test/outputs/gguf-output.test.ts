@@ -1,0 +1,74 @@
+// The gguf output on the synthetic example model (no ../shared, no llama.cpp): a recipe with rtn GGUF_Q4_K
+// writes <path>/model.gguf whose Linears are Q4_K where 256 divides their rows and unquantized where no block
+// fits (down_proj: 688 columns); every packed block is the layer state's codes and stored qparams (nothing
+// rounded twice); the file's own perplexity is the fake-quantized model's; `eval` opens the directory.
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { GgufFile } from '../../src/formats/gguf/read.js';
+import { llamaTensorName, permuteRows, permutedHeads } from '../../src/formats/gguf/llama.js';
+import { GgufSource } from '../../src/model/gguf-source.js';
+import { Runtime } from '../../src/ort/session.js';
+import { openModel } from '../../src/outputs/open.js';
+import { packGgufWeight } from '../../src/quant/gguf-weight.js';
+import { readLayerState } from '../../src/steps/layer-state.js';
+import { runRecipe } from '../e2e/run-recipe.js';
+
+test('rtn GGUF_Q4_K through a recipe: Q4_K blocks packed from the layer states, the file scores as the fake-quantized model', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qf-gguf-out-'));
+  const out = join(dir, 'out');
+  writeFileSync(
+    join(dir, 'recipe.yaml'),
+    `quantforge: 1
+model: { example: tiny, seed: 0 }
+stages:
+  - { kind: rtn, scheme: GGUF_Q4_K, targets: [Linear], ignore: [lm_head] }
+evaluate:
+  perplexity: { dataset: "model:eval.txt", seq_len: 128, max_windows: 4 }
+outputs:
+  - { format: gguf, path: ${out} }
+`,
+  );
+  const run = await runRecipe(join(dir, 'recipe.yaml'));
+  const ppl = (run.summary.metrics as { perplexity: { quantized: number; gguf: number } }).perplexity;
+  expect(Math.abs(ppl.gguf - ppl.quantized) / ppl.quantized).toBeLessThan(1e-6);
+
+  const path = join(out, 'model.gguf');
+  const file = await GgufFile.open(path);
+  const source = await GgufSource.open(path);
+  try {
+    const state = await readLayerState(run.artifacts.get('stage1.rtn/layer.1')!, 1);
+    let packed = 0;
+    for (const local of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
+      const hf = `model.layers.1.${local}.weight`;
+      const info = file.info(llamaTensorName(hf)!);
+      const q = state.quant[local];
+      if (local === 'mlp.down_proj') {
+        // 688 columns: no Q4_K or Q5_0 block fits, so the weight is left unquantized in the model's dtype
+        expect(q).toBeUndefined();
+        expect(info.type.name).toBe('F32');
+        continue;
+      }
+      expect(info.type.name, local).toBe('Q4_K');
+      const [rows, cols] = [info.shape[0]!, info.shape[1]!];
+      let expected = packGgufWeight('Q4_K', q!.codes.data, q!.gguf!.data, rows, cols);
+      const heads = permutedHeads(hf, source.config);
+      if (heads !== undefined) expected = permuteRows(expected, rows, heads);
+      expect(await file.bytes(llamaTensorName(hf)!), local).toEqual(expected);
+      // and llama.cpp's dequantization of the file is the layer state's forward weight
+      expect((await source.tensor(hf)).data, local).toEqual(state.tensors[`${local}.weight`]!.data);
+      packed++;
+    }
+    expect(packed).toBe(6);
+  } finally {
+    await file.close();
+    await source.close();
+  }
+  const rt = new Runtime({ device: 'cpu' });
+  const model = await openModel(rt, out);
+  expect(model.format).toBe('gguf');
+  await model.close();
+  await rt.close();
+});
