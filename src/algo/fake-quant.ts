@@ -52,14 +52,29 @@ export function rtnKernelArgs(args: QuantArgs, cols: number): RtnArgs | undefine
 }
 
 /**
+ * Weights with fewer values than this quantize in JavaScript even when a runtime is given: below it, building
+ * the onnxruntime graph for a new shape costs more than the arithmetic it replaces, and each shape of a small
+ * model is seen only once per layer (bench/rtn.ts measures both paths; both are bitwise equal).
+ */
+export const RTN_KERNEL_MIN_VALUES = 1 << 19;
+
+/**
  * Quantize `w` [rows, cols] with `args`: observer min/max → scales (and zero points) → codes, groups over
  * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams). With a runtime, integer
- * min/max quantization runs as one onnxruntime graph (ort/kernels/rtn.ts, bitwise equal to the JavaScript).
+ * min/max quantization of weights of at least RTN_KERNEL_MIN_VALUES values runs as one onnxruntime graph
+ * (ort/kernels/rtn.ts, bitwise equal to the JavaScript).
  */
 export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
-  const scaleDims = qparamShape(rows, cols, args);
   const kernelArgs = rtnKernelArgs(args, cols);
-  if (options.runtime && kernelArgs && w.length === rows * cols) return { ...(await rtnMinMax(options.runtime, w, rows, cols, kernelArgs)), scaleDims };
+  if (options.runtime && kernelArgs && w.length === rows * cols && w.length >= RTN_KERNEL_MIN_VALUES) {
+    return { ...(await rtnMinMax(options.runtime, w, rows, cols, kernelArgs)), scaleDims: qparamShape(rows, cols, args) };
+  }
+  return quantizeWeightRtnJs(w, rows, cols, args, options);
+}
+
+/** quantizeWeightRtn in JavaScript only (quant/qparams.ts), whatever the size */
+export async function quantizeWeightRtnJs(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
+  const scaleDims = qparamShape(rows, cols, args);
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args));
   const codes = quantizeWeight(w, rows, cols, qp, args);

@@ -1,6 +1,8 @@
-import { describe, expect, test } from 'vitest';
-import { fakeQuantizeActivationsPerToken, quantizeWeightRtn } from '../../src/algo/fake-quant.js';
+import { describe, expect, test, vi } from 'vitest';
+import { fakeQuantizeActivationsPerToken, quantizeWeightRtn, quantizeWeightRtnJs, RTN_KERNEL_MIN_VALUES, type QuantizedWeight } from '../../src/algo/fake-quant.js';
+import { Runtime } from '../../src/ort/session.js';
 import { presetScheme } from '../../src/quant/scheme.js';
+import { seededRandom } from '../../src/random.js';
 
 describe('fakeQuantizeActivationsPerToken', () => {
   test('each row gets scale max|x| / 127.5; ties round to even and the top clamps to 127', () => {
@@ -47,5 +49,36 @@ describe('quantizeWeightRtn', () => {
     const w8 = await quantizeWeightRtn(w, 4, 64, presetScheme('W8A8', ['Linear']).weights!);
     expect(w8.scaleDims).toEqual([4, 1]);
     expect(Math.max(...w8.codes)).toBe(127);
+  });
+});
+
+describe('quantizeWeightRtn with a runtime', () => {
+  // below RTN_KERNEL_MIN_VALUES the JavaScript path runs (a new shape's graph costs more than it saves), at and
+  // above it the onnxruntime graph: either way the result is bit for bit the JavaScript one
+  const same = (a: QuantizedWeight, b: QuantizedWeight): void => {
+    expect(Buffer.from(a.codes.buffer, a.codes.byteOffset, a.codes.byteLength).equals(Buffer.from(b.codes.buffer, b.codes.byteOffset, b.codes.byteLength))).toBe(true);
+    expect(Buffer.from(a.scale.buffer, a.scale.byteOffset, a.scale.byteLength).equals(Buffer.from(b.scale.buffer, b.scale.byteOffset, b.scale.byteLength))).toBe(true);
+    expect(Array.from(a.zeroPoint)).toEqual(Array.from(b.zeroPoint));
+    expect(Buffer.from(a.dequantized.buffer, a.dequantized.byteOffset, a.dequantized.byteLength).equals(Buffer.from(b.dequantized.buffer, b.dequantized.byteOffset, b.dequantized.byteLength))).toBe(true);
+    expect(a.scaleDims).toEqual(b.scaleDims);
+  };
+
+  test.each(['W4A16', 'W4A16_ASYM', 'W8A8'])('%s: weights on both sides of the threshold equal the JavaScript path', async (scheme) => {
+    const rt = new Runtime({ device: 'cpu' });
+    try {
+      const args = presetScheme(scheme, ['Linear']).weights!;
+      const cols = 688;
+      for (const rows of [8, Math.ceil(RTN_KERNEL_MIN_VALUES / cols)]) {
+        const rand = seededRandom(rows);
+        const w = Float32Array.from({ length: rows * cols }, () => (rand() - 0.5) * (rand() < 0.01 ? 4 : 0.2));
+        const kernel = vi.spyOn(rt, 'kernel');
+        same(await quantizeWeightRtn(w, rows, cols, args, { runtime: rt }), await quantizeWeightRtnJs(w, rows, cols, args));
+        // onnxruntime runs only the large weight
+        expect(kernel.mock.calls.filter(([key]) => key.startsWith('rtn.minmax:')).length).toBe(rows * cols >= RTN_KERNEL_MIN_VALUES ? 1 : 0);
+        kernel.mockRestore();
+      }
+    } finally {
+      await rt.close();
+    }
   });
 });
