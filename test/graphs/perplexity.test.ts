@@ -16,6 +16,7 @@ import { klLayout, klReader, klWriter } from '../../src/steps/kl-reference.js';
 import { writeExampleModel } from '../../src/steps/example-model.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { finalLogits } from '../steps/tiny-model.js';
+import { presetScheme } from '../../src/quant/scheme.js';
 
 const rt = new Runtime({ device: 'cpu' });
 let root: string;
@@ -104,5 +105,39 @@ describe('perplexity with the KL reference', () => {
     expect(r.kl).toBeGreaterThan(0);
     expect(r.kl!).toBeCloseTo(await directKl(q, 9), 5);
     expect(r.nll).toBe((await perplexity(rt, q, ids, { batch: 5 })).nll);
+  });
+});
+
+describe('perplexity with per-token activation quantization', () => {
+  // a stage-2 W8A8 model: every Linear's input fake-quantized per token (8 bits; 4 bits for a different graph)
+  const withActs = (bits: number): WeightSource => {
+    const args = { ...presetScheme('W8A8', ['Linear']).input_activations!, num_bits: bits };
+    const locals = fp.arch.layer(fp.config, 0).linears.map((l) => l.local);
+    return { ...coarse(fp), actQuant: () => new Map(locals.map((l) => [l, args])) };
+  };
+
+  test('does not depend on what the Runtime evaluated before: fused and basic-op layers and act-quant args are memoised apart', async () => {
+    const fresh = new Runtime({ device: 'cpu' });
+    let alone: number;
+    let basicAlone: number;
+    try {
+      alone = (await perplexity(fresh, withActs(8), ids)).nll;
+    } finally {
+      await fresh.close();
+    }
+    const freshBasic = new Runtime({ device: 'cpu' });
+    try {
+      basicAlone = (await perplexity(freshBasic, withActs(8), ids, { basicLayers: true })).nll;
+    } finally {
+      await freshBasic.close();
+    }
+    // the fused layer's float32 values differ from the basic-op layer's in the last bits, and per-token rounding
+    // flips on them: a kernel memoised without the layer kind would make the next evaluation take the other's
+    expect(basicAlone).not.toBe(alone);
+    await perplexity(rt, withActs(8), ids, { basicLayers: true });
+    await perplexity(rt, withActs(4), ids);
+    await perplexity(rt, coarse(fp), ids);
+    expect((await perplexity(rt, withActs(8), ids)).nll).toBe(alone);
+    expect((await perplexity(rt, withActs(8), ids, { basicLayers: true })).nll).toBe(basicAlone);
   });
 });
