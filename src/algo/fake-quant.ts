@@ -11,7 +11,7 @@
 
 import { observeWeight, type ObserveOptions } from './observers.js';
 import {
-  computeQParams, dequantizeWeight, fakeQuantizeWeight, nvfp4GlobalScale, qparamShape, quantizeWeight, tensorMinMax, weightMinMax, type QParams,
+  computeQParams, dequantizeWeight, fakeQuantizeWeight, nvfp4GlobalScale, qparamShape, quantizeWeight, tensorMinMax, weightMinMax, type QParams, type ScaleDtype,
 } from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
@@ -33,6 +33,8 @@ export interface QuantizedWeight {
 export interface RtnOptions extends ObserveOptions {
   /** NVFP4: the global scale to use (shared by fused Linears); default the weight's own */
   readonly globalScale?: number;
+  /** the dtype the checkpoint stores the scales in (the weight's); default float32 */
+  readonly scaleDtype?: ScaleDtype;
 }
 
 /** NVFP4's global scale of `w` (generate_gparam over the whole weight); undefined for other strategies */
@@ -48,7 +50,7 @@ export function weightGlobalScale(w: Float32Array, args: Pick<QuantArgs, 'strate
  */
 export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
   const { min, max } = await observeWeight(w, rows, cols, args, options);
-  const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args));
+  const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args), options.scaleDtype);
   const codes = quantizeWeight(w, rows, cols, qp, args);
   return {
     codes,

@@ -19,7 +19,7 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { readStatistic } from './capture.js';
-import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, roundToStoredDtypes, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
@@ -122,7 +122,7 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);
@@ -171,10 +171,12 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
         });
         ctx.progress(i + 1, mappings.length + 1, m.smooth);
       }
+      await roundToStoredDtypes(src, state);
       const quantized: Record<string, Json> = {};
+      const scaleDtypes = await scaleDtypesOf(src, layer, Object.keys(modules));
       for (const [local, module] of Object.entries(modules)) {
         const w = weightMatrix(state.tensors, local, layer);
-        const q = await quantizeWeightRtn(w.data, w.rows, w.cols, module.weights, { runtime: ctx.runtime });
+        const q = await quantizeWeightRtn(w.data, w.rows, w.cols, module.weights, { runtime: ctx.runtime, scaleDtype: scaleDtypes.get(local) ?? 'float32' });
         quantized[local] = { weight_error: relativeError(w.data, q.dequantized) };
         setQuantized(state, local, w.rows, w.cols, q, module);
       }

@@ -26,7 +26,8 @@ import type { Value } from '../ort/graph.js';
 import { gramOf, quadFormSum } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import type { ScaleDtype } from '../quant/qparams.js';
+import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
@@ -123,6 +124,8 @@ interface LayerJob {
   /** input sites whose max |x| static input quantization needs, and what the captures found */
   staticSites: readonly InputSite[];
   ranges: Map<InputSite, number>;
+  /** the dtype each module stores its scales in (its weight's in the checkpoint) */
+  scaleDtypes: ReadonlyMap<string, ScaleDtype>;
   /** NVFP4 global scale of each module (shared across fused Linears) */
   globalScales: ReadonlyMap<string, number>;
   /** tokens the router sends each expert (MoE layers), counted in the first capture pass */
@@ -193,6 +196,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
     name,
     ...(p.escalate_dampening === false ? { escalate: false } : {}),
     ...(job.globalScales.has(local) ? { globalScale: job.globalScales.get(local) as number } : {}),
+    scaleDtype: job.scaleDtypes.get(local) ?? 'float32',
   });
   job.timing.hessian += r.timing.inverseMs;
   job.timing.quantize += r.timing.solveMs;
@@ -200,7 +204,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array): Pr
   if (dw) warn(job, dw);
   const t0 = performance.now();
   const globalScale = job.globalScales.get(local);
-  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
+  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, scaleDtype: job.scaleDtypes.get(local) ?? 'float32', ...(globalScale === undefined ? {} : { globalScale }) });
   job.timing.metrics += performance.now() - t0;
   const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn.dequantized, r);
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
@@ -261,7 +265,7 @@ async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array,
 
 export const gptqStep: StepImpl<'gptq', GptqParams> = {
   kind: 'gptq',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);
@@ -293,6 +297,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         tick: (message) => ctx.progress(++done, total, message),
         staticSites: staticSites(linears, p.modules),
         ranges: new Map(),
+        scaleDtypes: await scaleDtypesOf(src, p.layer, Object.keys(p.modules)),
         globalScales: sharedGlobalScales(
           Object.fromEntries(Object.entries(p.modules).map(([l, m]) => [l, { weight: state.tensors[`${l}.weight`]?.data ?? new Float32Array(0), args: m.weights }])),
           siblingsBySite(linears),
@@ -312,7 +317,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         }
       }
 
-      const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges);
+      const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges, job.scaleDtypes);
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
       const experts = expertReport(p.layer, job.prefix, linears, Object.keys(p.modules), job.routed.counts, job.tokens, 'all-tokens');
