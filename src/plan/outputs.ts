@@ -92,7 +92,7 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
   const ref = loaded.paths.perplexity;
   if (!ppl || !ref) return;
   const seqLen = cappedSeqLen(loaded, ['evaluate', 'perplexity', 'seq_len'], ppl.seq_len, model, diagnostics);
-  const source = datasetSource(ref, model);
+  const source = datasetSource(ref, model, 'evaluation');
   const origin = loaded.locate(['evaluate', 'perplexity']);
   const ids = b.add({
     id: 'tokenize/evaluation',
