@@ -4,7 +4,7 @@
 // compressed-tensors checkpoint reloads to the fake-quant perplexity, and @huggingface/transformers generates
 // the same greedy tokens from the ONNX export as quantforge does.
 
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -22,6 +22,7 @@ const runner = new WorkerRunner({ device: 'cpu', threads: 2 });
 afterAll(async () => {
   await runner.close();
   await rt.close();
+  for (const dir of models.values()) await rm(await dir, { recursive: true, force: true });
 });
 
 const RECIPES = {
