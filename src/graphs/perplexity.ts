@@ -84,7 +84,7 @@ export async function perplexity(rt: Runtime, src: WeightSource, windows: Tensor
       const targets = new BigInt64Array(k * (T - 1));
       for (let w = 0; w < k; w++) for (let t = 1; t < T; t++) targets[w * (T - 1) + t - 1] = BigInt(ids[(b + w) * T + t] as number);
       const slice = (h: Float32Array): Tensor<'float32'> => tensor('float32', [k, T, H], h.subarray(b * T * H, (b + k) * T * H));
-      const feeds: Record<string, Tensor> = { x: slice(hidden), norm, lm_head: lm, targets: tensor('int64', [k, T - 1], targets) };
+      const feeds: Record<string, Tensor> = { x: slice(hidden), norm, lm_head: lm, targets: tensor('int64', [k, T - 1, 1], targets) };
       if (ref && refHidden && refNorm && refLm) Object.assign(feeds, { x_ref: slice(refHidden), norm_ref: refNorm, lm_head_ref: refLm });
       const out = await head.run(feeds);
       for (const v of out['nll']!.data as Float32Array) nllSum += v;
