@@ -22,7 +22,7 @@ function planned(name: string): { ok: boolean; printed: string } {
 
 describe('plan errors', () => {
   test('every plan fixture has a test', () => {
-    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4', 'awq-gguf-scheme', 'gguf-scheme-outputs', 'gguf-output-of-w4a16', 'calibration-shards-awq'];
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4', 'awq-gguf-scheme', 'gguf-scheme-outputs', 'gguf-output-of-w4a16', 'calibration-shards-autoround'];
     expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
   });
 
@@ -250,16 +250,16 @@ describe('plan errors', () => {
   });
 
   test('calibration_shards above 1 with a stage that does not shard its calibration', () => {
-    const r = planned('calibration-shards-awq');
+    const r = planned('calibration-shards-autoround');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/calibration-shards-awq.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq only, and stage 1 (awq) calibrates; use calibration_shards: 1
+      ❌ test/fixtures/recipes/plan/calibration-shards-autoround.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq, awq, smoothquant only, and stage 1 (autoround) calibrates; use calibration_shards: 1
           parallel: { calibration_shards: 2 }
                                           ~
-          test/fixtures/recipes/plan/calibration-shards-awq.yaml:6:5 stage "awq" here
-                - kind: awq
-                  ~~~~~~~~~
+          test/fixtures/recipes/plan/calibration-shards-autoround.yaml:6:5 stage "autoround" here
+                - kind: autoround
+                  ~~~~~~~~~~~~~~~
       "
     `);
   });
