@@ -167,13 +167,13 @@ describe('plan errors', () => {
     `);
   });
 
-  test('GGUF schemes: awq refuses them, and no observer may choose other qparams than the blocks', () => {
+  test('GGUF schemes: awq refuses the K-quants, and no observer may choose other qparams than the blocks', () => {
     const r = planned('awq-gguf-scheme');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:6:13 awq cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn and gptq only: its candidate scales are scored with integer min-max fake quantization, not the block formats
-              scheme: GGUF_Q4_0
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:6:13 awq cannot quantize with GGUF_Q4_K: GGUF Q4_K blocks are quantized by rtn and gptq only (awq takes Q8_0, Q4_0, Q4_1, Q5_0): its candidate losses need the block quantizer as graph ops, and the K-quants' sub-scale searches (make_qkx2/make_qx_quants) are iterative loops not built as graph ops
+              scheme: GGUF_Q4_K
                       ~~~~~~~~~
       ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:9:13 rtn cannot quantize with GGUF_Q8_0: GGUF blocks take ggml's own qparams; the "mse" observer does not apply (leave observer unset)
               scheme: GGUF_Q8_0
