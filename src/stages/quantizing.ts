@@ -90,7 +90,7 @@ export const intWeightsOnly = (why: string): SchemeRule => (s) => (s.weights?.ty
 /** methods whose quantizer has no GGUF block arithmetic (AutoRound's in-graph min-max fake quantization) */
 export const notGguf = (why: string): SchemeRule => (s) => {
   const type = ggufTypeOf(s.weights);
-  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn and gptq only: ${why}`;
+  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: ${why}`;
 };
 
 /** methods whose in-graph quantizer has the 32-weight GGUF blocks (graphs/gguf-fake-quant.ts) but not the K-quants */

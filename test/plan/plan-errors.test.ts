@@ -167,7 +167,7 @@ describe('plan errors', () => {
     `);
   });
 
-  test('GGUF schemes: awq refuses the K-quants, and no observer may choose other qparams than the blocks', () => {
+  test('GGUF schemes: awq refuses the K-quants, autoround every block type, and no observer may choose other qparams than the blocks', () => {
     const r = planned('awq-gguf-scheme');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
@@ -177,6 +177,9 @@ describe('plan errors', () => {
                       ~~~~~~~~~
       ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:9:13 rtn cannot quantize with GGUF_Q8_0: GGUF blocks take ggml's own qparams; the "mse" observer does not apply (leave observer unset)
               scheme: GGUF_Q8_0
+                      ~~~~~~~~~
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:13:13 autoround cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)
+              scheme: GGUF_Q4_0
                       ~~~~~~~~~
       "
     `);
