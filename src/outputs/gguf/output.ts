@@ -35,7 +35,8 @@ function warns(m: PlannedModule): string | undefined {
   if (ggufTypeOf(m.quant.weights) !== undefined) return undefined;
   const target = requantizeTarget(m.quant.weights);
   if (target === undefined) return undefined;
-  return `${describe(m.quant.weights)} weights are requantized to ${target} blocks of 32 at their own scales stored as float16 (blocks whose scale is not one source group take ggml's rounding; in_features not a multiple of 32 stay unquantized), so the file is not exactly the evaluated fake-quantized model (measured: its perplexity within 0.03 % of the fake-quantized model's on stories260K and wiki-llama-8m, docs/gguf.md "Requantizing"); quantize with GGUF_${target} to have the method optimise the stored blocks`;
+  const inputs = m.quant.input_activations ? `; their ${m.quant.input_activations.num_bits}-bit input quantization is not stored (llama.cpp rounds activations its own way)` : '';
+  return `${describe(m.quant.weights)} weights are requantized to ${target} blocks of 32 at their own scales stored as float16 (blocks whose scale is not one source group take ggml's rounding; in_features not a multiple of 32 stay unquantized), so the file is not exactly the evaluated fake-quantized model (measured: its perplexity within 0.03 % of the fake-quantized model's on stories260K and wiki-llama-8m, docs/gguf.md "Requantizing"); quantize with GGUF_${target} to have the method optimise the stored blocks${inputs}`;
 }
 
 /** the GGUF writer writes llama.cpp's `llama` architecture keys; llama.cpp loads llama and mistral checkpoints under it */
