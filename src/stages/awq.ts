@@ -8,7 +8,7 @@
 import type { DuoScaling } from '../algo/awq.js';
 import { captureStatistics } from './calibration-shards.js';
 import { resolveMappings, type SmoothMapping } from './mappings.js';
-import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, intWeightsOnly, notGguf, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, ggufBlocksOnly, intWeightsOnly, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { perLayerSteps, type StageDef } from './stage.js';
 
 export interface AwqStage extends QuantizingParams {
@@ -28,7 +28,12 @@ export const awqStage: StageDef<AwqStage> = {
   quantizes,
   shardsCalibration: true,
   describe: (stage) => (quantizes(stage) ? 'awq' : 'awq without scheme or config_groups'),
-  check: (stage, ctx) => checkSchemeRules(stage, ctx, [notGguf('its candidate scales are scored with integer min-max fake quantization, not the block formats'), intWeightsOnly("AWQ scores its candidate scales with integer min-max fake quantization (llm-compressor 0.8's AWQModifier)"), DYNAMIC_INPUTS_ONLY]),
+  check: (stage, ctx) =>
+    checkSchemeRules(stage, ctx, [
+      ggufBlocksOnly('awq', "its candidate losses need the block quantizer as graph ops, and the K-quants' sub-scale searches (make_qkx2/make_qx_quants) are iterative loops not built as graph ops"),
+      intWeightsOnly("AWQ scores its candidate scales with integer min-max fake quantization (llm-compressor 0.8's AWQModifier)"),
+      DYNAMIC_INPUTS_ONLY,
+    ]),
   expand(stage, ctx) {
     const perLayer = resolveMappings(ctx, stage.mappings, (l) => ctx.b.arch.awqMappings(ctx.b.config, l), stage.ignore);
     const modules = quantizes(stage) ? assignModules(stage, ctx) : [];
