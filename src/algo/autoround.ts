@@ -10,7 +10,7 @@
 
 import { seededRandom } from '../random.js';
 import { rowStride, type QuantLayout, type TargetGrads, type TargetParams } from './autoround-layout.js';
-import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs } from '../quant/qparams.js';
+import { computeQParams, dequantizeWeight, qparamShape, qRange, type MinMax, type QParams, type QuantArithArgs, type ScaleDtype } from '../quant/qparams.js';
 import { roundHalfEven } from '../quant/round.js';
 
 const f = Math.fround;
@@ -143,10 +143,10 @@ export function widenedRange(mm: MinMax): { min: Float32Array; max: Float32Array
 }
 
 /** scales and zero points from the observed range shrunk by the learned factors */
-export function learnedQParams(range: MinMax, p: Pick<TargetParams, 'minScale' | 'maxScale'>, args: QuantArithArgs): QParams {
+export function learnedQParams(range: MinMax, p: Pick<TargetParams, 'minScale' | 'maxScale'>, args: QuantArithArgs, scaleDtype?: ScaleDtype): QParams {
   const lo = range.min.map((x, i) => f(Math.min(x, 0) * (p.minScale[i] as number)));
   const hi = range.max.map((x, i) => f(Math.max(x, 0) * (p.maxScale[i] as number)));
-  return computeQParams(lo, hi, args);
+  return computeQParams(lo, hi, args, undefined, scaleDtype);
 }
 
 /** codes q = clamp(round(w / s + V + zp), qmin, qmax); V grouped as the layout lays it out */
@@ -175,9 +175,9 @@ export interface LearnedQuantization {
   dequantized: Float32Array;
 }
 
-/** the weight's final codes and qparams at learned parameters `p` */
-export function quantizeLearned(w: Float32Array, l: QuantLayout, range: MinMax, p: TargetParams, args: QuantArithArgs): LearnedQuantization {
-  const qp = learnedQParams(range, p, args);
+/** the weight's final codes and qparams at learned parameters `p`, scales in the stored dtype */
+export function quantizeLearned(w: Float32Array, l: QuantLayout, range: MinMax, p: TargetParams, args: QuantArithArgs, scaleDtype?: ScaleDtype): LearnedQuantization {
+  const qp = learnedQParams(range, p, args, scaleDtype);
   const codes = quantizeWithOffsets(w, l, qp, p.v, args);
   return {
     codes,

@@ -12,7 +12,7 @@
 import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
 import { rtnMinMax, type RtnArgs } from '../ort/kernels/rtn.js';
 import {
-  computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, weightMinMax, type QParams,
+  computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, weightMinMax, type QParams, type ScaleDtype,
 } from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
@@ -34,6 +34,8 @@ export interface QuantizedWeight {
 export interface RtnOptions extends ObserveOptions {
   /** NVFP4: the global scale to use (shared by fused Linears); default the weight's own */
   readonly globalScale?: number;
+  /** the dtype the checkpoint stores the scales in (the weight's); default float32 */
+  readonly scaleDtype?: ScaleDtype;
 }
 
 /** NVFP4's global scale of `w` (generate_gparam over the whole weight); undefined for other strategies */
@@ -62,11 +64,13 @@ export const RTN_KERNEL_MIN_VALUES = 1 << 19;
  * Quantize `w` [rows, cols] with `args`: observer min/max → scales (and zero points) → codes, groups over
  * contiguous columns (GPTQ's actorder, which needs g_idx, computes its own qparams). With a runtime, integer
  * min/max quantization of weights of at least RTN_KERNEL_MIN_VALUES values runs as one onnxruntime graph
- * (ort/kernels/rtn.ts, bitwise equal to the JavaScript).
+ * (ort/kernels/rtn.ts, bitwise equal to the JavaScript) when the scales are stored as float32.
  */
 export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
   const kernelArgs = rtnKernelArgs(args, cols);
-  if (options.runtime && kernelArgs && w.length === rows * cols && w.length >= RTN_KERNEL_MIN_VALUES) {
+  // the graph keeps float32 scales; scales stored as bf16/fp16 are rounded before the codes in the JavaScript
+  const float32Scales = (options.scaleDtype ?? 'float32') === 'float32';
+  if (options.runtime && kernelArgs && float32Scales && w.length === rows * cols && w.length >= RTN_KERNEL_MIN_VALUES) {
     return { ...(await rtnMinMax(options.runtime, w, rows, cols, kernelArgs)), scaleDims: qparamShape(rows, cols, args) };
   }
   return quantizeWeightRtnJs(w, rows, cols, args, options);
@@ -76,7 +80,7 @@ export async function quantizeWeightRtn(w: Float32Array, rows: number, cols: num
 export async function quantizeWeightRtnJs(w: Float32Array, rows: number, cols: number, args: QuantArgs, options: RtnOptions = {}): Promise<QuantizedWeight> {
   const scaleDims = qparamShape(rows, cols, args);
   const { min, max } = await observeWeight(w, rows, cols, args, options);
-  const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args));
+  const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args), options.scaleDtype);
   const codes = quantizeWeight(w, rows, cols, qp, args);
   return {
     codes,

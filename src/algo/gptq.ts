@@ -15,7 +15,7 @@ import { CholeskyError, inverseCholeskyUpper, type CholeskyOptions } from './cho
 import type { QuantizedWeight } from './fake-quant.js';
 import { gptqColumns } from './gptq-columns.js';
 import { observeWeight } from './observers.js';
-import { columnGroups, computeQParams, effectiveScales, qparamShape, type QParams } from '../quant/qparams.js';
+import { columnGroups, computeQParams, effectiveScales, qparamShape, type QParams, type ScaleDtype } from '../quant/qparams.js';
 import { elementOf } from '../quant/element.js';
 import { weightGlobalScale } from './fake-quant.js';
 import type { ActOrder, QuantArgs } from '../quant/scheme.js';
@@ -47,6 +47,8 @@ export interface GptqOptions {
   readonly escalate?: boolean;
   /** NVFP4: the global scale to quantize with (shared by fused Linears); default the weight's own */
   readonly globalScale?: number;
+  /** the dtype the checkpoint stores the scales in (the weight's); default float32 */
+  readonly scaleDtype?: ScaleDtype;
   /** dampening tries after the requested one fails; each multiplies the fraction by 10, from `escalateFrom` */
   readonly maxEscalations?: number;
   readonly escalateFrom?: number;
@@ -210,7 +212,7 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
   const permuted = o.actorder === 'group';
   const observed = permuted ? permuteColumns(w, rows, n, order) : w;
   const { min, max } = await observeWeight(observed, rows, n, args, { runtime: o.runtime });
-  const qp = computeQParams(min, max, args, o.globalScale ?? weightGlobalScale(w, args));
+  const qp = computeQParams(min, max, args, o.globalScale ?? weightGlobalScale(w, args), o.scaleDtype);
   const scaleDims = qparamShape(rows, n, args);
   // the scale column of each solve column: along the solve order for actorder group, else the original column's
   const groups = columnGroups(n, args);

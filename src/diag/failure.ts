@@ -141,7 +141,7 @@ export type GgufReason =
   | 'gguf-tokenizer-unsupported';
 
 /** outputs that a format cannot write (formats/, outputs/) */
-export type OutputReason = 'unsupported-output-scheme';
+export type OutputReason = 'unsupported-output-scheme' | 'unsupported-output-model' | 'output-requantizes';
 
 /** the step cache (cache/) */
 export type CacheReason =

@@ -79,6 +79,25 @@ export class SafetensorsFile {
     return tensor(info.dtype, info.shape, viewBytes(info.dtype, bytes));
   }
 
+  /**
+   * rows [start, end) of the tensor along its first dimension, read from the file by offsets alone (a shard of
+   * the calibration windows reads its own windows, not the whole activation file)
+   */
+  async readRows(name: string, start: number, end: number): Promise<Tensor> {
+    const info = this.info(name);
+    const rows = info.shape[0] ?? 0;
+    if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= rows)) {
+      throw new SafetensorsError('offsets-out-of-bounds', this.path, `rows [${start}, ${end}) are outside its ${rows} rows`, { tensor: name });
+    }
+    if (this.#handle === undefined) {
+      throw new SafetensorsError('file-closed', this.path, 'cannot be read: the file was closed', { tensor: name });
+    }
+    const [begin, stop] = info.byteRange;
+    const rowBytes = rows === 0 ? 0 : (stop - begin) / rows;
+    const bytes = await readExact(this.#handle, this.path, begin + start * rowBytes, (end - start) * rowBytes, name);
+    return tensor(info.dtype, [end - start, ...info.shape.slice(1)], viewBytes(info.dtype, bytes));
+  }
+
   /** the tensor converted to float32 (exact for every dtype but float64 and large int32/int64) */
   async readAs(name: string, dtype: 'float32'): Promise<Tensor<'float32'>> {
     if (dtype !== 'float32') throw new Error(`readAs supports only float32, got ${String(dtype)}`);

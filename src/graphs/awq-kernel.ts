@@ -20,6 +20,8 @@ import { tensor, type Tensor } from '../tensor.js';
 import { Graph, type Value } from '../ort/graph.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { fakeQuant } from '../ort/kernels/quant.js';
+import { ggufBlockFakeQuant, isGraphBlockType } from './gguf-fake-quant.js';
+import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 
 
 /** min-max qparams over the last axis of `v` (0 included) and the fake-quantized `v` */
@@ -38,13 +40,19 @@ function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: Quan
   return fakeQuant(g, v, scale, zp, qmin, qmax);
 }
 
+/** the quantizer of a candidate: integer min-max args, or (with `gguf`) a 32-weight GGUF block type */
+export type CandidateArgs = QuantArithArgs & { readonly gguf?: GgufBlockTypeName | undefined };
+
 /**
  * Q(W·s_k)/s_k for K candidate scale vectors `scales` [K, cols] and W [rows, cols], laid out [cols, K, rows] so a
  * loss graph multiplies every candidate in one GEMM. Groups run along each row (a partial last group is
- * zero-padded: zeros never move min/max, which include 0 anyway).
+ * zero-padded: zeros never move min/max, which include 0 anyway). GGUF args quantize with ggml's reference
+ * block quantizer (graphs/gguf-fake-quant.ts: float16 block scales, ggml's rounding), whole blocks only.
  */
-export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: QuantArithArgs): Promise<Float32Array> {
-  const layout = args.strategy === 'group' ? `g${args.group_size}` : args.strategy;
+export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: CandidateArgs): Promise<Float32Array> {
+  const gguf = args.gguf;
+  if (gguf !== undefined && (!isGraphBlockType(gguf) || cols % 32 !== 0)) throw new RangeError(`awq candidates: GGUF ${gguf} on ${cols} columns has no block graph (Q8_0, Q4_0, Q4_1, Q5_0 on whole blocks of 32)`);
+  const layout = gguf !== undefined ? `gguf${gguf}` : args.strategy === 'group' ? `g${args.group_size}` : args.strategy;
   const key = `awq.candidates:${rows}:${cols}:${args.num_bits}:${args.symmetric ? 's' : 'a'}:${layout}`;
   const kernel = await rt.kernel(key, () => {
     const g = new Graph('awq_candidates');
@@ -52,7 +60,9 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
     const sv = g.op('Unsqueeze', [g.input('scales', 'float32', ['K', cols]), g.ints([1])]);
     const ws = g.mul(g.op('Unsqueeze', [wv, g.ints([0])]), sv); // [K, rows, cols]
     let fq: Value;
-    if (args.strategy === 'group') {
+    if (gguf !== undefined && isGraphBlockType(gguf)) {
+      fq = g.reshape(ggufBlockFakeQuant(g, g.reshape(ws, [-1, rows, cols / 32, 32]), gguf), [-1, rows, cols]);
+    } else if (args.strategy === 'group') {
       const gs = args.group_size as number;
       const groups = Math.ceil(cols / gs);
       const ragged = groups * gs !== cols;

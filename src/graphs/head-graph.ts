@@ -6,25 +6,38 @@
 // so the fp evaluation keeps Σ p log p and ē = Wᵀp per position, and the quantized one needs no fp forward.
 
 import { Graph, type Value } from '../ort/graph.js';
-import type { Kernel, Runtime } from '../ort/session.js';
+import type { Kernel, Provider, Runtime } from '../ort/session.js';
 import type { ModelConfig } from '../model/config.js';
 import { rmsNorm, softcapped } from './decoder-graph.js';
 
-function headValues(g: Graph, cfg: ModelConfig, x: Value, norm: Value, lm: Value): { h: Value; logits: Value; lp: Value } {
+/**
+ * log-softmax over the last axis. The WebGPU provider has no LogSoftmax kernel (onnxruntime would copy the
+ * [B, T, vocab] logits to the host for it), so there it is x − m − log Σ exp(x − m) with m = max x, ops WebGPU
+ * runs: the same function to float32 rounding, not the same bits, so every other provider keeps LogSoftmax
+ * (the CPU's perplexities stay bit-identical). A kernel is built for its Runtime's provider.
+ */
+export function logSoftmax(g: Graph, x: Value, provider: Provider): Value {
+  if (provider !== 'webgpu') return g.op('LogSoftmax', [x], { axis: -1 });
+  const shifted = g.sub(x, g.reduceMax(x, [-1]));
+  return g.sub(shifted, g.op('Log', [g.reduceSum(g.op('Exp', [shifted]), [-1])]));
+}
+
+function headValues(g: Graph, cfg: ModelConfig, x: Value, norm: Value, lm: Value, provider: Provider): { h: Value; logits: Value; lp: Value } {
   // positions 0..T-2 predict tokens 1..T-1
   const h = g.op('Slice', [rmsNorm(g, x, norm, cfg.rmsNormEps, cfg.features.normOffset), g.ints([0]), g.ints([-1]), g.ints([1])]);
   const logits = softcapped(g, cfg, g.matmul(h, g.transpose(lm, [1, 0])));
-  return { h, logits, lp: g.op('LogSoftmax', [logits], { axis: -1 }) };
+  return { h, logits, lp: logSoftmax(g, logits, provider) };
 }
 
-const logProbs = (g: Graph, cfg: ModelConfig, x: Value, norm: Value, lm: Value): Value => headValues(g, cfg, x, norm, lm).lp;
+const logProbs = (g: Graph, cfg: ModelConfig, x: Value, norm: Value, lm: Value, provider: Provider): Value => headValues(g, cfg, x, norm, lm, provider).lp;
 
+/** the head's inputs; targets `[B, T-1, 1]` (int64, fed with the trailing 1: the WebGPU provider has no int64 Unsqueeze) */
 function headInputs(g: Graph, cfg: ModelConfig): { x: Value; norm: Value; lm: Value; targets: Value } {
   return {
     x: g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]),
     norm: g.input('norm', 'float32', [cfg.hiddenSize]),
     lm: g.input('lm_head', 'float32', [cfg.vocabSize, cfg.hiddenSize]),
-    targets: g.input('targets', 'int64', ['B', 'T1']),
+    targets: g.input('targets', 'int64', ['B', 'T1', 1]),
   };
 }
 
@@ -42,17 +55,18 @@ function requireLinearLogits(cfg: ModelConfig): void {
 /** what the head graph reads of the config beyond the shapes */
 const headKey = (cfg: ModelConfig): string => `${cfg.hiddenSize}:${cfg.vocabSize}:${cfg.rmsNormEps}:${cfg.features.normOffset}:${cfg.features.finalLogitSoftcap}`;
 
-function nll(g: Graph, lp: Value, targets: Value): Value {
-  const picked = g.op('GatherElements', [lp, g.op('Unsqueeze', [targets, g.ints([-1])])], { axis: -1 });
+/** −log p of each target, `[B, T-1]`, from log-probabilities `[B, T-1, V]` and targets `[B, T-1, 1]` */
+export function nll(g: Graph, lp: Value, targets: Value): Value {
+  const picked = g.op('GatherElements', [lp, targets], { axis: -1 });
   return g.op('Neg', [g.op('Squeeze', [picked, g.ints([-1])])]);
 }
 
-/** nll `[B, T-1]` of each next token given hidden states `[B, T, H]` */
+/** nll `[B, T-1]` of each next token given hidden states `[B, T, H]` and targets `[B, T-1, 1]` */
 export function nllKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
   return rt.kernel(`head-nll:${headKey(cfg)}`, () => {
     const g = new Graph('head_nll');
     const i = headInputs(g, cfg);
-    g.output(nll(g, logProbs(g, cfg, i.x, i.norm, i.lm), i.targets), 'nll');
+    g.output(nll(g, logProbs(g, cfg, i.x, i.norm, i.lm, rt.device), i.targets), 'nll');
     return g;
   });
 }
@@ -63,7 +77,7 @@ export function nllKlReferenceKernel(rt: Runtime, cfg: ModelConfig): Promise<Ker
   return rt.kernel(`head-nll-klref:${headKey(cfg)}`, () => {
     const g = new Graph('head_nll_klref');
     const i = headInputs(g, cfg);
-    const lp = logProbs(g, cfg, i.x, i.norm, i.lm);
+    const lp = logProbs(g, cfg, i.x, i.norm, i.lm, rt.device);
     const p = g.op('Exp', [lp]);
     g.output(nll(g, lp, i.targets), 'nll');
     g.output(g.reduceSum(g.mul(p, lp), [-1], false), 'negent');
@@ -80,7 +94,7 @@ export function nllKlFromReferenceKernel(rt: Runtime, cfg: ModelConfig): Promise
     const i = headInputs(g, cfg);
     const negent = g.input('negent', 'float32', ['B', 'T1']);
     const ebar = g.input('ebar', 'float32', ['B', 'T1', cfg.hiddenSize]);
-    const { h, logits, lp } = headValues(g, cfg, i.x, i.norm, i.lm);
+    const { h, logits, lp } = headValues(g, cfg, i.x, i.norm, i.lm, rt.device);
     // logsumexp z = z − log softmax z, read at token 0
     const first = (v: Value): Value => g.op('Squeeze', [g.op('Slice', [v, g.ints([0]), g.ints([1]), g.ints([-1])]), g.ints([-1])]);
     const lse = g.sub(first(logits), first(lp));
@@ -102,9 +116,9 @@ export function nllKlKernel(rt: Runtime, cfg: ModelConfig): Promise<Kernel> {
     const xRef = g.input('x_ref', 'float32', ['B', 'T', H]);
     const normRef = g.input('norm_ref', 'float32', [H]);
     const lmRef = g.input('lm_head_ref', 'float32', [cfg.vocabSize, H]);
-    const targets = g.input('targets', 'int64', ['B', 'T1']);
-    const lp = logProbs(g, cfg, x, norm, lm);
-    const lpRef = logProbs(g, cfg, xRef, normRef, lmRef);
+    const targets = g.input('targets', 'int64', ['B', 'T1', 1]);
+    const lp = logProbs(g, cfg, x, norm, lm, rt.device);
+    const lpRef = logProbs(g, cfg, xRef, normRef, lmRef, rt.device);
     const kl = g.reduceSum(g.mul(g.op('Exp', [lpRef]), g.sub(lpRef, lp)), [-1], false);
     g.output(nll(g, lp, targets), 'nll');
     g.output(nll(g, lpRef, targets), 'nll_ref');

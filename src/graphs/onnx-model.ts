@@ -12,15 +12,15 @@ import { OnnxModelError } from './onnx-model-error.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { parseModelConfig, readConfigJson, type ModelConfig } from '../model/config.js';
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
+import { logSoftmax, nll } from './head-graph.js';
 
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
   return rt.kernel(`nll-from-logits:${vocab}`, () => {
     const g = new Graph('nll_from_logits');
     const logits = g.input('logits', 'float32', ['B', 'T', vocab]);
-    const targets = g.input('targets', 'int64', ['B', 'T1']);
-    const lp = g.op('LogSoftmax', [g.op('Slice', [logits, g.ints([0]), g.ints([-1]), g.ints([1])])], { axis: -1 });
-    const picked = g.op('GatherElements', [lp, g.op('Unsqueeze', [targets, g.ints([-1])])], { axis: -1 });
-    g.output(g.op('Neg', [g.op('Squeeze', [picked, g.ints([-1])])]), 'nll');
+    const targets = g.input('targets', 'int64', ['B', 'T1', 1]);
+    const lp = logSoftmax(g, g.op('Slice', [logits, g.ints([0]), g.ints([-1]), g.ints([1])]), rt.device);
+    g.output(nll(g, lp, targets), 'nll');
     return g;
   });
 }
@@ -113,7 +113,7 @@ export class OnnxModel {
       const ids = Array.from({ length: m }, (_, w) => Array.from(windows.data.subarray((b + w) * T, (b + w + 1) * T)));
       const { logits } = await this.forward(ids, 0, this.#emptyCache(m));
       const targets = BigInt64Array.from(ids.flatMap((w) => w.slice(1).map(BigInt)));
-      const { nll } = await head.run({ logits, targets: tensor('int64', [m, T - 1], targets) });
+      const { nll } = await head.run({ logits, targets: tensor('int64', [m, T - 1, 1], targets) });
       for (const v of nll!.data as Float32Array) sum += v;
       options.onProgress?.(Math.min(n, b + m), n);
     }

@@ -93,7 +93,7 @@ interface Head {
 const targetsOf = (ids: Int32Array, k: number, T: number): Tensor<'int64'> => {
   const targets = new BigInt64Array(k * (T - 1));
   for (let w = 0; w < k; w++) for (let t = 1; t < T; t++) targets[w * (T - 1) + t - 1] = BigInt(ids[w * T + t] as number);
-  return tensor('int64', [k, T - 1], targets);
+  return tensor('int64', [k, T - 1, 1], targets);
 };
 
 async function makeHead(rt: Runtime, src: WeightSource, options: PerplexityOptions): Promise<Head> {

@@ -52,6 +52,12 @@ export interface PlannedModule {
   readonly shape: readonly [number, number];
 }
 
+/** the model as an output format sees it at plan time */
+export interface PlannedModel {
+  /** config.json's model_type */
+  readonly modelType: string;
+}
+
 export interface OutputDef<O extends OutputOptions, W = unknown, E = unknown> {
   /** the recipe's `format`, the schema file's name and this folder's name */
   readonly format: O['format'];
@@ -62,4 +68,8 @@ export interface OutputDef<O extends OutputOptions, W = unknown, E = unknown> {
   readonly open?: OutputOpener;
   /** why the format cannot write a module quantized so (a plan error at the output); undefined when it can */
   supports?(module: PlannedModule): string | undefined;
+  /** what writing a module quantized so costs (a plan warning at the output, once per text); undefined when nothing */
+  warns?(module: PlannedModule): string | undefined;
+  /** why the format cannot write this model at all (a plan error at the output, before any compute) */
+  supportsModel?(model: PlannedModel): string | undefined;
 }

@@ -4,7 +4,7 @@
 
 import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import type { LoadedRecipe } from '../recipe/types.js';
-import { stageDef } from '../stages/registry.js';
+import { stageDef, stageDefs } from '../stages/registry.js';
 import type { PlanBuilder } from './builder.js';
 
 export function checkStages(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic[]): void {
@@ -42,9 +42,12 @@ function checkShards(loaded: LoadedRecipe, diagnostics: Diagnostic[]): void {
   diagnostics.push(
     errorAt(
       'calibration-shards-unsupported',
-      `calibration_shards ${shards}: data-parallel calibration is implemented for gptq only, and ${names} calibrates; use calibration_shards: 1`,
+      `calibration_shards ${shards}: data-parallel calibration is implemented for ${shardingKinds().join(', ')} only, and ${names} calibrates; use calibration_shards: 1`,
       loaded.locate(['parallel', 'calibration_shards']),
       unsharded.map(({ s, i }) => ({ message: `stage "${s.kind}" here`, location: loaded.locate(['stages', i]) })),
     ),
   );
 }
+
+/** the stage kinds that declare `shardsCalibration`, as the message lists them */
+const shardingKinds = (): string[] => Object.values(stageDefs).filter((d) => d.shardsCalibration).map((d) => d.kind);

@@ -42,7 +42,7 @@ function addCalibration(loaded: LoadedRecipe, b: PlanBuilder, model: ResolvedMod
   const ref = loaded.paths.calibration;
   if (!calib || !ref) return;
   const seqLen = cappedSeqLen(loaded, ['calibration', 'seq_len'], calib.seq_len, model, diagnostics);
-  const source = datasetSource(ref, model);
+  const source = datasetSource(ref, model, 'calibration');
   const origin = loaded.locate(['calibration']);
   b.startChain(() => {
     const ids = b.add({

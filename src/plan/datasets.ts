@@ -6,10 +6,16 @@ import { errorAt, type Diagnostic } from '../diag/diagnostic.js';
 import type { DatasetRef, JsonPath, LoadedRecipe } from '../recipe/types.js';
 import type { ResolvedModel } from './model.js';
 
-/** a dataset as step files/params: a file of its own, or a file inside the model directory */
-export function datasetSource(ref: DatasetRef, model: ResolvedModel): { files: Record<string, string>; params: { model_file?: string } } {
-  if (ref.source === 'file') return { files: { dataset: ref.path }, params: {} };
-  if (model.ref.kind === 'dir') return { files: { dataset: join(model.ref.dir, ref.file) }, params: {} };
+/** what a dataset is for: the tokenize step's `role`, the name of its file in keys and lock files */
+export type DatasetRole = 'calibration' | 'evaluation';
+
+/**
+ * a dataset as step files/params: a file of its own, or a file inside the model directory; the file's role is
+ * the dataset's (`calibration`, `evaluation`), so the lock file records each dataset under its own name
+ */
+export function datasetSource(ref: DatasetRef, model: ResolvedModel, role: DatasetRole): { files: Record<string, string>; params: { model_file?: string } } {
+  if (ref.source === 'file') return { files: { [role]: ref.path }, params: {} };
+  if (model.ref.kind === 'dir') return { files: { [role]: join(model.ref.dir, ref.file) }, params: {} };
   return { files: {}, params: { model_file: ref.file } };
 }
 

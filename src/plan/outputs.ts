@@ -2,7 +2,7 @@
 // full-precision and quantized models (and of every written model its format can run), and the report.
 
 import { basename, dirname, join } from 'node:path';
-import { errorAt, type Diagnostic, type Location } from '../diag/diagnostic.js';
+import { errorAt, warningAt, type Diagnostic, type Location } from '../diag/diagnostic.js';
 import type { PlannedModule } from '../outputs/output-def.js';
 import { outputDef } from '../outputs/registry.js';
 import type { LoadedRecipe } from '../recipe/types.js';
@@ -32,20 +32,34 @@ function plannedModules(b: PlanBuilder): PlannedModule[] {
   return out;
 }
 
-/** a plan error at each output whose format cannot write a module as it was quantized (one per reason) */
+/**
+ * a plan error at each output whose format cannot write the model, or a module as it was quantized (one per
+ * reason), and a warning for each cost writing a module so has (one per text)
+ */
 function checkOutputs(loaded: LoadedRecipe, b: PlanBuilder, diagnostics: Diagnostic[]): void {
   const modules = plannedModules(b);
   (loaded.recipe.outputs ?? []).forEach((o, i) => {
-    const supports = outputDef(o).supports;
-    if (!supports) return;
+    const def = outputDef(o);
+    const at = loaded.locate(['outputs', i]);
+    const model = def.supportsModel?.({ modelType: b.config.modelType });
+    if (model !== undefined) {
+      diagnostics.push(errorAt('unsupported-output-model', `${o.format} output cannot write this model: ${model}`, at));
+      return;
+    }
     const seen = new Set<string>();
     for (const m of modules) {
-      const why = supports(m);
-      if (why === undefined || seen.has(why)) continue;
-      seen.add(why);
-      const stage = b.quantizedBy.get(m.name);
-      const related = stage === undefined ? [] : [{ message: `${m.name} is quantized by stage ${stage}`, location: loaded.locate(['stages', stage - 1]) }];
-      diagnostics.push(errorAt('unsupported-output-scheme', `${o.format} output cannot write ${m.name}: ${why}`, loaded.locate(['outputs', i]), related));
+      const why = def.supports?.(m);
+      if (why !== undefined && !seen.has(why)) {
+        seen.add(why);
+        const stage = b.quantizedBy.get(m.name);
+        const related = stage === undefined ? [] : [{ message: `${m.name} is quantized by stage ${stage}`, location: loaded.locate(['stages', stage - 1]) }];
+        diagnostics.push(errorAt('unsupported-output-scheme', `${o.format} output cannot write ${m.name}: ${why}`, at, related));
+      }
+      const cost = why === undefined ? def.warns?.(m) : undefined;
+      if (cost !== undefined && !seen.has(cost)) {
+        seen.add(cost);
+        diagnostics.push(warningAt('output-requantizes', `${o.format} output: ${cost}`, at));
+      }
     }
   });
 }
@@ -92,7 +106,7 @@ export function addEvaluation(loaded: LoadedRecipe, b: PlanBuilder, model: Resol
   const ref = loaded.paths.perplexity;
   if (!ppl || !ref) return;
   const seqLen = cappedSeqLen(loaded, ['evaluate', 'perplexity', 'seq_len'], ppl.seq_len, model, diagnostics);
-  const source = datasetSource(ref, model);
+  const source = datasetSource(ref, model, 'evaluation');
   const origin = loaded.locate(['evaluate', 'perplexity']);
   const ids = b.add({
     id: 'tokenize/evaluation',

@@ -70,7 +70,8 @@ export function gridWeight(type: GgufBlockTypeName, grid: GgufBlockGrid): GgufWe
   return fromBlocks(type, grid.rows, grid.cols, blocks.map((b) => b.qparams), grid.codes);
 }
 
-function fromBlocks(type: GgufBlockTypeName, rows: number, cols: number, qparams: readonly GgufBlockQParams[], codes: Int8Array): GgufWeight {
+/** a weight from its blocks' stored qparams (row-major) and codes, with llama.cpp's dequantized values */
+export function fromBlocks(type: GgufBlockTypeName, rows: number, cols: number, qparams: readonly GgufBlockQParams[], codes: Int8Array): GgufWeight {
   const format = BLOCK_FORMATS[type];
   const size = format.type.blockSize;
   const perRow = cols / size;

@@ -13,10 +13,15 @@
 //   NVFP4      s = fp8(clamp(g · (m / 6), ±448)), 0 → 0.125, under the global scale g = 448 · 6 / max|W|
 //              (an all-zero weight: g = 1, compressed-tensors' later rule); x is divided by fp32(s / g)
 //   MXFP4      2^(b − 127) for the e8m0 byte b of m (fp4.ts)
+// Int and fp8 scales are rounded to the dtype the checkpoint stores them in (the model's: bfloat16, float16)
+// before any zero point or code is computed from them, as compressed-tensors' observer does in the weight's
+// dtype; so the stored checkpoint dequantizes to exactly the fake-quantized weight. NVFP4 (fp8 scales) and
+// MXFP4 (e8m0 bytes) have their own scale dtypes; float32 leaves every value as it was.
 
 import { elementOf, qRange, type QElement } from './element.js';
 import { mxScaleByte, mxScaleValue } from './fp4.js';
 import { FP8_E4M3_MAX, roundFp8E4m3 } from './fp8.js';
+import { fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from './half.js';
 import { roundHalfEven } from './round.js';
 import { isMx, type QuantArgs } from './quant-args.js';
 import { ReasonedError } from '../diag/failure.js';
@@ -34,6 +39,16 @@ export class QuantShapeError extends ReasonedError<'quant-shape-mismatch'> {
 
 /** the args fields the arithmetic reads (`type` absent: int) */
 export type QuantArithArgs = Pick<QuantArgs, 'num_bits' | 'symmetric' | 'strategy' | 'group_size'> & Partial<Pick<QuantArgs, 'type' | 'block_structure'>>;
+
+/** the dtype a checkpoint stores int and fp8 scales in: the model's */
+export type ScaleDtype = 'float32' | 'bfloat16' | 'float16';
+
+/** x rounded (to nearest even) to `dtype`, as `.to(dtype)` rounds it */
+export function inScaleDtype(x: number, dtype: ScaleDtype): number {
+  if (dtype === 'float32') return f(x);
+  const v = Float32Array.of(x);
+  return (dtype === 'bfloat16' ? fromBfloat16(toBfloat16(v)) : fromFloat16(toFloat16(v)))[0] as number;
+}
 
 /** what computeQParams reads (`strategy` tells NVFP4 and MXFP4 apart; absent: int or fp8) */
 type ScaleArgs = Pick<QuantArgs, 'num_bits' | 'symmetric'> & Partial<Pick<QuantArgs, 'type' | 'strategy'>>;
@@ -90,8 +105,11 @@ export function nvfp4GlobalScale(min: number, max: number): number {
   return Number.isFinite(g) ? g : 1;
 }
 
-/** scale and zero point for each (min, max) pair, as calculate_qparams computes them in fp32 */
-export function computeQParams(min: Float32Array, max: Float32Array, args: ScaleArgs, globalScale?: number): QParams {
+/**
+ * scale and zero point for each (min, max) pair, as calculate_qparams computes them in fp32; int and fp8
+ * scales rounded to `scaleDtype` (the stored dtype) before the clamp to eps and the zero point
+ */
+export function computeQParams(min: Float32Array, max: Float32Array, args: ScaleArgs, globalScale?: number, scaleDtype: ScaleDtype = 'float32'): QParams {
   if (min.length !== max.length) throw new QuantShapeError(`min has ${min.length} values but max has ${max.length}; expected equal lengths`);
   const { qmin, qmax } = elementOf(args);
   const range = qmax - qmin;
@@ -109,9 +127,9 @@ export function computeQParams(min: Float32Array, max: Float32Array, args: Scale
       // an fp8 scale of 0 becomes the next fp8 value compressed-tensors picks, 0.125
       scale[i] = s === 0 ? 0.125 : s;
     } else if (args.symmetric) {
-      scale[i] = Math.max(f(absMax(lo, hi) / (range / 2)), FP32_EPS);
+      scale[i] = Math.max(inScaleDtype(absMax(lo, hi) / (range / 2), scaleDtype), FP32_EPS);
     } else {
-      const s = Math.max(f(f(hi - lo) / range), FP32_EPS);
+      const s = Math.max(inScaleDtype(f(hi - lo) / range, scaleDtype), FP32_EPS);
       scale[i] = s;
       const zp = f(qmin - f(lo / s));
       zeroPoint[i] = roundHalfEven(Math.min(Math.max(zp, qmin), qmax));

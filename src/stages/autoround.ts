@@ -43,7 +43,7 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   quantizes: () => true,
   /** nsamples and seqlen must agree with the calibration block, which makes the windows */
   check(stage, ctx) {
-    checkSchemeRules(stage, ctx, [notGguf('its learned rounding and min/max factors act on integer min-max grids, not on ggml block qparams'), intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
+    checkSchemeRules(stage, ctx, [notGguf("its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)"), intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
     const calib = ctx.calibration;
     if (!calib) return;
     if (stage.seqlen !== null && stage.seqlen !== calib.seq_len) {

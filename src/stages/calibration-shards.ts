@@ -1,10 +1,15 @@
 // Data-parallel calibration (recipe `parallel.calibration_shards` K > 1): a GPTQ layer's XᵀX capture becomes
 // K `gptq-hessian` steps over disjoint calibration window ranges, planned beside the layer's gptq step, which
-// takes them as its `partials` input and does the one solve. With K = 1 nothing is planned and the gptq step
-// captures its Hessians itself, so plans and keys are those of a recipe without the key.
+// takes them as its `partials` input and does the one solve; a SmoothQuant or AWQ layer's activation
+// statistics become K `capture-shard` steps, which the layer's capture step reduces (max, or float64 sums and
+// token counts). With K = 1 nothing is planned and the gptq and capture steps capture themselves, so plans and
+// keys are those of a recipe without the key. The chain of layer inputs the shards read stays one step per
+// layer over every window: it is shared with the 1-shard plan and the stages after, and each shard reads only
+// its own windows of it.
 
 import { isMoeLayer } from '../model/arch.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
+import type { Statistic } from '../steps/capture-statistic.js';
 import { staticSites } from '../steps/static-inputs.js';
 import type { StageContext } from './stage.js';
 import type { StepId } from './step-plan.js';
@@ -36,4 +41,37 @@ export function hessianShards(ctx: StageContext, layer: number, hidden: StepId, 
     );
   }
   return out;
+}
+
+/**
+ * The `capture` step of layer `layer` (statistic of `modules`' inputs over the layer's calibration inputs
+ * `hidden`, under the layer's state as the previous stage left it): one step for one shard (which also writes the
+ * chain's next link when it has none: the same forward pass), else the reduce of K `capture-shard` steps (the
+ * chain's next link is then an ordinary chain step)
+ */
+export function captureStatistics(ctx: StageContext, layer: number, statistic: Statistic, modules: string[], hidden: StepId): StepId {
+  const shards = ctx.calibrationShards;
+  const common = { readsModel: true, origin: ctx.origin, group: ctx.group };
+  const state = ctx.b.state[layer];
+  if (shards <= 1) {
+    // when the chain has no step for layer + 1 yet, the same forward pass writes it (the step becomes that link)
+    const next = ctx.b.chainOpen(layer + 1);
+    const params = { layer, statistic, modules, ...(next ? { next_hidden: true } : {}) };
+    const id = ctx.b.add({ id: `${ctx.prefix}/capture.${layer}`, kind: 'capture', params, inputs: { hidden, state }, ...common });
+    if (next) ctx.b.provideChain(layer + 1, id);
+    return id;
+  }
+  const partials: StepId[] = [];
+  for (let shard = 0; shard < shards; shard++) {
+    partials.push(
+      ctx.b.add({
+        id: `${ctx.prefix}/capture.${layer}.shard.${shard}`,
+        kind: 'capture-shard',
+        params: { layer, statistic, modules, shard, shards },
+        inputs: { hidden, state },
+        ...common,
+      }),
+    );
+  }
+  return ctx.b.add({ id: `${ctx.prefix}/capture.${layer}`, kind: 'capture', params: { layer, statistic, modules }, inputs: { partials }, ...common, readsModel: false });
 }

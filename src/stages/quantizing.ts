@@ -3,6 +3,7 @@
 
 import { observerKind } from '../algo/observers.js';
 import { ggufTypeOf } from '../quant/gguf-scheme.js';
+import { GRAPH_BLOCK_TYPES, isGraphBlockType } from '../graphs/gguf-fake-quant.js';
 import { assignSchemes } from '../algo/targets.js';
 import { errorAt, warningAt } from '../diag/diagnostic.js';
 import { staticInputTensor, type ModuleQuant } from '../quant/module-quant.js';
@@ -86,10 +87,16 @@ export const MINMAX_FOR_FLOAT: SchemeRule = (s) =>
 /** methods whose in-graph quantizer is integer min-max (AWQ's candidate search, AutoRound's learned rounding) */
 export const intWeightsOnly = (why: string): SchemeRule => (s) => (s.weights?.type === 'float' ? `${s.weights.num_bits}-bit float weights are not supported: ${why}` : undefined);
 
-/** methods whose quantizer has no GGUF block arithmetic (AWQ's and AutoRound's in-graph min-max fake quantization) */
+/** methods whose quantizer has no GGUF block arithmetic (AutoRound's in-graph min-max fake quantization) */
 export const notGguf = (why: string): SchemeRule => (s) => {
   const type = ggufTypeOf(s.weights);
-  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn and gptq only: ${why}`;
+  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: ${why}`;
+};
+
+/** methods whose in-graph quantizer has the 32-weight GGUF blocks (graphs/gguf-fake-quant.ts) but not the K-quants */
+export const ggufBlocksOnly = (method: string, why: string): SchemeRule => (s) => {
+  const type = ggufTypeOf(s.weights);
+  return type === undefined || isGraphBlockType(type) ? undefined : `GGUF ${type} blocks are quantized by rtn and gptq only (${method} takes ${GRAPH_BLOCK_TYPES.join(', ')}): ${why}`;
 };
 
 /** GGUF blocks take ggml's own qparams: an observer that would choose other ones is refused */

@@ -107,22 +107,3 @@ export function chainedLayerSteps<K extends StepKind>(ctx: StageContext, kind: K
   ctx.b.replaceChain(steps);
   return steps;
 }
-
-/**
- * The capture step of layer `l` for a smoothing stage (statistics of its Linears' inputs on the chain); when the
- * chain has no step for layer l + 1 yet, the same forward pass writes it (the step becomes that chain link).
- */
-export function captureStep(ctx: StageContext, l: number, statistic: 'absmax' | 'absmean', modules: string[]): StepId {
-  const next = ctx.b.chainOpen(l + 1);
-  const id = ctx.b.add({
-    id: `${ctx.prefix}/capture.${l}`,
-    kind: 'capture',
-    params: { layer: l, statistic, modules, ...(next ? { next_hidden: true } : {}) },
-    inputs: { hidden: ctx.b.chain(l), state: ctx.b.state[l] },
-    readsModel: true,
-    origin: ctx.origin,
-    group: ctx.group,
-  });
-  if (next) ctx.b.provideChain(l + 1, id);
-  return id;
-}

@@ -25,6 +25,25 @@ export async function readTensorFile<D extends 'float32' | 'int32'>(dir: string,
 }
 
 export const readHidden = (dir: string): Promise<Tensor<'float32'>> => readTensorFile<'float32'>(dir, HIDDEN_FILE, 'hidden');
+/** windows [start, end) of an activation file, read by offsets: a calibration shard holds only its own windows */
+export async function readHiddenWindows(dir: string, start: number, end: number): Promise<Tensor<'float32'>> {
+  const f = await SafetensorsFile.open(join(dir, HIDDEN_FILE));
+  try {
+    return (await f.readRows('hidden', start, end)) as Tensor<'float32'>;
+  } finally {
+    await f.close();
+  }
+}
+
+/** the number of windows in an activation file, from its header */
+export async function hiddenWindows(dir: string): Promise<number> {
+  const f = await SafetensorsFile.open(join(dir, HIDDEN_FILE));
+  try {
+    return f.info('hidden').shape[0] ?? 0;
+  } finally {
+    await f.close();
+  }
+}
 export const readIds = (dir: string): Promise<Tensor<'int32'>> => readTensorFile<'int32'>(dir, IDS_FILE, 'ids');
 export const writeHidden = (dir: string, hidden: Tensor<'float32'>): Promise<void> => writeSafetensors(join(dir, HIDDEN_FILE), { hidden });
 

@@ -25,7 +25,7 @@ import type { Graph, Value } from '../ort/graph.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, openLayerInput, writeLayerState, type LayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { relativeError, setQuantized } from './quantized-module.js';
 import { input, optionalInput, type StepContext, type StepImpl } from './types.js';
@@ -233,10 +233,12 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
 
       const deltas: Record<string, { autoround: Float32Array; rtn: Float32Array }> = {};
       const modules: Record<string, Json> = {};
+      const scaleDtypes = await scaleDtypesOf(src, p.layer, spec.targets.map((t) => t.local));
       for (const [i, t] of spec.targets.entries()) {
         const { w, range, module } = targets[i]!;
-        const q = quantizeLearned(w, t.layout, range, run.kept[t.local]!, module.weights);
-        const rtn = await quantizeWeightRtn(w, t.layout.rows, t.layout.cols, module.weights, { runtime: ctx.runtime });
+        const scaleDtype = scaleDtypes.get(t.local) ?? 'float32';
+        const q = quantizeLearned(w, t.layout, range, run.kept[t.local]!, module.weights, scaleDtype);
+        const rtn = await quantizeWeightRtn(w, t.layout.rows, t.layout.cols, module.weights, { runtime: ctx.runtime, scaleDtype });
         deltas[t.local] = { autoround: q.dequantized, rtn: rtn.dequantized };
         modules[t.local] = { weight_error: relativeError(w, q.dequantized), rtn_weight_error: relativeError(w, rtn.dequantized) };
         setQuantized(state, t.local, t.layout.rows, t.layout.cols, q, module);

@@ -4,6 +4,9 @@
 // mapping is searched. Memory stays bounded: candidates are evaluated in groups whose weights fit a budget, and
 // calibration tokens in chunks. Without a scheme (a later stage quantizes) the search quantizes as W4A16_ASYM
 // (llm-awq's default q_config: int4, zero point, group 128) and the layer is left unquantized.
+// GGUF schemes (Q8_0, Q4_0, Q4_1, Q5_0): candidates are scored with ggml's block quantizer as graph ops
+// (graphs/gguf-fake-quant.ts, float16 block scales) and the smoothed weights quantized by ggml's reference
+// quantizer, the same rounding, so the gguf output packs exactly what the search scored.
 
 import { awqGrid, awqSearch, weightMeans, type BalanceWeight, type DuoScaling } from '../algo/awq.js';
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
@@ -21,9 +24,10 @@ import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, readHidden } from './activations.js';
 import { readStatistic } from './capture.js';
-import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, roundToStoredDtypes, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { relativeError, setQuantized } from './quantized-module.js';
+import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import { checkSmoothable, foldScales, mappingSite, parentOf, SmoothingStepError, weightMatrix } from './smoothing.js';
 import { input, type StepImpl } from './types.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
@@ -154,7 +158,11 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
   const out: Record<string, QuantArgs> = {};
   for (const b of mapping.balance) {
     const router = layer.linears.some((l) => l.local === b && l.role === 'router');
-    const args = foldOnly ? (router ? undefined : FOLD_ONLY_SEARCH_ARGS) : modules[b]?.weights;
+    let args = foldOnly ? (router ? undefined : FOLD_ONLY_SEARCH_ARGS) : modules[b]?.weights;
+    const module = modules[b];
+    const gguf = module && ggufModule(module, layer.linears.find((l) => l.local === b)!.inFeatures);
+    // a GGUF module is searched with the block type it is stored in; one no block fits stays unquantized
+    if (gguf) args = 'skip' in gguf ? undefined : gguf.module.weights;
     if (args) out[b] = args;
   }
   return out;
@@ -162,7 +170,8 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  version: 3,
+  // 3 and 2 changed its results on two lines of work; 4 has both
+  version: 4,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);
@@ -211,10 +220,23 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
         });
         ctx.progress(i + 1, mappings.length + 1, m.smooth);
       }
+      await roundToStoredDtypes(src, state);
       const quantized: Record<string, Json> = {};
+      const scaleDtypes = await scaleDtypesOf(src, layer, Object.keys(modules));
       for (const [local, module] of Object.entries(modules)) {
         const w = weightMatrix(state.tensors, local, layer);
-        const q = await quantizeWeightRtn(w.data, w.rows, w.cols, module.weights, { runtime: ctx.runtime });
+        const gguf = ggufModule(module, w.cols);
+        if (gguf) {
+          // ggml's reference quantizer on the smoothed weight: the rounding the search scored, the file's bytes
+          if ('skip' in gguf) quantized[local] = { skipped: gguf.skip };
+          else {
+            const q = quantizeGgufRtn(gguf.type, w.data, w.rows, w.cols);
+            quantized[local] = { weight_error: relativeError(w.data, q.dequantized), gguf: gguf.type, ...(gguf.note ? { note: gguf.note } : {}) };
+            setQuantizedGguf(state, local, q, gguf.module);
+          }
+          continue;
+        }
+        const q = await quantizeWeightRtn(w.data, w.rows, w.cols, module.weights, { runtime: ctx.runtime, scaleDtype: scaleDtypes.get(local) ?? 'float32' });
         quantized[local] = { weight_error: relativeError(w.data, q.dequantized) };
         setQuantized(state, local, w.rows, w.cols, q, module);
       }

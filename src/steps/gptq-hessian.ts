@@ -1,13 +1,12 @@
 // Step `gptq-hessian`: one shard of one decoder layer's GPTQ calibration (recipe `parallel.calibration_shards`
-// K > 1). It runs the layer as the previous stage left it over windows [⌊s·N/K⌋, ⌊(s+1)·N/K⌋) of its
-// calibration inputs (the GPTQ chain's `hidden`), with the same float32 XᵀX tap per batch as the gptq step
-// (gptq-job.ts), and stores their float64 sums per Linear input site with their token count
-// (hessian-partials.ts); the layer's gptq step sums the K shards, normalises and solves. Shards of one layer are independent: on a job queue, K workers
-// run them at once.
+// K > 1). It reads windows [⌊s·N/K⌋, ⌊(s+1)·N/K⌋) of its calibration inputs (the GPTQ chain's `hidden`: only
+// those windows' bytes, by offset), runs the layer as the previous stage left it over them with the same
+// float32 XᵀX tap per batch as the gptq step (gptq-job.ts), and stores their float64 sums per Linear input site
+// with their token count (hessian-partials.ts); the layer's gptq step sums the K shards, normalises and solves.
+// Shards of one layer are independent: on a job queue, K workers run them at once.
 
 import type { InputSite } from '../model/arch.js';
-import { tensor } from '../tensor.js';
-import { forEachBatch, readHidden } from './activations.js';
+import { forEachBatch, hiddenWindows, readHiddenWindows } from './activations.js';
 import { addGrams, xtxTap } from './gptq-job.js';
 import { shardWindows, writeHessianPartial } from './hessian-partials.js';
 import { actQuantOf, openLayerInput } from './layer-state.js';
@@ -43,10 +42,10 @@ export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
       if (unknown.length > 0) throw new Error(`gptq-hessian layer ${p.layer}: ${unknown.join(', ')} are not input sites of the layer; expected some of: ${[...widths.keys()].join(', ')}`);
       const width = (s: InputSite): number => widths.get(s) as number;
 
-      const hidden = await readHidden(input(ctx, 'hidden').dir);
-      const [N, T, H] = hidden.dims as [number, number, number];
-      const [start, end] = shardWindows(N, p.shard, p.shards);
-      const mine = tensor('float32', [end - start, T, H], hidden.data.subarray(start * T * H, end * T * H));
+      const dir = input(ctx, 'hidden').dir;
+      const [start, end] = shardWindows(await hiddenWindows(dir), p.shard, p.shards);
+      const mine = await readHiddenWindows(dir, start, end);
+      const T = mine.dims[1] as number;
       const xtx = new Map(sites.map((s) => [s, new Float64Array(width(s) ** 2)] as const));
       const ranges = new Map<InputSite, number>();
       const t0 = performance.now();

@@ -18,6 +18,7 @@ import { routedCount, type RoutedTokens } from './experts.js';
 import { sumHessianPartials } from './hessian-partials.js';
 import type { StepContext } from './types.js';
 import type { ActOrder } from '../quant/scheme.js';
+import type { ScaleDtype } from '../quant/qparams.js';
 
 export interface GptqParams {
   layer: number;
@@ -80,6 +81,8 @@ export interface LayerJob {
   /** input sites whose max |x| static input quantization needs, and what the captures found */
   staticSites: readonly InputSite[];
   ranges: Map<InputSite, number>;
+  /** the dtype each module stores its scales in (its weight's in the checkpoint) */
+  scaleDtypes: ReadonlyMap<string, ScaleDtype>;
   /** NVFP4 global scale of each module (shared across fused Linears) */
   globalScales: ReadonlyMap<string, number>;
   /** tokens the router sends each expert (MoE layers), counted in the first capture pass */

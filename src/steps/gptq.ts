@@ -23,7 +23,7 @@ import type { InputSite, LinearSpec } from '../model/arch.js';
 import { rowQuadForms } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
@@ -102,6 +102,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
     name,
     ...(p.escalate_dampening === false ? { escalate: false } : {}),
     ...(job.globalScales.has(local) ? { globalScale: job.globalScales.get(local) as number } : {}),
+    scaleDtype: job.scaleDtypes.get(local) ?? 'float32',
   };
   // Linears of one input share H, so its solve order and inverse factor (per act order)
   const key = String(order.actorder);
@@ -117,7 +118,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
   if (dw) warn(job, dw);
   const t0 = performance.now();
   const globalScale = job.globalScales.get(local);
-  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
+  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, scaleDtype: job.scaleDtypes.get(local) ?? 'float32', ...(globalScale === undefined ? {} : { globalScale }) });
   job.timing.metrics += performance.now() - t0;
   const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn.dequantized, r);
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
@@ -178,7 +179,8 @@ async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array,
 
 export const gptqStep: StepImpl<'gptq', GptqParams> = {
   kind: 'gptq',
-  version: 2,
+  // 2: float32 XᵀX taps, or scales rounded to the stored dtype; 3: both
+  version: 3,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);
@@ -210,6 +212,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         tick: (message) => ctx.progress(++done, total, message),
         staticSites: staticSites(linears, p.modules),
         ranges: new Map(),
+        scaleDtypes: await scaleDtypesOf(src, p.layer, Object.keys(p.modules)),
         globalScales: sharedGlobalScales(
           Object.fromEntries(Object.entries(p.modules).map(([l, m]) => [l, { weight: state.tensors[`${l}.weight`]?.data ?? new Float32Array(0), args: m.weights }])),
           siblingsBySite(linears),
@@ -230,7 +233,7 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
         }
       }
 
-      const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges);
+      const inputScales = setStaticInputScales(state, linears, p.modules, job.ranges, job.scaleDtypes);
       ctx.signal.throwIfAborted();
       const t0 = performance.now();
       const experts = expertReport(p.layer, job.prefix, linears, Object.keys(p.modules), job.routed.counts, job.tokens, 'all-tokens');

@@ -13,11 +13,13 @@ import { actQuantOf, type ActQuant, type ModuleQuant, type QuantizedModule } fro
 
 export { actQuantOf } from '../quant/module-quant.js';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
-import type { Tensor } from '../tensor.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from '../quant/half.js';
 import { checkFiniteWeight } from '../model/finite.js';
 import { HfSource, type WeightSource } from '../model/source.js';
 import { optionalInput, requireModel, type StepContext, type StepInputDir } from './types.js';
 import { readJsonFile } from '../diag/file-errors.js';
+import type { ScaleDtype } from '../quant/qparams.js';
 
 export const LAYER_FILE = 'layer.safetensors';
 export const QUANT_FILE = 'quant.json';
@@ -94,6 +96,34 @@ export async function openLayerInput(ctx: StepContext<unknown>, layer: number): 
   } catch (e) {
     await src.close();
     throw e;
+  }
+}
+
+/**
+ * The dtype each module of layer `layer` stores its scales in: its weight's in the checkpoint (pack writes
+ * them so), float32 for any other dtype
+ */
+export async function scaleDtypesOf(src: HfSource, layer: number, locals: readonly string[]): Promise<Map<string, ScaleDtype>> {
+  const out = new Map<string, ScaleDtype>();
+  for (const local of locals) {
+    const name = `${src.arch.layerPrefix(layer)}${local}.weight`;
+    const d = src.checkpoint.has(name) ? (await src.checkpoint.info(name)).dtype : 'float32';
+    out.set(local, d === 'bfloat16' || d === 'float16' ? d : 'float32');
+  }
+  return out;
+}
+
+/**
+ * The layer's float tensors rounded (to nearest even) to the dtype the checkpoint stores each in (bfloat16,
+ * float16), as torch keeps a smoothed model in its own dtype: what the forward then uses is what pack writes
+ */
+export async function roundToStoredDtypes(src: HfSource, state: LayerState): Promise<void> {
+  const prefix = src.arch.layerPrefix(state.layer);
+  for (const [local, t] of Object.entries(state.tensors)) {
+    const name = `${prefix}${local}`;
+    const d = src.checkpoint.has(name) ? (await src.checkpoint.info(name)).dtype : 'float32';
+    if (d === 'bfloat16') state.tensors[local] = tensor('float32', t.dims, fromBfloat16(toBfloat16(t.data)));
+    if (d === 'float16') state.tensors[local] = tensor('float32', t.dims, fromFloat16(toFloat16(t.data)));
   }
 }
 

@@ -6,6 +6,7 @@
 import type { StepImpl } from './types.js';
 import { awqStep } from './awq.js';
 import { captureStep } from './capture.js';
+import { captureShardStep } from './capture-shard.js';
 import { embedStep } from './embed.js';
 import { evaluateStep } from './evaluate.js';
 import { exampleModelStep } from './example-model.js';
@@ -23,6 +24,7 @@ const STEPS = [
   tokenizeStep,
   embedStep,
   propagateStep,
+  captureShardStep,
   captureStep,
   smoothquantStep,
   awqStep,

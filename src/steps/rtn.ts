@@ -9,7 +9,7 @@
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import type { Json } from '../cache/key.js';
 import { forEachBatch, propagate, readHidden, writeHidden } from './activations.js';
-import { actQuantOf, openLayerInput, writeLayerState } from './layer-state.js';
+import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { InputSite } from '../model/arch.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
@@ -24,7 +24,7 @@ export interface RtnParams {
 
 export const rtnStep: StepImpl<'rtn', RtnParams> = {
   kind: 'rtn',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
@@ -40,9 +40,10 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
         const ranges = new Map<InputSite, number>();
         const options = { actQuant: actQuantOf(state.quant), tap: withRanges(undefined, sites)!, skipOut: true };
         await forEachBatch(ctx.runtime, cfg, layer, state.tensors, hidden, options, (out) => addRanges(ranges, out, sites));
-        inputScales = setStaticInputScales(state, linears, ctx.params.modules, ranges);
+        inputScales = setStaticInputScales(state, linears, ctx.params.modules, ranges, await scaleDtypesOf(src, ctx.params.layer, Object.keys(ctx.params.modules)));
       }
       const modules = Object.entries(ctx.params.modules);
+      const scaleDtypes = await scaleDtypesOf(src, ctx.params.layer, Object.keys(ctx.params.modules));
       const weightOf = (local: string): { dims: readonly number[]; data: Float32Array } => {
         const w = state.tensors[`${local}.weight`];
         if (!w) throw new Error(`layer ${ctx.params.layer} has no weight ${local}`);
@@ -65,7 +66,7 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
           continue;
         }
         const globalScale = globals.get(local);
-        const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, ...(globalScale === undefined ? {} : { globalScale }) });
+        const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, scaleDtype: scaleDtypes.get(local) ?? 'float32', ...(globalScale === undefined ? {} : { globalScale }) });
         errors[local] = { weight_error: relativeError(w.data, q.dequantized), ...(globalScale === undefined ? {} : { global_scale: globalScale }) };
         setQuantized(state, local, rows, cols, q, module);
         ctx.progress(i + 1, modules.length, local);

@@ -1,13 +1,14 @@
 // Step `smoothquant`: fold SmoothQuant's per-channel scales into one decoder layer. For each mapping the scales
 // come from the captured max |X| of its balance layers' shared input and the balance weights' column maxima;
 // the smooth op (RMSNorm weight or a Linear's rows) is divided by them and the balance columns multiplied, so
-// the layer computes the same function with flatter activations. Nothing is quantized here.
+// the layer computes the same function with flatter activations. The folded tensors are then rounded to the
+// dtype the checkpoint stores them in (bf16, fp16), as torch smooths in the model dtype. Nothing is quantized here.
 
 import { smoothquantScales, summarizeScales } from '../algo/smoothquant.js';
 import type { Json } from '../cache/key.js';
 import type { Mapping } from '../model/arch.js';
 import { readStatistic } from './capture.js';
-import { openLayerInput, writeLayerState } from './layer-state.js';
+import { openLayerInput, roundToStoredDtypes, writeLayerState } from './layer-state.js';
 import { checkSmoothable, foldScales, mappingSite, weightMatrix } from './smoothing.js';
 import { input, type StepImpl } from './types.js';
 
@@ -19,7 +20,7 @@ export interface SmoothQuantParams {
 
 export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
   kind: 'smoothquant',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const { layer, smoothing_strength: alpha, mappings } = ctx.params;
     const { src, state } = await openLayerInput(ctx, layer);
@@ -36,6 +37,7 @@ export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
         report.push({ smooth: m.smooth, balance: [...m.balance], scale: { ...summarizeScales(s) } });
         ctx.progress(i + 1, mappings.length, m.smooth);
       }
+      await roundToStoredDtypes(src, state);
       await writeLayerState(ctx.outDir, state);
       return { layer, smoothing_strength: alpha, mappings: report };
     } finally {

@@ -3,13 +3,13 @@
 // over every calibration token. The layer runs over its calibration inputs with a tap that reduces max |x|
 // per input site inside onnxruntime; the scales become layer tensors `<local>.input_scale` /
 // `<local>.input_global_scale`, which the decoder graphs read like weights and the pack step writes.
-//   FP8    input_scale = max(m / 448, fp32 eps)          (calculate_qparams, symmetric)
+//   FP8    input_scale = max(m / 448, fp32 eps)          (calculate_qparams, symmetric; in the stored dtype)
 //   NVFP4  input_global_scale = 448 · 6 / m, 1 when m = 0 (generate_gparam)
 
 import type { Graph, Value } from '../ort/graph.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import { computeQParams, nvfp4GlobalScale } from '../quant/qparams.js';
+import { computeQParams, nvfp4GlobalScale, type ScaleDtype } from '../quant/qparams.js';
 import { staticInputTensor, type ModuleQuant } from '../quant/module-quant.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { LayerState } from './layer-state.js';
@@ -47,7 +47,13 @@ export function addRanges(acc: Map<InputSite, number>, out: Readonly<Record<stri
 }
 
 /** the static scale tensors of every module with static input quantization, into the layer's tensors */
-export function setStaticInputScales(state: LayerState, linears: readonly LinearSpec[], modules: Readonly<Record<string, ModuleQuant>>, ranges: ReadonlyMap<InputSite, number>): Record<string, number> {
+export function setStaticInputScales(
+  state: LayerState,
+  linears: readonly LinearSpec[],
+  modules: Readonly<Record<string, ModuleQuant>>,
+  ranges: ReadonlyMap<InputSite, number>,
+  scaleDtypes: ReadonlyMap<string, ScaleDtype> = new Map(),
+): Record<string, number> {
   const report: Record<string, number> = {};
   for (const l of linears) {
     const a = modules[l.local]?.input_activations;
@@ -55,7 +61,7 @@ export function setStaticInputScales(state: LayerState, linears: readonly Linear
     if (!a || !suffix) continue;
     const m = ranges.get(l.site);
     if (m === undefined) throw new Error(`static input ranges: no range recorded for ${l.local} (site ${l.site})`);
-    const value = suffix === 'input_global_scale' ? nvfp4GlobalScale(-m, m) : (computeQParams(Float32Array.of(-m), Float32Array.of(m), a).scale[0] as number);
+    const value = suffix === 'input_global_scale' ? nvfp4GlobalScale(-m, m) : (computeQParams(Float32Array.of(-m), Float32Array.of(m), a, undefined, scaleDtypes.get(l.local)).scale[0] as number);
     state.tensors[`${l.local}.${suffix}`] = tensor('float32', [1], Float32Array.of(value));
     report[`${l.local}.${suffix}`] = value;
   }

@@ -13,6 +13,7 @@ import { ReasonedError } from '../diag/failure.js';
 export const IDS_FILE = 'ids.safetensors';
 
 export interface TokenizeParams {
+  /** also the role of the dataset file (its name in the key and the lock file) */
   role: 'calibration' | 'evaluation';
   seq_len: number;
   text_field: string;
@@ -26,10 +27,10 @@ export interface TokenizeParams {
 
 export const tokenizeStep: StepImpl<'tokenize', TokenizeParams> = {
   kind: 'tokenize',
-  version: 1,
+  version: 2,
   async run(ctx) {
     const p = ctx.params;
-    const dataset = p.model_file !== undefined ? join(requireModel(ctx), p.model_file) : ctx.files['dataset'];
+    const dataset = p.model_file !== undefined ? join(requireModel(ctx), p.model_file) : ctx.files[p.role];
     if (!dataset) throw new Error(`step ${ctx.id}: no dataset file`);
     ctx.progress(0, 1, 'encoding');
     const calibration = p.role === 'calibration';

@@ -224,12 +224,20 @@ model: ./model
 calibration: { dataset: ./model/calib.txt, samples: 8, seq_len: 64 }
 stages:
   - { kind: gptq, scheme: W4A16, targets: [Linear], ignore: [lm_head], actorder: group }
+evaluate:
+  perplexity: { dataset: ./model/eval.txt, seq_len: 64, max_windows: 2 }
+  kl: false
 outputs:
   - { format: compressed-tensors, path: ./out/gptq }
 `,
     );
     await cliOk(['run', 'gptq.yaml', '--cache-dir', 'cache'], root);
     const dir = join(root, 'out/gptq');
+    // two datasets, each recorded under its own role in the lock file
+    const files = (JSON.parse(readFileSync(join(dir, 'quantforge.lock.json'), 'utf8')) as { files: Record<string, string> }).files;
+    expect(files['calibration']).toBe(sha256(join(root, 'model/calib.txt')));
+    expect(files['evaluation']).toBe(sha256(join(root, 'model/eval.txt')));
+    expect(files['calibration']).not.toBe(files['evaluation']);
     const out = readModelDirByHand(dir);
     const qc = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'))['quantization_config'] as Record<string, unknown>;
     expectQuantizationConfig(qc, 'W4A16');
@@ -288,7 +296,6 @@ describe('the files a run writes beside its outputs', () => {
     const recipe = join(root, 'rtn.yaml');
     const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
     const ort = JSON.parse(readFileSync(join(REPO, 'node_modules/onnxruntime-node/package.json'), 'utf8')) as { version: string };
-    const datasets = [sha256(join(root, 'model/calib.txt')), sha256(join(root, 'model/eval.txt'))];
     for (const scheme of SCHEMES) {
       const dir = join(root, 'out/ct', `scheme=${scheme}`);
       const lock = JSON.parse(readFileSync(join(dir, 'quantforge.lock.json'), 'utf8')) as Record<string, any>;
@@ -307,12 +314,15 @@ describe('the files a run writes beside its outputs', () => {
       expect(steps['pack/compressed-tensors']).toBe(lock['output'].key);
       for (let l = 0; l < 4; l++) expect(steps[`stage1.rtn/layer.${l}`], `layer ${l}`).toMatch(/^[0-9a-f]{64}$/);
       expect(new Set(Object.values(steps)).size).toBe(Object.keys(steps).length);
-      // every model file's digest is the sha256 of the file as it is on disk; the dataset is one of the recipe's
+      // every model file's digest is the sha256 of the file as it is on disk; each dataset under its own role
       const files = lock['files'] as Record<string, string>;
       const modelFiles = Object.keys(files).filter((k) => k.startsWith('model/'));
       expect(modelFiles).toContain('model/model.safetensors');
       for (const k of modelFiles) expect(files[k], k).toBe(sha256(join(root, k)));
-      expect(datasets).toContain(files['dataset']);
+      // (rtn W4A16 reads no calibration data: the GPTQ test below checks both datasets side by side)
+      expect(files['evaluation']).toBe(sha256(join(root, 'model/eval.txt')));
+      expect(files['calibration']).toBeUndefined();
+      expect(files['dataset']).toBeUndefined();
       expect(lock['tools']).toEqual({ quantforge: pkg.version, 'onnxruntime-node': ort.version });
     }
     // the variants differ in their quantization steps, not in their inputs

@@ -1,5 +1,6 @@
 // Greedy tokens of an exported ONNX directory from quantforge and from @huggingface/transformers (which runs
-// the same onnxruntime-node), for interoperability checks.
+// the same onnxruntime-node), for interoperability checks. The prompt's token ids come from transformers.js's
+// own tokenizer (AutoTokenizer on the export directory), so our tokenizer is checked against it too.
 
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -8,17 +9,29 @@ import { OnnxModel } from '../../src/graphs/onnx-model.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { Runtime } from '../../src/ort/session.js';
 
-export async function greedyBoth(onnxDir: string, prompt: string, newTokens: number): Promise<{ ours: number[]; transformers: number[] }> {
+export interface Greedy {
+  /** the prompt as transformers.js's AutoTokenizer encodes it (what both models are fed) */
+  ids: number[];
+  /** the prompt as quantforge's tokenizer encodes it */
+  ourIds: number[];
+  ours: number[];
+  transformers: number[];
+}
+
+export async function greedyBoth(onnxDir: string, prompt: string, newTokens: number): Promise<Greedy> {
+  const { AutoModelForCausalLM, AutoTokenizer, Tensor, env } = await import('@huggingface/transformers');
+  env.allowRemoteModels = false;
+  env.localModelPath = dirname(onnxDir);
+  const tokenizer = await AutoTokenizer.from_pretrained(basename(onnxDir));
+  const ids = Array.from(tokenizer.encode(prompt));
+  const ourIds = loadTokenizer(onnxDir).encode(prompt);
+
   const rt = new Runtime({ device: 'cpu' });
   const cfg = parseModelConfig(JSON.parse(readFileSync(join(onnxDir, 'config.json'), 'utf8')) as Record<string, unknown>);
   const model = await OnnxModel.open(rt, onnxDir, cfg);
-  const ids = loadTokenizer(onnxDir).encode(prompt);
   const ours = await model.generate(ids, newTokens, false);
   await model.close();
   await rt.close();
-  const { AutoModelForCausalLM, Tensor, env } = await import('@huggingface/transformers');
-  env.allowRemoteModels = false;
-  env.localModelPath = dirname(onnxDir);
   const hf = await AutoModelForCausalLM.from_pretrained(basename(onnxDir), { dtype: 'fp32', device: 'cpu' });
   const input = BigInt64Array.from(ids.map(BigInt));
   const out = (await hf.generate({
@@ -29,5 +42,5 @@ export async function greedyBoth(onnxDir: string, prompt: string, newTokens: num
     do_sample: false,
   })) as { data: BigInt64Array };
   await hf.dispose();
-  return { ours, transformers: Array.from(out.data, Number) };
+  return { ids, ourIds, ours, transformers: Array.from(out.data, Number) };
 }

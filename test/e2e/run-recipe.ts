@@ -8,7 +8,7 @@ import { DirStore } from '../../src/cache/dir-store.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
-import { InProcessRunner } from '../../src/exec/runner.js';
+import { InProcessRunner, type StepRunner } from '../../src/exec/runner.js';
 import { Runtime } from '../../src/ort/session.js';
 import { stepImpls } from '../../src/exec/step-impls.js';
 
@@ -29,11 +29,12 @@ export interface RecipeRun {
   artifacts: Map<string, string>;
 }
 
-export async function runRecipe(recipe: string, sets: string[] = [], cache = testCache()): Promise<RecipeRun> {
+/** `runner`: the in-process runner unless given (the CLI's WorkerRunner, for runs as `quantforge run` makes them) */
+export async function runRecipe(recipe: string, sets: string[] = [], cache = testCache(), runner?: StepRunner): Promise<RecipeRun> {
   const prepared = await prepare(recipe, sets, cache, 'cpu');
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  const runner = new InProcessRunner(stepImpls, () => (runtime ??= new Runtime({ device: 'cpu' })));
+  runner ??= new InProcessRunner(stepImpls, () => (runtime ??= new Runtime({ device: 'cpu' })));
   const outcome = await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   const summary = events.find((e): e is Summary => e.event === 'summary')!;
   const failed = events.find((e) => e.event === 'step-failed');

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { SafetensorsReason } from '../../src/diag/failure.js';
-import { SafetensorsError, SafetensorsFile } from '../../src/formats/safetensors.js';
+import { SafetensorsError, SafetensorsFile, writeSafetensors } from '../../src/formats/safetensors.js';
+import { tensor } from '../../src/tensor.js';
 
 const SHARED = fileURLToPath(new URL('../../../shared/models/stories260K/model.safetensors', import.meta.url));
 const REQUIRE_SHARED = process.env['QUANTFORGE_REQUIRE_SHARED'] === '1';
@@ -202,6 +203,28 @@ describe('SafetensorsFile reads', () => {
     await writeFile(path, (await readFile(path)).subarray(0, 30));
     await expect(file.read('a')).rejects.toMatchObject({ reason: 'short-read', tensor: 'a' });
     await file.close();
+  });
+});
+
+describe('SafetensorsFile.readRows', () => {
+  test('reads rows [start, end) along the first dimension by offset, equal to the slice of the whole tensor', async () => {
+    const path = join(dir, 'rows.safetensors');
+    const data = Float32Array.from({ length: 5 * 3 * 2 }, (_, i) => i * 0.5 - 3);
+    await writeSafetensors(path, [['ids', tensor('int32', [4], Int32Array.of(7, 8, 9, 10))], ['hidden', tensor('float32', [5, 3, 2], data)]]);
+    const f = await SafetensorsFile.open(path);
+    try {
+      const rows = await f.readRows('hidden', 1, 4);
+      expect(rows.dtype).toBe('float32');
+      expect(rows.dims).toEqual([3, 3, 2]);
+      expect(rows.data).toEqual(data.subarray(6, 24));
+      expect((await f.readRows('hidden', 2, 2)).dims).toEqual([0, 3, 2]);
+      expect((await f.readRows('ids', 3, 4)).data).toEqual(Int32Array.of(10));
+      await expect(f.readRows('hidden', 4, 6)).rejects.toMatchObject({ reason: 'offsets-out-of-bounds', message: expect.stringContaining('rows [4, 6) are outside its 5 rows') });
+      await expect(f.readRows('hidden', 3, 2)).rejects.toMatchObject({ reason: 'offsets-out-of-bounds' });
+    } finally {
+      await f.close();
+    }
+    await expect(f.readRows('hidden', 0, 1)).rejects.toMatchObject({ reason: 'file-closed' });
   });
 });
 

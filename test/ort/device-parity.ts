@@ -23,6 +23,8 @@ export interface Recorded {
   key: string;
   /** graph bytes, or the path of an ONNX file (Runtime.load) */
   model: Uint8Array | string;
+  /** the graph as its builder makes it for another provider (builders that read the Runtime's device differ) */
+  rebuild?: (provider: Provider) => Uint8Array;
   feeds: Record<string, Tensor>;
   outputs: readonly string[] | undefined;
   /** the kernel's options (host-pinned kernels replay pinned) */
@@ -41,7 +43,22 @@ export class RecordingRuntime extends Runtime {
     super({ device: 'cpu', ...(threads ? { threads } : {}) });
   }
 
-  #wrap(key: string, model: () => Uint8Array | string, k: Kernel, options: KernelOptions = {}): Kernel {
+  /** `build` as it runs on a Runtime of `provider`: the builder reads this Runtime's device, set for the call */
+  #rebuilder(build: () => Graph | Uint8Array): (provider: Provider) => Uint8Array {
+    return (provider) => {
+      const self = this as unknown as { device: Provider };
+      const was = self.device;
+      self.device = provider;
+      try {
+        const g = build();
+        return g instanceof Uint8Array ? g : g.build();
+      } finally {
+        self.device = was;
+      }
+    };
+  }
+
+  #wrap(key: string, model: () => Uint8Array | string, k: Kernel, options: KernelOptions = {}, rebuild?: (provider: Provider) => Uint8Array): Kernel {
     const run = k.run.bind(k);
     k.run = async (feeds: Feeds, outputs?: readonly string[]): Promise<Fetches> => {
       const t0 = performance.now();
@@ -51,7 +68,7 @@ export class RecordingRuntime extends Runtime {
         for (const [n, t] of Object.entries(feeds)) fed[n] = copy(t as Tensor);
         const fetched: Fetches = {};
         for (const [n, t] of Object.entries(out)) fetched[n] = copy(t as Tensor);
-        this.records.set(key, { key, model: model(), feeds: fed, outputs, options, fetches: fetched, cpuMs: performance.now() - t0 });
+        this.records.set(key, { key, model: model(), ...(rebuild ? { rebuild } : {}), feeds: fed, outputs, options, fetches: fetched, cpuMs: performance.now() - t0 });
       }
       return out;
     };
@@ -66,7 +83,7 @@ export class RecordingRuntime extends Runtime {
       return bytes;
     }, options);
     // a memo hit builds nothing: the first call already wrapped this kernel
-    return bytes ? this.#wrap(key, () => bytes!, k, options) : k;
+    return bytes ? this.#wrap(key, () => bytes!, k, options, this.#rebuilder(buildGraph)) : k;
   }
 
   override async load(path: string): Promise<Kernel> {
@@ -129,7 +146,7 @@ function compareTensors(a: Tensor, b: Tensor): { abs: number; rel: number; int: 
   return { abs, rel: scale > 0 ? abs / scale : abs, int, bad };
 }
 
-/** every recorded kernel on `provider` (profiled), compared with the CPU's outputs */
+/** every recorded kernel, as its builder makes it for `provider`, run there (profiled) and compared with the CPU's outputs */
 export async function replay(records: Iterable<Recorded>, provider: Provider, onResult?: (c: Comparison) => void): Promise<Comparison[]> {
   const rt = new Runtime({ device: provider, profileDir: mkdtempSync(join(tmpdir(), `qf-profile-${provider}-`)) });
   const results: Comparison[] = [];
@@ -137,7 +154,7 @@ export async function replay(records: Iterable<Recorded>, provider: Provider, on
     for (const r of records) {
       const c: Comparison = { key: r.key, provider, maxAbs: 0, maxRel: 0, intMismatches: 0, nonFinite: 0, placements: [], ms: 0 };
       try {
-        const k = typeof r.model === 'string' ? await rt.load(r.model) : await rt.kernel(r.key, () => r.model as Uint8Array, r.options);
+        const k = typeof r.model === 'string' ? await rt.load(r.model) : await rt.kernel(r.key, () => r.rebuild?.(provider) ?? (r.model as Uint8Array), r.options);
         c.provider = k.provider;
         const t0 = performance.now();
         const out = await k.run(r.feeds, r.outputs);

@@ -6,6 +6,7 @@ import { afterAll, expect, test } from 'vitest';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
+import { nllKlKernel } from '../../src/graphs/head-graph.js';
 import { seededRandom } from '../../src/random.js';
 import { Graph } from '../../src/ort/graph.js';
 import { Runtime } from '../../src/ort/session.js';
@@ -135,5 +136,26 @@ describeWebgpu('webgpu execution provider', () => {
       den += w * w;
     });
     expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+  });
+
+  test('the evaluation head runs every node on webgpu (no LogSoftmax, no int64 Unsqueeze) with the CPU\'s NLL and KL', async () => {
+    const cfg = parseModelConfig({ model_type: 'llama', hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 50, rms_norm_eps: 1e-5 });
+    const rand = seededRandom(11);
+    const fill = (dims: number[], scale: number, offset = 0): Tensor<'float32'> =>
+      f32(dims, Float32Array.from({ length: dims.reduce((p, d) => p * d, 1) }, () => offset + scale * (rand() * 2 - 1)));
+    const [B, T] = [2, 9];
+    const targets = tensor('int64', [B, T - 1, 1], BigInt64Array.from({ length: B * (T - 1) }, (_, i) => BigInt((i * 7) % 50)));
+    const feeds = {
+      x: fill([B, T, 32], 2), norm: fill([32], 0.2, 1), lm_head: fill([50, 32], 3),
+      x_ref: fill([B, T, 32], 2), norm_ref: fill([32], 0.2, 1), lm_head_ref: fill([50, 32], 3), targets,
+    };
+    const k = await nllKlKernel(gpu, cfg);
+    const got = await k.run(feeds);
+    const want = await (await nllKlKernel(cpu, cfg)).run(feeds);
+    for (const name of ['nll', 'nll_ref', 'kl']) {
+      const [g, w] = [got[name]!.data as Float32Array, want[name]!.data as Float32Array];
+      w.forEach((v, i) => expect(Math.abs(g[i]! - v), `${name}[${i}]`).toBeLessThan(2e-5 * Math.max(1, Math.abs(v))));
+    }
+    expect(k.placements().filter((p) => p.provider === 'cpu' && !p.op.startsWith('Memcpy')).map((p) => p.op)).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 // The gguf output on the synthetic example model (no ../shared, no llama.cpp): a recipe with rtn GGUF_Q4_K
 // writes <path>/model.gguf whose Linears are Q4_K where 256 divides their rows and unquantized where no block
 // fits (down_proj: 688 columns); every packed block is the layer state's codes and stored qparams (nothing
-// rounded twice); the file's own perplexity is the fake-quantized model's; `eval` opens the directory.
+// rounded twice); the file's own perplexity is the fake-quantized model's; `eval` opens the directory. A W4A16 recipe
+// is requantized to Q4_0 at its own scales (quant/gguf-requantize.ts): the file scores as the fake-quantized model.
 
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,4 +72,39 @@ outputs:
   expect(model.format).toBe('gguf');
   await model.close();
   await rt.close();
+});
+
+test('W4A16 through the gguf output: requantized to Q4_0 at its own scales, the file scores as the fake-quantized model to within the float16 scale rounding', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'qf-gguf-requant-'));
+  const out = join(dir, 'out');
+  writeFileSync(
+    join(dir, 'recipe.yaml'),
+    `quantforge: 1
+model: { example: tiny, seed: 0 }
+stages:
+  - { kind: rtn, scheme: W4A16, targets: [Linear], ignore: [lm_head] }
+evaluate:
+  perplexity: { dataset: "model:eval.txt", seq_len: 128, max_windows: 4 }
+outputs:
+  - { format: gguf, path: ${out} }
+`,
+  );
+  const run = await runRecipe(join(dir, 'recipe.yaml'));
+  const ppl = (run.summary.metrics as { perplexity: { quantized: number; gguf: number } }).perplexity;
+  // measured 1.6e-4 relative (the float16 rounding of the group scales)
+  expect(Math.abs(ppl.gguf - ppl.quantized) / ppl.quantized).toBeLessThan(1e-3);
+  const exported = run.results.get('export-gguf/gguf') as { requantized: Record<string, { type: string; weight_error: number }> };
+  const requantized = Object.entries(exported.requantized);
+  expect(requantized.length).toBe(4 * 6); // every Linear but down_proj (688 columns: no block of 32 fits whole rows)
+  for (const [name, r] of requantized) {
+    expect(r.type, name).toBe('Q4_0');
+    expect(r.weight_error, name).toBeLessThan(1e-6);
+  }
+  const file = await GgufFile.open(join(out, 'model.gguf'));
+  try {
+    expect(file.info(llamaTensorName('model.layers.0.self_attn.q_proj.weight')!).type.name).toBe('Q4_0');
+    expect(file.info(llamaTensorName('model.layers.0.mlp.down_proj.weight')!).type.name).toBe('F32');
+  } finally {
+    await file.close();
+  }
 });

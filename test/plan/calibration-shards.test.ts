@@ -1,5 +1,6 @@
 // parallel.calibration_shards: 1 plans exactly as a recipe without the key (same steps, same keys); K > 1 adds
-// K gptq-hessian steps per GPTQ layer over the layer's chain inputs, which its gptq step takes as `partials`.
+// K gptq-hessian steps per GPTQ layer over the layer's chain inputs, which its gptq step takes as `partials`,
+// and K capture-shard steps per SmoothQuant/AWQ capture, which the capture step reduces.
 
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -10,11 +11,12 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { prepare, type Prepared } from '../../src/exec/prepare.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-const RECIPE = join(repo, 'recipes/gptq-w4a16.yaml');
+const RECIPES = { gptq: 'recipes/gptq-w4a16.yaml', smoothquant: 'recipes/smoothquant-w8a8.yaml', awq: 'recipes/awq-w4a16-asym.yaml' };
 let dir = '';
 
 /** recipes/gptq-w4a16.yaml (as recipe.yaml: the report's title is the file name) in a directory of its own, its relative paths made absolute, `extra` appended */
-async function variant(name: string, extra: string): Promise<string> {
+async function variant(name: string, extra: string, recipe: keyof typeof RECIPES = 'gptq'): Promise<string> {
+  const RECIPE = join(repo, RECIPES[recipe]);
   const text = readFileSync(RECIPE, 'utf8').replace(/(\.\.\/\.\.\/shared\/[^\s,}]+)/g, (p) => resolve(dirname(RECIPE), p)).replace(/path: (\S+)/g, (_, p: string) => `path: ${join(dir, p)}`);
   await mkdir(join(dir, name));
   const file = join(dir, name, 'recipe.yaml');
@@ -65,4 +67,33 @@ describe('calibration_shards', () => {
     for (const id of ['tokenize/calibration', 'embed/calibration', 'evaluate/fp']) expect(four.keys.get(id as never), id).toBe(plain.keys.get(id as never));
     expect(four.keys.get('stage1.gptq/layer.0' as never)).not.toBe(plain.keys.get('stage1.gptq/layer.0' as never));
   });
+
+  for (const [stage, statistic] of [['smoothquant', 'absmax'], ['awq', 'absmean']] as const) {
+    test(`${stage}: 1 shard plans the same keys; 4 shards make each capture the reduce of 4 capture-shard steps over the chain`, async () => {
+      const plain = (await prepared(await variant(`${stage}-plain`, '', stage))).variants[0]!;
+      const one = (await prepared(await variant(`${stage}-one`, 'parallel: { calibration_shards: 1 }\n', stage))).variants[0]!;
+      expect(Object.fromEntries(one.keys)).toEqual(Object.fromEntries(plain.keys));
+      const four = (await prepared(await variant(`${stage}-four`, 'parallel: { calibration_shards: 4 }\n', stage))).variants[0]!;
+      const byId = new Map(four.plan.steps.map((s) => [s.id, s]));
+      const captures = four.plan.steps.filter((s) => s.kind === 'capture');
+      expect(captures.length).toBe(6);
+      for (const [l, c] of captures.entries()) {
+        const before = plain.plan.steps.find((s) => s.id === c.id)!;
+        expect(c.params).toEqual(before.params);
+        expect(Object.keys(c.inputs)).toEqual(['partials']);
+        const partials = c.inputs['partials'] as string[];
+        expect(partials).toEqual([0, 1, 2, 3].map((k) => `stage1.${stage}/capture.${l}.shard.${k}`));
+        for (const [k, id] of partials.entries()) {
+          const shard = byId.get(id as never)!;
+          expect(shard.kind).toBe('capture-shard');
+          expect(shard.params).toEqual({ layer: l, statistic, modules: (before.params as { modules: string[] }).modules, shard: k, shards: 4 });
+          // the shards read the one chain step of the 1-shard plan, under its key
+          expect(shard.inputs['hidden']).toBe(before.inputs['hidden']);
+          expect(four.keys.get(shard.inputs['hidden'] as never)).toBe(plain.keys.get(before.inputs['hidden'] as never));
+        }
+      }
+      const gptqShards = stage === 'smoothquant' ? 4 * 6 : 0;
+      expect(four.plan.steps.length).toBe(plain.plan.steps.length + 4 * 6 + gptqShards);
+    });
+  }
 });

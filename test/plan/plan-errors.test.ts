@@ -22,7 +22,7 @@ function planned(name: string): { ok: boolean; printed: string } {
 
 describe('plan errors', () => {
   test('every plan fixture has a test', () => {
-    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4', 'awq-gguf-scheme', 'gguf-scheme-outputs', 'gguf-output-of-w4a16', 'calibration-shards-awq'];
+    const tested = ['smoothquant-without-quantizer', 'awq-without-scheme-last', 'missing-calibration', 'quantized-twice', 'targets-match-nothing', 'seq-len-too-long', 'lm-head-targeted', 'autoround-nsamples', 'bad-mapping', 'actorder-on-channel', 'awq-float-scheme', 'mse-on-float', 'onnx-float-output', 'static-inputs-without-calibration', 'actorder-group-on-mxfp4', 'awq-gguf-scheme', 'gguf-scheme-outputs', 'gguf-output-of-w4a16', 'calibration-shards-autoround'];
     expect(readdirSync(fixtures).map((f) => f.replace(/\.yaml$/, '')).sort()).toEqual([...tested].sort());
   });
 
@@ -167,22 +167,25 @@ describe('plan errors', () => {
     `);
   });
 
-  test('GGUF schemes: awq refuses them, and no observer may choose other qparams than the blocks', () => {
+  test('GGUF schemes: awq refuses the K-quants, autoround every block type, and no observer may choose other qparams than the blocks', () => {
     const r = planned('awq-gguf-scheme');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:6:13 awq cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn and gptq only: its candidate scales are scored with integer min-max fake quantization, not the block formats
-              scheme: GGUF_Q4_0
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:6:13 awq cannot quantize with GGUF_Q4_K: GGUF Q4_K blocks are quantized by rtn and gptq only (awq takes Q8_0, Q4_0, Q4_1, Q5_0): its candidate losses need the block quantizer as graph ops, and the K-quants' sub-scale searches (make_qkx2/make_qx_quants) are iterative loops not built as graph ops
+              scheme: GGUF_Q4_K
                       ~~~~~~~~~
       ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:9:13 rtn cannot quantize with GGUF_Q8_0: GGUF blocks take ggml's own qparams; the "mse" observer does not apply (leave observer unset)
               scheme: GGUF_Q8_0
+                      ~~~~~~~~~
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:13:13 autoround cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)
+              scheme: GGUF_Q4_0
                       ~~~~~~~~~
       "
     `);
   });
 
-  test('a GGUF scheme with the compressed-tensors output, and the gguf output of a compressed-tensors scheme', () => {
+  test('a GGUF scheme with the compressed-tensors output; the gguf output requantizes W4A16 (a warning) and refuses FP8', () => {
     const a = planned('gguf-scheme-outputs');
     expect(a.ok).toBe(false);
     expect(a.printed).toMatchInlineSnapshot(`
@@ -199,10 +202,13 @@ describe('plan errors', () => {
     expect(b.ok).toBe(false);
     expect(b.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:7:5 gguf output cannot write model.layers.0.self_attn.q_proj: the gguf output writes GGUF block schemes (GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_1, GGUF_Q5_0, GGUF_Q4_K, GGUF_Q6_K), whose codes and float16 block scales are the ones llama.cpp reads; 4-bit int group 128 weights would need requantizing, which quantforge does not do: quantize with a GGUF_* scheme
+      ⚠️ test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:11:5 gguf output: 4-bit int symmetric group 128 weights are requantized to Q4_0 blocks of 32 at their own scales stored as float16 (blocks whose scale is not one source group take ggml's rounding; in_features not a multiple of 32 stay unquantized), so the file is not exactly the evaluated fake-quantized model (measured: its perplexity within 0.03 % of the fake-quantized model's on stories260K and wiki-llama-8m, docs/gguf.md "Requantizing"); quantize with GGUF_Q4_0 to have the method optimise the stored blocks
             - { format: gguf, path: out/gguf }
               ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-          test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:4:5 model.layers.0.self_attn.q_proj is quantized by stage 1
+      ❌ test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:11:5 gguf output cannot write model.layers.0.mlp.gate_proj: the gguf output writes GGUF block schemes (GGUF_Q8_0, GGUF_Q4_0, GGUF_Q4_1, GGUF_Q5_0, GGUF_Q4_K, GGUF_Q6_K) and requantizes integer schemes of up to 8 bits; 8-bit float weights have no block type: quantize with a GGUF_* scheme
+            - { format: gguf, path: out/gguf }
+              ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+          test/fixtures/recipes/plan/gguf-output-of-w4a16.yaml:7:5 model.layers.0.mlp.gate_proj is quantized by stage 2
                 - kind: rtn
                   ~~~~~~~~~
       "
@@ -250,16 +256,16 @@ describe('plan errors', () => {
   });
 
   test('calibration_shards above 1 with a stage that does not shard its calibration', () => {
-    const r = planned('calibration-shards-awq');
+    const r = planned('calibration-shards-autoround');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/calibration-shards-awq.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq only, and stage 1 (awq) calibrates; use calibration_shards: 1
+      ❌ test/fixtures/recipes/plan/calibration-shards-autoround.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq, awq, smoothquant only, and stage 1 (autoround) calibrates; use calibration_shards: 1
           parallel: { calibration_shards: 2 }
                                           ~
-          test/fixtures/recipes/plan/calibration-shards-awq.yaml:6:5 stage "awq" here
-                - kind: awq
-                  ~~~~~~~~~
+          test/fixtures/recipes/plan/calibration-shards-autoround.yaml:6:5 stage "autoround" here
+                - kind: autoround
+                  ~~~~~~~~~~~~~~~
       "
     `);
   });

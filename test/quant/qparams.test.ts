@@ -64,6 +64,21 @@ describe('computeQParams', () => {
   test('refuses min and max of different lengths', () => {
     expect(() => computeQParams(f32(0, 1), f32(1), sym4)).toThrow(QuantShapeError);
   });
+
+  test('scales are rounded to the stored dtype (bf16, fp16) before the zero point is computed from them', () => {
+    // 1 / 7.5 = 0.1333…: bf16 keeps 8 significant bits (137 / 1024), fp16 11 (1092 / 8192), fp32 24
+    const [b, h, s] = (['bfloat16', 'float16', 'float32'] as const).map((d) => computeQParams(f32(-1), f32(0.5), sym4, undefined, d).scale[0] as number);
+    expect(b).toBe(0.1337890625);
+    expect(h).toBe(0.13330078125);
+    expect(s).toBe(Math.fround(1 / 7.5));
+    // asymmetric: (0.9 + 0.5) / 15 in bf16 = 0.09326171875, zp = round(−8 + 0.5 / 0.09326…) = round(−2.638…) = −3
+    const a = computeQParams(f32(-0.5), f32(0.9), asym4, undefined, 'bfloat16');
+    expect(Array.from(a.scale)).toEqual([0.09326171875]);
+    expect(Array.from(a.zeroPoint)).toEqual([-3]);
+    // fp8 scales (m / 448) likewise; a scale fp16 flushes to 0 is clamped to the fp32 epsilon
+    expect(computeQParams(f32(-1), f32(1), { num_bits: 8, symmetric: true, type: 'float' }, undefined, 'bfloat16').scale[0]).toBe(0.002227783203125);
+    expect(computeQParams(f32(-1e-9), f32(0), sym4, undefined, 'float16').scale[0]).toBe(FP32_EPS);
+  });
 });
 
 describe('weightMinMax', () => {

@@ -2,15 +2,17 @@
 // worker`s on the directory store the local run filled): GPTQ W4A16 on ../shared/models/wiki-llama-8m with
 // calibration_shards 4 against the local 1-shard run. Perplexity within 0.1%, every layer's Hessians (the
 // summed shards against a one-pass capture of the 1-shard run's own layer inputs) within 1e-5 relative.
+// SmoothQuant + W8A8 on the example model with calibration_shards 2 on 2 workers: the 1-shard checkpoint,
+// byte for byte, with both workers running capture shards.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readLayerState } from '../../src/steps/layer-state.js';
 import { describeShared } from '../e2e/shared.js';
-import { runCli, type CliRun, type RunEvent } from '../reliability/workspace.js';
-import { doneIds, startRedis, startWorker, type TestRedis, type WorkerProcess } from './queue-harness.js';
+import { fingerprint, fingerprintDiff, runCli, type CliRun, type RunEvent } from '../reliability/workspace.js';
+import { doneIds, startRedis, startWorker, sweepWorkspace, writeModel, type TestRedis, type WorkerProcess } from './queue-harness.js';
 import { entryDirs, LAYERS, relDiff, shardedHessians, shardsWorkspace, SITES, unshardedHessians } from './shards-harness.js';
 
 const SHARDS = 4;
@@ -92,6 +94,38 @@ describeShared('calibration_shards through the queue', () => {
     } finally {
       await Promise.all(workers.splice(0).map((w) => w.stop()));
       await rm(ws.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('calibration_shards through the queue, smoothing', () => {
+  test('SmoothQuant + W8A8 on the example model, 2 shards on 2 workers: the 1-shard checkpoint byte for byte', async () => {
+    const model = await writeModel(await mkdtemp(join(scratch, 'model-')));
+    const ws = await sweepWorkspace(model, scratch);
+    const text = await readFile(ws.recipe, 'utf8');
+    await writeFile(join(ws.dir, 'recipe-shards.yaml'), `${text}parallel: { calibration_shards: 2 }\n`);
+    const set = ['--set', 'stages[0].smoothing_strength=0.8'];
+    const checkpoint = async (): Promise<Map<string, string>> => {
+      const all = [...(await fingerprint(join(ws.dir, 'out/ct')))!].filter(([f]) => f !== 'recipe.yaml' && f !== 'quantforge.lock.json');
+      await rm(join(ws.dir, 'out/ct'), { recursive: true, force: true });
+      return new Map(all);
+    };
+    const store = join(ws.dir, 'store');
+    const local = await runCli(ws, ['run', 'recipe.yaml', '--json', '--device', 'cpu', '--threads', '1', '--cache-dir', store, ...set]);
+    expect(local.code, local.stderr).toBe(0);
+    const want = await checkpoint();
+    try {
+      for (let i = 0; i < 2; i++) workers.push(await startWorker(redis, ['--store', store], ws.dir));
+      const queued = await runCli(ws, ['run', 'recipe-shards.yaml', '--json', '--device', 'cpu', '--queue', redis.url, '--store', store, ...set]);
+      expect(queued.code, queued.stderr).toBe(0);
+      expect(fingerprintDiff(want, await checkpoint())).toEqual([]);
+      const shards = workers.map((w) => doneIds(w.events, 'ran').filter((id) => /capture\.\d+\.shard\.\d+$/.test(id)));
+      console.log(`smoothquant capture shards per worker: ${shards.map((s) => s.length).join(', ')}`);
+      expect(shards.flat().length).toBeGreaterThan(0);
+      expect(shards.flat().length % 2).toBe(0);
+      for (const s of shards) expect(s.length).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(workers.splice(0).map((w) => w.stop()));
     }
   });
 });

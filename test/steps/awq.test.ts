@@ -2,7 +2,11 @@
 // the model's function; with a scheme the layer's output error beats round-to-nearest on the same layer.
 
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { presetScheme, type QuantArgs } from '../../src/quant/scheme.js';
+import { presetScheme, resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
+import { GGUF_ARGS } from '../../src/quant/gguf-scheme.js';
+import { packGgufWeight } from '../../src/quant/gguf-weight.js';
+import { decodeTensor } from '../../src/quant/gguf-quantize.js';
+import { GGML_TYPES } from '../../src/quant/gguf-types.js';
 import { LLAMA_FAMILY, type Mapping } from '../../src/model/arch.js';
 import { runDecoderLayer } from '../../src/graphs/layer-runner.js';
 import { HfSource } from '../../src/model/source.js';
@@ -104,6 +108,33 @@ describe('awq step', () => {
       expect(q.codes.data.reduce((a, v) => Math.max(a, v), 0)).toBeLessThanOrEqual(7);
     }
     for (const m of result['mappings'] as MappingReport[]) expect(m.loss).toBeLessThanOrEqual(m.identity_loss);
+  });
+
+  test('GGUF Q4_0 / Q4_1 / Q8_0: the search scores the block quantizer; the layer state holds ggml blocks whose values are the weights, output error no worse than rtn', async () => {
+    for (const type of ['Q4_0', 'Q4_1', 'Q8_0'] as const) {
+      const weights = resolveQuantArgs({ ...GGUF_ARGS[type] });
+      const layerSpec = src.arch.layer(src.config, 0);
+      const modules = Object.fromEntries(layerSpec.linears.filter((l) => l.inFeatures % 32 === 0).map((l) => [l.local, { weights, input_activations: null }]));
+      const { ctx, result } = await runAwq(0, hidden0, { modules, duo_scaling: true, n_grid: 10 });
+      const rtn = await context({ layer: 0, modules }, {});
+      await rtnStep.run(rtn);
+      const fp = await forward(await src.layer(0), layer0);
+      const state = await readLayerState(ctx.outDir, 0);
+      const awqErr = relChange(fp, await forward(state.tensors, layer0));
+      const rtnErr = relChange(fp, await forward((await readLayerState(rtn.outDir, 0)).tensors, layer0));
+      expect(awqErr).toBeLessThanOrEqual(rtnErr);
+      const searched = (result['mappings'] as MappingReport[]).filter((m) => m.loss !== undefined);
+      expect(searched.length).toBeGreaterThan(0);
+      for (const m of searched) expect(m.loss).toBeLessThanOrEqual(m.identity_loss);
+      expect(Object.keys(state.quant).sort()).toEqual(Object.keys(modules).sort());
+      for (const [local, q] of Object.entries(state.quant)) {
+        const w = state.tensors[`${local}.weight`]!;
+        const [rows, cols] = w.dims as [number, number];
+        // the stored blocks decode to the layer's weight: what the gguf output packs is what the forward ran
+        const packed = packGgufWeight(type, q.codes!.data as Int8Array, q.gguf!.data as Int16Array, rows, cols);
+        expect(Array.from(decodeTensor(GGML_TYPES[type], packed, rows, cols))).toEqual(Array.from(w.data));
+      }
+    }
   });
 
   test('duo_scaling "both" reports which family won and the scale range of every mapping', async () => {

@@ -3,7 +3,9 @@
 // eval and generate read it too. Each quantized Linear is packed from its layer state: the codes the method
 // chose and each block's stored qparams (`weight_gguf`), so nothing is rounded a second time; everything
 // else (embedding, output, norms, Linears a method left unquantized) is stored as the model has it, or as
-// the output's `type` says.
+// the output's `type` says. Linears quantized with an integer compressed-tensors scheme are requantized to
+// Q4_0 / Q4_1 / Q8_0 blocks at their own scales (quant/gguf-requantize.ts; the plan warns), their weight
+// error against the fake-quantized weights reported per tensor.
 
 import { join } from 'node:path';
 import { exportGguf } from '../../formats/gguf/export.js';
@@ -16,6 +18,9 @@ import { readLayerState, readQuantInfo, type LayerState } from '../../steps/laye
 import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
 import type { Tensor } from '../../tensor.js';
 import { ReasonedError } from '../../diag/failure.js';
+import type { Json } from '../../cache/key.js';
+import { requantizeTarget, requantizeToGguf } from '../../quant/gguf-requantize.js';
+import { relativeError } from '../../steps/quantized-module.js';
 import { copySideFiles } from '../side-files.js';
 
 export const GGUF_FILE = 'model.gguf';
@@ -67,20 +72,33 @@ export const exportGgufStep: StepImpl<'export-gguf', ExportGgufParams> = {
         },
       };
       const packed: Record<string, string> = {};
-      const typeOf = (hf: string) => {
+      const requantized: Record<string, Json> = {};
+      const inFeatures = (hf: string): number => {
+        const at = layerOf(hf)!;
+        return src.arch.layer(cfg, at.layer).linears.find((l) => `${l.local}.weight` === at.local)?.inFeatures ?? 0;
+      };
+      const typeOf = (hf: string): GgufBlockTypeName | undefined => {
         const m = moduleOf(hf);
         if (m === undefined) return undefined;
-        const type = ggufTypeOf(m.weights);
-        if (type === undefined) throw new ReasonedError('gguf-export-unsupported', `${hf} is quantized with a compressed-tensors scheme (${m.weights.num_bits}-bit ${m.weights.strategy}); the gguf output writes GGUF_* schemes`);
-        return type;
+        const type = ggufTypeOf(m.weights) ?? requantizeTarget(m.weights);
+        if (type === undefined) throw new ReasonedError('gguf-export-unsupported', `${hf} is quantized with ${m.weights.num_bits}-bit ${m.weights.type} weights, which have no GGUF block type`);
+        // a requantized weight whose rows are no whole number of blocks stays unquantized (its fake-quantized values)
+        return ggufTypeOf(m.weights) === undefined && inFeatures(hf) % 32 !== 0 ? undefined : type;
       };
       const r = await exportGguf(reader, join(ctx.outDir, GGUF_FILE), {
         type: dominantType(infos),
         typeOf,
         storedDtype: async (hf) => (ctx.params.type === 'auto' ? (await src.checkpoint.info(hf)).dtype : DTYPES[ctx.params.type]),
-        encode: (hf, _w, rows, cols, type) => {
+        encode: (hf, w, rows, cols, type) => {
           const at = layerOf(hf)!;
           const q = held?.quant[at.local.replace(/\.weight$/, '')];
+          if (held?.layer === at.layer && q !== undefined && ggufTypeOf(q.weights) === undefined && requantizeTarget(q.weights) === type.name) {
+            const target = type.name as 'Q4_0' | 'Q4_1' | 'Q8_0';
+            const r = requantizeToGguf(target, w, rows, cols, { args: q.weights, scale: q.scale.data, zeroPoint: q.zeroPoint?.data, gIdx: q.gIdx?.data });
+            requantized[hf] = { type: target, weight_error: relativeError(w, r.dequantized) };
+            packed[hf] = type.name;
+            return packGgufWeight(target, r.codes, r.qparams, rows, cols);
+          }
           if (held?.layer !== at.layer || q?.gguf === undefined || ggufTypeOf(q.weights) !== type.name) {
             throw new ReasonedError('gguf-export-unsupported', `${hf}: the layer state holds no ${type.name} blocks for it`);
           }
@@ -93,6 +111,7 @@ export const exportGgufStep: StepImpl<'export-gguf', ExportGgufParams> = {
         format: 'gguf',
         bytes: r.bytes,
         packed: Object.keys(packed).length,
+        ...(Object.keys(requantized).length > 0 ? { requantized } : {}),
         tensors: r.tensors.map((t) => ({ name: t.name, type: t.type, bytes: t.bytes })),
         warnings: [...r.warnings],
       };
@@ -106,7 +125,7 @@ export const exportGgufStep: StepImpl<'export-gguf', ExportGgufParams> = {
 function dominantType(infos: readonly Record<string, ModuleQuant>[]): 'F32' | NonNullable<ReturnType<typeof ggufTypeOf>> {
   const counts = new Map<string, number>();
   for (const info of infos) for (const m of Object.values(info)) {
-    const t = ggufTypeOf(m.weights);
+    const t = ggufTypeOf(m.weights) ?? requantizeTarget(m.weights);
     if (t !== undefined) counts.set(t, (counts.get(t) ?? 0) + 1);
   }
   const best = [...counts].sort((a, b) => b[1] - a[1])[0];

@@ -1,0 +1,84 @@
+// Data-parallel SmoothQuant and AWQ calibration through the real CLI on the tiny example model (16 windows):
+// calibration_shards 4 against 1, in one store. SmoothQuant + W8A8 writes the same checkpoint byte for byte
+// (max of maxima is the max); AWQ picks the same scale of the grid for every mapping and lands on the
+// 1-shard perplexity. The sharded runs take the chain of layer inputs, the windows and the model from the
+// store the 1-shard run filled.
+
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { fingerprint, fingerprintDiff, runCli, type CliRun, type RunEvent, type Workspace } from '../reliability/workspace.js';
+
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'qf-smoothing-shards-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const STAGES = {
+  smoothquant: '  - { kind: smoothquant, smoothing_strength: 0.8 }\n  - { kind: rtn, scheme: W8A8, targets: [Linear], ignore: [lm_head] }\n',
+  awq: '  - { kind: awq, scheme: W4A16_ASYM, n_grid: 10, targets: [Linear], ignore: [lm_head] }\n',
+};
+
+/** the recipe in a directory of its own, with `shards`, built into the shared store */
+async function build(stage: keyof typeof STAGES, shards: number): Promise<{ run: CliRun; out: Map<string, string> }> {
+  const ws: Workspace = { dir: join(dir, `${stage}-${shards}`), recipe: '', cache: join(dir, 'store') };
+  await mkdir(ws.dir, { recursive: true });
+  const recipe = [
+    'quantforge: 1',
+    'model: { example: tiny, seed: 0 }',
+    'calibration: { dataset: "model:calib.txt", samples: 16, seq_len: 128 }',
+    `parallel: { calibration_shards: ${shards} }`,
+    'stages:',
+    STAGES[stage],
+    'evaluate:',
+    '  perplexity: { dataset: "model:eval.txt", seq_len: 128, max_windows: 4 }',
+    'outputs:',
+    '  - { format: compressed-tensors, path: out/ct }',
+    '',
+  ].join('\n');
+  await writeFile(join(ws.dir, 'recipe.yaml'), recipe);
+  const run = await runCli(ws, ['run', 'recipe.yaml', '--json', '--device', 'cpu', '--cache-dir', ws.cache]);
+  if (run.code !== 0) throw new Error(`${stage} with ${shards} shards failed (${run.code}): ${run.stderr}${JSON.stringify(run.events.slice(-3))}`);
+  // the checkpoint's tensors and config (its copy of the recipe and lock file name the shards)
+  const out = [...(await fingerprint(join(ws.dir, 'out/ct')))!].filter(([f]) => f !== 'recipe.yaml' && f !== 'quantforge.lock.json');
+  expect(out.some(([f]) => f.endsWith('.safetensors'))).toBe(true);
+  return { run, out: new Map(out) };
+}
+
+const ran = (r: CliRun, kind: string): RunEvent[] => r.events.filter((e) => e.event === 'step-done' && e.result === 'ran' && e['kind'] === kind);
+const perplexity = (r: CliRun): number => (r.events.find((e) => e.event === 'summary')!['metrics'] as { perplexity: { quantized: number } }).perplexity.quantized;
+
+describe('calibration_shards with smoothing stages', () => {
+  test('SmoothQuant + W8A8: 4 shards write the 1-shard checkpoint byte for byte, reusing the stored chain of layer inputs', async () => {
+    const one = await build('smoothquant', 1);
+    const four = await build('smoothquant', 4);
+    expect(fingerprintDiff(one.out, four.out)).toEqual([]);
+    const layers = ran(one.run, 'capture').length;
+    expect(layers).toBeGreaterThan(1);
+    expect(ran(four.run, 'capture-shard').length).toBe(4 * layers);
+    expect(ran(four.run, 'capture').length).toBe(layers);
+    // the chain of layer inputs, the windows and the model come from the store (the smoothing steps rerun:
+    // their key holds their input's, the reduce's, whose inputs differ, not the statistics' bytes)
+    for (const kind of ['propagate', 'example-model', 'tokenize', 'embed']) expect(ran(four.run, kind), kind).toEqual([]);
+    expect(ran(four.run, 'smoothquant').length).toBe(layers);
+    expect(perplexity(four.run)).toBe(perplexity(one.run));
+  });
+
+  test('AWQ W4A16_ASYM: 4 shards choose the same grid scale for every mapping and the same perplexity within 1e-6', async () => {
+    const one = await build('awq', 1);
+    const four = await build('awq', 4);
+    expect(ran(four.run, 'capture-shard').length).toBe(4 * ran(one.run, 'capture').length);
+    const choices = (r: CliRun): unknown[] =>
+      r.events
+        .filter((e) => e.event === 'step-done' && e['kind'] === 'awq')
+        .flatMap((e) => ((e['metrics'] as { mappings: { smooth: string; ratio?: number; duo_scaling?: boolean }[] }).mappings ?? []).map((m) => [e.id, m.smooth, m.ratio, m.duo_scaling]));
+    expect(choices(one.run).length).toBeGreaterThan(0);
+    expect(choices(four.run)).toEqual(choices(one.run));
+    const [a, b] = [perplexity(one.run), perplexity(four.run)];
+    console.log(`AWQ perplexity 1 shard ${a}, 4 shards ${b}; checkpoint files that differ: ${fingerprintDiff(one.out, four.out).length}`);
+    expect(Math.abs(a - b) / a).toBeLessThan(1e-6);
+  });
+});
