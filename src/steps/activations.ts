@@ -35,19 +35,27 @@ export async function readHiddenWindows(dir: string, start: number, end: number)
   }
 }
 
-/** the number of windows in an activation file, from its header */
-export async function hiddenWindows(dir: string): Promise<number> {
+/** the dims [windows, seq_len, hidden] of an activation file, from its header */
+export async function hiddenDims(dir: string): Promise<[number, number, number]> {
   const f = await SafetensorsFile.open(join(dir, HIDDEN_FILE));
   try {
-    return f.info('hidden').shape[0] ?? 0;
+    const [n = 0, t = 0, h = 0] = f.info('hidden').shape;
+    return [n, t, h];
   } finally {
     await f.close();
   }
 }
+
+/** the number of windows in an activation file, from its header */
+export const hiddenWindows = async (dir: string): Promise<number> => (await hiddenDims(dir))[0];
 export const readIds = (dir: string): Promise<Tensor<'int32'>> => readTensorFile<'int32'>(dir, IDS_FILE, 'ids');
 export const writeHidden = (dir: string, hidden: Tensor<'float32'>): Promise<void> => writeSafetensors(join(dir, HIDDEN_FILE), { hidden });
 
-/** windows per onnxruntime call: about 2048 tokens, and attention scores under 128 MB */
+/**
+ * windows per onnxruntime call: about 2048 tokens, and attention scores under 128 MB. Every pass over an
+ * activation file batches from window 0 (calibration shards start on a batch boundary: hessian-partials.ts
+ * shardWindows), so a float32 reduction per batch is the same whichever step runs it.
+ */
 export function layerBatch(cfg: ModelConfig, T: number): number {
   const byTokens = Math.floor(2048 / T);
   const byScores = Math.floor((128 * 2 ** 20) / (cfg.numHeads * T * T * 4));

@@ -1,12 +1,12 @@
 // Step `capture-shard`: one shard of one decoder layer's SmoothQuant/AWQ activation statistics (recipe
-// `parallel.calibration_shards` K > 1). It reads windows [⌊s·N/K⌋, ⌊(s+1)·N/K⌋) of the layer's calibration
-// inputs (only those windows' bytes, by offset), runs the layer as the previous stage left it over them with
-// the capture step's taps, and stores per module max |x| or the float64 sum Σ|x| with its token count
-// (capture-partials.ts); the layer's capture step reduces the K shards. Shards of one layer are independent:
-// on a job queue, K workers run them at once.
+// `parallel.calibration_shards` K > 1). It reads its range of whole batches of the layer's calibration inputs
+// (hessian-partials.ts shardWindows; only those windows' bytes, by offset), runs the layer as the previous
+// stage left it over them with the capture step's taps, on the one-pass capture's batches, and stores per
+// module max |x| or the float64 sum Σ|x| with its token count (capture-partials.ts); the layer's capture step
+// reduces the K shards. Shards of one layer are independent: on a job queue, K workers run them at once.
 
 import { HfSource } from '../model/source.js';
-import { hiddenWindows, readHiddenWindows } from './activations.js';
+import { hiddenDims, layerBatch, readHiddenWindows } from './activations.js';
 import { captureSums, checkStatistic, type CaptureParams } from './capture.js';
 import { writePartialStats } from './capture-partials.js';
 import { shardWindows } from './hessian-partials.js';
@@ -21,7 +21,8 @@ export interface CaptureShardParams extends CaptureParams {
 
 export const captureShardStep: StepImpl<'capture-shard', CaptureShardParams> = {
   kind: 'capture-shard',
-  version: 1,
+  // 2: shard boundaries on batch boundaries
+  version: 2,
   async run(ctx) {
     const { layer, statistic, modules, shard, shards } = ctx.params;
     checkStatistic(statistic);
@@ -29,8 +30,8 @@ export const captureShardStep: StepImpl<'capture-shard', CaptureShardParams> = {
     try {
       const state = await loadLayerInput(src, optionalInput(ctx, 'state'), layer);
       const dir = input(ctx, 'hidden').dir;
-      const N = await hiddenWindows(dir);
-      const [start, end] = shardWindows(N, shard, shards);
+      const [N, T] = await hiddenDims(dir);
+      const [start, end] = shardWindows(N, shard, shards, layerBatch(src.config, T));
       const hidden = await readHiddenWindows(dir, start, end);
       const t0 = performance.now();
       const sums = await captureSums({ rt: ctx.runtime, src, layer, statistic, modules, state, hidden, progress: ctx.progress });

@@ -1,12 +1,13 @@
 // Step `gptq-hessian`: one shard of one decoder layer's GPTQ calibration (recipe `parallel.calibration_shards`
-// K > 1). It reads windows [⌊s·N/K⌋, ⌊(s+1)·N/K⌋) of its calibration inputs (the GPTQ chain's `hidden`: only
-// those windows' bytes, by offset), runs the layer as the previous stage left it over them with the same
-// float32 XᵀX tap per batch as the gptq step (gptq-job.ts), and stores their float64 sums per Linear input site
-// with their token count (hessian-partials.ts); the layer's gptq step sums the K shards, normalises and solves.
+// K > 1). It reads its range of whole batches of its calibration inputs (the GPTQ chain's `hidden`: only those
+// windows' bytes, by offset; hessian-partials.ts shardWindows), runs the layer as the previous stage left it
+// over them with the same float32 XᵀX tap per batch as the gptq step (gptq-job.ts), on the same batches, and
+// stores their float64 sums per Linear input site with their token count (hessian-partials.ts); the layer's
+// gptq step sums the K shards, normalises and solves: the one-pass Hessians up to the float64 addition order.
 // Shards of one layer are independent: on a job queue, K workers run them at once.
 
 import type { InputSite } from '../model/arch.js';
-import { forEachBatch, hiddenWindows, readHiddenWindows } from './activations.js';
+import { forEachBatch, hiddenDims, layerBatch, readHiddenWindows } from './activations.js';
 import { addGrams, xtxTap } from './gptq-job.js';
 import { shardWindows, writeHessianPartial } from './hessian-partials.js';
 import { actQuantOf, openLayerInput } from './layer-state.js';
@@ -26,7 +27,8 @@ export interface GptqHessianParams {
 
 export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
   kind: 'gptq-hessian',
-  version: 2,
+  // 2: float32 XᵀX per batch; 3: shard boundaries on batch boundaries
+  version: 3,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);
@@ -43,9 +45,9 @@ export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
       const width = (s: InputSite): number => widths.get(s) as number;
 
       const dir = input(ctx, 'hidden').dir;
-      const [start, end] = shardWindows(await hiddenWindows(dir), p.shard, p.shards);
+      const [N, T] = await hiddenDims(dir);
+      const [start, end] = shardWindows(N, p.shard, p.shards, layerBatch(cfg, T));
       const mine = await readHiddenWindows(dir, start, end);
-      const T = mine.dims[1] as number;
       const xtx = new Map(sites.map((s) => [s, new Float64Array(width(s) ** 2)] as const));
       const ranges = new Map<InputSite, number>();
       const t0 = performance.now();

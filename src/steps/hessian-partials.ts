@@ -85,7 +85,15 @@ export async function sumHessianPartials(
   return acc;
 }
 
-/** windows [start, end) of shard `shard` of `shards` over `n` windows: contiguous, disjoint, sizes differing by at most one */
-export function shardWindows(n: number, shard: number, shards: number): [number, number] {
-  return [Math.floor((shard * n) / shards), Math.floor(((shard + 1) * n) / shards)];
+/**
+ * windows [start, end) of shard `shard` of `shards` over `n` windows run in batches of `batch` windows (one
+ * onnxruntime call each: activations.ts layerBatch): contiguous, disjoint, whole batches counted from window 0
+ * (shard sizes differ by at most one batch; a shard may hold none when there are fewer batches than shards), so
+ * a shard's float32 per-batch sums are exactly those of one pass over every window, and only the float64
+ * additions of the batches' sums differ in order
+ */
+export function shardWindows(n: number, shard: number, shards: number, batch = 1): [number, number] {
+  const batches = Math.ceil(n / batch);
+  const edge = (s: number): number => Math.min(n, Math.floor((s * batches) / shards) * batch);
+  return [edge(shard), edge(shard + 1)];
 }

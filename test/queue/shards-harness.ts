@@ -20,14 +20,14 @@ export const SITES = ['attn_in', 'o_in', 'mlp_in', 'down_in'] as const;
 export const WIDTH: Record<string, number> = { attn_in: 288, o_in: 288, mlp_in: 288, down_in: 768 };
 export const LAYERS = 6;
 
-/** `samples` calibration windows of 128 tokens, `evalWindows` evaluation windows (0: no evaluation); recipe-shards.yaml has `shards` shards */
-export async function shardsWorkspace(shards: number, samples = 8, evalWindows = 4, parent = tmpdir()): Promise<Workspace & { sharded: string }> {
+/** `samples` calibration windows of `seqLen` tokens, `evalWindows` evaluation windows of 128 (0: no evaluation); recipe-shards.yaml has `shards` shards */
+export async function shardsWorkspace(shards: number, samples = 8, evalWindows = 4, parent = tmpdir(), seqLen = 128): Promise<Workspace & { sharded: string }> {
   const dir = await mkdtemp(join(parent, 'qf-shards-'));
   const text = (extra: string): string =>
     [
       'quantforge: 1',
       `model: ${sharedModel('wiki-llama-8m')}`,
-      `calibration: { dataset: ${sharedData('wiki-calib.txt')}, samples: ${samples}, seq_len: 128 }`,
+      `calibration: { dataset: ${sharedData('wiki-calib.txt')}, samples: ${samples}, seq_len: ${seqLen} }`,
       extra,
       'stages:',
       '  - { kind: gptq, scheme: W4A16, ignore: [lm_head] }',

@@ -20,8 +20,9 @@ import { stepContext, writeTinyModel, type TinyModel } from './tiny-model.js';
 const rt = new Runtime({ device: 'cpu', threads: 2 });
 let tiny: TinyModel;
 let src: HfSource;
-// 12 windows of 64 tokens: 4 shards of 3 windows (the one-shard capture runs them in one onnxruntime call)
-const [WINDOWS, SEQ, SHARDS] = [12, 64, 4];
+// 12 windows of 512 tokens, run 4 windows per onnxruntime call (activations.ts layerBatch): shards hold whole
+// batches, so 4 shards hold 0, 4, 4 and 4 windows, 3 shards 4 each
+const [WINDOWS, SEQ, SHARDS] = [12, 512, 4];
 
 beforeAll(async () => {
   tiny = await writeTinyModel(rt, 'capture-shard', WINDOWS, SEQ);
