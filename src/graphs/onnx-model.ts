@@ -14,6 +14,9 @@ import { parseModelConfig, readConfigJson, type ModelConfig } from '../model/con
 import type { PerplexityOptions, PerplexityResult } from './perplexity.js';
 import { logSoftmax, nll } from './head-graph.js';
 
+/** positions per call when a GroupQueryAttention export is evaluated on the WebGPU provider (OnnxModel.perplexity) */
+export const GQA_WEBGPU_CHUNK = 16;
+
 function nllFromLogits(rt: Runtime, vocab: number): Promise<Kernel> {
   return rt.kernel(`nll-from-logits:${vocab}`, () => {
     const g = new Graph('nll_from_logits');
@@ -102,16 +105,34 @@ export class OnnxModel {
     return { logits: out['logits'] as Tensor<'float32'>, cache: next };
   }
 
+  /**
+   * logits [1, T, V] of one window run GQA_WEBGPU_CHUNK positions at a time through the KV cache: the WebGPU
+   * provider's GroupQueryAttention is off by ~1e-2 on prompts of 32 or more positions (or a batch of several
+   * sequences), and exact to float32 rounding on chunks of 16 after a past of one sequence (docs/devices.md)
+   */
+  async #chunkedLogits(ids: number[]): Promise<Tensor<'float32'>> {
+    const V = this.config.vocabSize;
+    const logits = new Float32Array(ids.length * V);
+    let cache = this.#emptyCache(1);
+    for (let p = 0; p < ids.length; p += GQA_WEBGPU_CHUNK) {
+      const r = await this.forward([ids.slice(p, p + GQA_WEBGPU_CHUNK)], p, cache);
+      logits.set(r.logits.data, p * V);
+      cache = r.cache;
+    }
+    return tensor('float32', [1, ids.length, V], logits);
+  }
+
   async perplexity(windows: Tensor<'int32'>, options: PerplexityOptions = {}): Promise<PerplexityResult> {
     const t0 = performance.now();
     const [n, T] = windows.dims as [number, number];
-    const batch = Math.max(1, options.batch ?? Math.max(1, Math.floor(2048 / T)));
+    const chunked = this.#sharedCache && this.#rt.device === 'webgpu';
+    const batch = chunked ? 1 : Math.max(1, options.batch ?? Math.max(1, Math.floor(2048 / T)));
     const head = await nllFromLogits(this.#rt, this.config.vocabSize);
     let sum = 0;
     for (let b = 0; b < n; b += batch) {
       const m = Math.min(batch, n - b);
       const ids = Array.from({ length: m }, (_, w) => Array.from(windows.data.subarray((b + w) * T, (b + w + 1) * T)));
-      const { logits } = await this.forward(ids, 0, this.#emptyCache(m));
+      const logits = chunked ? await this.#chunkedLogits(ids[0]!) : (await this.forward(ids, 0, this.#emptyCache(m))).logits;
       const targets = BigInt64Array.from(ids.flatMap((w) => w.slice(1).map(BigInt)));
       const { nll } = await head.run({ logits, targets: tensor('int64', [m, T - 1, 1], targets) });
       for (const v of nll!.data as Float32Array) sum += v;
