@@ -79,7 +79,11 @@ describe('calibration_shards', () => {
       expect(captures.length).toBe(6);
       for (const [l, c] of captures.entries()) {
         const before = plain.plan.steps.find((s) => s.id === c.id)!;
-        expect(c.params).toEqual(before.params);
+        // one shard: the capture's forward also writes the chain's next link (next_hidden); the reduce runs no
+        // forward, so with K shards that link is a propagate step
+        const { next_hidden: nextHidden, ...params } = before.params as { next_hidden?: boolean };
+        expect(nextHidden).toBe(l + 1 < 6 ? true : undefined);
+        expect(c.params).toEqual(params);
         expect(Object.keys(c.inputs)).toEqual(['partials']);
         const partials = c.inputs['partials'] as string[];
         expect(partials).toEqual([0, 1, 2, 3].map((k) => `stage1.${stage}/capture.${l}.shard.${k}`));
@@ -87,13 +91,22 @@ describe('calibration_shards', () => {
           const shard = byId.get(id as never)!;
           expect(shard.kind).toBe('capture-shard');
           expect(shard.params).toEqual({ layer: l, statistic, modules: (before.params as { modules: string[] }).modules, shard: k, shards: 4 });
-          // the shards read the one chain step of the 1-shard plan, under its key
-          expect(shard.inputs['hidden']).toBe(before.inputs['hidden']);
-          expect(four.keys.get(shard.inputs['hidden'] as never)).toBe(plain.keys.get(before.inputs['hidden'] as never));
+          if (l === 0) {
+            // layer 0's shards read the embeddings, the 1-shard plan's step under its key
+            expect(shard.inputs['hidden']).toBe(before.inputs['hidden']);
+            expect(four.keys.get(shard.inputs['hidden'] as never)).toBe(plain.keys.get(before.inputs['hidden'] as never));
+          } else {
+            // later layers' shards read the one propagate step of the chain (the 1-shard plan's capture wrote it)
+            expect(before.inputs['hidden']).toBe(`stage1.${stage}/capture.${l - 1}`);
+            expect(byId.get(shard.inputs['hidden'] as never)!.kind).toBe('propagate');
+            expect(partials.map((p) => byId.get(p as never)!.inputs['hidden'])).toEqual(Array(4).fill(shard.inputs['hidden']));
+          }
         }
       }
       const gptqShards = stage === 'smoothquant' ? 4 * 6 : 0;
-      expect(four.plan.steps.length).toBe(plain.plan.steps.length + 4 * 6 + gptqShards);
+      const propagates = (steps: readonly { kind: string }[]): number => steps.filter((s) => s.kind === 'propagate').length;
+      expect(propagates(four.plan.steps) - propagates(plain.plan.steps)).toBe(5);
+      expect(four.plan.steps.length).toBe(plain.plan.steps.length + 4 * 6 + gptqShards + 5);
     });
   }
 });
