@@ -1,8 +1,8 @@
 // Data-parallel SmoothQuant and AWQ calibration through the real CLI on the tiny example model (16 windows):
 // calibration_shards 4 against 1, in one store. SmoothQuant + W8A8 writes the same checkpoint byte for byte
 // (max of maxima is the max); AWQ picks the same scale of the grid for every mapping and lands on the
-// 1-shard perplexity. The sharded runs take the chain of layer inputs, the windows and the model from the
-// store the 1-shard run filled.
+// 1-shard perplexity. The sharded runs take the windows and the model from the store the 1-shard run filled
+// (its chain of layer inputs after layer 0 came from its captures' own forward, so theirs is propagate steps).
 
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -52,7 +52,7 @@ const ran = (r: CliRun, kind: string): RunEvent[] => r.events.filter((e) => e.ev
 const perplexity = (r: CliRun): number => (r.events.find((e) => e.event === 'summary')!['metrics'] as { perplexity: { quantized: number } }).perplexity.quantized;
 
 describe('calibration_shards with smoothing stages', () => {
-  test('SmoothQuant + W8A8: 4 shards write the 1-shard checkpoint byte for byte, reusing the stored chain of layer inputs', async () => {
+  test('SmoothQuant + W8A8: 4 shards write the 1-shard checkpoint byte for byte, reusing the stored windows and model', async () => {
     const one = await build('smoothquant', 1);
     const four = await build('smoothquant', 4);
     expect(fingerprintDiff(one.out, four.out)).toEqual([]);
@@ -60,9 +60,12 @@ describe('calibration_shards with smoothing stages', () => {
     expect(layers).toBeGreaterThan(1);
     expect(ran(four.run, 'capture-shard').length).toBe(4 * layers);
     expect(ran(four.run, 'capture').length).toBe(layers);
-    // the chain of layer inputs, the windows and the model come from the store (the smoothing steps rerun:
-    // their key holds their input's, the reduce's, whose inputs differ, not the statistics' bytes)
-    for (const kind of ['propagate', 'example-model', 'tokenize', 'embed']) expect(ran(four.run, kind), kind).toEqual([]);
+    // the windows and the model come from the store (the smoothing steps rerun: their key holds their input's,
+    // the reduce's, whose inputs differ, not the statistics' bytes); the 1-shard run's captures wrote the chain
+    // of layer inputs from their own forward (next_hidden), which the reduces have not, so the chain's links
+    // after layer 0 are propagate steps here
+    for (const kind of ['example-model', 'tokenize', 'embed']) expect(ran(four.run, kind), kind).toEqual([]);
+    expect(ran(four.run, 'propagate').length).toBe(layers - 1);
     expect(ran(four.run, 'smoothquant').length).toBe(layers);
     expect(perplexity(four.run)).toBe(perplexity(one.run));
   });
