@@ -3,7 +3,8 @@
 // the full-precision block on the full-precision chain's inputs (`reference`), as intel/auto-round's
 // quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
 // (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The kept iterate is
-// quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the quantized block
+// quantized with compressed-tensors' arithmetic (GGUF modules: the trained blocks' codes and float16 qparams,
+// algo/autoround-gguf.ts), stored like any quantizer's result, and the quantized block
 // is run over `hidden` to give the next block its inputs. In a Mixture-of-Experts block an expert the router
 // sends no calibration token gets no gradient and stays round-to-nearest: reported with rule "rtn".
 
