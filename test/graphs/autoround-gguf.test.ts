@@ -15,17 +15,10 @@ import { BLOCK_FORMATS, decodeTensor } from '../../src/quant/gguf-quantize.js';
 import { decodeQParams, packGgufWeight, quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
 import { GGML_TYPES } from '../../src/quant/gguf-types.js';
 import type { Tensor } from '../../src/tensor.js';
+import { random } from '../fixtures/random.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });
 afterAll(() => rt.close());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 const plus0 = (x: number): number => x + 0;
 const TYPES: LearnedBlockType[] = ['Q8_0', 'Q4_0', 'Q5_0', 'Q4_1'];
