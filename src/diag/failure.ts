@@ -114,6 +114,7 @@ export type MethodReason =
   | 'autoround-input-mismatch'
   | 'autoround-missing-weight'
   | 'autoround-loss-not-finite'
+  | 'autoround-unsupported-scheme'
   | 'perplexity-not-finite'
   /** an activation became NaN or ±Inf over the calibration windows although the weights were finite */
   | 'non-finite-activation';

@@ -22,6 +22,8 @@ import type { QuantLayout, TargetGrads, TargetParams } from '../algo/autoround-l
 import type { Tensor } from '../tensor.js';
 import { gradients } from '../ort/autodiff.js';
 import { Graph, type Value } from '../ort/graph.js';
+import { ggufLearnedBlocks } from './autoround-gguf.js';
+import type { LearnedBlockType } from '../algo/autoround-gguf.js';
 import type { Kernel, Runtime } from '../ort/session.js';
 import { FP32_EPS } from '../quant/qparams.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
@@ -33,6 +35,8 @@ export interface AutoRoundTarget {
   readonly layout: QuantLayout;
   readonly bits: number;
   readonly symmetric: boolean;
+  /** a GGUF block type: the block's float16 qparams and code range (graphs/autoround-gguf.ts) replace bits/symmetric */
+  readonly gguf?: LearnedBlockType;
 }
 
 export interface AutoRoundBlockSpec {
@@ -81,6 +85,7 @@ function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValue
   const qmin = -(2 ** (t.bits - 1));
   const qmax = 2 ** (t.bits - 1) - 1;
   const round = (x: Value): Value => (rounding ? g.roundHalfEven(x) : g.op('Identity', [x]));
+  if (t.gguf) return { qweight: g.reshape(ggufLearnedBlocks(g, t.gguf, w, v, lo, hi, round), [rows, cols]), v, minScale, maxScale };
   const atLeastEps = (x: Value): Value => g.op('Max', [x, g.scalar(FP32_EPS)]);
   let scale: Value;
   let zp: Value | undefined;
@@ -141,7 +146,7 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
 
 function kernelKey(spec: AutoRoundBlockSpec): string {
   const shape = layerShapeKey(spec.cfg, spec.layer.linears, spec.layer.norms);
-  const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.bits}${t.symmetric ? 's' : 'a'}`).join(',');
+  const targets = spec.targets.map((t) => `${t.local}:${t.layout.R}x${t.layout.G}x${t.layout.S}:${t.gguf ?? `${t.bits}${t.symmetric ? 's' : 'a'}`}`).join(',');
   const aq = actQuantKey(spec.actQuant);
   const flags = `${spec.minmax ? 'mm' : 'v'}:${spec.rounding === false ? 'id' : 'round'}:${spec.weights ? 'w' : ''}`;
   return `autoround.block:${shape}:${targets}:${aq}:${flags}`;

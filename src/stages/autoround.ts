@@ -4,7 +4,7 @@
 // outputs on full-precision inputs (the chain of the model entering the stage).
 
 import { errorAt } from '../diag/diagnostic.js';
-import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, intWeightsOnly, notGguf, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
+import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, GGUF_QPARAMS, ggufBlocksOnly, intWeightsOnly, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { chainedLayerSteps, type StageDef } from './stage.js';
 
 export interface AutoRoundStage extends QuantizingParams {
@@ -43,7 +43,15 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   quantizes: () => true,
   /** nsamples and seqlen must agree with the calibration block, which makes the windows */
   check(stage, ctx) {
-    checkSchemeRules(stage, ctx, [notGguf("its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)"), intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
+    checkSchemeRules(stage, ctx, [
+      ggufBlocksOnly(
+        'autoround',
+        "its block graph computes a block's qparams from the learned min/max factors in one pass; the K-quants' 6-bit sub-scales and sub-minimums come from ggml's iterative searches (make_qkx2_quants, make_qx_quants), which are not built as graph ops",
+      ),
+      GGUF_QPARAMS,
+      intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'),
+      DYNAMIC_INPUTS_ONLY,
+    ]);
     const calib = ctx.calibration;
     if (!calib) return;
     if (stage.seqlen !== null && stage.seqlen !== calib.seq_len) {

@@ -87,13 +87,7 @@ export const MINMAX_FOR_FLOAT: SchemeRule = (s) =>
 /** methods whose in-graph quantizer is integer min-max (AWQ's candidate search, AutoRound's learned rounding) */
 export const intWeightsOnly = (why: string): SchemeRule => (s) => (s.weights?.type === 'float' ? `${s.weights.num_bits}-bit float weights are not supported: ${why}` : undefined);
 
-/** methods whose quantizer has no GGUF block arithmetic (AutoRound's in-graph min-max fake quantization) */
-export const notGguf = (why: string): SchemeRule => (s) => {
-  const type = ggufTypeOf(s.weights);
-  return type === undefined ? undefined : `GGUF ${type} blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: ${why}`;
-};
-
-/** methods whose in-graph quantizer has the 32-weight GGUF blocks (graphs/gguf-fake-quant.ts) but not the K-quants */
+/** methods whose in-graph quantizer has the 32-weight GGUF blocks (graphs/gguf-fake-quant.ts, graphs/autoround-gguf.ts) but not the K-quants */
 export const ggufBlocksOnly = (method: string, why: string): SchemeRule => (s) => {
   const type = ggufTypeOf(s.weights);
   return type === undefined || isGraphBlockType(type) ? undefined : `GGUF ${type} blocks are quantized by rtn and gptq only (${method} takes ${GRAPH_BLOCK_TYPES.join(', ')}): ${why}`;

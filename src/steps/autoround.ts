@@ -4,10 +4,10 @@
 // quant_block with enable_quanted_input. Loss and gradients come from one onnxruntime session
 // (graphs/autoround-kernel.ts); the loop, schedule and sampler are algo/autoround.ts. The full-precision
 // block's outputs are read from the reference chain's next link (input `target`) when the plan has one. The
-// kept iterate is quantized with compressed-tensors' arithmetic, stored like any quantizer's result, and the
-// quantized block is run over `hidden` to give the next block its inputs. In a Mixture-of-Experts block an
-// expert the router sends no calibration token gets no gradient and stays round-to-nearest: reported with rule
-// "rtn".
+// kept iterate is quantized with compressed-tensors' arithmetic (GGUF modules: the trained blocks' codes and
+// float16 qparams, algo/autoround-gguf.ts), stored like any quantizer's result, and the quantized block is run
+// over `hidden` to give the next block its inputs. In a Mixture-of-Experts block an expert the router sends no
+// calibration token gets no gradient and stays round-to-nearest: reported with rule "rtn".
 
 import {
   addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, signSgdStep, V_BOUND,
@@ -27,7 +27,9 @@ import { tensor, type Tensor } from '../tensor.js';
 import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { relativeError, setQuantized } from './quantized-module.js';
+import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { isLearnedBlockType, quantizeLearnedGguf, type LearnedBlockType } from '../algo/autoround-gguf.js';
+import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import { input, optionalInput, type StepContext, type StepImpl } from './types.js';
 import { expertReport, routedCount, RoutedTokens } from './experts.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
@@ -56,6 +58,8 @@ interface Target {
   module: ModuleQuant;
   w: Float32Array;
   range: MinMax;
+  /** the GGUF block type it is stored in (graphs/autoround-gguf.ts) */
+  gguf?: LearnedBlockType;
 }
 
 const windows = (t: Tensor<'float32'>, start: number, count: number): Tensor<'float32'> => {
@@ -82,16 +86,25 @@ function calibration(ctx: StepContext<AutoRoundParams>, hidden: Tensor<'float32'
   return Math.min(want, n, nr);
 }
 
-async function targetsOf(rt: Runtime, state: LayerState, modules: Record<string, ModuleQuant>): Promise<Target[]> {
+/** the modules to train; a GGUF module no block fits stays unquantized, reported in `skipped` */
+async function targetsOf(rt: Runtime, state: LayerState, modules: Record<string, ModuleQuant>, skipped: Record<string, Json>): Promise<Target[]> {
   const out: Target[] = [];
-  for (const [local, module] of Object.entries(modules)) {
+  for (const [local, asked] of Object.entries(modules)) {
     const w = state.tensors[`${local}.weight`];
     if (!w) throw new AutoRoundError('autoround-missing-weight', `layer ${state.layer} has no weight "${local}.weight"; expected one of: ${Object.keys(state.tensors).join(', ')}`);
-    if (module.weights.actorder === 'group') {
+    if (asked.weights.actorder === 'group') {
       throw new AutoRoundError('autoround-unsupported-actorder', `module ${local}: actorder "group" is not supported by autoround; expected null or "static"`);
     }
     const [rows, cols] = w.dims as [number, number];
-    out.push({ local, module, w: w.data, range: await observeWeight(w.data, rows, cols, module.weights, { runtime: rt }) });
+    const gguf = ggufModule(asked, cols);
+    if (gguf && 'skip' in gguf) {
+      skipped[local] = { skipped: gguf.skip };
+      continue;
+    }
+    if (gguf && !isLearnedBlockType(gguf.type)) throw new AutoRoundError('autoround-unsupported-scheme', `module ${local}: GGUF ${gguf.type} blocks are not learned by autoround; expected Q8_0, Q4_0, Q5_0 or Q4_1`);
+    const module = gguf ? gguf.module : asked;
+    const range = await observeWeight(w.data, rows, cols, module.weights, { runtime: rt });
+    out.push({ local, module, w: w.data, range, ...(gguf ? { gguf: gguf.type as LearnedBlockType } : {}) });
   }
   return out;
 }
@@ -215,27 +228,37 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
       const target = optionalInput(ctx, 'target');
       const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, layer, fpTensors, windows(reference, 0, n), fpActQuant);
 
-      const targets = await targetsOf(ctx.runtime, state, p.modules);
+      const modules: Record<string, Json> = {};
+      const targets = await targetsOf(ctx.runtime, state, p.modules, modules);
       const spec: AutoRoundBlockSpec = {
         cfg,
         layer,
         targets: targets.map((t) => {
           const [rows, cols] = state.tensors[`${t.local}.weight`]!.dims as [number, number];
           const a = t.module.weights;
-          return { local: t.local, layout: quantLayout(rows, cols, a.strategy, a.group_size), bits: a.num_bits, symmetric: a.symmetric };
+          return { local: t.local, layout: quantLayout(rows, cols, a.strategy, a.group_size), bits: a.num_bits, symmetric: a.symmetric, ...(t.gguf ? { gguf: t.gguf } : {}) };
         }),
         actQuant: actQuantOf({ ...state.quant, ...p.modules }),
         minmax: p.enable_minmax_tuning,
       };
       const constants: BlockConstants = { tensors: fpTensors, targets: {} };
-      spec.targets.forEach((t, i) => (constants.targets[t.local] = { w: toGroups(targets[i]!.w, t.layout), ...widenedRange(targets[i]!.range) }));
+      // GGUF blocks take the raw block range (ggml's Q4_1 does not widen it to 0; the symmetric types' |max| is the same)
+      spec.targets.forEach((t, i) => (constants.targets[t.local] = { w: toGroups(targets[i]!.w, t.layout), ...(t.gguf ? targets[i]!.range : widenedRange(targets[i]!.range)) }));
       const run = await train(ctx, cfg, spec, constants, x, y);
 
       const deltas: Record<string, { autoround: Float32Array; rtn: Float32Array }> = {};
-      const modules: Record<string, Json> = {};
       const scaleDtypes = await scaleDtypesOf(src, p.layer, spec.targets.map((t) => t.local));
       for (const [i, t] of spec.targets.entries()) {
         const { w, range, module } = targets[i]!;
+        if (t.gguf) {
+          // the codes and float16 qparams the graph trained with: the blocks the gguf output packs as they are
+          const q = quantizeLearnedGguf(t.gguf, w, t.layout, range, run.kept[t.local]!);
+          const rtn = quantizeGgufRtn(t.gguf, w, t.layout.rows, t.layout.cols);
+          deltas[t.local] = { autoround: q.dequantized, rtn: rtn.dequantized };
+          modules[t.local] = { weight_error: relativeError(w, q.dequantized), rtn_weight_error: relativeError(w, rtn.dequantized), gguf: t.gguf };
+          setQuantizedGguf(state, t.local, q, module);
+          continue;
+        }
         const scaleDtype = scaleDtypes.get(t.local) ?? 'float32';
         const q = quantizeLearned(w, t.layout, range, run.kept[t.local]!, module.weights, scaleDtype);
         const rtn = await quantizeWeightRtn(w, t.layout.rows, t.layout.cols, module.weights, { runtime: ctx.runtime, scaleDtype });

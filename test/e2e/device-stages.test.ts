@@ -12,7 +12,6 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Runtime } from '../../src/ort/session.js';
 import { describeWebgpu } from '../ort/webgpu-available.js';
 import { diffCodes, emptyDiff, quantizingSteps, rerunStep, runOn, sameInputs, share, type CodeDiff, type DeviceRun } from './device-steps.js';
-import { testCache } from './run-recipe.js';
 
 const head = (samples: number, seqLen: number): string =>
   `quantforge: 1\nmodel: { example: tiny, seed: 0 }\ncalibration: { dataset: "model:calib.txt", samples: ${samples}, seq_len: ${seqLen} }\n`;
@@ -45,7 +44,8 @@ describeWebgpu('every stage kind on webgpu against cpu', () => {
   let gpu: Runtime;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'qf-device-stages-'));
-    cache = testCache();
+    // its own store: both runs must compute every step (a shared test cache may already hold the CPU run's)
+    cache = join(dir, 'cache');
     cpu = new Runtime({ device: 'cpu' });
     gpu = new Runtime({ device: 'webgpu' });
   });

@@ -1,9 +1,10 @@
 // GGUF schemes through `quantforge run` recipes (the real planner, executor and steps), with llama.cpp as the
-// client: rtn GGUF_Q4_0, GGUF_Q8_0, GGUF_Q4_K and GPTQ GGUF_Q4_0 on stories260K and wiki-llama-8m. Each file
-// loads in llama.cpp; llama.cpp's greedy tokens equal quantforge's on the file (near-tie rule,
-// gguf-agreement.ts); llama.cpp's perplexity on the evaluation windows is within 0.5% of quantforge's, which
-// equals the fake-quantized model's (the file holds exactly the values the method chose); the file's size is
-// the block arithmetic; the packed codes are the layer states' codes; GPTQ beats rtn by llama.cpp's number.
+// client: rtn GGUF_Q4_0, GGUF_Q8_0, GGUF_Q4_K and GPTQ GGUF_Q4_0 on stories260K and wiki-llama-8m, AutoRound
+// GGUF_Q4_0 on stories260K. Each file loads in llama.cpp; llama.cpp's greedy tokens equal quantforge's on the
+// file (near-tie rule, gguf-agreement.ts); llama.cpp's perplexity on the evaluation windows is within 0.5% of
+// quantforge's, which equals the fake-quantized model's (the file holds exactly the values the method chose);
+// the file's size is the block arithmetic; the packed codes are the layer states' codes; GPTQ and AutoRound
+// beat rtn by llama.cpp's number.
 
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,13 +29,14 @@ const MODELS = [
   { name: 'stories260K', prompt: 'Once upon a time', windows: 8, samples: 32 },
   { name: 'wiki-llama-8m', prompt: 'The history of the city', windows: 8, samples: 32 },
 ] as const;
-type Case = { method: 'rtn' | 'gptq'; type: GgufBlockTypeName };
+type Case = { method: 'rtn' | 'gptq' | 'autoround'; type: GgufBlockTypeName };
 // wiki-llama-8m adds what stories260K cannot show (a real Q4_K: ffn_down's 768 columns; the rest falls back to
 // Q5_0) and a second GPTQ-vs-rtn comparison; its Q8_0 adds nothing over stories260K's and gguf-llama-cpp.test.ts's
 const CASES: Readonly<Record<(typeof MODELS)[number]['name'], readonly Case[]>> = {
   stories260K: [
     { method: 'rtn', type: 'Q4_0' },
     { method: 'gptq', type: 'Q4_0' },
+    { method: 'autoround', type: 'Q4_0' },
     { method: 'rtn', type: 'Q8_0' },
     { method: 'rtn', type: 'Q4_K' },
   ],
@@ -63,7 +65,8 @@ describeShared('GGUF schemes through recipes, run by llama.cpp', () => {
 
     for (const c of CASES[m.name]) {
       test(`${m.name} ${c.method} GGUF_${c.type}: loads in llama.cpp, same greedy tokens, perplexity within 0.5%, size = block arithmetic`, async () => {
-        const stage = `  - { kind: ${c.method}, scheme: GGUF_${c.type}, targets: [Linear], ignore: [lm_head] }`;
+        // autoround: 10 iterations keep the suite short (50 and 200: BENCHMARKS.md, "AutoRound on GGUF blocks")
+        const stage = `  - { kind: ${c.method}, scheme: GGUF_${c.type}, targets: [Linear], ignore: [lm_head]${c.method === 'autoround' ? ', iters: 10' : ''} }`;
         const { path, dir } = sharedRecipe(shared, stage, { samples: m.samples, evalWindows: m.windows });
         const out = join(dir, 'out-gguf');
         writeFileSync(path, `${readFileSync(path, 'utf8')}outputs:\n  - { format: gguf, path: ${out} }\n`);
@@ -84,10 +87,10 @@ describeShared('GGUF schemes through recipes, run by llama.cpp', () => {
         expect(a.theirs.length).toBe(a.ours.length);
         expect(Math.abs(gap)).toBeLessThan(0.005);
 
-        if (c.method === 'gptq') {
-          await expectPackedCodes(run, file, m.name);
+        if (c.method !== 'rtn') {
+          await expectPackedCodes(run, file, m.name, c.method);
           const rtn = llamaPpl.get(`rtn-${c.type}`);
-          if (rtn !== undefined) expect(Math.exp(a.llamaNll), `GPTQ ${c.type} vs rtn by llama.cpp`).toBeLessThan(rtn);
+          if (rtn !== undefined) expect(Math.exp(a.llamaNll), `${c.method} ${c.type} vs rtn by llama.cpp`).toBeLessThan(rtn);
         }
         if (c.method === 'rtn' && c.type === 'Q4_0') {
           const opened = await openModel(rt, out);
@@ -129,9 +132,9 @@ async function checkSize(path: string, wanted: GgufBlockTypeName): Promise<{ byt
   }
 }
 
-/** every packed Linear of layer 0 unpacks to the codes GPTQ's layer state holds (no second rounding) */
-async function expectPackedCodes(run: RecipeRun, path: string, model: string): Promise<void> {
-  const state = await readLayerState(run.artifacts.get('stage1.gptq/layer.0')!, 0);
+/** every packed Linear of layer 0 unpacks to the codes the method's layer state holds (no second rounding) */
+async function expectPackedCodes(run: RecipeRun, path: string, model: string, method: string): Promise<void> {
+  const state = await readLayerState(run.artifacts.get(`stage1.${method}/layer.0`)!, 0);
   const cfg = parseModelConfig(JSON.parse(readFileSync(join(sharedModel(model), 'config.json'), 'utf8')) as Record<string, unknown>);
   const file = await GgufFile.open(path);
   try {

@@ -17,17 +17,10 @@ import { fusedPositionInputs } from '../../src/graphs/fused-layer.js';
 import { candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../../src/graphs/awq-kernel.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
+import { random } from '../fixtures/random.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });
 afterAll(() => rt.close());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 /** candidate k of a [cols, K, rows] block as a [rows, cols] weight */
 function candidate(block: Float32Array, rows: number, cols: number, K: number, k: number): Float32Array {

@@ -9,17 +9,10 @@ import { GGUF_ARGS } from '../../src/quant/gguf-scheme.js';
 import { quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
 import { resolveQuantArgs } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
+import { random } from '../fixtures/random.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 2 });
 afterAll(() => rt.close());
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 /** rows of 64 (two blocks each) that hit the rules' corners: exact ties of every rounding, zeros, float16 subnormal and large scales */
 function edgeRows(): Float32Array {

@@ -167,7 +167,7 @@ describe('plan errors', () => {
     `);
   });
 
-  test('GGUF schemes: awq refuses the K-quants, autoround every block type, and no observer may choose other qparams than the blocks', () => {
+  test('GGUF schemes: awq and autoround refuse the K-quants, and no observer may choose other qparams than the blocks', () => {
     const r = planned('awq-gguf-scheme');
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
@@ -178,8 +178,8 @@ describe('plan errors', () => {
       ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:9:13 rtn cannot quantize with GGUF_Q8_0: GGUF blocks take ggml's own qparams; the "mse" observer does not apply (leave observer unset)
               scheme: GGUF_Q8_0
                       ~~~~~~~~~
-      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:13:13 autoround cannot quantize with GGUF_Q4_0: GGUF Q4_0 blocks are quantized by rtn, gptq and (Q8_0, Q4_0, Q4_1, Q5_0) awq: its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)
-              scheme: GGUF_Q4_0
+      ❌ test/fixtures/recipes/plan/awq-gguf-scheme.yaml:13:13 autoround cannot quantize with GGUF_Q4_K: GGUF Q4_K blocks are quantized by rtn and gptq only (autoround takes Q8_0, Q4_0, Q4_1, Q5_0): its block graph computes a block's qparams from the learned min/max factors in one pass; the K-quants' 6-bit sub-scales and sub-minimums come from ggml's iterative searches (make_qkx2_quants, make_qx_quants), which are not built as graph ops
+              scheme: GGUF_Q4_K
                       ~~~~~~~~~
       "
     `);

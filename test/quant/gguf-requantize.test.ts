@@ -7,14 +7,7 @@ import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { requantizeTarget, requantizeToGguf } from '../../src/quant/gguf-requantize.js';
 import { quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
 import { resolveQuantArgs } from '../../src/quant/scheme.js';
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
+import { random } from '../fixtures/random.js';
 
 const blockErrors = (a: Float32Array, b: Float32Array): number[] => {
   const out: number[] = [];
