@@ -61,7 +61,7 @@ async function child(mode: string, dir: string): Promise<Measured> {
     const mine = tensor('float32', [e - s, T, H], hidden.data.subarray(s * T * H, e * T * H));
     const width = (site: string): number => (site === 'down_in' ? 768 : 288);
     const state = await src.layer(0);
-    await forEachBatch(rt, src.config, src.arch.layer(src.config, 0), state, mine, { tap: xtxTap(SITES as never, width as never, false), skipOut: true, layer: 0 } as never, () => {});
+    await forEachBatch(rt, src.config, src.arch.layer(src.config, 0), state, mine, { tap: xtxTap(SITES as never, width as never, false, false), skipOut: true, layer: 0 } as never, () => {});
     await src.close();
   }
   const stepBytes = rchar() - r0;

@@ -12,7 +12,6 @@ import type { ModelConfig } from '../model/config.js';
 import { activation, attention, attentionInputs, layerParts, matmulLinear, roleLocal, type DecoderOptions, type LinearFn } from './decoder-graph.js';
 import { layerShapeKey } from './layer-shape.js';
 import { routingWeights } from './moe-block.js';
-import { fusedDecoderLayer, fusedLayerSupport } from './fused-layer.js';
 import { activationFakeQuant } from './act-quant.js';
 import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { QuantArgs } from '../quant/quant-args.js';
@@ -203,14 +202,13 @@ function attentionLoss(g: Graph, cfg: ModelConfig, layer: LayerShape, balance: r
   const x = g.input('x', 'float32', ['B', 'T', cfg.hiddenSize]);
   const cands = new Map(attn.filter((s) => balance.includes(s.local)).map((s) => [s.local, candidateValue(g, s)]));
   const K = g.op('Slice', [shapeOf(g, cands.values().next().value as Value, 0), g.ints([1]), g.ints([2])]);
-  // activation fake-quant of the attention's Linears only (the fused block's MLP is a stub)
+  // activation fake-quant of the attention's Linears only
   const attnQuant: ActQuant = new Map([...actQuant].filter(([local]) => attn.some((l) => l.local === local)));
   const aq = attnQuant.size > 0 ? { actQuant: attnQuant } : {};
   const tileK = (v: Value, rank: number): Value => g.op('Tile', [v, g.op('Concat', [K, g.ints(Array.from({ length: rank - 1 }, () => 1))], { axis: 0 })]); // [B, ...] → [K·B, ...]
-  // the fused layer (GroupQueryAttention) where it computes the layer exactly: no [K·B, heads, T, T] scores in memory
-  const fused = fusedAttentionBlock(g, cfg, layer, weights, tileK);
-  const block = fused ?? basicAttentionBlock(g, cfg, attn, weights);
-  const fp = block.run(x, { linear: matmulLinear, ...aq }, false);
+  // the basic-op attention on every provider, as all calibration (steps/activations.ts forEachBatch)
+  const block = basicAttentionBlock(g, cfg, attn, weights);
+  const fp = block.run(x, { linear: matmulLinear, ...aq });
   const candidateLinear: LinearFn = (gr, xv, wv, bias, local) => {
     const spec = attn.find((l) => l.local === local);
     if (!spec || spec.site !== 'attn_in') return matmulLinear(gr, xv, wv, bias, local);
@@ -222,51 +220,15 @@ function attentionLoss(g: Graph, cfg: ModelConfig, layer: LayerShape, balance: r
     const kMajor = gr.transpose(y, [2, 0, 1, 3]);
     return gr.op('Reshape', [kMajor, gr.op('Concat', [gr.ints([-1]), shapeOf(gr, fp.attnIn, 1, 2), gr.ints([spec.outFeatures])], { axis: 0 })]);
   };
-  // the placeholder only gives the candidate pass its K·B batch (q/k/v ignore it); fused kernels check its width
-  const cand = block.run(tileK(fused ? x : g.reduceMean(x, [-1]), 3), { linear: candidateLinear, ...aq }, true);
+  // the placeholder only gives the candidate pass its K·B batch; q/k/v ignore it
+  const cand = block.run(tileK(g.reduceMean(x, [-1]), 3), { linear: candidateLinear, ...aq });
   const byK = g.op('Concat', [K, shapeOf(g, x, 0)], { axis: 0 });
   sumSquares(g, g.op('Reshape', [cand.out, byK]), fp.out, [1, 2, 3]);
 }
 
 interface AttentionBlock {
-  /** the attention on `x` (`candidates`: the K·B batch): its input after the norm, and o_proj's output */
-  run(x: Value, options: DecoderOptions, candidates: boolean): { attnIn: Value; out: Value };
-}
-
-/**
- * The fused layer (GroupQueryAttention) with a 1-wide zero MLP stub, o_proj's output captured: only for layers
- * it computes exactly (fusedLayerSupport); its position inputs are rotary caches and per-window lengths (tiled
- * K times for the candidates)
- */
-function fusedAttentionBlock(g: Graph, cfg: ModelConfig, layer: LayerShape, attnWeights: Record<string, Value>, tileK: (v: Value, rank: number) => Value): AttentionBlock | undefined {
-  const rotary = fusedLayerSupport(cfg, layer);
-  if (!rotary) return undefined;
-  const H = cfg.hiddenSize;
-  const half = cfg.headDim / 2;
-  const cosCache = g.input('cos_cache', 'float32', ['P', half]);
-  const sinCache = g.input('sin_cache', 'float32', ['P', half]);
-  const seqlensK = g.input('seqlens_k', 'int32', ['B']);
-  const totalLength = g.input('total_length', 'int32', []);
-  const positionIds = rotary === 'separate' ? g.input('position_ids', 'int64', [1]) : undefined;
-  const zeros = (dims: number[]): Value => g.constant(tensor('float32', dims), 'mlp_stub');
-  const weights: Record<string, Value> = { ...attnWeights, 'post_attention_layernorm.weight': zeros([H]) };
-  for (const l of layer.linears.filter((s) => s.local.startsWith('mlp.'))) weights[`${l.local}.weight`] = l.site === 'down_in' ? zeros([H, 1]) : zeros([1, H]);
-  const stub = { ...layer, linears: layer.linears.map((l) => (l.local.startsWith('mlp.') ? { ...l, bias: false } : l)) };
-  return {
-    run(xv, options, candidates) {
-      let out: Value | undefined;
-      const inner = options.linear ?? matmulLinear;
-      const linear: LinearFn = (gr, x, wv, bias, local) => {
-        const y = inner(gr, x, wv, bias, local);
-        if (local === roleLocal(layer.linears, 'o')) out = y;
-        return y;
-      };
-      const inp = { x: xv, cosCache, sinCache, seqlensK: candidates ? tileK(seqlensK, 1) : seqlensK, totalLength, weights, ...(positionIds ? { positionIds } : {}) };
-      const sites = fusedDecoderLayer(g, cfg, stub, inp, { ...options, linear }).sites;
-      if (!out) throw new Error('awq loss graph: the fused layer ran no o_proj');
-      return { attnIn: sites.attn_in, out };
-    },
-  };
+  /** the attention on `x`: its input after the norm, and o_proj's output */
+  run(x: Value, options: DecoderOptions): { attnIn: Value; out: Value };
 }
 
 /** the decoder graph's attention pieces (q/k norms, RoPE tables and the mask as inputs, o_proj) */
@@ -289,9 +251,7 @@ export type LayerShape = Pick<LayerSpec, 'linears' | 'norms' | 'attention'>;
 /** the memoised loss kernel of `parent`: inputs x, weights by local name, `<balance>.candidates`; output sse [K] */
 export function parentLossKernel(rt: Runtime, cfg: ModelConfig, layer: LayerShape, parent: ParentModule, actQuant: ActQuant): Promise<Kernel> {
   const linears = layer.linears;
-  const aq = actQuantKey(actQuant);
-  const path = parent.kind === 'self_attn' ? (fusedLayerSupport(cfg, layer) ?? 'basic') : '';
-  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${layerShapeKey(cfg, linears, layer.norms)}:${aq}:${path}`;
+  const key = `awq.loss:${parent.kind}:${parent.balance.join(',')}:${layerShapeKey(cfg, linears, layer.norms)}:${actQuantKey(actQuant)}`;
   return rt.kernel(key, () => {
     const g = new Graph(`awq_loss_${parent.kind}`);
     if (parent.kind === 'linear') {

@@ -4,9 +4,11 @@
 // become three kernels, and no [B, heads, T, T] score tensor is materialised. The results differ from the
 // basic-op layer by float32 rounding only (the softmax and the rotation are computed in another order): on the
 // shared models the layer outputs differ by ~1e-6 relative and perplexities by under 1e-5 relative
-// (BENCHMARKS.md). Calibration, evaluation and the ONNX export run this layer; the basic-op layer stays the
-// reference (tests compare the two) and is what AutoRound differentiates (no gradient rules for fused kernels)
-// and what runs every layer the fused kernels cannot compute as the model does (fusedLayerSupport: head sizes
+// (BENCHMARKS.md). Evaluation and the ONNX export run this layer; the basic-op layer stays the reference (tests
+// compare the two), is what calibration runs on every provider (steps/activations.ts: GPTQ's solve turns those
+// rounding differences into flipped codes, and the WebGPU provider's GroupQueryAttention is off), what AutoRound
+// differentiates (no gradient rules for fused kernels) and what runs every layer the fused kernels cannot compute
+// as the model does (fusedLayerSupport: head sizes
 // GroupQueryAttention cannot take, Qwen3's q/k norms, Gemma 3's (1 + w) and sandwich norms, GELU, attention
 // scales and sliding windows, Mixture-of-Experts blocks).
 

@@ -27,7 +27,8 @@ export interface LayerRunOptions {
   skipOut?: boolean;
   /**
    * the layer from onnxruntime's fused kernels (fused-layer.ts: faster, equal up to float32 rounding), when the
-   * head size allows; default true. false: the basic-op reference graph
+   * head size allows; default true (evaluation). false: the basic-op reference graph, which calibration always
+   * runs (steps/activations.ts forEachBatch)
    */
   fused?: boolean;
 }

@@ -17,7 +17,6 @@ import type { InputSite, LayerSpec, LinearSpec, Mapping } from '../model/arch.js
 import type { ModelConfig } from '../model/config.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import { positionInputs } from '../graphs/rope.js';
-import { fusedLayerSupport, fusedPositionInputs } from '../graphs/fused-layer.js';
 import { actInput, candidateInput, candidateWeights, gramLossKernel, lossFeeds, parentLossKernel, type ParentModule } from '../graphs/awq-kernel.js';
 import { gramOf32 } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
@@ -109,8 +108,7 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
   const widest = parent.kind === 'linear' ? specs[0]!.outFeatures : parent.kind === 'mlp' ? Math.max(...specs.map((s) => s.outFeatures)) : Math.max(H, cfg.numHeads * cfg.headDim);
   const outWidth = parent.kind === 'linear' ? specs[0]!.outFeatures : H;
   let kc = Math.floor(CANDIDATE_BYTES / specs.reduce((n, s) => n + 4 * s.inFeatures * s.outFeatures, 0));
-  const scoreLimit = fusedLayerSupport(cfg, p.layerSpec) !== undefined ? Infinity : SCORE_VALUES / (cfg.numHeads * T * T);
-  kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), scoreLimit)) : Math.floor(CALL_VALUES / widest));
+  kc = Math.min(kc, attention ? Math.floor(Math.min(CALL_VALUES / (T * widest), SCORE_VALUES / (cfg.numHeads * T * T))) : Math.floor(CALL_VALUES / widest));
   kc = Math.max(1, Math.min(K, kc));
   const kernel = await parentLossKernel(p.rt, cfg, p.layerSpec, parent, p.actQuant);
   const sse = new Float64Array(K);
@@ -127,12 +125,11 @@ export async function candidateLosses(p: LossProblem, scales: Float32Array, K: n
       for (let j = 0; j < k; j++) sse[k0 + j] = (sse[k0 + j] as number) + (out[j] as number);
     };
     if (attention) {
-      // the fused layer holds no attention scores; the basic-op one holds [k·windows, heads, T, T]
-      const fused = fusedLayerSupport(cfg, p.layerSpec) !== undefined;
-      const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), fused ? Infinity : SCORE_VALUES / (k * cfg.numHeads * T * T)))));
+      // the basic-op attention holds [k·windows, heads, T, T] scores
+      const windows = Math.max(1, Math.min(N, Math.floor(Math.min(CALL_VALUES / (k * T * widest), SCORE_VALUES / (k * cfg.numHeads * T * T)))));
+      const pos = positionInputs(cfg, p.layerSpec.attention, T);
       for (let b = 0; b < N; b += windows) {
         const m = Math.min(windows, N - b);
-        const pos = fused ? fusedPositionInputs(cfg, m, T) : positionInputs(cfg, p.layerSpec.attention, T);
         await run({ ...pos, x: tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H)) });
       }
     } else {
@@ -170,8 +167,8 @@ function searchArgs(mapping: Mapping, modules: Readonly<Record<string, ModuleQua
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  // 3 and 2 changed its results on two lines of work; 4 has both
-  version: 4,
+  // 3 and 2 changed its results on two lines of work; 4 has both; 5: the basic-op layer and attention losses
+  version: 5,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid } = ctx.params;
     const candidates = awqGrid(duo, nGrid);

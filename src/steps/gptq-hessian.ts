@@ -8,7 +8,7 @@
 
 import type { InputSite } from '../model/arch.js';
 import { forEachBatch, hiddenDims, layerBatch, readHiddenWindows } from './activations.js';
-import { addGrams, xtxTap } from './gptq-job.js';
+import { addGrams, hostGram, xtxTap } from './gptq-job.js';
 import { shardWindows, writeHessianPartial } from './hessian-partials.js';
 import { actQuantOf, openLayerInput } from './layer-state.js';
 import { addRanges, withRanges } from './static-inputs.js';
@@ -27,8 +27,8 @@ export interface GptqHessianParams {
 
 export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
   kind: 'gptq-hessian',
-  // 2: float32 XᵀX per batch; 3: shard boundaries on batch boundaries
-  version: 3,
+  // 2: float32 XᵀX per batch; 3: shard boundaries on batch boundaries; 4: the basic-op layer (activations.ts)
+  version: 4,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);
@@ -52,11 +52,11 @@ export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
       const ranges = new Map<InputSite, number>();
       const t0 = performance.now();
       if (end > start) {
-        const tap = withRanges(xtxTap(sites, width, false), rangeSites)!;
+        const tap = withRanges(xtxTap(sites, width, false, hostGram(ctx.runtime)), rangeSites)!;
         const options = { tap, skipOut: true, actQuant: actQuantOf(state.quant), layer: p.layer };
-        await forEachBatch(ctx.runtime, cfg, layer, state.tensors, mine, options, (out) => {
+        await forEachBatch(ctx.runtime, cfg, layer, state.tensors, mine, options, async (out) => {
           addRanges(ranges, out, rangeSites);
-          addGrams(xtx, out);
+          await addGrams(ctx.runtime, xtx, out);
         }, (done, total) => ctx.progress(done, total, `capture ${sites.join(', ')}`));
       } else {
         for (const s of rangeSites) ranges.set(s, 0);

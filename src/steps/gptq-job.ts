@@ -8,7 +8,8 @@ import type { InputSite, LayerSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Value } from '../ort/graph.js';
-import { gramOf32 } from '../ort/kernels/linalg.js';
+import { gram32, gramOf32 } from '../ort/kernels/linalg.js';
+import type { Runtime } from '../ort/session.js';
 import type { Tensor } from '../tensor.js';
 import type { ActQuant, ModuleQuant } from '../quant/module-quant.js';
 import { forEachBatch } from './activations.js';
@@ -42,21 +43,33 @@ export interface Timing {
   propagate: number;
 }
 
-export function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean): LayerTap {
+/**
+ * the layer outputs GPTQ's statistics need: each site's float32 XᵀX of the batch (`xtx.<site>`), or on a GPU
+ * provider (`host`) the site's activations (`x.<site>`, [tokens, width]), which addGrams reduces with the same
+ * GEMM on the CPU provider: a GPU's float32 GEMM sums in another order, and a Hessian that differs in its last
+ * bits flips GPTQ codes (docs/devices.md)
+ */
+export function xtxTap(sites: readonly InputSite[], width: (s: InputSite) => number, routed: boolean, host: boolean): LayerTap {
   return {
-    key: `gptq-xtx32:${sites.join(',')}${routed ? ':routed' : ''}`,
+    key: `gptq-xtx32${host ? '-host' : ''}:${sites.join(',')}${routed ? ':routed' : ''}`,
     build: (g, v) => {
-      const out: Record<string, Value> = Object.fromEntries(sites.map((s) => [`xtx.${s}`, gramOf32(g, v.sites[s]!, width(s))]));
+      const out: Record<string, Value> = Object.fromEntries(
+        sites.map((s) => (host ? [`x.${s}`, g.reshape(v.sites[s]!, [-1, width(s)])] : [`xtx.${s}`, gramOf32(g, v.sites[s]!, width(s))])),
+      );
       if (routed && v.routing) out['routed'] = routedCount(g, v.routing);
       return out;
     },
   };
 }
 
-/** adds each site's float32 XᵀX of one batch (the `xtx.<site>` outputs of xtxTap) to its float64 sum */
-export function addGrams(acc: ReadonlyMap<InputSite, Float64Array>, out: Readonly<Record<string, Tensor>>): void {
+/** XᵀX on the CPU provider for GPU runs (xtxTap's `host`) */
+export const hostGram = (rt: Runtime): boolean => rt.device !== 'cpu';
+
+/** adds each site's float32 XᵀX of one batch (xtxTap's `xtx.<site>`, or the Gram of its `x.<site>`) to its float64 sum */
+export async function addGrams(rt: Runtime, acc: ReadonlyMap<InputSite, Float64Array>, out: Readonly<Record<string, Tensor>>): Promise<void> {
   for (const [s, h] of acc) {
-    const part = out[`xtx.${s}`]?.data;
+    const x = out[`x.${s}`];
+    const part = x ? await gram32(rt, x as Tensor<'float32'>) : out[`xtx.${s}`]?.data;
     if (!(part instanceof Float32Array) || part.length !== h.length) throw new Error(`gptq capture: no float32 xtx.${s} of ${h.length} values in the layer's outputs`);
     for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
   }
@@ -102,12 +115,13 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const t0 = performance.now();
   const rangeSites = job.staticSites.filter((s) => which.includes(s));
   const count = job.routed.counts.length === 0;
-  const options = { tap: withRanges(xtxTap(which, job.width, count), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
-  await forEachBatch(job.ctx.runtime, job.cfg, job.layer, job.weightsIn, job.hidden, options, (out) => {
+  const rt = job.ctx.runtime;
+  const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
+  await forEachBatch(rt, job.cfg, job.layer, job.weightsIn, job.hidden, options, async (out) => {
     addRanges(job.ranges, out, rangeSites);
     if (count) job.routed.add(out);
     const a0 = performance.now();
-    addGrams(acc, out);
+    await addGrams(rt, acc, out);
     addMs += performance.now() - a0;
     job.tick(`capture ${which.join(', ')}`);
   });

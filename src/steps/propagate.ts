@@ -12,7 +12,8 @@ export interface PropagateParams {
 
 export const propagateStep: StepImpl<'propagate', PropagateParams> = {
   kind: 'propagate',
-  version: 2,
+  // 3: the basic-op layer (activations.ts)
+  version: 3,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {

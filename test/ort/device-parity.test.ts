@@ -15,8 +15,9 @@ import { describeWebgpu } from './webgpu-available.js';
  * decoder, basic-op or fused; the W8A8 export's DynamicQuantizeLinear) flip a code where the GPU's float
  * differs from the CPU's by an ulp at a rounding tie, so their outputs move by a quantization step (measured
  * 2026-12-05: the fused decoder with int8 per-token inputs 1.4e-2, every other decoder-fused kernel under
- * 1e-4); everything else is plain fp32. The recipes record on the CPU, where layers run fused; on webgpu the
- * layer runner runs the basic-op `decoder` instead (layer-runner.ts), which test/e2e/device-stages.test.ts runs.
+ * 1e-4); everything else is plain fp32. The recipes record on the CPU: calibration runs the basic-op `decoder`
+ * on every provider (steps/activations.ts), evaluation the fused layer, which on webgpu the layer runner replaces
+ * by the basic-op `decoder` (layer-runner.ts); test/e2e/device-stages.test.ts runs both.
  */
 const TOLERANCE: Record<string, number> = { decoder: 5e-2, 'decoder-fused': 5e-2, load: 5e-2 };
 
@@ -34,7 +35,7 @@ describeWebgpu('kernels on webgpu against cpu', () => {
     const results: Comparison[] = await replay(rec.records.values(), 'webgpu');
     console.log(parityTable(results, 'webgpu'));
     const families = new Set(results.map((c) => family(c.key)));
-    for (const f of ['decoder-fused', 'head-nll', 'head-nll-klref', 'head-nll-kl-from-ref', 'linalg.cholesky-schur', 'linalg.block-update', 'awq.candidates', 'awq.loss', 'quant.shrink', 'autoround.block', 'load']) {
+    for (const f of ['decoder', 'decoder-fused', 'head-nll', 'head-nll-klref', 'head-nll-kl-from-ref', 'linalg.cholesky-schur', 'linalg.block-update', 'awq.candidates', 'awq.loss', 'quant.shrink', 'autoround.block', 'load']) {
       expect(families, f).toContain(f);
     }
     for (const c of results) {

@@ -12,6 +12,9 @@ import type { ModuleQuant } from '../../src/quant/module-quant.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { gptqHessianStep, type GptqHessianParams } from '../../src/steps/gptq-hessian.js';
 import { gptqStep, type GptqParams } from '../../src/steps/gptq.js';
+import { addGrams, xtxTap } from '../../src/steps/gptq-job.js';
+import { forEachBatch } from '../../src/steps/activations.js';
+import { HfSource } from '../../src/model/source.js';
 import { HESSIAN_FILE, shardWindows, sumHessianPartials } from '../../src/steps/hessian-partials.js';
 import { readLayerState } from '../../src/steps/layer-state.js';
 import type { StepContext } from '../../src/steps/types.js';
@@ -125,6 +128,20 @@ describe('gptq-hessian shards', () => {
       // each shard's float32 batch Grams are the one-pass run's (shards on batch boundaries): the same Hessians
       expect(differ).toBe(0);
     }
+  });
+
+  test("GPU runs' Hessians: the Gram of the tapped activations on the CPU provider has the in-graph tap's bits", async () => {
+    const src = await HfSource.open(tiny.modelDir);
+    const layer = src.arch.layer(src.config, 0);
+    await src.close();
+    const sums = async (host: boolean): Promise<Map<string, Float64Array>> => {
+      const acc = new Map(SITES.map((s) => [s, new Float64Array(WIDTH[s]! ** 2)] as const));
+      const tap = xtxTap(SITES as never, (s) => WIDTH[s]!, false, host);
+      await forEachBatch(rt, src.config, layer, tiny.layer0, tiny.embedded, { tap, skipOut: true }, (out) => addGrams(rt, acc as never, out));
+      return acc;
+    };
+    const [inGraph, onHost] = [await sums(false), await sums(true)];
+    for (const s of SITES) expect(Buffer.from(onHost.get(s)!.buffer).equals(Buffer.from(inGraph.get(s)!.buffer)), s).toBe(true);
   });
 
   test('FP8 static input scales: the shards max-reduce the ranges to the same input_scale tensors', async () => {

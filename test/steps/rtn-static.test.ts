@@ -53,7 +53,8 @@ async function siteMax(site: string): Promise<number> {
   const src = await HfSource.open(tiny.modelDir);
   try {
     const tap: LayerTap = { key: `test.site:${site}`, build: (_g, v) => ({ act: v.sites[site as 'attn_in']! }) };
-    const act = (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), tiny.layer0, tiny.embedded, { tap, skipOut: true }))['act']!.data as Float32Array;
+    // the basic-op layer, as calibration runs it (steps/activations.ts)
+    const act = (await runDecoderLayer(rt, src.config, src.arch.layer(src.config, 0), tiny.layer0, tiny.embedded, { tap, skipOut: true, fused: false }))['act']!.data as Float32Array;
     return act.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   } finally {
     await src.close();

@@ -34,6 +34,21 @@ export function gramOf32(g: Graph, x: Value, features: number): Value {
   return g.matmul(g.transpose(flat, [1, 0]), flat);
 }
 
+/**
+ * XᵀX [n, n] (float32) of x [m, n] on the CPU provider whatever the device: the same GEMM as `gramOf32` inside a
+ * CPU graph, so activations a GPU computed reduce as the CPU's own would (a GPU's float32 GEMM sums in another
+ * order, and GPTQ's solve turns those last bits into flipped codes)
+ */
+export async function gram32(rt: Runtime, x: Tensor<'float32'>): Promise<Float32Array> {
+  const [, n] = dims2(x, 'gram32');
+  const k = await rt.kernel(`linalg.gram32:${n}`, () => {
+    const g = new Graph('gram32');
+    g.output(gramOf32(g, g.input('x', 'float32', ['M', n]), n), 'xtx');
+    return g;
+  }, HOST);
+  return (await k.run({ x }))['xtx']!.data as Float32Array;
+}
+
 /** XᵀX [n, n] (float64) of x [m, n] */
 export async function gram(rt: Runtime, x: Tensor<'float32'>): Promise<F64> {
   const [, n] = dims2(x, 'gram');
