@@ -76,7 +76,19 @@ export function rmsNormFused(g: Graph, x: Value, w: Value, eps: number): Value {
   return g.op('SimplifiedLayerNormalization', [x, w], { epsilon: float(eps), axis: -1 });
 }
 
-export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: DecoderOptions = {}): FusedLayerValues {
+/**
+ * Projections that share an input emitted as one op each (the ONNX export's stacked MatMulNBits): `qkv` gives
+ * q, k and v concatenated along the last axis (GroupQueryAttention's packed input; used only when GQA rotates),
+ * `gateUp` gate and up concatenated (split in the graph).
+ */
+export interface PackedProjections {
+  qkv?: (x: Value) => Value;
+  gateUp?: (x: Value) => Value;
+}
+
+export type FusedLayerOptions = DecoderOptions & { packed?: PackedProjections };
+
+export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: FusedLayerOptions = {}): FusedLayerValues {
   const rotary = fusedLayerSupport(cfg, layer);
   if (!rotary) throw new Error(`fused decoder layer: this ${cfg.modelType} layer is not a plain Llama-family layer with head_dim a multiple of 8; run the basic-op layer`);
   const p = layerParts(g, cfg, layer.linears, inp.weights, options);
@@ -86,9 +98,10 @@ export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLaye
     if (!inp.positionIds) throw new Error('fused decoder layer: rotary outside GroupQueryAttention needs position_ids');
     return g.op('RotaryEmbedding', [y, inp.positionIds, inp.cosCache, inp.sinCache], { interleaved: 0, num_heads: heads }, { domain: 'com.microsoft' });
   };
-  const q = rotate(p.proj('self_attn.q_proj', attnIn), cfg.numHeads);
-  const k = rotate(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads);
-  const v = p.proj('self_attn.v_proj', attnIn);
+  const packedQkv = rotary === 'gqa' ? options.packed?.qkv : undefined;
+  const q = packedQkv ? packedQkv(attnIn) : rotate(p.proj('self_attn.q_proj', attnIn), cfg.numHeads);
+  const k = packedQkv ? undefined : rotate(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads);
+  const v = packedQkv ? undefined : p.proj('self_attn.v_proj', attnIn);
   const gqaInputs = [q, k, v, inp.past?.key, inp.past?.value, inp.seqlensK, inp.totalLength, ...(rotary === 'gqa' ? [inp.cosCache, inp.sinCache] : [])];
   const [attn, key, value] = g.opN(
     'GroupQueryAttention',
@@ -99,8 +112,10 @@ export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLaye
   ) as [Value, Value, Value];
   const h = g.add(inp.x, p.proj('self_attn.o_proj', attn));
   const mlpIn = rmsNormFused(g, h, p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
-  const gate = p.proj('mlp.gate_proj', mlpIn);
-  const up = p.proj('mlp.up_proj', mlpIn);
+  const inter = layer.linears.find((l) => l.local === 'mlp.gate_proj')!.outFeatures;
+  const [gate, up] = options.packed?.gateUp
+    ? (g.opN('Split', [options.packed.gateUp(mlpIn), g.ints([inter, inter])], 2, { axis: -1 }) as [Value, Value])
+    : [p.proj('mlp.gate_proj', mlpIn), p.proj('mlp.up_proj', mlpIn)];
   const act = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
   const sites = { attn_in: attnIn, o_in: attn, mlp_in: mlpIn, down_in: act };
   return { out: g.add(h, p.proj('mlp.down_proj', act)), present: { key, value }, sites };
