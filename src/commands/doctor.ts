@@ -25,9 +25,10 @@ export const doctorCommand: Command = {
     if (wanted !== undefined && !DEVICES.includes(wanted as never)) throw new UsageError(`--device "${wanted}" is not one of: ${DEVICES.join(', ')}`);
 
     const build = ortBuild();
-    const cuda = checkProvider('cuda');
-    const webgpu = checkProvider('webgpu');
-    const hardware = webgpu.ok ? checkProvider('webgpu', { hardwareOnly: true }) : webgpu;
+    // probed afresh (not recalled from an earlier process): doctor reports what is true now, and refreshes the memo
+    const cuda = checkProvider('cuda', { fresh: true });
+    const webgpu = checkProvider('webgpu', { fresh: true });
+    const hardware = webgpu.ok ? checkProvider('webgpu', { hardwareOnly: true, fresh: true }) : webgpu;
     const auto = resolveDevice('auto');
     const drivers = vulkanDrivers();
     const devices = vulkanDevices();

@@ -36,7 +36,7 @@ async function runBuild(o: BuildOptions, queue: QueueChoice | undefined, io: Io,
   }
   const p = prepared.value;
   if (sweep && p.variants.length < 2) throw new UsageError('nothing to sweep: give a `sweep:` block or --set PATH=V1,V2,...');
-  const reporter = createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
+  const reporter = await createReporter({ json: o.json, tty: io.isTTY && !o.json, stream: o.json ? process.stdout : process.stderr });
   warn = (message) => reporter.onEvent({ event: 'log', level: 'warn', message });
   // the listr tree starts at the plan event, so a notice before it is printed directly
   for (const notice of [p.recipe.importNote, device.notice]) {

@@ -20,7 +20,7 @@ async function runWorker(values: Record<string, unknown>, io: Io): Promise<Comma
   const device = resolveDevice(requested);
   const threads = intOption(values, 'threads');
   const json = values['json'] === true;
-  const reporter = createReporter({ json, tty: false, stream: json ? process.stdout : process.stderr });
+  const reporter = await createReporter({ json, tty: false, stream: json ? process.stdout : process.stderr });
   const opened = await openChosenStore(store, { onWarn: (message) => reporter.onEvent({ event: 'log', level: 'warn', message }) });
   await checkQueue(queue.target);
   const worker = new StepWorker({ target: queue.target, settings: queue.settings, store: opened, device: device.device, threads, emit: (e) => reporter.onEvent(e) });

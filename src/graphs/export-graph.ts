@@ -6,6 +6,10 @@
 // decoding feeds them. Its past and present may be one buffer of the maximum length (OnnxModel.generate uses
 // that; transformers.js feeds past and takes present as usual). Otherwise rotary tables are computed in the graph
 // from position_ids and the attention mask combines padding with causality over past + new positions.
+// In the fused layers, int4 projections that read the same input are one MatMulNBits each, rows stacked
+// (q/k/v → GroupQueryAttention's packed input, gate/up → Split): fewer ops per decoded token, same numbers. Each
+// residual Add and the RMSNorm after it are one SkipSimplifiedLayerNormalization (fusedDecoderLayerTerms), whose
+// normalisation rounds differently from SimplifiedLayerNormalization (the last bits move; BENCHMARKS.md, Decoding).
 
 import type { ExternalData } from '../formats/onnx-file.js';
 import type { QuantizedModule } from '../quant/module-quant.js';
@@ -14,8 +18,8 @@ import { tensor, type Tensor } from '../tensor.js';
 import type { ArchAdapter, LayerAttention } from '../model/arch.js';
 import type { ModelConfig, Rope } from '../model/config.js';
 import { decoderLayer, rmsNorm, softcapped } from './decoder-graph.js';
-import { fusedDecoderLayer, fusedLayerSupport, fusedRotary, rmsNormFused, rotaryCaches } from './fused-layer.js';
-import { exportLinear, type ExportLinearOptions } from './export-linear.js';
+import { fusedDecoderLayerTerms, fusedLayerSupport, fusedRotary, rotaryCaches, skipRmsNorm, type PackedProjections, type ResidualTerms } from './fused-layer.js';
+import { exportLinear, exportPackedLinear, type ExportLinearOptions, type LinearWeights } from './export-linear.js';
 import { inverseFrequencies } from './rope.js';
 
 export interface ExportLayer {
@@ -77,6 +81,9 @@ function layerInputs(g: Graph, cfg: ModelConfig, positionIds: Value, mask: (wind
   return of;
 }
 
+const QKV = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'];
+const GATE_UP = ['mlp.gate_proj', 'mlp.up_proj'];
+
 /** build the graph, streaming every weight into `data`; `onLayer` reports progress */
 export async function buildExportGraph(src: ExportSource, data: ExternalData, o: ExportLinearOptions, onLayer?: (l: number) => void): Promise<Graph> {
   const { config: cfg, arch } = src;
@@ -86,8 +93,10 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
   const positionIds = g.input('position_ids', 'int64', ['batch_size', 'sequence_length']);
   const kvShape = ['batch_size', cfg.numKvHeads, 'past_sequence_length', cfg.headDim];
   const emb = g.initializer(await data.tensor(arch.embedding, await src.tensor(arch.embedding)));
-  let x = g.op('Gather', [emb, inputIds], { axis: 0 }, { dtype: 'float32' });
-  if (cfg.features.embedScale !== 1) x = g.mul(x, g.scalar(cfg.features.embedScale));
+  let embedded = g.op('Gather', [emb, inputIds], { axis: 0 }, { dtype: 'float32' });
+  if (cfg.features.embedScale !== 1) embedded = g.mul(embedded, g.scalar(cfg.features.embedScale));
+  // the fused layers hand on their output as two terms, which the next norm adds (skipRmsNorm)
+  let x: Value | ResidualTerms = embedded;
   const seqLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [inputIds], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
   const totalLen = g.op('Squeeze', [g.op('Slice', [g.op('Shape', [attn], {}, { dtype: 'int64' }), g.ints([1]), g.ints([2])]), g.ints([0])]);
   const specs = Array.from({ length: cfg.numLayers }, (_, l) => arch.layer(cfg, l));
@@ -109,20 +118,27 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
     const prefix = arch.layerPrefix(l);
     const weights: Record<string, Value> = {};
     for (const n of spec.norms) weights[n.local] = g.initializer(await data.tensor(`${prefix}${n.local}`, layer.tensors[n.local]!));
+    const lw = (local: string): LinearWeights => {
+      const bias = layer.tensors[`${local}.bias`];
+      const quant = layer.quant[local];
+      return { name: `${prefix}${local}`, weight: layer.tensors[`${local}.weight`]!, ...(bias ? { bias } : {}), ...(quant ? { quant } : {}) };
+    };
+    // int4 projections that share an input become one MatMulNBits each (exportPackedLinear)
+    const packed: PackedProjections = {};
+    if (fused && rotary === 'gqa') packed.qkv = await exportPackedLinear(g, data, `${prefix}self_attn.qkv_proj`, QKV.map(lw), o);
+    if (fused) packed.gateUp = await exportPackedLinear(g, data, `${prefix}mlp.gate_up_proj`, GATE_UP.map(lw), o);
+    const inPack = new Set([...(packed.qkv ? QKV : []), ...(packed.gateUp ? GATE_UP : [])]);
     const emitters = new Map<string, (x: Value) => Value>();
     for (const lin of linears) {
-      const bias = layer.tensors[`${lin.local}.bias`];
-      const quant = layer.quant[lin.local];
-      const lw = { name: `${prefix}${lin.local}`, weight: layer.tensors[`${lin.local}.weight`]!, ...(bias ? { bias } : {}), ...(quant ? { quant } : {}) };
-      emitters.set(lin.local, await exportLinear(g, data, lw, o));
-      weights[`${lin.local}.weight`] = { name: `${lw.name}.weight`, dtype: 'float32' };
+      if (!inPack.has(lin.local)) emitters.set(lin.local, await exportLinear(g, data, lw(lin.local), o));
+      weights[`${lin.local}.weight`] = { name: `${prefix}${lin.local}.weight`, dtype: 'float32' };
     }
     const past = { key: g.input(`past_key_values.${l}.key`, 'float32', kvShape), value: g.input(`past_key_values.${l}.value`, 'float32', kvShape) };
     const unbiased = linears.map((s) => ({ ...s, bias: false }));
     const options = { linear: (_g: Graph, input: Value, _w: Value, _b: Value | undefined, local: string) => emitters.get(local)!(input) };
-    const values = fused
-      ? fusedDecoderLayer(g, cfg, { ...spec, linears: unbiased }, { x, ...fused, weights, past }, options)
-      : decoderLayer(g, cfg, unbiased, { x, ...positions!(spec.attention), weights, past }, options);
+    const values: { out: Value | ResidualTerms; present?: { key: Value; value: Value } } = fused
+      ? fusedDecoderLayerTerms(g, cfg, { ...spec, linears: unbiased }, { x, ...fused, weights, past }, { ...options, packed })
+      : decoderLayer(g, cfg, unbiased, { x: x as Value, ...positions!(spec.attention), weights, past }, options);
     x = values.out;
     const present = ['batch_size', cfg.numKvHeads, 'total_sequence_length', cfg.headDim];
     g.output(values.present!.key, `present.${l}.key`, present);
@@ -130,7 +146,7 @@ export async function buildExportGraph(src: ExportSource, data: ExternalData, o:
     onLayer?.(l);
   }
   const norm = g.initializer(await data.tensor(arch.finalNorm, await src.tensor(arch.finalNorm)));
-  const h = fused ? rmsNormFused(g, x, norm, cfg.rmsNormEps) : rmsNorm(g, x, norm, cfg.rmsNormEps, cfg.features.normOffset);
+  const h = fused ? skipRmsNorm(g, x, norm, cfg.rmsNormEps).normed : rmsNorm(g, x as Value, norm, cfg.rmsNormEps, cfg.features.normOffset);
   const lmName = arch.lmHeadWeight(cfg);
   const lm = lmName === arch.embedding ? emb : g.initializer(await data.tensor(lmName, await src.tensor(lmName)));
   // Gemm with transB reads the [vocab, hidden] weight in place (shared with the embedding when tied)

@@ -86,21 +86,9 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
       return g.mul(g.mul(g.cast(acc, 'float32'), s), ws);
     });
   }
-  if (q.weights.num_bits === 4 && !q.gIdx) {
-    const groups = q.scale.dims[1] as number;
-    const block = q.weights.strategy === 'group' ? (q.weights.group_size as number) : nextPow2(K);
-    if (block !== nextPow2(block) || (q.weights.strategy === 'group' && groups !== Math.ceil(K / block))) {
-      throw new ReasonedError('unsupported-output-scheme', `${lw.name}: MatMulNBits needs a power-of-two group size ≥ 16, found ${q.weights.group_size}`);
-    }
-    const packed = packMatMulNBits(q.codes.data, N, K, block, 4);
-    const inputs: Value[] = [
-      await init('weight_nbits', tensor('uint8', packed.dims, packed.data)),
-      await init('weight_nbits_scale', tensor('float32', [N * packed.kBlocks], q.scale.data)),
-    ];
-    if (q.zeroPoint) {
-      const zp = packMatMulNBitsZeroPoints(q.zeroPoint.data, N, packed.kBlocks, 4);
-      inputs.push(await init('weight_nbits_zero_point', tensor('uint8', [zp.length], zp)));
-    }
+  const block = nbitsBlock(lw);
+  if (block !== undefined) {
+    const inputs = await nbitsInputs(g, data, lw.name, q.codes.data, N, K, block, q.scale.data, q.zeroPoint?.data);
     const attrs = { K, N, bits: 4, block_size: block, accuracy_level: o.accuracyLevel };
     return withBias((x) => g.op('MatMulNBits', [x, ...inputs], attrs, { domain: 'com.microsoft' }));
   }
@@ -113,4 +101,61 @@ export async function exportLinear(g: Graph, data: ExternalData, lw: LinearWeigh
   // act-order groups and other layouts without an onnxruntime kernel: the dequantized weight in fp32
   const wt = await init('weight_dequant_t', transpose(lw.weight));
   return withBias((x) => g.matmul(x, wt));
+}
+
+/** the MatMulNBits block size of an int4 weight-only Linear (group size, or K rounded up for channel scales) */
+function nbitsBlock(lw: LinearWeights): number | undefined {
+  const q = lw.quant;
+  if (!q || q.weights.type !== 'int' || q.weights.num_bits !== 4 || q.gIdx) return undefined;
+  const K = lw.weight.dims[1] as number;
+  const groups = q.scale.dims[1] as number;
+  const block = q.weights.strategy === 'group' ? (q.weights.group_size as number) : nextPow2(K);
+  if (block !== nextPow2(block) || (q.weights.strategy === 'group' && groups !== Math.ceil(K / block))) {
+    throw new ReasonedError('unsupported-output-scheme', `${lw.name}: MatMulNBits needs a power-of-two group size ≥ 16, found ${q.weights.group_size}`);
+  }
+  return block;
+}
+
+/** MatMulNBits' weight, scale (and zero point) initializers for int4 codes [N, K] and scales [N, K / block] */
+async function nbitsInputs(g: Graph, data: ExternalData, name: string, codes: Int8Array, N: number, K: number, block: number, scale: Float32Array, zeroPoint?: Int8Array): Promise<Value[]> {
+  const init = async (suffix: string, t: Tensor): Promise<Value> => g.initializer(await data.tensor(`${name}.${suffix}`, t));
+  const packed = packMatMulNBits(codes, N, K, block, 4);
+  const inputs = [await init('weight_nbits', tensor('uint8', packed.dims, packed.data)), await init('weight_nbits_scale', tensor('float32', [N * packed.kBlocks], scale))];
+  if (zeroPoint) {
+    const zp = packMatMulNBitsZeroPoints(zeroPoint, N, packed.kBlocks, 4);
+    inputs.push(await init('weight_nbits_zero_point', tensor('uint8', [zp.length], zp)));
+  }
+  return inputs;
+}
+
+/**
+ * One MatMulNBits for several int4 Linears that read the same input (q/k/v, gate/up): their rows stacked along
+ * N in the order given, so output column n is the dot product the Linear's own MatMulNBits computes (the input
+ * is quantized per block the same way for every column). Undefined unless every Linear is weight-only int4
+ * with the same K, block and zero-point layout and no bias; the caller then emits them one by one.
+ */
+export async function exportPackedLinear(g: Graph, data: ExternalData, name: string, lws: readonly LinearWeights[], o: ExportLinearOptions): Promise<((x: Value) => Value) | undefined> {
+  const first = lws[0];
+  if (!first) return undefined;
+  const K = first.weight.dims[1] as number;
+  const block = nbitsBlock(first);
+  const eligible = (lw: LinearWeights): boolean =>
+    !lw.bias && !lw.quant?.input_activations && lw.weight.dims[1] === K && nbitsBlock(lw) === block && (lw.quant?.zeroPoint === undefined) === (first.quant?.zeroPoint === undefined);
+  if (block === undefined || !lws.every(eligible)) return undefined;
+  const rows = lws.map((lw) => lw.weight.dims[0] as number);
+  const N = rows.reduce((a, b) => a + b, 0);
+  const concat = <A extends Int8Array | Float32Array>(make: new (n: number) => A, parts: readonly A[]): A => {
+    const out = new make(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  };
+  const qs = lws.map((lw) => lw.quant!);
+  const zp = first.quant?.zeroPoint ? concat(Int8Array, qs.map((q) => q.zeroPoint!.data)) : undefined;
+  const inputs = await nbitsInputs(g, data, name, concat(Int8Array, qs.map((q) => q.codes.data)), N, K, block, concat(Float32Array, qs.map((q) => q.scale.data)), zp);
+  const attrs = { K, N, bits: 4, block_size: block, accuracy_level: o.accuracyLevel };
+  return (x) => g.op('MatMulNBits', [x, ...inputs], attrs, { domain: 'com.microsoft' });
 }

@@ -19,9 +19,15 @@ import { tensor, type Tensor } from '../tensor.js';
 import { layerParts, type DecoderOptions } from './decoder-graph.js';
 import { inverseFrequencies } from './rope.js';
 
+/** a hidden state not yet added up: the residual stream `skip` and what a layer adds to it */
+export interface ResidualTerms {
+  skip: Value;
+  add: Value;
+}
+
 export interface FusedLayerInputs {
-  /** hidden states `[B, S, H]` */
-  x: Value;
+  /** hidden states `[B, S, H]`, or their two terms, which the input norm adds (SkipSimplifiedLayerNormalization) */
+  x: Value | ResidualTerms;
   /** rotary tables `[max positions, head_dim / 2]` (rotate-half layout), indexed by position */
   cosCache: Value;
   sinCache: Value;
@@ -78,19 +84,54 @@ export function rmsNormFused(g: Graph, x: Value, w: Value, eps: number): Value {
   return g.op('SimplifiedLayerNormalization', [x, w], { epsilon: float(eps), axis: -1 });
 }
 
-export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: DecoderOptions = {}): FusedLayerValues {
+/** RMSNorm of `x`, and `x` itself; terms are added and normed by one SkipSimplifiedLayerNormalization */
+export function skipRmsNorm(g: Graph, x: Value | ResidualTerms, w: Value, eps: number): { normed: Value; sum: Value } {
+  if (!('skip' in x)) return { normed: rmsNormFused(g, x, w, eps), sum: x };
+  const [normed, , , sum] = g.opN('SkipSimplifiedLayerNormalization', [x.add, x.skip, w], 4, { epsilon: float(eps) }, { domain: 'com.microsoft' }) as [Value, Value, Value, Value];
+  return { normed, sum };
+}
+
+/**
+ * Projections that share an input emitted as one op each (the ONNX export's stacked MatMulNBits): `qkv` gives
+ * q, k and v concatenated along the last axis (GroupQueryAttention's packed input; used only when GQA rotates),
+ * `gateUp` gate and up concatenated (split in the graph).
+ */
+export interface PackedProjections {
+  qkv?: (x: Value) => Value;
+  gateUp?: (x: Value) => Value;
+}
+
+export type FusedLayerOptions = DecoderOptions & { packed?: PackedProjections };
+
+export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: FusedLayerOptions = {}): FusedLayerValues {
+  const { terms, present, sites } = layerTerms(g, cfg, layer, inp, options, false);
+  return { out: g.add(terms.skip, terms.add), present, sites };
+}
+
+/**
+ * The fused layer with its output left as two terms (residual + MLP output) for the next norm to add, and the
+ * attention residual added inside the post-attention norm: two SkipSimplifiedLayerNormalization ops per layer
+ * instead of two Adds and two norms (the ONNX export). The sums are the same float32 additions.
+ */
+export function fusedDecoderLayerTerms(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: FusedLayerOptions = {}): Omit<FusedLayerValues, 'out'> & { out: ResidualTerms } {
+  const { terms, present, sites } = layerTerms(g, cfg, layer, inp, options, true);
+  return { out: terms, present, sites };
+}
+
+function layerTerms(g: Graph, cfg: ModelConfig, layer: FusableLayer, inp: FusedLayerInputs, options: FusedLayerOptions, skipNorms: boolean): { terms: ResidualTerms; present: FusedLayerValues['present']; sites: FusedLayerValues['sites'] } {
   const rotary = fusedLayerSupport(cfg, layer);
   if (!rotary) throw new Error(`fused decoder layer: this ${cfg.modelType} layer is not a plain Llama-family layer with head_dim a multiple of 8; run the basic-op layer`);
   const p = layerParts(g, cfg, layer.linears, inp.weights, options);
-  const attnIn = rmsNormFused(g, inp.x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
+  const { normed: attnIn, sum: x } = skipRmsNorm(g, inp.x, p.w('input_layernorm.weight'), cfg.rmsNormEps);
   const rotate = (y: Value, heads: number): Value => {
     if (rotary === 'gqa') return y;
     if (!inp.positionIds) throw new Error('fused decoder layer: rotary outside GroupQueryAttention needs position_ids');
     return g.op('RotaryEmbedding', [y, inp.positionIds, inp.cosCache, inp.sinCache], { interleaved: 0, num_heads: heads }, { domain: 'com.microsoft' });
   };
-  const q = rotate(p.proj('self_attn.q_proj', attnIn), cfg.numHeads);
-  const k = rotate(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads);
-  const v = p.proj('self_attn.v_proj', attnIn);
+  const packedQkv = rotary === 'gqa' ? options.packed?.qkv : undefined;
+  const q = packedQkv ? packedQkv(attnIn) : rotate(p.proj('self_attn.q_proj', attnIn), cfg.numHeads);
+  const k = packedQkv ? undefined : rotate(p.proj('self_attn.k_proj', attnIn), cfg.numKvHeads);
+  const v = packedQkv ? undefined : p.proj('self_attn.v_proj', attnIn);
   const gqaInputs = [q, k, v, inp.past?.key, inp.past?.value, inp.seqlensK, inp.totalLength, ...(rotary === 'gqa' ? [inp.cosCache, inp.sinCache] : [])];
   const [attn, key, value] = g.opN(
     'GroupQueryAttention',
@@ -99,13 +140,15 @@ export function fusedDecoderLayer(g: Graph, cfg: ModelConfig, layer: FusableLaye
     { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads, do_rotary: rotary === 'gqa' ? 1 : 0, rotary_interleaved: 0, scale: float(1 / Math.sqrt(cfg.headDim)) },
     { domain: 'com.microsoft' },
   ) as [Value, Value, Value];
-  const h = g.add(inp.x, p.proj('self_attn.o_proj', attn));
-  const mlpIn = rmsNormFused(g, h, p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
-  const gate = p.proj('mlp.gate_proj', mlpIn);
-  const up = p.proj('mlp.up_proj', mlpIn);
+  const o = p.proj('self_attn.o_proj', attn);
+  const { normed: mlpIn, sum: h } = skipRmsNorm(g, skipNorms ? { skip: x, add: o } : g.add(x, o), p.w('post_attention_layernorm.weight'), cfg.rmsNormEps);
+  const inter = layer.linears.find((l) => l.local === 'mlp.gate_proj')!.outFeatures;
+  const [gate, up] = options.packed?.gateUp
+    ? (g.opN('Split', [options.packed.gateUp(mlpIn), g.ints([inter, inter])], 2, { axis: -1 }) as [Value, Value])
+    : [p.proj('mlp.gate_proj', mlpIn), p.proj('mlp.up_proj', mlpIn)];
   const act = g.mul(g.mul(gate, g.op('Sigmoid', [gate])), up);
   const sites = { attn_in: attnIn, o_in: attn, mlp_in: mlpIn, down_in: act };
-  return { out: g.add(h, p.proj('mlp.down_proj', act)), present: { key, value }, sites };
+  return { terms: { skip: h, add: p.proj('mlp.down_proj', act) }, present: { key, value }, sites };
 }
 
 /** cos and sin caches `[positions, head_dim / 2]` for positions 0 … n − 1, as HF Llama computes the angles */

@@ -2,7 +2,7 @@
 // alone (no CPU fallback), runs it and checks the numbers. A child keeps the question safe (a broken GPU driver
 // can abort a process, and Dawn prints its Vulkan complaints on stderr, which the child captures so the answer
 // can name what is missing) and costs about a second on a software Vulkan device; answers are memoised per
-// process.
+// process, and across processes until something they depend on changes (probe-memo.ts).
 
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Device } from '../recipe/types.js';
 import { Graph } from './graph.js';
+import { probeFingerprint, probeMemoEnabled, recalled, remember } from './probe-memo.js';
 
 /** an onnxruntime execution provider: a recipe `device` other than auto */
 export type Provider = Exclude<Device, 'auto'>;
@@ -80,6 +81,8 @@ function model(): string {
 
 interface ChildAnswer {
   ok: boolean;
+  /** the child answered (a result, or the error its session gave): an answer worth remembering */
+  answered?: boolean;
   error?: string;
   stderr: string;
   ms: number;
@@ -100,7 +103,7 @@ function runChild(provider: Provider, env: NodeJS.ProcessEnv): ChildAnswer {
   if (r.error) return { ok: false, error: r.error.message.includes('ETIMEDOUT') ? `the probe did not answer in ${PROBE_TIMEOUT_MS / 1000} s` : r.error.message, stderr, ms };
   try {
     const answer = JSON.parse(r.stdout) as { ok: boolean; error?: string };
-    return { ...answer, stderr, ms };
+    return { ...answer, answered: true, stderr, ms };
   } catch {
     const how = r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
     return { ok: false, error: `the probe process died (${how})`, stderr, ms };
@@ -142,25 +145,33 @@ const memo = new Map<string, ProviderCheck>();
  * Can `provider` run a session here? For webgpu, `hardwareOnly` hides the software Vulkan drivers from the
  * probe (through the Vulkan loader's VK_LOADER_DRIVERS_DISABLE), so it answers "is there a real GPU".
  */
-export function checkProvider(provider: Provider, options: { hardwareOnly?: boolean } = {}): ProviderCheck {
+export function checkProvider(provider: Provider, options: { hardwareOnly?: boolean; fresh?: boolean } = {}): ProviderCheck {
   const key = `${provider}:${options.hardwareOnly ? 'hw' : 'any'}`;
-  const hit = memo.get(key);
+  const hit = options.fresh ? undefined : memo.get(key);
   if (hit) return hit;
   let check: ProviderCheck;
   if (provider === 'cpu') check = { provider, ok: true, detail: 'always available', ms: 0 };
   else if (provider === 'cuda' && !cudaLibraryPresent()) {
     check = { provider, ok: false, detail: 'onnxruntime-node has no CUDA provider (libonnxruntime_providers_cuda.so is downloaded at install time)', ms: 0 };
-  } else {
-    const env = { ...process.env };
-    if (provider === 'webgpu' && options.hardwareOnly) {
-      env['VK_LOADER_DRIVERS_DISABLE'] = [env['VK_LOADER_DRIVERS_DISABLE'], ...SOFTWARE_VULKAN_DRIVERS].filter(Boolean).join(',');
-    }
-    const a = runChild(provider, env);
-    const detail = a.ok
-      ? provider === 'webgpu' ? (options.hardwareOnly ? 'a hardware Vulkan adapter' : 'a Vulkan adapter') : 'a CUDA device'
-      : provider === 'webgpu' ? explainWebgpuFailure(a.error ?? '', a.stderr, options.hardwareOnly) : explainCudaFailure(a.error ?? '', a.stderr);
-    check = { provider, ok: a.ok, detail, ms: a.ms };
-  }
+  } else check = childCheck(provider, key, options);
   memo.set(key, check);
   return check;
+}
+
+/** a child process's answer, or the one a child gave an earlier process under the same fingerprint (probe-memo.ts) */
+function childCheck(provider: Provider, key: string, options: { hardwareOnly?: boolean; fresh?: boolean }): ProviderCheck {
+  const fingerprint = probeMemoEnabled() ? probeFingerprint(ortPaths()) : undefined;
+  const known = fingerprint && !options.fresh ? recalled(fingerprint, key) : undefined;
+  if (known) return { provider, ...known, ms: 0 };
+  const env = { ...process.env };
+  if (provider === 'webgpu' && options.hardwareOnly) {
+    env['VK_LOADER_DRIVERS_DISABLE'] = [env['VK_LOADER_DRIVERS_DISABLE'], ...SOFTWARE_VULKAN_DRIVERS].filter(Boolean).join(',');
+  }
+  const a = runChild(provider, env);
+  const detail = a.ok
+    ? provider === 'webgpu' ? (options.hardwareOnly ? 'a hardware Vulkan adapter' : 'a Vulkan adapter') : 'a CUDA device'
+    : provider === 'webgpu' ? explainWebgpuFailure(a.error ?? '', a.stderr, options.hardwareOnly) : explainCudaFailure(a.error ?? '', a.stderr);
+  // a probe that timed out or died says nothing lasting about the machine
+  if (fingerprint && a.answered) remember(fingerprint, key, { ok: a.ok, detail });
+  return { provider, ok: a.ok, detail, ms: a.ms };
 }

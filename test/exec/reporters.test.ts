@@ -207,7 +207,7 @@ describe('createReporter', () => {
     [{ tty: true, env: { CI: 'true' } }, PlainReporter],
     [{ tty: false, env: {} }, PlainReporter],
     [{ env: {} }, PlainReporter],
-  ])('picks for %o', (choice, expected) => {
-    expect(createReporter({ stream, ...choice })).toBeInstanceOf(expected);
+  ])('picks for %o', async (choice, expected) => {
+    expect(await createReporter({ stream, ...choice })).toBeInstanceOf(expected);
   });
 });

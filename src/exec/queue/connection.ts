@@ -4,7 +4,7 @@
 // stalled-job recovery and concurrency are BullMQ's; quantforge only chooses their values.
 
 import type { RedisOptions } from 'bullmq';
-import { Redis, type RedisOptions as ClientOptions } from 'ioredis';
+import type { RedisOptions as ClientOptions } from 'ioredis';
 import { QueueError } from './queue-error.js';
 
 /** one queue per Redis database; separate projects use separate databases (`redis://host:6379/3`) */
@@ -43,6 +43,8 @@ export function parseQueueUrl(text: string): QueueTarget {
 
 /** connect once, without retrying, and PING: a QueueError naming what failed when Redis cannot be used */
 export async function probeQueue(target: QueueTarget, timeoutMs = 3000): Promise<void> {
+  // imported here: every command loads this module, only a run with a queue needs the client
+  const { Redis } = await import('ioredis');
   const client = new Redis({ ...(target.connection as ClientOptions), lazyConnect: true, connectTimeout: timeoutMs, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false });
   // connect() rejects with "Connection is closed"; the cause (ECONNREFUSED, ENOTFOUND) comes as an event
   let cause: NodeJS.ErrnoException | undefined;

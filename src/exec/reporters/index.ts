@@ -4,7 +4,6 @@
 import type { Writable } from 'node:stream';
 import type { Reporter } from '../events.js';
 import { JsonReporter } from './json.js';
-import { ListrReporter } from './listr.js';
 import { PlainReporter } from './plain.js';
 
 export interface ReporterChoice {
@@ -18,12 +17,16 @@ export interface ReporterChoice {
   env?: NodeJS.ProcessEnv;
 }
 
-export function createReporter(choice: ReporterChoice = {}): Reporter {
+/** async: listr2 is imported only when the terminal tree is shown (a --json or CI run never loads it) */
+export async function createReporter(choice: ReporterChoice = {}): Promise<Reporter> {
   const stream = choice.stream ?? process.stdout;
   if (choice.json) return new JsonReporter(stream);
   const env = choice.env ?? process.env;
   const ci = env.CI !== undefined && env.CI !== '' && env.CI !== 'false' && env.CI !== '0';
   const tty = choice.tty ?? (stream as Partial<NodeJS.WriteStream>).isTTY === true;
-  if (tty && !ci) return new ListrReporter({ stream });
+  if (tty && !ci) {
+    const { ListrReporter } = await import('./listr.js');
+    return new ListrReporter({ stream });
+  }
   return new PlainReporter({ stream });
 }
