@@ -33,6 +33,9 @@ function usesGroupQueryAttention(file: string): boolean {
   return readFileSync(file).includes('GroupQueryAttention');
 }
 
+/** the most float32 values one layer's shared key (or value) buffer may hold (8 GiB) */
+const KV_BUFFER_VALUES = 2 ** 31;
+
 export class OnnxModel {
   readonly #rt: Runtime;
   readonly #session: Kernel;
@@ -173,6 +176,12 @@ export class OnnxModel {
     const cfg = this.config;
     const seq = [...prompt];
     const length = Math.min(cfg.maxPositions, prompt.length + Math.max(0, maxNewTokens - 1));
+    // one buffer per layer of the final length: a config.json whose sizes cannot make one is named, not a RangeError
+    const values = cfg.numKvHeads * length * cfg.headDim;
+    if (!Number.isSafeInteger(values) || values > KV_BUFFER_VALUES) {
+      const detail = `${cfg.numKvHeads} key/value heads × ${length} positions × head_dim ${cfg.headDim}`;
+      throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: a KV cache of ${detail} cannot be allocated; check config.json num_key_value_heads and head_dim`, { file: this.#file, field: 'head_dim' });
+    }
     const cache: Record<string, Tensor> = {};
     const into: Record<string, Tensor> = {};
     for (let l = 0; l < cfg.numLayers; l++) {

@@ -174,13 +174,18 @@ function encodeSegments(enc: SegmentEncoder, pieces: Iterator<string>, seen: str
   const ids = [...enc.before];
   const splitter = new SegmentSplitter();
   let lastUnk = false;
-  const add = (segs: readonly string[]): void => {
-    for (const s of segs) lastUnk = enc.append(ids, s, lastUnk);
+  // segments are encoded one by one and never change the ids before them, so encoding stops at the segment
+  // that reaches `limit`, not at the end of the piece (a file's pieces are MiB-sized)
+  const add = (segs: readonly string[]): boolean => {
+    for (const s of segs) {
+      lastUnk = enc.append(ids, s, lastUnk);
+      if (ids.length >= limit) return true;
+    }
+    return false;
   };
   for (let r = pieces.next(); !r.done; r = pieces.next()) {
     seen.push(r.value);
-    add(splitter.push(r.value));
-    if (ids.length >= limit) return { ids, complete: false };
+    if (add(splitter.push(r.value))) return { ids, complete: false };
   }
   add(splitter.finish());
   ids.push(...enc.after);

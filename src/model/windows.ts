@@ -16,9 +16,9 @@ export function readDatasetText(path: string, textField = 'text'): string {
   return [...datasetPieces(path, textField)].join('');
 }
 
-const CHUNK_BYTES = 2 ** 20;
+const CHUNK_BYTES = 2 ** 16;
 
-/** the file's text in pieces of about a MiB, read as they are asked for (UTF-8 sequences kept whole) */
+/** the file's text in pieces of about 64 KiB, read as they are asked for (UTF-8 sequences kept whole): a reader that needs only the beginning splits and encodes little more than it uses */
 function* fileChunks(path: string): Generator<string> {
   const unreadable = (e: unknown): DatasetError => {
     const code = (e as NodeJS.ErrnoException).code;

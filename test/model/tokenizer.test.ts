@@ -72,6 +72,19 @@ describe('tokenizer', () => {
     );
   });
 
+  test('encodePrefix stops at the word that reaches the limit, inside one large piece', () => {
+    const tok = loadTokenizer(exampleDir);
+    const text = Array.from({ length: 5000 }, (_, i) => ['the', 'cat', 'saw', 'a', 'dog'][i % 5]).join(' ');
+    const whole = library.encode(text).ids;
+    const longest = Math.max(...['the', 'cat', 'saw', 'a', 'dog'].map((w) => library.encode(` ${w}`).ids.length));
+    const p = tok.encodePrefix([text], 100);
+    expect(p.complete).toBe(false);
+    expect(p.ids).toEqual(whole.slice(0, p.ids.length));
+    expect(p.ids.length).toBeGreaterThanOrEqual(100);
+    expect(p.ids.length).toBeLessThan(100 + longest + 2);
+    expect(whole.length).toBeGreaterThan(1000);
+  });
+
   test('runs of unknown characters fuse across words as the library fuses them', () => {
     const { json, config } = charTokenizer();
     const lib = new Tokenizer(json, config);
