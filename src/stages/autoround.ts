@@ -41,6 +41,8 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   },
   needsCalibration: () => true,
   quantizes: () => true,
+  unshardable:
+    "AutoRound's signSGD iterations each start from the rounding the previous one left, so a shard of its batches cannot be a step of its own: splitting a batch across machines needs an all-reduce of the gradients in every iteration, as llm-compressor's AutoRound DDP does, not one reduce per layer",
   /** nsamples and seqlen must agree with the calibration block, which makes the windows */
   check(stage, ctx) {
     checkSchemeRules(stage, ctx, [notGguf("its learned rounding offsets and min/max factors act on the integer min-max grid of its block graph (graphs/autoround-kernel.ts); the float16-rounded block scales and ggml's block rules are not built there yet (AWQ has them: graphs/gguf-fake-quant.ts)"), intWeightsOnly('the AutoRound block graph learns rounding offsets and min/max factors on integer grids'), DYNAMIC_INPUTS_ONLY]);
