@@ -112,12 +112,19 @@ export interface AwqSearchResult {
   losses: number[];
 }
 
+/** every candidate's scales, laid out [candidates, channels] (what `losses` is handed) */
+export function candidateMatrix(p: Pick<AwqSearchProblem, 'xMean' | 'wMean' | 'candidates'>): Float32Array {
+  const n = p.xMean.length;
+  const all = new Float32Array(p.candidates.length * n);
+  p.candidates.forEach((c, k) => all.set(candidateScales(p.xMean, p.wMean, c), k * n));
+  return all;
+}
+
 /** evaluate every candidate and keep the first with the lowest finite loss */
 export async function awqSearch(p: AwqSearchProblem): Promise<AwqSearchResult> {
   const n = p.xMean.length;
   const K = p.candidates.length;
-  const all = new Float32Array(K * n);
-  p.candidates.forEach((c, k) => all.set(candidateScales(p.xMean, p.wMean, c), k * n));
+  const all = candidateMatrix(p);
   const losses = Array.from(await p.losses(all, K));
   let best = -1;
   for (let k = 0; k < K; k++) {

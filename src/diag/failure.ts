@@ -103,6 +103,8 @@ export type MethodReason =
   | 'awq-bad-grid'
   | 'awq-no-finite-loss'
   | 'awq-shape-mismatch'
+  /** an awq step's loss shards (awq-loss) do not cover the windows once, or scored other candidates */
+  | 'awq-partials-mismatch'
   | 'smoothing-shape-mismatch'
   | 'smoothing-strength-out-of-range'
   | 'smoothing-quantized-module'

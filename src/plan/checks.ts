@@ -39,10 +39,12 @@ function checkShards(loaded: LoadedRecipe, diagnostics: Diagnostic[]): void {
   const unsharded = recipe.stages.map((s, i) => ({ s, i })).filter(({ s }) => stageDef(s).needsCalibration(s) && !stageDef(s).shardsCalibration);
   if (unsharded.length === 0) return;
   const names = unsharded.map(({ s, i }) => `stage ${i + 1} (${stageDef(s).describe?.(s) ?? s.kind})`).join(', ');
+  const reasons = [...new Set(unsharded.flatMap(({ s }) => stageDef(s).unshardable ?? []))];
+  const why = reasons.length > 0 ? `: ${reasons.join('; ')}` : '';
   diagnostics.push(
     errorAt(
       'calibration-shards-unsupported',
-      `calibration_shards ${shards}: data-parallel calibration is implemented for ${shardingKinds().join(', ')} only, and ${names} calibrates; use calibration_shards: 1`,
+      `calibration_shards ${shards}: data-parallel calibration is implemented for ${shardingKinds().join(', ')} only, and ${names} calibrates${why}; use calibration_shards: 1`,
       loaded.locate(['parallel', 'calibration_shards']),
       unsharded.map(({ s, i }) => ({ message: `stage "${s.kind}" here`, location: loaded.locate(['stages', i]) })),
     ),

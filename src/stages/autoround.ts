@@ -41,6 +41,8 @@ export const autoroundStage: StageDef<AutoRoundStage> = {
   },
   needsCalibration: () => true,
   quantizes: () => true,
+  unshardable:
+    "AutoRound's signSGD iterations each start from the rounding the previous one left, so a shard of its batches cannot be a step of its own: splitting a batch across machines needs an all-reduce of the gradients in every iteration, as llm-compressor's AutoRound DDP does, not one reduce per layer",
   /** nsamples and seqlen must agree with the calibration block, which makes the windows */
   check(stage, ctx) {
     checkSchemeRules(stage, ctx, [

@@ -3,10 +3,11 @@
 // folds them, and (when the stage has a scheme) quantizes. As in llm-awq, calibration inputs come from the
 // model entering the stage (scaling alone preserves the function), so sweeps over duo_scaling or n_grid
 // share the captures. With parallel.calibration_shards K > 1 each capture is K capture-shard steps and their
-// reduce (float64 sums of |x| and token counts); the grid search's candidate losses stay in the awq step.
+// reduce (float64 sums of |x| and token counts), and each mapping's candidate losses K awq-loss steps summed by
+// an awq step per mapping, which folds the chosen scales before the next mapping's shards run.
 
 import type { DuoScaling } from '../algo/awq.js';
-import { captureStatistics } from './calibration-shards.js';
+import { awqLossShards, captureStatistics } from './calibration-shards.js';
 import { resolveMappings, type SmoothMapping } from './mappings.js';
 import { assignModules, checkSchemeRules, DYNAMIC_INPUTS_ONLY, ggufBlocksOnly, intWeightsOnly, QUANTIZING_PROPERTIES, type QuantizingParams } from './quantizing.js';
 import { perLayerSteps, type StageDef } from './stage.js';
@@ -43,10 +44,10 @@ export const awqStage: StageDef<AwqStage> = {
       const sites = [...new Set(mappings.map((m) => m.balance[0]!))];
       const hidden = ctx.b.chain(l);
       const capture = captureStatistics(ctx, l, 'absmean', sites, hidden);
-      return {
-        params: { layer: l, modules: modules[l] ?? {}, mappings, duo_scaling: stage.duo_scaling, n_grid: stage.n_grid },
-        inputs: { stats: capture, hidden },
-      };
+      const params = { layer: l, modules: modules[l] ?? {}, mappings, duo_scaling: stage.duo_scaling, n_grid: stage.n_grid };
+      const sharded = awqLossShards(ctx, params, hidden, capture);
+      if (!sharded) return { params, inputs: { stats: capture, hidden } };
+      return { params: { ...params, mapping: sharded.mapping }, inputs: { state: sharded.state, stats: capture, partials: sharded.partials } };
     });
     if (quantizes(stage)) ctx.b.resetChain();
   },

@@ -2,13 +2,15 @@
 // K `gptq-hessian` steps over disjoint calibration window ranges, planned beside the layer's gptq step, which
 // takes them as its `partials` input and does the one solve; a SmoothQuant or AWQ layer's activation
 // statistics become K `capture-shard` steps, which the layer's capture step reduces (max, or float64 sums and
-// token counts). With K = 1 nothing is planned and the gptq and capture steps capture themselves, so plans and
-// keys are those of a recipe without the key. The chain of layer inputs the shards read stays one step per
-// layer over every window: it is shared with the 1-shard plan and the stages after, and each shard reads only
-// its own windows of it.
+// token counts), and each AWQ mapping's candidate search becomes K `awq-loss` steps and an awq step that sums
+// them and folds the chosen scales, which the next mapping's shards read. With K = 1 nothing is planned and the
+// gptq, capture and awq steps do their own passes, so plans and keys are those of a recipe without the key.
+// The chain of layer inputs the shards read stays one step per layer over every window: it is shared with the
+// 1-shard plan and the stages after, and each shard reads only its own windows of it.
 
 import { isMoeLayer } from '../model/arch.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
+import type { AwqParams } from '../steps/awq.js';
 import type { Statistic } from '../steps/capture-statistic.js';
 import { staticSites } from '../steps/static-inputs.js';
 import type { StageContext } from './stage.js';
@@ -74,4 +76,35 @@ export function captureStatistics(ctx: StageContext, layer: number, statistic: S
     );
   }
   return ctx.b.add({ id: `${ctx.prefix}/capture.${layer}`, kind: 'capture', params: { layer, statistic, modules }, inputs: { partials }, ...common, readsModel: false });
+}
+
+/** what a layer's own awq step reads when its search is sharded: its mapping, the layer as the mapping before left it, the shards */
+export interface AwqShardedSearch {
+  mapping: number;
+  state: StepId | undefined;
+  partials: StepId[];
+}
+
+/**
+ * The sharded search of layer `params.layer`'s AWQ mappings (one shard or no mapping: undefined, the awq step
+ * searches them all itself): per mapping, K `awq-loss` steps over the chain's `hidden` on the layer as the
+ * previous mapping left it, and for every mapping but the last an awq step of its own (`…/layer.3.mapping.0`)
+ * that sums them, folds the scales and writes the layer for the next mapping; the last mapping's search is the
+ * layer's awq step, which also quantizes
+ */
+export function awqLossShards(ctx: StageContext, params: AwqParams, hidden: StepId, stats: StepId): AwqShardedSearch | undefined {
+  const shards = ctx.calibrationShards;
+  const { layer, mappings } = params;
+  if (shards <= 1 || mappings.length === 0) return undefined;
+  const common = { readsModel: true, origin: ctx.origin, group: ctx.group };
+  let state = ctx.b.state[layer];
+  for (let mapping = 0; ; mapping++) {
+    const partials: StepId[] = [];
+    for (let shard = 0; shard < shards; shard++) {
+      const id = `${ctx.prefix}/layer.${layer}.mapping.${mapping}.shard.${shard}`;
+      partials.push(ctx.b.add({ id, kind: 'awq-loss', params: { ...params, mapping, shard, shards }, inputs: { hidden, stats, state }, ...common }));
+    }
+    if (mapping === mappings.length - 1) return { mapping, state, partials };
+    state = ctx.b.add({ id: `${ctx.prefix}/layer.${layer}.mapping.${mapping}`, kind: 'awq', params: { ...params, mapping }, inputs: { state, stats, partials }, ...common });
+  }
 }

@@ -52,6 +52,8 @@ export interface StageDef<P extends { kind: string }> {
   quantizes(params: P): boolean;
   /** whether `expand` splits its calibration statistics over `calibrationShards` steps; the planner refuses more than 1 shard otherwise */
   readonly shardsCalibration?: boolean;
+  /** why a calibrating stage that does not shard cannot (the planner's refusal of more than 1 shard says it) */
+  readonly unshardable?: string;
   /** how plan messages name the stage; default its kind */
   describe?(params: P): string;
   /** rules between this stage and the rest of the recipe that JSON Schema cannot express */

@@ -5,6 +5,7 @@
 
 import type { StepImpl } from './types.js';
 import { awqStep } from './awq.js';
+import { awqLossStep } from './awq-loss.js';
 import { captureStep } from './capture.js';
 import { captureShardStep } from './capture-shard.js';
 import { embedStep } from './embed.js';
@@ -27,6 +28,7 @@ const STEPS = [
   captureShardStep,
   captureStep,
   smoothquantStep,
+  awqLossStep,
   awqStep,
   gptqHessianStep,
   gptqStep,

@@ -1,7 +1,7 @@
 // Data-parallel SmoothQuant and AWQ calibration through the real CLI on the tiny example model (16 windows):
 // calibration_shards 4 against 1, in one store. SmoothQuant + W8A8 writes the same checkpoint byte for byte
-// (max of maxima is the max); AWQ picks the same scale of the grid for every mapping and lands on the
-// 1-shard perplexity. The sharded runs take the windows and the model from the store the 1-shard run filled
+// (max of maxima is the max); AWQ, whose candidate losses are awq-loss shard steps per mapping, picks the same
+// scale of the grid for every mapping and writes the same checkpoint. The sharded runs take the windows and the model from the store the 1-shard run filled
 // (its chain of layer inputs after layer 0 came from its captures' own forward, so theirs is propagate steps).
 
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -70,18 +70,26 @@ describe('calibration_shards with smoothing stages', () => {
     expect(perplexity(four.run)).toBe(perplexity(one.run));
   });
 
-  test('AWQ W4A16_ASYM: 4 shards choose the same grid scale for every mapping and the same perplexity within 1e-6', async () => {
+  test('AWQ W4A16_ASYM: 4 shards choose the same grid scale for every mapping, the same checkpoint and perplexity', async () => {
     const one = await build('awq', 1);
     const four = await build('awq', 4);
-    expect(ran(four.run, 'capture-shard').length).toBe(4 * ran(one.run, 'capture').length);
+    const layers = ran(one.run, 'capture').length;
+    expect(ran(four.run, 'capture-shard').length).toBe(4 * layers);
+    // every layer's last awq step lists every mapping's choice (each mapping's step passes the earlier ones on)
     const choices = (r: CliRun): unknown[] =>
       r.events
-        .filter((e) => e.event === 'step-done' && e['kind'] === 'awq')
+        .filter((e) => e.event === 'step-done' && e['kind'] === 'awq' && /layer\.\d+$/.test(String(e.id)))
         .flatMap((e) => ((e['metrics'] as { mappings: { smooth: string; ratio?: number; duo_scaling?: boolean }[] }).mappings ?? []).map((m) => [e.id, m.smooth, m.ratio, m.duo_scaling]));
-    expect(choices(one.run).length).toBeGreaterThan(0);
+    const mappings = choices(one.run).length;
+    expect(mappings).toBeGreaterThan(layers);
     expect(choices(four.run)).toEqual(choices(one.run));
+    // the search's losses: 4 awq-loss steps per layer and mapping, an awq step per mapping
+    expect(ran(four.run, 'awq-loss').length).toBe(4 * mappings);
+    expect(ran(four.run, 'awq').length).toBe(mappings);
     const [a, b] = [perplexity(one.run), perplexity(four.run)];
     console.log(`AWQ perplexity 1 shard ${a}, 4 shards ${b}; checkpoint files that differ: ${fingerprintDiff(one.out, four.out).length}`);
-    expect(Math.abs(a - b) / a).toBeLessThan(1e-6);
+    // the shards sum the one-pass run's float32 chunks: the same choices fold the same scales
+    expect(fingerprintDiff(one.out, four.out)).toEqual([]);
+    expect(b).toBe(a);
   });
 });

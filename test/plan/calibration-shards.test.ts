@@ -1,6 +1,7 @@
 // parallel.calibration_shards: 1 plans exactly as a recipe without the key (same steps, same keys); K > 1 adds
 // K gptq-hessian steps per GPTQ layer over the layer's chain inputs, which its gptq step takes as `partials`,
-// and K capture-shard steps per SmoothQuant/AWQ capture, which the capture step reduces.
+// K capture-shard steps per SmoothQuant/AWQ capture, which the capture step reduces, and per AWQ layer and
+// mapping K awq-loss steps, which an awq step per mapping sums (the last mapping's is the layer's step).
 
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -104,9 +105,50 @@ describe('calibration_shards', () => {
         }
       }
       const gptqShards = stage === 'smoothquant' ? 4 * 6 : 0;
+      // awq: per layer and mapping 4 awq-loss steps, and an awq step per mapping but the last (the layer's own)
+      const mappings = plain.plan.steps.filter((s) => s.kind === 'awq').reduce((n, s) => n + (s.params as { mappings: unknown[] }).mappings.length, 0);
+      const awqSteps = stage === 'awq' ? 4 * mappings + (mappings - 6) : 0;
       const propagates = (steps: readonly { kind: string }[]): number => steps.filter((s) => s.kind === 'propagate').length;
       expect(propagates(four.plan.steps) - propagates(plain.plan.steps)).toBe(5);
-      expect(four.plan.steps.length).toBe(plain.plan.steps.length + 4 * 6 + gptqShards + 5);
+      expect(four.plan.steps.length).toBe(plain.plan.steps.length + 4 * 6 + gptqShards + awqSteps + 5);
     });
   }
+
+  test('awq, 4 shards: per layer and mapping 4 awq-loss steps on the layer as the previous mapping left it, summed by one awq step each; the last is the layer state', async () => {
+    const plain = (await prepared(await variant('awq-plain-search', '', 'awq'))).variants[0]!;
+    const four = (await prepared(await variant('awq-four-search', 'parallel: { calibration_shards: 4 }\n', 'awq'))).variants[0]!;
+    const byId = new Map(four.plan.steps.map((s) => [s.id as string, s]));
+    const before = plain.plan.steps.filter((s) => s.kind === 'awq');
+    expect(before.length).toBe(6);
+    for (const [l, b] of before.entries()) {
+      const { mappings, ...rest } = b.params as { mappings: unknown[] };
+      expect(mappings.length).toBeGreaterThan(1);
+      expect(Object.keys(b.inputs).sort()).toEqual(['hidden', 'stats']);
+      const capture = `stage1.awq/capture.${l}`;
+      // mapping m's awq step is …/layer.l.mapping.m, the last one the layer's own step under the one-pass id
+      const reduces = mappings.map((_, m) => byId.get(m === mappings.length - 1 ? b.id : `stage1.awq/layer.${l}.mapping.${m}`)!);
+      for (const [m, r] of reduces.entries()) {
+        expect(r.kind).toBe('awq');
+        expect(r.params).toEqual({ ...rest, mappings, mapping: m });
+        expect(r.inputs['stats']).toBe(capture);
+        expect(r.inputs['hidden']).toBeUndefined();
+        // mapping 0 reads the layer as the stage found it (the base model: no state), mapping m the step of m − 1
+        expect(r.inputs['state']).toBe(m === 0 ? undefined : reduces[m - 1]!.id);
+        const partials = r.inputs['partials'] as string[];
+        expect(partials).toEqual([0, 1, 2, 3].map((k) => `stage1.awq/layer.${l}.mapping.${m}.shard.${k}`));
+        for (const [k, id] of partials.entries()) {
+          const shard = byId.get(id)!;
+          expect(shard.kind).toBe('awq-loss');
+          expect(shard.params).toEqual({ ...rest, mappings, mapping: m, shard: k, shards: 4 });
+          // the chain's activations the layer's capture shards read
+          const hidden = byId.get(`${capture}.shard.0`)!.inputs['hidden'];
+          expect(shard.inputs).toEqual({ hidden, stats: capture, ...(m === 0 ? {} : { state: reduces[m - 1]!.id }) });
+          expect(four.plan.steps.indexOf(shard)).toBeLessThan(four.plan.steps.indexOf(r));
+        }
+      }
+    }
+    // the layer states later steps read are the last mappings' steps, under the one-pass ids
+    const pack = (v: typeof four): unknown => v.plan.steps.find((s) => s.kind === 'pack')?.inputs['states'];
+    expect(pack(four)).toEqual(pack(plain));
+  });
 });

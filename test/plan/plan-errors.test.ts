@@ -260,7 +260,7 @@ describe('plan errors', () => {
     expect(r.ok).toBe(false);
     expect(r.printed).toMatchInlineSnapshot(`
       "
-      ❌ test/fixtures/recipes/plan/calibration-shards-autoround.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq, awq, smoothquant only, and stage 1 (autoround) calibrates; use calibration_shards: 1
+      ❌ test/fixtures/recipes/plan/calibration-shards-autoround.yaml:4:33 calibration_shards 2: data-parallel calibration is implemented for gptq, awq, smoothquant only, and stage 1 (autoround) calibrates: AutoRound's signSGD iterations each start from the rounding the previous one left, so a shard of its batches cannot be a step of its own: splitting a batch across machines needs an all-reduce of the gradients in every iteration, as llm-compressor's AutoRound DDP does, not one reduce per layer; use calibration_shards: 1
           parallel: { calibration_shards: 2 }
                                           ~
           test/fixtures/recipes/plan/calibration-shards-autoround.yaml:6:5 stage "autoround" here

@@ -2,6 +2,8 @@
 // worker`s on the directory store the local run filled): GPTQ W4A16 on ../shared/models/wiki-llama-8m (16
 // calibration windows of 512 tokens: one batch per shard) with calibration_shards 4 against the local 1-shard run. Perplexity within 0.1%, every layer's Hessians (the
 // summed shards against a one-pass capture of the 1-shard run's own layer inputs) within 1e-5 relative.
+// AWQ W4A16_ASYM (duo_scaling both) on wiki-llama-8m with calibration_shards 4 on 2 workers: the 1-shard choice
+// per mapping, every code and the perplexity (the candidate losses are awq-loss shard steps per mapping).
 // SmoothQuant + W8A8 on the example model with calibration_shards 2 on 2 workers: the 1-shard checkpoint,
 // byte for byte, with both workers running capture shards.
 
@@ -80,6 +82,61 @@ describeShared('calibration_shards through the queue', () => {
       expect(pplDiff).toBeLessThan(1e-3);
       expect(worst).toBeLessThan(1e-5);
       // shards hold whole batches of the one-pass run (float32 Grams per batch), so the Hessians and codes agree
+      expect(differ).toBe(0);
+    } finally {
+      await Promise.all(workers.splice(0).map((w) => w.stop()));
+      await rm(ws.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeShared('calibration_shards through the queue, AWQ', () => {
+  test('AWQ W4A16_ASYM duo_scaling both on wiki-llama-8m, 4 shards on 2 workers: the 1-shard ratios per mapping, codes and perplexity', async () => {
+    // 16 windows of 512 tokens run 4 per onnxruntime call: each shard holds one batch of every mapping's losses
+    const stage = '{ kind: awq, scheme: W4A16_ASYM, duo_scaling: both, targets: [Linear], ignore: [lm_head] }';
+    const ws = await shardsWorkspace(SHARDS, 16, 4, tmpdir(), 512, stage);
+    try {
+      const store = join(ws.dir, 'store');
+      const local = await runCli(ws, ['run', 'recipe.yaml', '--json', '--device', 'cpu', '--threads', '1', '--cache-dir', store]);
+      expect(local.code, local.stderr).toBe(0);
+      for (let i = 0; i < 2; i++) workers.push(await startWorker(redis, ['--store', store], ws.dir));
+      const queued = await runCli(ws, ['run', 'recipe-shards.yaml', '--json', '--device', 'cpu', '--queue', redis.url, '--store', store]);
+      expect(queued.code, queued.stderr).toBe(0);
+      const lossShards = workers.map((w) => doneIds(w.events, 'ran').filter((id) => /mapping\.\d+\.shard\.\d+$/.test(id)));
+      console.log(`awq-loss shard steps per worker: ${lossShards.map((s) => s.length).join(', ')}`);
+      for (const s of lossShards) expect(s.length).toBeGreaterThan(0);
+
+      // every layer's last awq step lists every mapping's choice (earlier mapping steps pass theirs on)
+      const choices = (r: CliRun): unknown[] =>
+        r.events
+          .filter((e) => e.event === 'step-done' && e['kind'] === 'awq' && /layer\.\d+$/.test(String(e.id)))
+          .flatMap((e) => (e['metrics'] as { mappings: { smooth: string; ratio: number; duo_scaling: boolean }[] }).mappings.map((m) => [e.id, m.smooth, m.ratio, m.duo_scaling]));
+      const [want, got] = [choices(local), choices(queued)];
+      // qkv, gate/up and up → down per layer (grouped-query attention drops v → o)
+      expect(want.length).toBe(3 * LAYERS);
+      expect(got).toEqual(want);
+      expect(lossShards.flat().length).toBe(SHARDS * want.length);
+
+      const [localEntries, queueEntries] = [await entryDirs(ws.recipe, store), await entryDirs(ws.sharded, store)];
+      let differ = 0;
+      let total = 0;
+      for (let l = 0; l < LAYERS; l++) {
+        const [a, b] = [await readLayerState(localEntries.get(`stage1.awq/layer.${l}`)!, l), await readLayerState(queueEntries.get(`stage1.awq/layer.${l}`)!, l)];
+        for (const [m, q] of Object.entries(a.quant)) {
+          const other = b.quant[m]!.codes.data;
+          total += q.codes.data.length;
+          q.codes.data.forEach((c, i) => (differ += c === other[i] ? 0 : 1));
+        }
+      }
+      const [p1, p4] = [perplexity(local), perplexity(queued)];
+      const pplDiff = Math.abs(p4 - p1) / p1;
+      const ms = (events: readonly RunEvent[], kind: string): number => Math.round(events.filter((e) => e.event === 'step-done' && e.result === 'ran' && e['kind'] === kind).reduce((t, e) => t + Number(e['ms']), 0));
+      const workerMs = (kind: string): number => workers.reduce((t, w) => t + ms(w.events, kind), 0);
+      console.log(`AWQ search step time: 1 shard Σ awq ${ms(local.events, 'awq')} ms; 4 shards Σ awq-loss ${workerMs('awq-loss')} ms + Σ awq ${workerMs('awq')} ms over 2 workers; runs ${Math.round(Number(local.events.find((e) => e.event === 'summary')?.['ms']))} / ${Math.round(Number(queued.events.find((e) => e.event === 'summary')?.['ms']))} ms`);
+      console.log(`AWQ calibration_shards ${SHARDS} on 2 workers vs 1 shard locally: perplexity ${p4} vs ${p1} (relative difference ${pplDiff.toExponential(2)}); ${differ} of ${total} weight codes differ`);
+      expect(total).toBeGreaterThan(0);
+      expect(pplDiff).toBeLessThan(1e-3);
+      // each shard sums the one-pass run's float32 chunks: the same choices fold the same scales, so the same codes
       expect(differ).toBe(0);
     } finally {
       await Promise.all(workers.splice(0).map((w) => w.stop()));

@@ -1,5 +1,5 @@
 // Data-parallel GPTQ calibration through the job queue (test/queue/calibration-shards.test.ts and
-// bench/queue-shards.ts): a workspace running GPTQ W4A16 on ../shared/models/wiki-llama-8m with few
+// bench/queue-shards.ts): a workspace running GPTQ W4A16 (or another stage) on ../shared/models/wiki-llama-8m with few
 // calibration windows, as recipe.yaml (one shard) and recipe-shards.yaml (parallel.calibration_shards K), and
 // the per-layer Hessians the runs used, read back from their directory stores.
 
@@ -20,8 +20,10 @@ export const SITES = ['attn_in', 'o_in', 'mlp_in', 'down_in'] as const;
 export const WIDTH: Record<string, number> = { attn_in: 288, o_in: 288, mlp_in: 288, down_in: 768 };
 export const LAYERS = 6;
 
+export const GPTQ_STAGE = '{ kind: gptq, scheme: W4A16, ignore: [lm_head] }';
+
 /** `samples` calibration windows of `seqLen` tokens, `evalWindows` evaluation windows of 128 (0: no evaluation); recipe-shards.yaml has `shards` shards */
-export async function shardsWorkspace(shards: number, samples = 8, evalWindows = 4, parent = tmpdir(), seqLen = 128): Promise<Workspace & { sharded: string }> {
+export async function shardsWorkspace(shards: number, samples = 8, evalWindows = 4, parent = tmpdir(), seqLen = 128, stage = GPTQ_STAGE): Promise<Workspace & { sharded: string }> {
   const dir = await mkdtemp(join(parent, 'qf-shards-'));
   const text = (extra: string): string =>
     [
@@ -30,7 +32,7 @@ export async function shardsWorkspace(shards: number, samples = 8, evalWindows =
       `calibration: { dataset: ${sharedData('wiki-calib.txt')}, samples: ${samples}, seq_len: ${seqLen} }`,
       extra,
       'stages:',
-      '  - { kind: gptq, scheme: W4A16, ignore: [lm_head] }',
+      `  - ${stage}`,
       ...(evalWindows > 0 ? ['evaluate:', `  perplexity: { dataset: ${sharedData('wikitext-2-raw-test.txt')}, seq_len: 128, max_windows: ${evalWindows} }`] : []),
       '',
     ].join('\n');
