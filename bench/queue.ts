@@ -3,9 +3,11 @@
 // onnxruntime thread against 1 worker × 1 thread, each from an empty store (a directory, as on a shared
 // filesystem), and the queue's own overhead: the same sweep fully cached, through the queue and locally.
 // Medians of --runs runs (default 3), all measured in this process's run, through the real CLI.
-// Usage: npx tsx bench/queue.ts [--runs 3]
+// --samples and --windows scale the sweep (calibration samples, evaluation windows; defaults: the harness's 16
+// and 4), so the share of work the variants can do side by side grows.
+// Usage: npx tsx bench/queue.ts [--runs 3] [--samples 16] [--windows 4]
 
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,15 +16,17 @@ import { startRedis, startWorker, sweepWorkspace, SWEEP, writeModel, type Worker
 import { runCli, type CliRun } from '../test/reliability/workspace.js';
 import { median, table } from './util.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
-const runs = Number(values.runs);
-if (!Number.isInteger(runs) || runs < 1) {
-  console.error('usage: npx tsx bench/queue.ts [--runs N]');
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, samples: { type: 'string', default: '16' }, windows: { type: 'string', default: '4' } } });
+const [runs, samples, windows] = [Number(values.runs), Number(values.samples), Number(values.windows)];
+if (![runs, samples, windows].every((n) => Number.isInteger(n) && n >= 1)) {
+  console.error('usage: npx tsx bench/queue.ts [--runs N] [--samples N] [--windows N]');
   process.exit(2);
 }
 
 const model = await writeModel(await mkdtemp(join(tmpdir(), 'qf-bench-queue-model-')));
 const ws = await sweepWorkspace(model);
+const recipe = await readFile(ws.recipe, 'utf8');
+await writeFile(ws.recipe, recipe.replace('samples: 16', `samples: ${samples}`).replace('max_windows: 4', `max_windows: ${windows}`));
 const redis = await startRedis();
 const load: number[] = [];
 
@@ -62,7 +66,7 @@ for (let i = 0; i < runs; i++) {
 await redis.stop();
 
 const s = (xs: number[]): string => (median(xs) / 1000).toFixed(1);
-console.log(`queue: 4-variant smoothing sweep (${steps} steps), medians of ${runs} runs; load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} on ${(await import('node:os')).availableParallelism()} cores\n`);
+console.log(`queue: 4-variant smoothing sweep (${steps} steps; ${samples} calibration samples, ${windows} evaluation windows of 128 tokens), medians of ${runs} runs; load average during the runs ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} on ${(await import('node:os')).availableParallelism()} cores\n`);
 console.log(
   table(
     ['build', 'median s', 'vs 1 worker'],

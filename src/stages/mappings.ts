@@ -45,9 +45,12 @@ function resolveCustom(ctx: StageContext, layer: number, custom: SmoothMapping[]
 }
 
 /**
- * Each layer's mappings as local module names, ignored balance layers removed, shape-incompatible ones
- * dropped. Layers differ where a model mixes dense and expert MLPs; a recipe's own mappings are checked
- * against layer 0 and applied to every layer where they resolve.
+ * Each layer's mappings as local module names; a mapping whose smooth layer the stage ignores is left out,
+ * shape-incompatible ones dropped. Ignored balance layers stay in their mapping (as llm-compressor resolves
+ * them): the smooth op is divided by the scales, so every Linear reading its output must absorb them or the
+ * layer's function changes; an ignored balance layer is scaled, not quantized. Layers differ where a model
+ * mixes dense and expert MLPs; a recipe's own mappings are checked against layer 0 and applied to every layer
+ * where they resolve.
  */
 export function resolveMappings(ctx: StageContext, custom: SmoothMapping[] | undefined, defaults: (layer: number) => readonly Mapping[], ignore: readonly string[]): Mapping[][] | undefined {
   const perLayer: Mapping[][] = [];
@@ -56,12 +59,8 @@ export function resolveMappings(ctx: StageContext, custom: SmoothMapping[] | und
     if (l === 0 && ctx.diagnostics.some((d) => d.severity === 'error')) return undefined;
     const prefix = ctx.b.arch.layerPrefix(l);
     const linears = ctx.b.arch.layer(ctx.b.config, l).linears;
-    perLayer.push(
-      mappings
-        .map((m) => ({ smooth: m.smooth, balance: m.balance.filter((b) => !ignore.some((p) => matchesName(`${prefix}${b}`, p) || matchesName(b, p))) }))
-        .filter((m) => m.balance.length > 0)
-        .filter((m) => shapesAllow(m, linears)),
-    );
+    const ignored = (local: string): boolean => ignore.some((p) => matchesName(`${prefix}${local}`, p) || matchesName(local, p));
+    perLayer.push(mappings.filter((m) => !ignored(m.smooth)).filter((m) => shapesAllow(m, linears)));
   }
   return perLayer;
 }
