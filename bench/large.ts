@@ -150,7 +150,7 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
       const peak = sampler.peak();
       const row = { layer: l, ms: performance.now() - l0, cpuMs: (cpu.user + cpu.system) / 1000, startMb, peakMb: vmKb('VmHWM') / 1024, peakAtMs: peak.at, phases };
       out.push(row);
-      console.error(`${method} layer ${l}: ${(row.ms / 1000).toFixed(1)} s wall, ${(row.cpuMs / 1000).toFixed(1)} s CPU, rss ${startMb.toFixed(0)} → peak ${row.peakMb.toFixed(0)} MB at ${(peak.at / 1000).toFixed(1)} s, ${JSON.stringify(phases)}`);
+      console.error(`${method} layer ${l}: ${(row.ms / 1000).toFixed(1)} s wall, ${(row.cpuMs / 1000).toFixed(1)} s CPU, rss ${startMb.toFixed(0)} → peak ${row.peakMb.toFixed(0)} MiB at ${(peak.at / 1000).toFixed(1)} s, ${JSON.stringify(phases)}`);
     }
     const weights = linears.map((lin) => [lin.local, lin.inFeatures * lin.outFeatures] as [string, number]);
     return { layers: out, weights, norms: 2 * cfg.hiddenSize, activations: [N, seqLen, cfg.hiddenSize], numLayers: cfg.numLayers, setupMs, setupPeakMb };
@@ -207,10 +207,10 @@ async function main(): Promise<void> {
       b.mb.toFixed(0),
       peak <= b.mb ? 'yes' : '**no**',
     ]);
-    notes.push(`${method}: setup (tokenize, embed) ${(r.setupMs / 1000).toFixed(1)} s, peak ${r.setupPeakMb.toFixed(0)} MB; per layer ${JSON.stringify(r.layers.map((l) => ({ peakAtS: +(l.peakAtMs / 1000).toFixed(1), ...(l.phases as object) })))}`);
+    notes.push(`${method}: setup (tokenize, embed) ${(r.setupMs / 1000).toFixed(1)} s, peak ${r.setupPeakMb.toFixed(0)} MiB; per layer ${JSON.stringify(r.layers.map((l) => ({ peakAtS: +(l.peakAtMs / 1000).toFixed(1), ...(l.phases as object) })))}`);
     if (notes.length === 1) notes.unshift(b.text);
   }
-  const head = ['method', 'wall s per layer', 'median s/layer', 'median CPU s/layer', 'all layers at the median, min', 'RSS at layer start MB', 'peak RSS in a layer MB', 'budget MB', 'within'];
+  const head = ['method', 'wall s per layer', 'median s/layer', 'median CPU s/layer', 'all layers at the median, min', 'RSS at layer start MiB', 'peak RSS in a layer MiB', 'budget MiB', 'within'];
   console.log(table(head, rows));
   console.log(`\n${samples} × ${seqLen} calibration tokens; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`);
   for (const n of notes) console.log(n);
