@@ -12,7 +12,7 @@
 import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
 import { rtnMinMax, type RtnArgs } from '../ort/kernels/rtn.js';
 import {
-  computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, weightMinMax, type QParams, type ScaleDtype,
+  computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, walk, weightMinMax, type QParams, type QuantArithArgs, type ScaleDtype,
 } from '../quant/qparams.js';
 import type { QuantArgs } from '../quant/scheme.js';
 
@@ -81,13 +81,13 @@ export async function quantizeWeightRtnJs(w: Float32Array, rows: number, cols: n
   const scaleDims = qparamShape(rows, cols, args);
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args), options.scaleDtype);
-  const codes = quantizeWeight(w, rows, cols, qp, args);
+  const { codes, dequantized } = quantizeDequantize(w, rows, cols, qp, args);
   return {
     codes,
     scale: qp.scale,
     zeroPoint: qp.zeroPoint,
     scaleDims,
-    dequantized: dequantizeWeight(codes, rows, cols, qp, args),
+    dequantized,
     ...(qp.globalScale === undefined ? {} : { globalScale: qp.globalScale }),
   };
 }
@@ -139,4 +139,45 @@ export function sharedGlobalScales(modules: Readonly<Record<string, { weight: Fl
     for (const l of group) out.set(l, shared);
   }
   return out;
+}
+
+const f = Math.fround;
+
+/**
+ * Integer codes and the dequantized weight in one pass: quantizeWeight then dequantizeWeight (quant/qparams.ts)
+ * fused for integer elements, the path every int round-to-nearest takes in JavaScript, without the element's
+ * per-value callbacks. The same arithmetic op for op, so both outputs are bitwise the two-pass form's:
+ *   1. v = fp32(fp32(w / s) + zp)              (s the effective scale of w's slice, zp its zero point)
+ *   2. q = roundHalfEven(clamp(v, qmin, qmax))  (an int8 code)
+ *   3. ŵ = fp32((q − zp) · s)                   with q read as the stored int8, so a code of −0 is 0
+ * Example (int4 symmetric, s = 0.5, zp = 0): w = 1.25 → v = 2.5 → q = 2 (half to even) → ŵ = 1.
+ */
+export function quantizeDequantize(w: Float32Array, rows: number, cols: number, qp: QParams, args: QuantArithArgs, gIdx?: Int32Array): { codes: Int8Array; dequantized: Float32Array } {
+  const k = walk(w.length, rows, cols, qp, args, gIdx);
+  if (k.element.kind !== 'int') {
+    const codes = quantizeWeight(w, rows, cols, qp, args, gIdx);
+    return { codes, dequantized: dequantizeWeight(codes, rows, cols, qp, args, gIdx) };
+  }
+  const { qmin, qmax } = k.element;
+  const { scale, zeroPoint, colGroup } = k;
+  const codes = new Int8Array(w.length);
+  const out = new Float32Array(w.length);
+  for (let r = 0; r < rows; r++) {
+    const base = Math.floor(r / k.rowsPer) * k.groups;
+    const row = r * cols;
+    for (let c = 0; c < cols; c++) {
+      const j = base + (colGroup[c] as number);
+      const s = scale[j] as number;
+      const z = zeroPoint[j] as number;
+      const x = Math.min(Math.max(f(f((w[row + c] as number) / s) + z), qmin), qmax);
+      // round half to even (round.ts roundHalfEven, inlined)
+      let q = Math.round(x);
+      if (q - x === 0.5 && q % 2 !== 0) q -= 1;
+      // | 0: the int8 the code array stores (NaN → 0, −0 → 0)
+      const code = q | 0;
+      codes[row + c] = code;
+      out[row + c] = f((code - z) * s);
+    }
+  }
+  return { codes, dequantized: out };
 }

@@ -207,7 +207,8 @@ export function effectiveScales(qp: QParams): Float32Array {
   return g === undefined ? qp.scale : qp.scale.map((s) => f(s / g));
 }
 
-interface Walk {
+/** how a weight's values map to their scales: what quantizeWeight and its one-pass int twin (int-codes.ts) walk */
+export interface Walk {
   readonly scale: Float32Array;
   readonly zeroPoint: Int8Array;
   readonly colGroup: Int32Array;
@@ -217,7 +218,7 @@ interface Walk {
   readonly element: QElement;
 }
 
-function walk(n: number, rows: number, cols: number, qp: QParams, args: QuantArithArgs, gIdx?: Int32Array): Walk {
+export function walk(n: number, rows: number, cols: number, qp: QParams, args: QuantArithArgs, gIdx?: Int32Array): Walk {
   checkWeight({ length: n }, rows, cols);
   const [qr, groups] = qparamShape(rows, cols, args);
   if (qp.scale.length !== qr * groups || qp.zeroPoint.length !== qr * groups) {

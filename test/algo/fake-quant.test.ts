@@ -1,6 +1,7 @@
 import { describe, expect, test, vi } from 'vitest';
-import { fakeQuantizeActivationsPerToken, quantizeWeightRtn, quantizeWeightRtnJs, RTN_KERNEL_MIN_VALUES, type QuantizedWeight } from '../../src/algo/fake-quant.js';
+import { fakeQuantizeActivationsPerToken, quantizeDequantize, quantizeWeightRtn, quantizeWeightRtnJs, RTN_KERNEL_MIN_VALUES, type QuantizedWeight } from '../../src/algo/fake-quant.js';
 import { Runtime } from '../../src/ort/session.js';
+import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { presetScheme } from '../../src/quant/scheme.js';
 import { seededRandom } from '../../src/random.js';
 
@@ -80,5 +81,45 @@ describe('quantizeWeightRtn with a runtime', () => {
     } finally {
       await rt.close();
     }
+  });
+});
+
+describe('quantizeDequantize', () => {
+  const bits = (a: Float32Array): number[] => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+  const layouts = [
+    { name: 'int4 symmetric groups of 32 (partial last group)', args: { num_bits: 4, symmetric: true, strategy: 'group', group_size: 32 } },
+    { name: 'int4 asymmetric groups of 32', args: { num_bits: 4, symmetric: false, strategy: 'group', group_size: 32 } },
+    { name: 'int8 symmetric per channel', args: { num_bits: 8, symmetric: true, strategy: 'channel', group_size: null } },
+    { name: 'int8 asymmetric per tensor', args: { num_bits: 8, symmetric: false, strategy: 'tensor', group_size: null } },
+    { name: 'int4 symmetric blocks of 4 × 16', args: { num_bits: 4, symmetric: true, strategy: 'block', group_size: null, block_structure: [4, 16] } },
+  ] as const;
+  for (const { name, args } of layouts) {
+    test(`${name}: codes and dequantized values are bitwise the two-pass quantizeWeight / dequantizeWeight`, () => {
+      const [rows, cols] = [9, 70];
+      const rnd = seededRandom(7);
+      // values on the grid's half steps as well (ties), zeros, a negative zero and a NaN
+      const w = Float32Array.from({ length: rows * cols }, (_, i) => (i % 11 === 0 ? (i % 4) - 1.5 : i % 13 === 0 ? 0 : (rnd() - 0.5) * 4));
+      w[5] = -0;
+      w[17] = NaN;
+      const { min, max } = weightMinMax(w.map((v) => (Number.isNaN(v) ? 0 : v)), rows, cols, args);
+      const qp = computeQParams(min, max, args);
+      const fused = quantizeDequantize(w, rows, cols, qp, args);
+      const codes = quantizeWeight(w, rows, cols, qp, args);
+      expect(Array.from(fused.codes)).toEqual(Array.from(codes));
+      expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args)));
+    });
+  }
+
+  test('act-order groups (g_idx) walk the same scales', () => {
+    const [rows, cols] = [3, 64];
+    const args = { num_bits: 4, symmetric: true, strategy: 'group', group_size: 16 } as const;
+    const rnd = seededRandom(3);
+    const w = Float32Array.from({ length: rows * cols }, () => rnd() - 0.5);
+    const gIdx = Int32Array.from({ length: cols }, (_, c) => (c * 7) % 4);
+    const qp = computeQParams(Float32Array.from({ length: rows * 4 }, () => -0.5), Float32Array.from({ length: rows * 4 }, (_, i) => 0.1 + i / 10), args);
+    const fused = quantizeDequantize(w, rows, cols, qp, args, gIdx);
+    const codes = quantizeWeight(w, rows, cols, qp, args, gIdx);
+    expect(Array.from(fused.codes)).toEqual(Array.from(codes));
+    expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args, gIdx)));
   });
 });
