@@ -1,8 +1,8 @@
 // A gptq step's parameters and working state, and its calibration half, shared with its data-parallel shards
 // (gptq-hessian.ts): XᵀX per Linear input site, reduced inside onnxruntime as a float32 Gram per batch of
-// ~2048 tokens (as llm-compressor accumulates H in float32) and summed over batches in float64 here. Both steps use the same tap and the same
-// sum, so K shards' partial sums add up to the one-pass capture up to the float32 rounding of batches that a
-// shard boundary splits (test/steps/gptq-hessian.test.ts measures it).
+// ~2048 tokens (as llm-compressor accumulates H in float32) and summed over batches in float64 here. Both steps use
+// the same tap and the same sum, and shard boundaries fall on batch boundaries (hessian-partials.ts shardWindows),
+// so K shards' partial sums are the one-pass capture's batches added in another float64 order.
 
 import type { InputSite, LayerSpec } from '../model/arch.js';
 import type { LayerTap } from '../graphs/layer-runner.js';

@@ -46,7 +46,7 @@ export async function runRecipe(recipe: string, sets: string[] = [], cache = tes
   return { summary, events, results, artifacts };
 }
 
-export function perplexities(run: RecipeRun): { fp: number; quantized: number; onnx?: number; kl?: number } {
-  const m = run.summary.metrics as { perplexity: { fp: number; quantized: number; onnx?: number }; kl?: number };
+export function perplexities(run: RecipeRun): { fp: number; quantized: number; onnx?: number; gguf?: number; kl?: number } {
+  const m = run.summary.metrics as { perplexity: { fp: number; quantized: number; onnx?: number; gguf?: number }; kl?: number };
   return { ...m.perplexity, ...(m.kl !== undefined ? { kl: m.kl } : {}) };
 }

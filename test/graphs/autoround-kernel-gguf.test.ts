@@ -8,23 +8,18 @@ import { quantizeLearnedGguf, type LearnedBlockType } from '../../src/algo/autor
 import { quantLayout, toGroups, type TargetParams } from '../../src/algo/autoround-layout.js';
 import { autoroundBlockKernel, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../../src/graphs/autoround-kernel.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
-import { LLAMA_FEATURES } from '../../src/model/config-features.js';
-import type { ModelConfig } from '../../src/model/config.js';
 import { Runtime } from '../../src/ort/session.js';
 import { weightMinMax } from '../../src/quant/qparams.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { rng } from '../ort/autodiff-harness.js';
+import { blockConfig } from '../fixtures/block-config.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 1 });
 afterAll(() => rt.close());
 
 // hidden 32, 2 query heads on 1 kv head, head dim 16, MLP 64; batch 2, seq 5
 const [H, NH, NKV, HD, I, B, T] = [32, 2, 1, 16, 64, 2, 5];
-const cfg: ModelConfig = {
-  modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
-  vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,
-  qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, features: LLAMA_FEATURES, raw: {},
-} as ModelConfig;
+const cfg = blockConfig(H, NH, NKV, HD, I);
 const layerSpec = LLAMA_FAMILY.layer(cfg, 0);
 const TYPES: Record<string, LearnedBlockType> = {
   'self_attn.q_proj': 'Q4_0', 'self_attn.k_proj': 'Q4_1', 'self_attn.v_proj': 'Q8_0', 'self_attn.o_proj': 'Q5_0',

@@ -4,8 +4,6 @@ import { weightMinMax } from '../../src/quant/qparams.js';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { resolveQuantArgs, type QuantArgs } from '../../src/quant/scheme.js';
 import { LLAMA_FAMILY } from '../../src/model/arch.js';
-import { LLAMA_FEATURES } from '../../src/model/config-features.js';
-import type { ModelConfig } from '../../src/model/config.js';
 import { positionInputs } from '../../src/graphs/rope.js';
 import { quantLayout, toGroups, type TargetParams } from '../../src/algo/autoround-layout.js';
 import {
@@ -21,17 +19,14 @@ import type { NodeDef } from '../../src/ort/proto.js';
 import { Runtime } from '../../src/ort/session.js';
 import { tensor, type Tensor } from '../../src/tensor.js';
 import { rng } from '../ort/autodiff-harness.js';
+import { blockConfig } from '../fixtures/block-config.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 1 });
 afterAll(() => rt.close());
 
 // hidden 16, 2 query heads on 1 kv head, head dim 8, MLP 24; batch 2, seq 5
 const [H, NH, NKV, HD, I, B, T] = [16, 2, 1, 8, 24, 2, 5];
-const cfg: ModelConfig = {
-  modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
-  vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,
-  qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, features: LLAMA_FEATURES, raw: {},
-} as ModelConfig;
+const cfg = blockConfig(H, NH, NKV, HD, I);
 const layerSpec = LLAMA_FAMILY.layer(cfg, 0);
 const linears = layerSpec.linears;
 

@@ -4,6 +4,7 @@ import { Graph, type Value } from '../../src/ort/graph.js';
 import type { NodeDef } from '../../src/ort/proto.js';
 import { Runtime } from '../../src/ort/session.js';
 import { checkGradients, f64, rng, type GradCase, type InputSpec } from './autodiff-harness.js';
+import { blockConfig } from '../fixtures/block-config.js';
 
 const rt = new Runtime({ device: 'cpu', threads: 1 });
 afterAll(() => rt.close());
@@ -108,14 +109,9 @@ describe('gradients of a Llama decoder block', () => {
 describe('gradients of the project decoder graph', () => {
   test('float32 gradients of the GQA decoder layer match float64 finite differences', async () => {
     const { LLAMA_FAMILY } = await import('../../src/model/arch.js');
-    const { LLAMA_FEATURES } = await import('../../src/model/config-features.js');
     const { decoderLayer, layerWeightInputs } = await import('../../src/graphs/decoder-graph.js');
     const { ropeTables } = await import('../../src/graphs/rope.js');
-    const cfg = {
-      modelType: 'llama', hiddenSize: H, intermediateSize: I, numLayers: 1, numHeads: NH, numKvHeads: NKV, headDim: HD,
-      vocabSize: 32, maxPositions: 64, rmsNormEps: 1e-5, ropeTheta: 10000, ropeScaling: null, tieWordEmbeddings: false,
-      qkvBias: false, oBias: false, slidingWindow: null, bosTokenId: null, eosTokenId: null, features: LLAMA_FEATURES, raw: {},
-    } as const;
+    const cfg = blockConfig(H, NH, NKV, HD, I);
     const { linears, norms } = LLAMA_FAMILY.layer(cfg, 0);
     const { cos, sin } = ropeTables(cfg, { theta: cfg.ropeTheta, scaling: null }, Array.from({ length: T }, (_, t) => t));
     const r = rng(11);
