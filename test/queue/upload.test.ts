@@ -58,7 +58,7 @@ async function coordinate(prefix: string, upload: boolean, name: string): Promis
   const sawModel: boolean[] = [];
   const workerDir = await mkdtemp(join(tmpdir(), 'qf-upload-worker-'));
   const run = await runCli(ws, ['run', 'recipe.yaml', '--json', '--device', 'cpu', '--queue', redis.url, ...s3Args(prefix, join(ws.dir, name)), ...(upload ? ['--upload'] : []), ...SET], {
-    onEvent: (e: RunEvent) => {
+    onEvent: (e: RunEvent, child) => {
       if (started || e.event !== 'log' || !String(e['message']).startsWith('no worker is connected')) return;
       started = rename(model, away()).then(async () => {
         sawModel.push(existsSync(model));
@@ -66,6 +66,9 @@ async function coordinate(prefix: string, upload: boolean, name: string): Promis
         workers.push(w);
         return w;
       });
+      // a worker that fails to start would leave the coordinator waiting for one: stop it, and the await below
+      // rethrows the start error
+      started.catch(() => child.kill('SIGKILL'));
     },
   });
   const worker = await started;
