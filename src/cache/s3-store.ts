@@ -16,13 +16,14 @@ import { randomBytes } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { CacheError } from './cache-error.js';
 import { metaText, type DirStore } from './dir-store.js';
-import { parseMeta, RESERVED_FILES, type EntryMeta } from './entry-meta.js';
-import { RESERVED_ROOT_NAMES, type CleanReport, type GcOptions, type GcReport, type RemovedEntry } from './gc.js';
+import type { EntryMeta } from './entry-meta.js';
+import type { CleanReport, GcOptions, GcReport } from './gc.js';
 import { isDigest, type Digest } from './key.js';
 import type { RunOptions, WaitOptions } from './lock.js';
-import { mapLimit, S3Bucket, type BucketTarget, type BucketTuning, type ListedObject } from './s3-bucket.js';
+import { mapLimit, S3Bucket, type BucketTarget, type BucketTuning } from './s3-bucket.js';
 import { S3Locks, type LockMode, type S3LockOptions } from './s3-lock.js';
 import { S3Pins } from './s3-pins.js';
+import { checkRemote, deleteKey, gcBucket, META, remoteBytes, scanBucket, type RemoteKey } from './s3-scan.js';
 import {
   pendingEntry,
   verifiedEntry,
@@ -52,20 +53,7 @@ export interface S3StoreOptions extends StoreOptions {
   concurrency?: number;
 }
 
-const META = 'meta.json';
 const DEFAULT_ABANDONED_MS = 3_600_000;
-
-/** what one <kind>/<key>/ holds in the bucket */
-interface RemoteKey {
-  kind: string;
-  key: Digest;
-  /** meta.json's size, undefined when there is none (an upload in progress or abandoned) */
-  metaBytes?: number;
-  meta?: EntryMeta;
-  problem?: string;
-  /** upload folder → its objects */
-  uploads: Map<string, ListedObject[]>;
-}
 
 export class S3Store implements StepStore {
   readonly bucket: S3Bucket;
@@ -208,7 +196,7 @@ export class S3Store implements StepStore {
   async evict(kind: string, key: Digest, reason: string): Promise<void> {
     const hadLocal = await this.local.removeEntry(kind, key);
     const objects = await this.bucket.list(`${kind}/${key}/`);
-    await this.#deleteKey(kind, key, objects);
+    await deleteKey(this.bucket, kind, key, objects);
     if (hadLocal || objects.length > 0) await this.local.logEviction(kind, key, `${reason} (removed from ${this.location})`);
   }
 
@@ -252,44 +240,17 @@ export class S3Store implements StepStore {
    * Entries pinned by live runs on any machine (s3-pins.ts) are left alone; runs are never waited for.
    */
   async gc(opts: GcOptions): Promise<GcReport & { local: GcReport }> {
-    const bucket = await this.#pins.withGc((pinned) => this.#gcBucket(opts, pinned), opts);
+    const bucket = await this.#pins.withGc(async (pinned) => {
+      const all = await this.#scan();
+      return gcBucket(this.bucket, all, pinned, opts, Date.now() - (this.#opts.abandonedAfterMs ?? DEFAULT_ABANDONED_MS));
+    }, opts);
     return { ...bucket, local: await this.local.gc(opts) };
-  }
-
-  async #gcBucket(opts: GcOptions, pinned: ReadonlySet<Digest>): Promise<GcReport> {
-    const all = await this.#scan();
-    const scanned = all.filter((r) => !pinned.has(r.key));
-    const pinnedBytes = all.filter((r) => pinned.has(r.key)).reduce((s, r) => s + remoteBytes(r), 0);
-    const removed: RemovedEntry[] = [];
-    let abandoned = 0;
-    const cutoff = Date.now() - (this.#opts.abandonedAfterMs ?? DEFAULT_ABANDONED_MS);
-    const sound: RemoteKey[] = [];
-    for (const r of scanned) {
-      if (r.metaBytes !== undefined && !r.meta) {
-        await this.#deleteKey(r.kind, r.key, [...r.uploads.values()].flat());
-        removed.push({ kind: r.kind, key: r.key, bytes: remoteBytes(r), reason: `damaged: ${r.problem ?? 'unknown'}` });
-        continue;
-      }
-      const stale = [...r.uploads].filter(([name, objs]) => name !== r.meta?.upload && objs.every((o) => o.lastModifiedMs < cutoff));
-      for (const [, objs] of stale) await this.bucket.delete(objs.map((o) => o.rel));
-      abandoned += stale.length;
-      if (r.meta) sound.push(r);
-    }
-    sound.sort((a, b) => Date.parse(a.meta!.createdAt) - Date.parse(b.meta!.createdAt));
-    let total = pinnedBytes + sound.reduce((s, r) => s + remoteBytes(r), 0);
-    for (const r of sound) {
-      if (total <= opts.maxBytes) break;
-      await this.#deleteKey(r.kind, r.key, r.uploads.get(r.meta!.upload ?? '') ?? []);
-      removed.push({ kind: r.kind, key: r.key, bytes: remoteBytes(r), reason: 'oldest' });
-      total -= remoteBytes(r);
-    }
-    return { removed, freedBytes: removed.reduce((s, r) => s + r.bytes, 0), remainingBytes: total, tempDirsRemoved: abandoned, pinnedBytes };
   }
 
   /** delete every entry in the bucket (and every upload), and the local copy */
   async clean(opts: Omit<GcOptions, 'maxBytes'> = {}): Promise<CleanReport> {
     const scanned = await this.#scan();
-    for (const r of scanned) await this.#deleteKey(r.kind, r.key, [...r.uploads.values()].flat());
+    for (const r of scanned) await deleteKey(this.bucket, r.kind, r.key, [...r.uploads.values()].flat());
     await this.local.clean(opts);
     return { entriesRemoved: scanned.filter((r) => r.metaBytes !== undefined).length, freedBytes: scanned.reduce((s, r) => s + remoteBytes(r), 0) };
   }
@@ -320,67 +281,15 @@ export class S3Store implements StepStore {
     return undefined;
   }
 
+  #scan(): Promise<RemoteKey[]> {
+    return scanBucket(this.bucket, this.#concurrency * 2);
+  }
+
   get #concurrency(): number {
     return this.#opts.concurrency ?? 4;
   }
 
-  /** meta.json first (the entry is gone at once), then the files */
-  async #deleteKey(kind: string, key: Digest, objects: readonly ListedObject[]): Promise<void> {
-    const metaRel = `${kind}/${key}/${META}`;
-    await this.bucket.delete([metaRel]);
-    await this.bucket.delete(objects.map((o) => o.rel).filter((r) => r !== metaRel));
-  }
 
-  /** every <kind>/<key>/ in the bucket, with its meta.json checked against the listing */
-  async #scan(): Promise<RemoteKey[]> {
-    const byKey = new Map<string, { kind: string; key: Digest; objects: ListedObject[] }>();
-    for (const o of await this.bucket.list('')) {
-      const [kind, key] = o.rel.split('/');
-      if (!kind || !key || RESERVED_ROOT_NAMES.includes(kind) || !/^[a-z][a-z0-9-]*$/.test(kind) || !isDigest(key)) continue;
-      const id = `${kind}/${key}`;
-      let group = byKey.get(id);
-      if (!group) byKey.set(id, (group = { kind, key, objects: [] }));
-      group.objects.push(o);
-    }
-    return mapLimit([...byKey.values()], this.#concurrency * 2, async ({ kind, key, objects }) => {
-      const base = `${kind}/${key}/`;
-      const uploads = new Map<string, ListedObject[]>();
-      for (const o of objects) {
-        const rest = o.rel.slice(base.length);
-        if (rest === META) continue;
-        const folder = rest.split('/')[0]!;
-        uploads.set(folder, [...(uploads.get(folder) ?? []), o]);
-      }
-      const metaObject = objects.find((o) => o.rel === base + META);
-      if (!metaObject) return { kind, key, uploads };
-      const text = await this.bucket.getText(base + META);
-      if (text === undefined) return { kind, key, uploads };
-      const checked = checkRemote(kind, key, text.text, objects);
-      return { kind, key, uploads, metaBytes: metaObject.size, ...checked };
-    });
-  }
-}
-
-/** meta.json parsed, and every file it lists present in the listing with its size */
-function checkRemote(kind: string, key: Digest, text: string, objects: readonly ListedObject[]): { meta?: EntryMeta; problem?: string } {
-  const parsed = parseMeta(text, kind, key);
-  if (!parsed.ok) return { problem: parsed.problem };
-  const { upload } = parsed.meta;
-  if (upload === undefined) return { problem: 'meta.json names no upload folder' };
-  if (RESERVED_FILES.includes(upload)) return { problem: `meta.json names the reserved upload folder "${upload}"` };
-  const sizes = new Map(objects.map((o) => [o.rel, o.size]));
-  for (const [rel, f] of Object.entries(parsed.meta.files)) {
-    const size = sizes.get(`${kind}/${key}/${upload}/${rel}`);
-    if (size === undefined) return { problem: `file "${rel}" is missing` };
-    if (size !== f.size) return { problem: `file "${rel}" has ${size} bytes, meta.json says ${f.size}` };
-  }
-  return { meta: parsed.meta };
-}
-
-/** a sound entry: meta.json and its published files; anything else: every object under the key */
-function remoteBytes(r: RemoteKey): number {
-  const published = r.meta ? (r.uploads.get(r.meta.upload ?? '') ?? []) : r.metaBytes === undefined ? [] : [...r.uploads.values()].flat();
-  return (r.metaBytes ?? 0) + published.reduce((s, o) => s + o.size, 0);
 }
 
 function sameFiles(a: EntryMeta, b: EntryMeta): boolean {
