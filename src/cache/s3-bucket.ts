@@ -10,6 +10,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Digest } from './key.js';
+import { errorName, httpStatus, isNotFound, isTransient, storeFailure } from './s3-failure.js';
 import { StoreError } from './store-error.js';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
@@ -38,8 +39,6 @@ export interface BucketTuning {
 
 export const DEFAULT_TUNING: BucketTuning = { multipartThreshold: 64 << 20, partSize: 16 << 20 };
 const ATTEMPTS = 3;
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
-const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'InvalidClientTokenId']);
 
 export class S3Bucket {
   readonly client: S3Client;
@@ -284,28 +283,7 @@ export class S3Bucket {
 
   /** an SDK failure as a one-line StoreError naming the store and what failed */
   failure(e: unknown, doing: string, ctx: { bucketLevel?: boolean } = {}): StoreError {
-    if (e instanceof StoreError) return e;
-    const { url, bucket } = this.target;
-    const name = errorName(e);
-    const code = (e as { code?: string }).code;
-    const status = httpStatus(e);
-    const detail = oneLine(`${name && name !== 'Error' && name !== 'UnknownError' ? `${name}: ` : ''}${(e as Error)?.message ?? String(e)}`);
-    if (name === 'CredentialsProviderError') {
-      return new StoreError(
-        'store-credentials-missing',
-        `store ${url}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or another source of the AWS SDK's default chain)`,
-      );
-    }
-    if ((code && NETWORK_CODES.has(code)) || name === 'TimeoutError' || (status === undefined && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|socket hang up/.test(detail))) {
-      return new StoreError('store-unreachable', `store ${url}: cannot reach ${this.where} (${code ?? oneLine((e as Error)?.message ?? name)})`);
-    }
-    if (name === 'NoSuchBucket' || (ctx.bucketLevel && status === 404)) {
-      return new StoreError('store-bucket-missing', `store ${url}: bucket "${bucket}" not found at ${this.where}`);
-    }
-    if (CREDENTIAL_ERRORS.has(name) || status === 403) {
-      return new StoreError('store-credentials-rejected', `store ${url}: credentials rejected by ${this.where} while ${doing} (${detail})`);
-    }
-    return new StoreError('store-request-failed', `store ${url}: ${doing} failed at ${this.where} (${status ? `HTTP ${status} ` : ''}${detail})`);
+    return storeFailure(e, doing, this.target, this.where, ctx);
   }
 }
 
@@ -319,42 +297,4 @@ async function configuredRegion(sdk: Sdk): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function errorName(e: unknown): string {
-  return (e as { name?: string; Code?: string })?.name ?? '';
-}
-
-function httpStatus(e: unknown): number | undefined {
-  return (e as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
-}
-
-function isNotFound(e: unknown): boolean {
-  const name = errorName(e);
-  return name === 'NoSuchKey' || name === 'NotFound' || (httpStatus(e) === 404 && name !== 'NoSuchBucket');
-}
-
-/** worth another attempt: the network, throttling, a server error */
-function isTransient(e: unknown): boolean {
-  const status = httpStatus(e);
-  const code = (e as { code?: string }).code;
-  return (code !== undefined && NETWORK_CODES.has(code)) || status === undefined || status >= 500 || status === 429;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
-}
-
-/** `fn` over `items` with at most `limit` calls in flight; results in input order */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

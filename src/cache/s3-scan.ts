@@ -5,7 +5,7 @@
 import { parseMeta, RESERVED_FILES, type EntryMeta } from './entry-meta.js';
 import { RESERVED_ROOT_NAMES, type GcOptions, type GcReport, type RemovedEntry } from './gc.js';
 import { isDigest, type Digest } from './key.js';
-import { mapLimit, type ListedObject, type S3Bucket } from './s3-bucket.js';
+import type { ListedObject, S3Bucket } from './s3-bucket.js';
 
 export const META = 'meta.json';
 
@@ -110,4 +110,18 @@ export function checkRemote(kind: string, key: Digest, text: string, objects: re
 export function remoteBytes(r: RemoteKey): number {
   const published = r.meta ? (r.uploads.get(r.meta.upload ?? '') ?? []) : r.metaBytes === undefined ? [] : [...r.uploads.values()].flat();
   return (r.metaBytes ?? 0) + published.reduce((s, o) => s + o.size, 0);
+}
+
+/** `fn` over `items` with at most `limit` calls in flight; results in input order */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }

@@ -20,10 +20,10 @@ import type { EntryMeta } from './entry-meta.js';
 import type { CleanReport, GcOptions, GcReport } from './gc.js';
 import { isDigest, type Digest } from './key.js';
 import type { RunOptions, WaitOptions } from './lock.js';
-import { mapLimit, S3Bucket, type BucketTarget, type BucketTuning } from './s3-bucket.js';
+import { S3Bucket, type BucketTarget, type BucketTuning } from './s3-bucket.js';
 import { S3Locks, type LockMode, type S3LockOptions } from './s3-lock.js';
 import { S3Pins } from './s3-pins.js';
-import { checkRemote, deleteKey, gcBucket, META, remoteBytes, scanBucket, type RemoteKey } from './s3-scan.js';
+import { checkRemote, deleteKey, gcBucket, mapLimit, META, remoteBytes, scanBucket, type RemoteKey } from './s3-scan.js';
 import {
   pendingEntry,
   verifiedEntry,
