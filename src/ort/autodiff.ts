@@ -28,7 +28,8 @@
 
 import type { Graph, Value } from './graph.js';
 import type { NodeDef } from './proto.js';
-import { inferFacts, isFloat } from './shape-infer.js';
+import { isFloat } from './shape-dims.js';
+import { inferFacts } from './shape-infer.js';
 import { AutodiffError, Backward, type VjpRule } from './autodiff/backward.js';
 import { ELEMENTWISE_RULES } from './autodiff/rules-elementwise.js';
 import { MATMUL_RULES } from './autodiff/rules-matmul.js';

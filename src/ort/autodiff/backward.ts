@@ -3,7 +3,7 @@
 
 import type { AttrInput, Graph, Value } from '../graph.js';
 import { ONNX_DTYPE, type AttrValue, type NodeDef, type OnnxDType } from '../proto.js';
-import { isStatic, type Facts, type SymDim } from '../shape-infer.js';
+import { isStatic, type Facts, type SymDim } from '../shape-dims.js';
 import { ReasonedError, type OrtReason } from '../../diag/failure.js';
 
 export class AutodiffError extends ReasonedError<OrtReason> {}

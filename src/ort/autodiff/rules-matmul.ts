@@ -4,7 +4,7 @@
 // partial products are ever materialised.
 
 import type { Value } from '../graph.js';
-import { broadcastShapes, type SymDim } from '../shape-infer.js';
+import { broadcastShapes, type SymDim } from '../shape-dims.js';
 import type { Backward, RuleArgs, VjpRule } from './backward.js';
 
 function swapLast(b: Backward, v: Value, rank: number): Value {

@@ -3,7 +3,7 @@
 // gathered rows). Shapes come from static inference when they are known and from Shape nodes otherwise.
 
 import type { Value } from '../graph.js';
-import { sliceRange } from '../shape-infer.js';
+import { sliceRange } from '../shape-dims.js';
 import { AutodiffError, type Backward, type RuleArgs, type VjpRule } from './backward.js';
 
 const FAR_END = Number.MAX_SAFE_INTEGER;
