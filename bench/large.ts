@@ -103,17 +103,27 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
       modelDir,
       outDir: mkdtempSync(join(scratch, 'o-')),
       runtime: rt,
-      progress: () => {},
+      // phase marks: RSS when the step reports progress (capture batches, each module quantized, propagate)
+      progress: (_done: number, _total: number, message?: string) => mark(message ?? ''),
       warn: (m: string) => console.error(m),
       signal: new AbortController().signal,
     });
     const setupMs = performance.now() - t0;
     const setupPeakMb = vmKb('VmHWM') / 1024;
     const out: LayerTime[] = [];
+    let marks: { at: number; mb: number; what: string }[] = [];
+    let layerStart = 0;
+    const mark = (what: string): void => {
+      const last = marks[marks.length - 1];
+      const m = { at: Date.now() - layerStart, mb: vmKb('VmRSS') / 1024, what };
+      if (last?.what === what) marks[marks.length - 1] = m;
+      else marks.push(m);
+    };
     let reference = hidden;
     for (let l = 0; l < layers; l++) {
       writeFileSync('/proc/self/clear_refs', '5');
       sampler.reset();
+      [marks, layerStart] = [[], Date.now()];
       const [l0, cpu0, startMb] = [performance.now(), process.cpuUsage(), vmKb('VmRSS') / 1024];
       let phases: Json = null;
       let next: string;
@@ -151,6 +161,9 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
       const row = { layer: l, ms: performance.now() - l0, cpuMs: (cpu.user + cpu.system) / 1000, startMb, peakMb: vmKb('VmHWM') / 1024, peakAtMs: peak.at, phases };
       out.push(row);
       console.error(`${method} layer ${l}: ${(row.ms / 1000).toFixed(1)} s wall, ${(row.cpuMs / 1000).toFixed(1)} s CPU, rss ${startMb.toFixed(0)} → peak ${row.peakMb.toFixed(0)} MiB at ${(peak.at / 1000).toFixed(1)} s, ${JSON.stringify(phases)}`);
+      // the last mark before the peak says which phase it came in
+      const before = marks.filter((m) => m.at <= peak.at).pop();
+      console.error(`  peak after "${before?.what ?? 'start'}"; marks (s, RSS MiB then, phase ending): ${marks.map((m) => `${(m.at / 1000).toFixed(1)} ${m.mb.toFixed(0)} ${m.what}`).join(' | ')}`);
     }
     const weights = linears.map((lin) => [lin.local, lin.inFeatures * lin.outFeatures] as [string, number]);
     return { layers: out, weights, norms: 2 * cfg.hiddenSize, activations: [N, seqLen, cfg.hiddenSize], numLayers: cfg.numLayers, setupMs, setupPeakMb };

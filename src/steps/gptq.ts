@@ -222,6 +222,8 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       const modules: Record<string, Json> = {};
       const partials = inputList(ctx, 'partials').map((d) => d.dir);
       const held = p.offload_hessians ? undefined : await hessiansOf(job, sites, partials);
+      // the one capture pass is over: each incoming weight is freed as its module is quantized
+      if (held) job.weightsIn = {};
       for (const site of sites) {
         const h = (held ?? (await hessiansOf(job, [site], partials))).get(site) as Float64Array;
         held?.delete(site);

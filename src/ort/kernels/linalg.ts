@@ -9,7 +9,8 @@ import { tensor, type Tensor } from '../../tensor.js';
 import { float, Graph, type Value } from '../graph.js';
 import type { KernelOptions, Runtime } from '../session.js';
 
-const HOST: KernelOptions = { host: true };
+// called between JavaScript loops (GPTQ's columns, the Cholesky recursion): threads sleep rather than spin between calls
+const HOST: KernelOptions = { host: true, spin: false };
 
 export type FloatType = 'float32' | 'float64';
 type F64 = Tensor<'float64'>;
