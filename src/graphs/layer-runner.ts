@@ -33,6 +33,8 @@ export interface LayerRunOptions {
   fused?: boolean;
   /** false: onnxruntime's threads sleep between calls instead of spinning (KernelOptions.spin); default true */
   spin?: boolean;
+  /** outputs written into these tensors (reused across calls) instead of new arrays */
+  into?: Readonly<Record<string, Tensor>>;
 }
 
 function kernelKey(cfg: ModelConfig, layer: LayerSpec, o: LayerRunOptions): string {
@@ -97,5 +99,5 @@ export async function runDecoderLayer(
     if (!t) throw new Error(`decoder layer: weight "${name}" missing (have ${Object.keys(weights).join(', ')})`);
     feeds[name] = t;
   }
-  return kernel.run(feeds);
+  return kernel.run(feeds, undefined, options.into);
 }
