@@ -24,8 +24,8 @@ describe('kernel options', () => {
     const sleeping = await rt.kernel('test.gram:2', gramGraph(2), { spin: false });
     expect(sleeping).not.toBe(spinning);
     expect(await rt.kernel('test.gram:2', gramGraph(2), { spin: false })).toBe(sleeping);
-    expect(Array.from((await sleeping.run({ x }))['y']!.data)).toEqual(want);
-    expect(Array.from((await spinning.run({ x }))['y']!.data)).toEqual(want);
+    expect(Array.from((await sleeping.run({ x }))['y']!.data as Float32Array)).toEqual(want);
+    expect(Array.from((await spinning.run({ x }))['y']!.data as Float32Array)).toEqual(want);
   });
 
   test('into: the output lands in the given tensor, which run returns, call after call', async () => {
