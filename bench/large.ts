@@ -103,17 +103,35 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
       modelDir,
       outDir: mkdtempSync(join(scratch, 'o-')),
       runtime: rt,
-      progress: () => {},
+      // phase marks: RSS when the step reports progress (capture batches, each module quantized, propagate)
+      progress: (_done: number, _total: number, message?: string) => mark(message ?? ''),
       warn: (m: string) => console.error(m),
       signal: new AbortController().signal,
     });
     const setupMs = performance.now() - t0;
     const setupPeakMb = vmKb('VmHWM') / 1024;
     const out: LayerTime[] = [];
+    let marks: { at: number; mb: number; peakMb: number; what: string }[] = [];
+    let layerStart = 0;
+    let layerPeak = { kb: 0, at: 0 };
+    let phaseStart = 0;
+    // each mark keeps the highest RSS the sampler saw since the previous one (the phase's peak)
+    const mark = (what: string): void => {
+      const p = sampler.peak();
+      if (p.kb > layerPeak.kb) layerPeak = { kb: p.kb, at: p.at + phaseStart - layerStart };
+      sampler.reset();
+      phaseStart = Date.now();
+      const last = marks[marks.length - 1];
+      const m = { at: Date.now() - layerStart, mb: vmKb('VmRSS') / 1024, peakMb: p.kb / 1024, what };
+      if (last?.what === what) marks[marks.length - 1] = { ...m, peakMb: Math.max(m.peakMb, last.peakMb) };
+      else marks.push(m);
+    };
     let reference = hidden;
     for (let l = 0; l < layers; l++) {
       writeFileSync('/proc/self/clear_refs', '5');
       sampler.reset();
+      [marks, layerStart, layerPeak] = [[], Date.now(), { kb: 0, at: 0 }];
+      phaseStart = layerStart;
       const [l0, cpu0, startMb] = [performance.now(), process.cpuUsage(), vmKb('VmRSS') / 1024];
       let phases: Json = null;
       let next: string;
@@ -147,10 +165,12 @@ async function child(method: string, modelDir: string, samples: number, seqLen: 
       if (method !== 'autoround' || hidden !== reference) rmSync(hidden, { recursive: true, force: true });
       hidden = next;
       const cpu = process.cpuUsage(cpu0);
-      const peak = sampler.peak();
+      mark('end');
+      const peak = layerPeak;
       const row = { layer: l, ms: performance.now() - l0, cpuMs: (cpu.user + cpu.system) / 1000, startMb, peakMb: vmKb('VmHWM') / 1024, peakAtMs: peak.at, phases };
       out.push(row);
       console.error(`${method} layer ${l}: ${(row.ms / 1000).toFixed(1)} s wall, ${(row.cpuMs / 1000).toFixed(1)} s CPU, rss ${startMb.toFixed(0)} → peak ${row.peakMb.toFixed(0)} MiB at ${(peak.at / 1000).toFixed(1)} s, ${JSON.stringify(phases)}`);
+      console.error(`  phases (s at its end, RSS then MiB, the phase's peak MiB, what ended): ${marks.map((m) => `${(m.at / 1000).toFixed(1)} ${m.mb.toFixed(0)} ${m.peakMb.toFixed(0)} ${m.what}`).join(' | ')}`);
     }
     const weights = linears.map((lin) => [lin.local, lin.inFeatures * lin.outFeatures] as [string, number]);
     return { layers: out, weights, norms: 2 * cfg.hiddenSize, activations: [N, seqLen, cfg.hiddenSize], numLayers: cfg.numLayers, setupMs, setupPeakMb };

@@ -4,7 +4,9 @@
 // J·H·J = K·Kᵀ for the lower triangular K = J·U⁻¹·J, so U = J·K⁻¹·J: one Cholesky and one triangular inverse
 // (2n³/3 flops) instead of torch's Cholesky, cholesky_inverse and second Cholesky (4n³/3).
 // The factorisation is recursive: blocks up to `base` run in JavaScript, the O(n³) products of larger
-// blocks (L21 = A21·L11⁻ᵀ, S = A22 − L21·L21ᵀ, L⁻¹'s corner −L22⁻¹·L21·L11⁻¹) in onnxruntime.
+// blocks (L21 = A21·L11⁻ᵀ, S = A22 − L21·L21ᵀ, L⁻¹'s corner −L22⁻¹·L21·L11⁻¹) in onnxruntime. It runs in place
+// in one n² buffer (plus 1.25 n² of reused scratch for the onnxruntime operands), which matters at GPTQ's widest
+// input: down_proj's 5632² float64 Hessian is 242 MiB.
 
 import { choleskySchur, lowerInverseCorner } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
@@ -69,34 +71,75 @@ export function lowerInverseJs(l: Float64Array, n: number): Float64Array {
   return inv;
 }
 
-/** rows [r0, r1) × columns [c0, c1) of a [·, n] row-major matrix, as a new contiguous matrix */
-function block(a: Float64Array, n: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
-  const w = c1 - c0;
-  const out = new Float64Array((r1 - r0) * w);
-  for (let r = r0; r < r1; r++) out.set(a.subarray(r * n + c0, r * n + c1), (r - r0) * w);
+/** rows [r0, r0 + rows) × columns [c0, c0 + cols) of `a` (row stride `ld`) into `out` (row-major, contiguous) */
+function gather(a: Float64Array, ld: number, r0: number, c0: number, rows: number, cols: number, out: Float64Array): Float64Array {
+  for (let r = 0; r < rows; r++) out.set(a.subarray((r0 + r) * ld + c0, (r0 + r) * ld + c0 + cols), r * cols);
   return out;
 }
 
-async function inverseFactor(rt: Runtime, a: Float64Array, n: number, diagRef: Float64Array, offset: number, o: Required<CholeskyOptions>): Promise<Float64Array> {
-  if (n <= o.base) return lowerInverseJs(choleskyLowerJs(a, n, o.pivotTol, diagRef, offset), n);
-  const n1 = Math.ceil(n / 2);
-  const m = n - n1;
-  const li11 = await inverseFactor(rt, block(a, n, 0, n1, 0, n1), n1, diagRef, offset, o);
-  const { l21, s } = await choleskySchur(
-    rt,
-    tensor('float64', [m, n1], block(a, n, n1, n, 0, n1)),
-    tensor('float64', [n1, n1], li11),
-    tensor('float64', [m, m], block(a, n, n1, n, n1, n)),
-  );
-  const li22 = await inverseFactor(rt, s.data, m, diagRef, offset + n1, o);
-  const li21 = await lowerInverseCorner(rt, tensor('float64', [m, m], li22), l21, tensor('float64', [n1, n1], li11));
-  const out = new Float64Array(n * n);
-  for (let r = 0; r < n1; r++) out.set(li11.subarray(r * n1, (r + 1) * n1), r * n);
-  for (let r = 0; r < m; r++) {
-    out.set(li21.data.subarray(r * n1, (r + 1) * n1), (n1 + r) * n);
-    out.set(li22.subarray(r * m, (r + 1) * m), (n1 + r) * n + n1);
+/** the lower triangle of the diagonal block [off, off + k)² of `a` into `out`, zeros above the diagonal */
+function gatherLower(a: Float64Array, ld: number, off: number, k: number, out: Float64Array): Float64Array {
+  for (let r = 0; r < k; r++) {
+    const row = out.subarray(r * k, (r + 1) * k);
+    row.set(a.subarray((off + r) * ld + off, (off + r) * ld + off + r + 1));
+    row.fill(0, r + 1);
   }
   return out;
+}
+
+/** `src` [rows, cols] back into `a` (row stride `ld`) at (r0, c0) */
+function scatter(src: Float64Array, a: Float64Array, ld: number, r0: number, c0: number, rows: number, cols: number): void {
+  for (let r = 0; r < rows; r++) a.set(src.subarray(r * cols, (r + 1) * cols), (r0 + r) * ld + c0);
+}
+
+/**
+ * Buffers the onnxruntime calls read and write, allocated once per factorisation at the top level's block size
+ * (⌈n/2⌉², 5 of them: 1.25 n² values) and reused at every level, so the recursion allocates nothing that waits for
+ * the garbage collector; results are written into them (`into`) and copied back into the matrix.
+ */
+class Scratch {
+  readonly #bufs: Float64Array[];
+  constructor(n: number) {
+    const half = Math.ceil(n / 2);
+    this.#bufs = Array.from({ length: 5 }, () => new Float64Array(half * half));
+  }
+  get(i: number, size: number): Float64Array {
+    return (this.#bufs[i] as Float64Array).subarray(0, size);
+  }
+}
+
+/**
+ * the diagonal block [off, off + k)² of `a` (row stride `ld`, symmetric positive definite there) replaced in place
+ * by L⁻¹ in its lower triangle, L·Lᵀ its Cholesky factorisation; above the diagonal the block keeps what it had
+ * (the copying recursion's arithmetic, block for block: every kernel sees the same operands)
+ */
+async function factorInPlace(rt: Runtime, a: Float64Array, ld: number, off: number, k: number, diagRef: Float64Array, o: Required<CholeskyOptions>, scratch: Scratch): Promise<void> {
+  if (k <= o.base) {
+    const inv = lowerInverseJs(choleskyLowerJs(gather(a, ld, off, off, k, k, new Float64Array(k * k)), k, o.pivotTol, diagRef, off), k);
+    scatter(inv, a, ld, off, off, k, k);
+    return;
+  }
+  const n1 = Math.ceil(k / 2);
+  const m = k - n1;
+  const [o1, o2] = [off, off + n1];
+  await factorInPlace(rt, a, ld, o1, n1, diagRef, o, scratch);
+  const t = (dims: [number, number], data: Float64Array) => tensor('float64', dims, data);
+  const into = { l21: t([m, n1], scratch.get(3, m * n1)), s: t([m, m], scratch.get(4, m * m)) };
+  await choleskySchur(rt, t([m, n1], gather(a, ld, o2, o1, m, n1, scratch.get(0, m * n1))), t([n1, n1], gatherLower(a, ld, o1, n1, scratch.get(1, n1 * n1))), t([m, m], gather(a, ld, o2, o2, m, m, scratch.get(2, m * m))), into);
+  scatter(into.l21.data, a, ld, o2, o1, m, n1);
+  scatter(into.s.data, a, ld, o2, o2, m, m);
+  await factorInPlace(rt, a, ld, o2, m, diagRef, o, scratch);
+  const li21 = t([m, n1], scratch.get(3, m * n1));
+  await lowerInverseCorner(rt, t([m, m], gatherLower(a, ld, o2, m, scratch.get(0, m * m))), t([m, n1], gather(a, ld, o2, o1, m, n1, scratch.get(1, m * n1))), t([n1, n1], gatherLower(a, ld, o1, n1, scratch.get(2, n1 * n1))), li21);
+  scatter(li21.data, a, ld, o2, o1, m, n1);
+}
+
+/** `a` [n, n] replaced in place by L⁻¹ (lower triangle; what was above the diagonal is left there) */
+async function lowerInverseInPlace(rt: Runtime, a: Float64Array, n: number, options: CholeskyOptions): Promise<void> {
+  const diag = new Float64Array(n);
+  for (let i = 0; i < n; i++) diag[i] = a[i * n + i] as number;
+  const o = withDefaults(options);
+  await factorInPlace(rt, a, n, 0, n, diag, o, new Scratch(n > o.base ? n : 0));
 }
 
 function withDefaults(o: CholeskyOptions): Required<CholeskyOptions> {
@@ -105,9 +148,10 @@ function withDefaults(o: CholeskyOptions): Required<CholeskyOptions> {
 
 /** L⁻¹ where a = L·Lᵀ is symmetric positive definite [n, n]; throws CholeskyError when a pivot fails */
 export async function choleskyInverse(rt: Runtime, a: Float64Array, n: number, options: CholeskyOptions = {}): Promise<Float64Array> {
-  const diag = new Float64Array(n);
-  for (let i = 0; i < n; i++) diag[i] = a[i * n + i] as number;
-  return inverseFactor(rt, a, n, diag, 0, withDefaults(options));
+  const out = Float64Array.from(a);
+  await lowerInverseInPlace(rt, out, n, options);
+  for (let i = 0; i < n; i++) out.fill(0, i * n + i + 1, (i + 1) * n);
+  return out;
 }
 
 export interface UpperFactorOptions extends CholeskyOptions {
@@ -119,30 +163,30 @@ export interface UpperFactorOptions extends CholeskyOptions {
   readonly diagonal?: Float64Array;
 }
 
-/** U, upper triangular with Uᵀ·U = (h + damp·I)⁻¹ (the factor GPTQ reads), via U = J·chol(J·h·J)⁻¹·J */
+/**
+ * U, upper triangular with Uᵀ·U = (h + damp·I)⁻¹ (the factor GPTQ reads), via U = J·chol(J·h·J)⁻¹·J, in one n²
+ * buffer: the reversed (permuted, damped) h is written into it, factorised in place, and turned around in place
+ * (reversing the row-major array is J·M·J); `h` is only read
+ */
 export async function inverseCholeskyUpper(rt: Runtime, h: Float64Array, n: number, options: UpperFactorOptions = {}): Promise<Float64Array> {
   const { damp = 0, order, diagonal } = options;
   const src = (i: number): number => (order ? (order[n - 1 - i] as number) : n - 1 - i);
-  const rev = new Float64Array(n * n);
+  const a = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const c = src(i);
     const si = c * n;
-    for (let j = 0; j < n; j++) rev[i * n + j] = h[si + src(j)] as number;
-    rev[i * n + i] = (diagonal ? (diagonal[c] as number) : (rev[i * n + i] as number)) + damp;
+    for (let j = 0; j < n; j++) a[i * n + j] = h[si + src(j)] as number;
+    a[i * n + i] = (diagonal ? (diagonal[c] as number) : (a[i * n + i] as number)) + damp;
   }
-  let k: Float64Array;
   try {
-    k = await choleskyInverse(rt, rev, n, options);
+    await lowerInverseInPlace(rt, a, n, options);
   } catch (e) {
     // name the failing column of h, not of the reversed copy
     if (e instanceof CholeskyError) throw new CholeskyError(src(e.index), e.pivot, e.diagonal);
     throw e;
   }
-  // U[i, j] = K⁻¹[n−1−i, n−1−j]
-  const u = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const ri = (n - 1 - i) * n;
-    for (let j = i; j < n; j++) u[i * n + j] = k[ri + n - 1 - j] as number;
-  }
-  return u;
+  // U[i, j] = K⁻¹[n−1−i, n−1−j]: the whole array reversed, then zeros below the diagonal
+  a.reverse();
+  for (let i = 1; i < n; i++) a.fill(0, i * n, i * n + i);
+  return a;
 }

@@ -31,6 +31,10 @@ export interface LayerRunOptions {
    * runs (steps/activations.ts forEachBatch)
    */
   fused?: boolean;
+  /** false: onnxruntime's threads sleep between calls instead of spinning (KernelOptions.spin); default true */
+  spin?: boolean;
+  /** outputs written into these tensors (reused across calls) instead of new arrays */
+  into?: Readonly<Record<string, Tensor>>;
 }
 
 function kernelKey(cfg: ModelConfig, layer: LayerSpec, o: LayerRunOptions): string {
@@ -86,7 +90,7 @@ export async function runDecoderLayer(
     if (!options.skipOut) g.output(values.out, 'out');
     for (const [name, v] of Object.entries(options.tap?.build(g, values) ?? {})) g.output(v, name);
     return g;
-  });
+  }, options.spin === false ? { spin: false } : {});
   const T = x.dims[1] as number;
   const feeds: Record<string, Tensor> = { x, ...(options.fused ? fusedPositionInputs(cfg, B, T) : positionInputs(cfg, layer.attention, T)) };
   for (const name of kernel.inputNames) {
@@ -95,5 +99,5 @@ export async function runDecoderLayer(
     if (!t) throw new Error(`decoder layer: weight "${name}" missing (have ${Object.keys(weights).join(', ')})`);
     feeds[name] = t;
   }
-  return kernel.run(feeds);
+  return kernel.run(feeds, undefined, options.into);
 }

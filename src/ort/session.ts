@@ -37,6 +37,13 @@ export interface KernelOptions {
    * the WebGPU provider lacks. A GPU session would only add two copies per call (and, on WebGPU, a session).
    */
   host?: boolean;
+  /**
+   * false: the session's intra-op threads sleep between parallel sections instead of spinning (onnxruntime's
+   * `session.intra_op.allow_spinning` 0). For kernels called from JavaScript loops (GPTQ's linear algebra, the
+   * calibration passes): a spinning thread burns a core through the JavaScript work between calls; measured on
+   * GPTQ wiki-llama-8m, a third of the process's CPU time (BENCHMARKS.md). Results do not depend on it. Default true.
+   */
+  spin?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -170,7 +177,7 @@ export class Runtime {
     if (this.#profileDir) mkdirSync(this.#profileDir, { recursive: true });
   }
 
-  #sessionOptions(key: string, provider: Provider, keep: readonly string[]): { options: ort.InferenceSession.SessionOptions; profile?: string } {
+  #sessionOptions(key: string, provider: Provider, keep: readonly string[], spin: boolean): { options: ort.InferenceSession.SessionOptions; profile?: string } {
     const providers: ort.InferenceSession.ExecutionProviderConfig[] =
       provider === 'cuda' ? ['cuda', 'cpu'] : provider === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
     const options: ort.InferenceSession.SessionOptions = {
@@ -181,6 +188,8 @@ export class Runtime {
       executionMode: 'sequential',
       logSeverityLevel: 3,
       enableCpuMemArena: false,
+      // the Node binding takes flat config keys with string values
+      ...(spin ? {} : { extra: { 'session.intra_op.allow_spinning': '0' } }),
     };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
     if (provider === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
@@ -189,9 +198,9 @@ export class Runtime {
     return { options: { ...options, enableProfiling: true, profileFilePrefix: profile }, profile };
   }
 
-  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false): Promise<Kernel> {
+  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false, spin = true): Promise<Kernel> {
     const provider = host ? 'cpu' : this.device;
-    const { options, profile } = this.#sessionOptions(key, provider, keep);
+    const { options, profile } = this.#sessionOptions(key, provider, keep, spin);
     try {
       const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
       return new Kernel(key, session, provider, keep, profile);
@@ -203,12 +212,13 @@ export class Runtime {
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}`;
+    const spin = options.spin ?? true;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${spin ? '' : '|nospin'}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {
         const g = build();
-        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host);
+        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host, spin);
       })();
       hit.catch(() => this.#kernels.delete(memoKey));
       this.#kernels.set(memoKey, hit);

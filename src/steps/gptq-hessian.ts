@@ -8,7 +8,7 @@
 
 import type { InputSite } from '../model/arch.js';
 import { forEachBatch, hiddenDims, layerBatch, readHiddenWindows } from './activations.js';
-import { addGrams, hostGram, xtxTap } from './gptq-job.js';
+import { addGrams, gramBuffers, hostGram, xtxTap } from './gptq-job.js';
 import { shardWindows, writeHessianPartial } from './hessian-partials.js';
 import { actQuantOf, openLayerInput } from './layer-state.js';
 import { addRanges, withRanges } from './static-inputs.js';
@@ -53,7 +53,7 @@ export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
       const t0 = performance.now();
       if (end > start) {
         const tap = withRanges(xtxTap(sites, width, false, hostGram(ctx.runtime)), rangeSites)!;
-        const options = { tap, skipOut: true, actQuant: actQuantOf(state.quant), layer: p.layer };
+        const options = { tap, skipOut: true, actQuant: actQuantOf(state.quant), layer: p.layer, into: gramBuffers(sites, width, hostGram(ctx.runtime)) };
         await forEachBatch(ctx.runtime, cfg, layer, state.tensors, mine, options, async (out) => {
           addRanges(ranges, out, rangeSites);
           await addGrams(ctx.runtime, xtx, out);

@@ -10,7 +10,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { Value } from '../ort/graph.js';
 import { gram32, gramOf32 } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
-import type { Tensor } from '../tensor.js';
+import { tensor, type Tensor } from '../tensor.js';
 import type { ActQuant, ModuleQuant } from '../quant/module-quant.js';
 import { forEachBatch } from './activations.js';
 import type { LayerState } from './layer-state.js';
@@ -75,6 +75,16 @@ export async function addGrams(rt: Runtime, acc: ReadonlyMap<InputSite, Float64A
   }
 }
 
+/**
+ * one float32 [width, width] buffer per site that onnxruntime writes each batch's XᵀX into (xtxTap's
+ * `xtx.<site>`), so a batch allocates none (down_proj's is 121 MiB on a 1B model, and a new one per batch waits for
+ * the garbage collector); none on a GPU provider, whose taps are activations
+ */
+export function gramBuffers(sites: readonly InputSite[], width: (s: InputSite) => number, host: boolean): Record<string, Tensor> | undefined {
+  if (host) return undefined;
+  return Object.fromEntries(sites.map((s) => [`xtx.${s}`, tensor('float32', [width(s), width(s)], new Float32Array(width(s) ** 2))]));
+}
+
 /** what one run of the step works on, and what it reports */
 export interface LayerJob {
   ctx: StepContext<GptqParams>;
@@ -116,7 +126,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const rangeSites = job.staticSites.filter((s) => which.includes(s));
   const count = job.routed.counts.length === 0;
   const rt = job.ctx.runtime;
-  const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer };
+  const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer, into: gramBuffers(which, job.width, hostGram(rt)) };
   await forEachBatch(rt, job.cfg, job.layer, job.weightsIn, job.hidden, options, async (out) => {
     addRanges(job.ranges, out, rangeSites);
     if (count) job.routed.add(out);

@@ -3,7 +3,7 @@
 // float32 per batch of ~2048 tokens, as llm-compressor accumulates H), so H = 2·XᵀX / n (n tokens) is summed
 // over batches in float64; q/k/v share attn_in, gate/up share mlp_in, and so do their damped inverse factors. (2) Quantize
 // each targeted Linear with GPTQ, and with round-to-nearest on the same weights for comparison: the output
-// errors ‖X(W − Q)ᵀ‖² = n/2 · tr((W − Q)·H·(W − Q)ᵀ) come cheaply from H. (3) Run the quantized layer (W8A8
+// errors ‖X(W − Q)ᵀ‖² = n/2 · tr((W − Q)·H·(W − Q)ᵀ) come cheaply from H, and GPTQ's from its own solve. (3) Run the quantized layer (W8A8
 // inputs fake-quantized as their scheme says) to produce the next layer's inputs. Static input ranges (FP8,
 // NVFP4) are reduced in the same capture passes (static-inputs.ts); NVFP4 global scales are fixed from the
 // incoming weights before any column pass, shared by Linears that read the same input (llm-compressor).
@@ -17,7 +17,7 @@
 
 import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
 import { setStaticInputScales, siblingsBySite, staticSites } from './static-inputs.js';
-import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
+import { gptqFactor, gptqOutputError, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
 import { rowQuadForms } from '../ort/kernels/linalg.js';
@@ -47,27 +47,37 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   return out;
 }
 
-/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ), the three forms in one pass over H */
-async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, gptq: Float32Array, rtn: Float32Array): Promise<{ gptq: number; rtn: number }> {
-  const sums = [0, 0, 0];
-  const subs = [undefined, gptq, rtn];
-  // rows of W, W − Q_gptq and W − Q_rtn, interleaved per weight row; about 2^22 values per call
-  const chunk = 3 * Math.max(1, Math.floor(2 ** 22 / (3 * Math.max(cols, 1))));
-  const total = 3 * rows;
+/**
+ * tr(W·H·Wᵀ) and tr(Dₖ·H·Dₖᵀ) for Dₖ = W − Qₖ, each Q in `subs`, in one pass over H: rows of W and of every
+ * W − Qₖ interleaved per weight row, about 2^22 values per onnxruntime call (float64)
+ */
+async function quadSums(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, subs: readonly Float32Array[]): Promise<number[]> {
+  const k = subs.length + 1;
+  const sums = new Array<number>(k).fill(0);
+  const chunk = k * Math.max(1, Math.floor(2 ** 22 / (k * Math.max(cols, 1))));
+  const total = k * rows;
   for (let r0 = 0; r0 < total; r0 += chunk) {
     const m = Math.min(chunk, total - r0);
     const d = new Float64Array(m * cols);
     for (let i = 0; i < m; i++) {
-      const r = Math.floor((r0 + i) / 3);
-      const sub = subs[(r0 + i) % 3];
+      const r = Math.floor((r0 + i) / k);
+      const sub = subs[((r0 + i) % k) - 1];
       const out = d.subarray(i * cols, (i + 1) * cols);
       for (let c = 0; c < cols; c++) out[c] = (w[r * cols + c] as number) - (sub ? (sub[r * cols + c] as number) : 0);
     }
     const q = await rowQuadForms(ctx.runtime, tensor('float64', [m, cols], d), h);
-    q.forEach((v, i) => (sums[(r0 + i) % 3] = (sums[(r0 + i) % 3] as number) + v));
+    q.forEach((v, i) => (sums[(r0 + i) % k] = (sums[(r0 + i) % k] as number) + v));
   }
-  const [energy, g, r] = sums as [number, number, number];
-  return energy > 0 ? { gptq: g / energy, rtn: r / energy } : { gptq: 0, rtn: 0 };
+  return sums;
+}
+
+/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ) */
+async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Float64Array, gptq: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<{ gptq: number; rtn: number }> {
+  const ht = tensor('float64', [cols, cols], h);
+  const solved = gptqOutputError(w, rows, cols, h, gptq, r);
+  const [energy, rtnErr, quadGptq] = (await quadSums(ctx, w, rows, cols, ht, solved === undefined ? [rtn, gptq] : [rtn])) as [number, number, number?];
+  const g = solved ?? (quadGptq as number);
+  return energy > 0 ? { gptq: g / energy, rtn: rtnErr / energy } : { gptq: 0, rtn: 0 };
 }
 
 function dampeningWarning(name: string, requested: number, r: GptqResult): string | undefined {
@@ -129,7 +139,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
 async function solvedMetrics(job: LayerJob, w: Tensor<'float32'>, h: Float64Array, solved: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<Record<string, Json>> {
   const [rows, cols] = w.dims as [number, number];
   const t0 = performance.now();
-  const err = await outputErrors(job.ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), solved, rtn);
+  const err = await outputErrors(job.ctx, w.data, rows, cols, h, solved, rtn, r);
   job.timing.metrics += performance.now() - t0;
   return {
     output_error: err.gptq,
@@ -222,6 +232,8 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       const modules: Record<string, Json> = {};
       const partials = inputList(ctx, 'partials').map((d) => d.dir);
       const held = p.offload_hessians ? undefined : await hessiansOf(job, sites, partials);
+      // the one capture pass is over: each incoming weight is freed as its module is quantized
+      if (held) job.weightsIn = {};
       for (const site of sites) {
         const h = (held ?? (await hessiansOf(job, [site], partials))).get(site) as Float64Array;
         held?.delete(site);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { actOrderPermutation, GptqError, gptqQuantize, resolveActOrder } from '../../src/algo/gptq.js';
+import { actOrderPermutation, GptqError, gptqOutputError, gptqQuantize, resolveActOrder } from '../../src/algo/gptq.js';
 import { computeQParams, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { resolveQuantArgs } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
@@ -128,5 +128,36 @@ describe('resolveActOrder', () => {
     const r = resolveActOrder('group', W8);
     expect(r.actorder).toBeNull();
     expect(r.warning).toMatch(/needs strategy "group", found "channel"/);
+  });
+});
+
+describe('gptqOutputError', () => {
+  /** tr(D·H·Dᵀ), D = W − Q, written out */
+  const quad = (w: Float32Array, q: Float32Array, h: Float64Array, rows: number, cols: number): number => {
+    let t = 0;
+    for (let r = 0; r < rows; r++) for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) t += (w[r * cols + i]! - q[r * cols + i]!) * h[i * cols + j]! * (w[r * cols + j]! - q[r * cols + j]!);
+    return t;
+  };
+
+  for (const actorder of [null, 'static', 'group'] as const) {
+    test(`equals the quadratic form tr(D·H·Dᵀ) from the solve's own loss (dead inputs, dampening 0.05, act order ${actorder})`, async () => {
+      const [rows, cols] = [12, 48];
+      const h = gramOfRandom(80, cols, 5);
+      // inputs 3 and 17 never fire: their rows and columns of H are 0
+      for (const d of [3, 17]) for (let k = 0; k < cols; k++) h[d * cols + k] = h[k * cols + d] = 0;
+      const w = weight(rows, cols, 6);
+      const got = await gptqQuantize(w, rows, cols, h, W4G, { ...base, dampeningFrac: 0.05, actorder });
+      expect(got.deadColumns).toBe(2);
+      const want = quad(w, got.dequantized, h, rows, cols);
+      const from = gptqOutputError(w, rows, cols, h, got.dequantized, got)!;
+      expect(Math.abs(from - want) / want).toBeLessThan(1e-6);
+      // without the dampening term the identity is off by λ‖D‖², far above that
+      expect(Math.abs(2 * got.loss - want) / want).toBeGreaterThan(1e-3);
+    });
+  }
+
+  test('is undefined when the solve fell back to round-to-nearest', () => {
+    const r = { loss: 1, dampening: { frac: null, value: 0, tried: [0], fallback: true } };
+    expect(gptqOutputError(new Float32Array(4), 2, 2, Float64Array.of(1, 0, 0, 1), new Float32Array(4), r)).toBeUndefined();
   });
 });

@@ -9,7 +9,8 @@ import { tensor, type Tensor } from '../../tensor.js';
 import { float, Graph, type Value } from '../graph.js';
 import type { KernelOptions, Runtime } from '../session.js';
 
-const HOST: KernelOptions = { host: true };
+// called between JavaScript loops (GPTQ's columns, the Cholesky recursion): threads sleep rather than spin between calls
+const HOST: KernelOptions = { host: true, spin: false };
 
 export type FloatType = 'float32' | 'float64';
 type F64 = Tensor<'float64'>;
@@ -64,7 +65,7 @@ export async function gram(rt: Runtime, x: Tensor<'float32'>): Promise<F64> {
  * One step of the recursive Cholesky of [[A11, ·], [A21, A22]] given Li11 = L11⁻¹:
  * L21 = A21·Li11ᵀ and the Schur complement S = A22 − L21·L21ᵀ (its Cholesky is L22).
  */
-export async function choleskySchur(rt: Runtime, a21: F64, li11: F64, a22: F64): Promise<{ l21: F64; s: F64 }> {
+export async function choleskySchur(rt: Runtime, a21: F64, li11: F64, a22: F64, into?: { l21: F64; s: F64 }): Promise<{ l21: F64; s: F64 }> {
   const k = await rt.kernel('linalg.cholesky-schur', () => {
     const g = new Graph('cholesky_schur');
     const a21v = g.input('a21', 'float64', ['M', 'N']);
@@ -75,12 +76,12 @@ export async function choleskySchur(rt: Runtime, a21: F64, li11: F64, a22: F64):
     g.output(g.op('Gemm', [l21, l21, a22v], { transB: 1, alpha: float(-1), beta: float(1) }), 's');
     return g;
   }, HOST);
-  const out = await k.run({ a21, li11, a22 });
+  const out = await k.run({ a21, li11, a22 }, undefined, into);
   return { l21: out['l21'] as F64, s: out['s'] as F64 };
 }
 
-/** the lower-left block of [[L11, 0], [L21, L22]]⁻¹: Li21 = −Li22·L21·Li11 */
-export async function lowerInverseCorner(rt: Runtime, li22: F64, l21: F64, li11: F64): Promise<F64> {
+/** the lower-left block of [[L11, 0], [L21, L22]]⁻¹: Li21 = −Li22·L21·Li11 (written into `into` when given) */
+export async function lowerInverseCorner(rt: Runtime, li22: F64, l21: F64, li11: F64, into?: F64): Promise<F64> {
   const k = await rt.kernel('linalg.lower-inverse-corner', () => {
     const g = new Graph('lower_inverse_corner');
     const li22v = g.input('li22', 'float64', ['M', 'M']);
@@ -90,7 +91,7 @@ export async function lowerInverseCorner(rt: Runtime, li22: F64, l21: F64, li11:
     g.output(g.op('Gemm', [t, li11v], { alpha: float(-1) }), 'li21');
     return g;
   }, HOST);
-  return (await k.run({ li22, l21, li11 }))['li21'] as F64;
+  return (await k.run({ li22, l21, li11 }, undefined, into ? { li21: into } : undefined))['li21'] as F64;
 }
 
 /**
