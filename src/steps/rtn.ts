@@ -24,8 +24,6 @@ export interface RtnParams {
 
 export const rtnStep: StepImpl<'rtn', RtnParams> = {
   kind: 'rtn',
-  // 3: static input ranges and the next layer's inputs from the basic-op layer (activations.ts)
-  version: 3,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {

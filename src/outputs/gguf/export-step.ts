@@ -22,8 +22,7 @@ import type { Json } from '../../cache/key.js';
 import { requantizeTarget, requantizeToGguf } from '../../quant/gguf-requantize.js';
 import { relativeError } from '../../steps/quantized-module.js';
 import { copySideFiles } from '../side-files.js';
-
-export const GGUF_FILE = 'model.gguf';
+import { GGUF_FILE } from './gguf-file.js';
 
 export interface ExportGgufParams {
   format: 'gguf';
@@ -35,7 +34,6 @@ const DTYPES = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' } as const;
 
 export const exportGgufStep: StepImpl<'export-gguf', ExportGgufParams> = {
   kind: 'export-gguf',
-  version: 1,
   async run(ctx) {
     const states = inputList(ctx, 'states');
     const src = await HfSource.open(requireModel(ctx));
