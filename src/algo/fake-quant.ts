@@ -29,6 +29,11 @@ export interface QuantizedWeight {
   readonly gIdx?: Int32Array;
   /** NVFP4: the global scale the group scales are divided by */
   readonly globalScale?: number;
+  /**
+   * ‖w − ŵ‖² / ‖w‖² summed in float64 in index order (steps/quantized-module.ts relativeError, the same value),
+   * when the quantizer computed it on its way (the JavaScript integer path)
+   */
+  readonly weightError?: number;
 }
 
 export interface RtnOptions extends ObserveOptions {
@@ -81,8 +86,9 @@ export async function quantizeWeightRtnJs(w: Float32Array, rows: number, cols: n
   const scaleDims = qparamShape(rows, cols, args);
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args), options.scaleDtype);
-  const { codes, dequantized } = quantizeDequantize(w, rows, cols, qp, args);
+  const { codes, dequantized, weightError } = quantizeDequantize(w, rows, cols, qp, args);
   return {
+    ...(weightError === undefined ? {} : { weightError }),
     codes,
     scale: qp.scale,
     zeroPoint: qp.zeroPoint,
@@ -166,9 +172,17 @@ function columnRuns(colGroup: Int32Array): Int32Array {
  *   3. ŵ = fp32((q − zp) · s)                   with q read as the stored int8, so a code of −0 is 0
  * Example (int4 symmetric, s = 0.5, zp = 0): w = 1.25 → v = 2.5 → q = 2 (half to even) → ŵ = 1.
  * Each row is walked run by run of columns that share a scale (a whole row, a group, a block's width; single
- * columns under a scattered g_idx), so a run's scale and zero point are read once.
+ * columns under a scattered g_idx), so a run's scale and zero point are read once. The walk visits the values
+ * in index order, so it sums the relative error ‖w − ŵ‖² / ‖w‖² as relativeError does (integer elements only).
  */
-export function quantizeDequantize(w: Float32Array, rows: number, cols: number, qp: QParams, args: QuantArithArgs, gIdx?: Int32Array): { codes: Int8Array; dequantized: Float32Array } {
+export function quantizeDequantize(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  qp: QParams,
+  args: QuantArithArgs,
+  gIdx?: Int32Array,
+): { codes: Int8Array; dequantized: Float32Array; weightError?: number } {
   const k = walk(w.length, rows, cols, qp, args, gIdx);
   if (k.element.kind !== 'int') {
     const codes = quantizeWeight(w, rows, cols, qp, args, gIdx);
@@ -179,6 +193,8 @@ export function quantizeDequantize(w: Float32Array, rows: number, cols: number, 
   const runs = columnRuns(k.colGroup);
   const codes = new Int8Array(w.length);
   const out = new Float32Array(w.length);
+  let num = 0;
+  let den = 0;
   for (let r = 0; r < rows; r++) {
     const base = Math.floor(r / rowsPer) * groups;
     const row = r * cols;
@@ -188,14 +204,19 @@ export function quantizeDequantize(w: Float32Array, rows: number, cols: number, 
       const z = zeroPoint[j] as number;
       const end = row + (runs[n + 1] as number);
       for (let i = row + (runs[n] as number); i < end; i++) {
-        const v = f(f((w[i] as number) / s) + z);
+        const a = w[i] as number;
+        const v = f(f(a / s) + z);
         // clamp (NaN stays NaN), then round half to even; | 0: the int8 the code array stores (NaN → 0, −0 → 0)
         const x = v < qmin ? qmin : v > qmax ? qmax : v;
         const code = (x + ROUNDER - ROUNDER) | 0;
+        const b = f((code - z) * s);
         codes[i] = code;
-        out[i] = f((code - z) * s);
+        out[i] = b;
+        const d = a - b;
+        num += d * d;
+        den += a * a;
       }
     }
   }
-  return { codes, dequantized: out };
+  return { codes, dequantized: out, weightError: den === 0 ? 0 : num / den };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, test, vi } from 'vitest';
+import { relativeError } from '../../src/steps/quantized-module.js';
 import { fakeQuantizeActivationsPerToken, quantizeDequantize, quantizeWeightRtn, quantizeWeightRtnJs, RTN_KERNEL_MIN_VALUES, type QuantizedWeight } from '../../src/algo/fake-quant.js';
 import { Runtime } from '../../src/ort/session.js';
 import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
@@ -107,6 +108,12 @@ describe('quantizeDequantize', () => {
       const codes = quantizeWeight(w, rows, cols, qp, args);
       expect(Array.from(fused.codes)).toEqual(Array.from(codes));
       expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args)));
+      // the relative error summed on the way is relativeError's (NaN here: w holds one)
+      expect(fused.weightError).toBe(relativeError(w, fused.dequantized));
+      const finite = w.map((v) => (Number.isNaN(v) ? 0.25 : v));
+      const clean = quantizeDequantize(finite, rows, cols, qp, args);
+      expect(clean.weightError).toBeGreaterThan(0);
+      expect(clean.weightError).toBe(relativeError(finite, clean.dequantized));
     });
   }
 
@@ -141,6 +148,7 @@ describe('quantizeDequantize', () => {
         expect(new Set(codes)).toContain(7);
         expect(new Set(codes)).toContain(-8);
         expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args, g)));
+        expect(fused.weightError).toBe(relativeError(w, fused.dequantized));
       }
     }
   });
