@@ -9,7 +9,8 @@
 // with a calibrated scale, or NVFP4 groups under a calibrated global scale. This is the TypeScript reference
 // of the graphs' activation fake-quant (graphs/act-quant.ts).
 
-import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
+import { observeWeight, type ObserveOptions } from './observers.js';
+import { observerKind } from '../quant/quant-args.js';
 import { rtnMinMax, type RtnArgs } from '../ort/kernels/rtn.js';
 import {
   computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, walk, weightMinMax, type QParams, type QuantArithArgs, type ScaleDtype,

@@ -6,8 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { OutputDef, OutputOptions, PlannedModel, PlannedModule } from '../output-def.js';
-import { requantizeTarget } from '../../quant/gguf-requantize.js';
-import { GGUF_TYPES, ggufTypeOf } from '../../quant/gguf-scheme.js';
+import { GGUF_TYPES, ggufTypeOf, requantizeTarget } from '../../quant/gguf-scheme.js';
 import { stepDef } from '../../steps/types.js';
 import type { EvaluateGgufParams } from './evaluate-step.js';
 import type { ExportGgufParams } from './export-step.js';
