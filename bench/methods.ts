@@ -17,6 +17,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { StepImpl } from '../src/steps/types.js';
 import { median, table } from './util.js';
 
 const HERE = resolve(import.meta.dirname, '..');
@@ -46,7 +47,11 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
   const { prepare } = await load<typeof import('../src/exec/prepare.js')>('exec/prepare.ts');
   const { build } = await load<typeof import('../src/exec/run.js')>('exec/run.ts');
   const { InProcessRunner } = await load<typeof import('../src/exec/runner.js')>('exec/runner.ts');
-  const { stepImpls } = await load<typeof import('../src/exec/step-impls.js')>('exec/step-impls.ts');
+  // the step table: declarations that load their implementation (stepDefs), or the implementations (older trees'
+  // stepImpls); every implementation is loaded before the clock starts, as older trees load them with the module
+  const stepTable = await load<{ stepDefs?: typeof import('../src/exec/step-impls.js').stepDefs; stepImpls?: ReadonlyMap<string, StepImpl> }>('exec/step-impls.ts');
+  const stepDefs = stepTable.stepDefs ?? stepTable.stepImpls!;
+  await Promise.all([...stepDefs.values()].map((d) => ('load' in d ? d.load() : d)));
   // the step store: DirStore (cache/dir-store.ts) in trees that have it, LocalCache in older ones
   const { DirStore } = await load<typeof import('../src/cache/dir-store.js')>('cache/dir-store.ts').catch(() => ({ DirStore: undefined }));
   const { LocalCache } = (await load<Record<string, unknown>>('cache/store.ts')) as { LocalCache?: typeof import('../src/cache/dir-store.js').DirStore };
@@ -54,7 +59,7 @@ async function child(root: string, recipe: string, cacheDir: string): Promise<Ch
   if (!Store) throw new Error(`${root}: no DirStore or LocalCache`);
   const { Runtime, Kernel } = await load<typeof import('../src/ort/session.js')>('ort/session.ts');
   const rt = new Runtime({ device: 'cpu' });
-  const inner = new InProcessRunner(stepImpls, () => rt);
+  const inner = new InProcessRunner(stepDefs, () => rt);
   const steps: StepTime[] = [];
   const runner: typeof inner = Object.assign(Object.create(inner) as typeof inner, {
     async run(req: Parameters<typeof inner.run>[0], cb: Parameters<typeof inner.run>[1], signal: AbortSignal) {

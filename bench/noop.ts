@@ -3,7 +3,7 @@
 // Usage: npx tsx bench/noop.ts [--base DIR]   (DIR: another built checkout, timed the same way, interleaved)
 
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSafetensors } from '../src/formats/safetensors.js';
@@ -48,9 +48,17 @@ const baseCli = baseIdx > 0 ? resolve(process.argv[baseIdx + 1]!, 'bin/quantforg
 const baseDir = baseCli ? mkdtempSync(join(tmpdir(), 'qf-bench-noop-base-')) : undefined;
 if (baseDir) cpSync(dir, baseDir, { recursive: true });
 
+// each tree remembers its provider probes under its own TMPDIR (src/ort/probe-memo.ts), so neither the other tree
+// nor other quantforge processes on the machine overwrite its memo and make a timed run probe again
+const tmpOf = (cwd: string): string => {
+  const t = join(cwd, 'tmp');
+  mkdirSync(t, { recursive: true });
+  return t;
+};
 const time = (args: string[], cwd = dir): number => {
+  const env = { ...process.env, TMPDIR: tmpOf(cwd) };
   const t0 = performance.now();
-  execFileSync(process.execPath, args, { cwd, stdio: 'ignore' });
+  execFileSync(process.execPath, args, { cwd, stdio: 'ignore', env });
   return performance.now() - t0;
 };
 const first = time([cli, 'run', 'recipe.yaml', '--json']);
@@ -63,7 +71,7 @@ for (let i = 0; i < RUNS; i++) {
   if (baseCli) baseNoop.push(time([baseCli, 'run', 'recipe.yaml', '--json'], baseDir));
   node.push(time(['-e', '']));
 }
-const summary = JSON.parse(execFileSync(process.execPath, [cli, 'run', 'recipe.yaml', '--json'], { cwd: dir, encoding: 'utf8' }).trim().split('\n').pop()!) as { ran: number; cached: number };
+const summary = JSON.parse(execFileSync(process.execPath, [cli, 'run', 'recipe.yaml', '--json'], { cwd: dir, encoding: 'utf8', env: { ...process.env, TMPDIR: tmpOf(dir) } }).trim().split('\n').pop()!) as { ran: number; cached: number };
 console.log(table(['measurement', 'median ms'], [
   [`first run (${summary.cached} steps, computed)`, first.toFixed(0)],
   ...(baseCli ? [['first run, base', baseFirst.toFixed(0)]] : []),

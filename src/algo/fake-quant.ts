@@ -9,7 +9,8 @@
 // with a calibrated scale, or NVFP4 groups under a calibrated global scale. This is the TypeScript reference
 // of the graphs' activation fake-quant (graphs/act-quant.ts).
 
-import { observeWeight, observerKind, type ObserveOptions } from './observers.js';
+import { observeWeight, type ObserveOptions } from './observers.js';
+import { observerKind } from '../quant/quant-args.js';
 import { rtnMinMax, type RtnArgs } from '../ort/kernels/rtn.js';
 import {
   computeQParams, dequantizeWeight, fakeQuantizeWeight, FP32_EPS, nvfp4GlobalScale, qparamShape, qRange, quantizeWeight, tensorMinMax, walk, weightMinMax, type QParams, type QuantArithArgs, type ScaleDtype,
@@ -29,6 +30,11 @@ export interface QuantizedWeight {
   readonly gIdx?: Int32Array;
   /** NVFP4: the global scale the group scales are divided by */
   readonly globalScale?: number;
+  /**
+   * ‖w − ŵ‖² / ‖w‖² summed in float64 in index order (steps/quantized-module.ts relativeError, the same value),
+   * when the quantizer computed it on its way (the JavaScript integer path)
+   */
+  readonly weightError?: number;
 }
 
 export interface RtnOptions extends ObserveOptions {
@@ -81,8 +87,9 @@ export async function quantizeWeightRtnJs(w: Float32Array, rows: number, cols: n
   const scaleDims = qparamShape(rows, cols, args);
   const { min, max } = await observeWeight(w, rows, cols, args, options);
   const qp = computeQParams(min, max, args, options.globalScale ?? weightGlobalScale(w, args), options.scaleDtype);
-  const { codes, dequantized } = quantizeDequantize(w, rows, cols, qp, args);
+  const { codes, dequantized, weightError } = quantizeDequantize(w, rows, cols, qp, args);
   return {
+    ...(weightError === undefined ? {} : { weightError }),
     codes,
     scale: qp.scale,
     zeroPoint: qp.zeroPoint,
@@ -143,6 +150,20 @@ export function sharedGlobalScales(modules: Readonly<Record<string, { weight: Fl
 
 const f = Math.fround;
 
+/** 1.5 · 2^52: x + ROUNDER − ROUNDER rounds x (|x| < 2^51) to an integer, ties to even (IEEE's default rounding) */
+const ROUNDER = 6755399441055744;
+
+/** the runs of consecutive columns that share a scale column, as [start, end, group] triples */
+function columnRuns(colGroup: Int32Array): Int32Array {
+  const runs: number[] = [];
+  for (let c = 0; c < colGroup.length; c++) {
+    const g = colGroup[c] as number;
+    if (c > 0 && g === colGroup[c - 1]) runs[runs.length - 2] = c + 1;
+    else runs.push(c, c + 1, g);
+  }
+  return Int32Array.from(runs);
+}
+
 /**
  * Integer codes and the dequantized weight in one pass: quantizeWeight then dequantizeWeight (quant/qparams.ts)
  * fused for integer elements, the path every int round-to-nearest takes in JavaScript, without the element's
@@ -151,33 +172,52 @@ const f = Math.fround;
  *   2. q = roundHalfEven(clamp(v, qmin, qmax))  (an int8 code)
  *   3. ŵ = fp32((q − zp) · s)                   with q read as the stored int8, so a code of −0 is 0
  * Example (int4 symmetric, s = 0.5, zp = 0): w = 1.25 → v = 2.5 → q = 2 (half to even) → ŵ = 1.
+ * Each row is walked run by run of columns that share a scale (a whole row, a group, a block's width; single
+ * columns under a scattered g_idx), so a run's scale and zero point are read once. The walk visits the values
+ * in index order, so it sums the relative error ‖w − ŵ‖² / ‖w‖² as relativeError does (integer elements only).
  */
-export function quantizeDequantize(w: Float32Array, rows: number, cols: number, qp: QParams, args: QuantArithArgs, gIdx?: Int32Array): { codes: Int8Array; dequantized: Float32Array } {
+export function quantizeDequantize(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  qp: QParams,
+  args: QuantArithArgs,
+  gIdx?: Int32Array,
+): { codes: Int8Array; dequantized: Float32Array; weightError?: number } {
   const k = walk(w.length, rows, cols, qp, args, gIdx);
   if (k.element.kind !== 'int') {
     const codes = quantizeWeight(w, rows, cols, qp, args, gIdx);
     return { codes, dequantized: dequantizeWeight(codes, rows, cols, qp, args, gIdx) };
   }
   const { qmin, qmax } = k.element;
-  const { scale, zeroPoint, colGroup } = k;
+  const { scale, zeroPoint, groups, rowsPer } = k;
+  const runs = columnRuns(k.colGroup);
   const codes = new Int8Array(w.length);
   const out = new Float32Array(w.length);
+  let num = 0;
+  let den = 0;
   for (let r = 0; r < rows; r++) {
-    const base = Math.floor(r / k.rowsPer) * k.groups;
+    const base = Math.floor(r / rowsPer) * groups;
     const row = r * cols;
-    for (let c = 0; c < cols; c++) {
-      const j = base + (colGroup[c] as number);
+    for (let n = 0; n < runs.length; n += 3) {
+      const j = base + (runs[n + 2] as number);
       const s = scale[j] as number;
       const z = zeroPoint[j] as number;
-      const x = Math.min(Math.max(f(f((w[row + c] as number) / s) + z), qmin), qmax);
-      // round half to even (round.ts roundHalfEven, inlined)
-      let q = Math.round(x);
-      if (q - x === 0.5 && q % 2 !== 0) q -= 1;
-      // | 0: the int8 the code array stores (NaN → 0, −0 → 0)
-      const code = q | 0;
-      codes[row + c] = code;
-      out[row + c] = f((code - z) * s);
+      const end = row + (runs[n + 1] as number);
+      for (let i = row + (runs[n] as number); i < end; i++) {
+        const a = w[i] as number;
+        const v = f(f(a / s) + z);
+        // clamp (NaN stays NaN), then round half to even; | 0: the int8 the code array stores (NaN → 0, −0 → 0)
+        const x = v < qmin ? qmin : v > qmax ? qmax : v;
+        const code = (x + ROUNDER - ROUNDER) | 0;
+        const b = f((code - z) * s);
+        codes[i] = code;
+        out[i] = b;
+        const d = a - b;
+        num += d * d;
+        den += a * a;
+      }
     }
   }
-  return { codes, dequantized: out };
+  return { codes, dequantized: out, weightError: den === 0 ? 0 : num / den };
 }

@@ -11,7 +11,8 @@ import { shrinkErrors, type ShrinkProblem } from '../ort/kernels/quant.js';
 import type { Runtime } from '../ort/session.js';
 import { computeQParams, qparamShape, qRange, weightMinMax, type MinMax } from '../quant/qparams.js';
 import { roundHalfEven } from '../quant/round.js';
-import type { JsonScalar, ObserverName, QuantArgs } from '../quant/scheme.js';
+import type { JsonScalar, QuantArgs } from '../quant/scheme.js';
+import { observerKind } from '../quant/quant-args.js';
 import { ReasonedError, type QuantReason } from '../diag/failure.js';
 
 const f = Math.fround;
@@ -32,11 +33,6 @@ export interface MseOptions {
 }
 
 export class ObserverError extends ReasonedError<QuantReason> {}
-
-/** which algorithm an observer name runs on weights (the memoryless/static variants coincide there) */
-export function observerKind(name: ObserverName | null): 'minmax' | 'mse' {
-  return name === 'mse' || name === 'memoryless_mse' ? 'mse' : 'minmax';
-}
 
 function numberKwarg(kwargs: Readonly<Record<string, JsonScalar>>, key: string, fallback: number): number {
   const v = kwargs[key];

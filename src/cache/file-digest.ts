@@ -3,16 +3,30 @@
 // file's digest together with its size, mtime and inode, and a file whose stat is unchanged is not re-read.
 
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from './fs-atomic.js';
 import { isDigest, type Digest } from './key.js';
 
-/** streaming sha256 of a file's bytes */
+const HASH_CHUNK = 1 << 20;
+
+/**
+ * sha256 of a file's bytes, read in chunks into one buffer (a stream allocates a buffer per chunk: hashing a
+ * run's artifacts and model then churned tens of MB of external memory, and the garbage collections it forced)
+ */
 export async function sha256File(path: string): Promise<Digest> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const handle = await open(path, 'r');
+  try {
+    const chunk = Buffer.allocUnsafe(HASH_CHUNK);
+    for (;;) {
+      const { bytesRead } = await handle.read(chunk, 0, HASH_CHUNK, null);
+      if (bytesRead === 0) break;
+      hash.update(bytesRead === HASH_CHUNK ? chunk : chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return hash.digest('hex') as Digest;
 }
 

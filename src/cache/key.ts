@@ -65,7 +65,50 @@ export class CanonicalJsonError extends ReasonedError<'cache-key-not-json'> {
  * mapping it to `null` would let two different params share a key.
  */
 export function canonicalJson(value: unknown): string {
-  return write(value, '');
+  try {
+    return quickly(value);
+  } catch (e) {
+    // not JSON somewhere: `write` says where (or, for a sparse array, writes it as it always has)
+    if (e !== NOT_JSON) throw e;
+    return write(value, '');
+  }
+}
+
+const NOT_JSON = Symbol('not JSON');
+
+/** `write` without the path bookkeeping (every key of a plan is computed on every run, a no-op included) */
+function quickly(value: unknown): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(value)) throw NOT_JSON;
+      return String(value);
+    case 'string':
+      return JSON.stringify(value);
+    case 'object': {
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + quickly(value[i]);
+        return `${out}]`;
+      }
+      const proto = Object.getPrototypeOf(value) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw NOT_JSON;
+      const record = value as Record<string, unknown>;
+      // the default sort compares UTF-16 code units, as `write`'s comparator does
+      const keys = Object.keys(record).sort();
+      let out = '{';
+      for (const k of keys) {
+        const v = record[k];
+        if (v === undefined) continue;
+        out += `${out.length > 1 ? ',' : ''}${JSON.stringify(k)}:${quickly(v)}`;
+      }
+      return `${out}}`;
+    }
+    default:
+      throw NOT_JSON;
+  }
 }
 
 function write(value: unknown, path: string): string {

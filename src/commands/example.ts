@@ -3,7 +3,6 @@
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { EXAMPLE_SIZES } from '../model/example-model.js';
 import type { ExampleSize } from '../recipe/types.js';
 import { intOption, stringOption, UsageError, type Command } from './command.js';
 import { progressLine } from './progress-line.js';
@@ -29,6 +28,7 @@ export const exampleCommand: Command = {
   async run({ values, positionals }, io) {
     const { Runtime } = await import('../ort/session.js');
     const { writeExampleModel } = await import('../steps/example-model.js');
+    const { EXAMPLE_SIZES } = await import('../model/example-model.js');
     const size = stringOption(values, 'size') as ExampleSize;
     if (!EXAMPLE_SIZES.includes(size)) throw new UsageError(`--size "${size}" is not one of: ${EXAMPLE_SIZES.join(', ')}`);
     const dtype = stringOption(values, 'dtype');

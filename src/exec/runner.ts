@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Digest, Json, KeyRecord } from '../cache/key.js';
 import type { Provider } from '../ort/device.js';
 import type { Runtime } from '../ort/session.js';
-import type { StepImpl, StepInputDir } from '../steps/types.js';
+import type { StepDef, StepImpl, StepInputDir } from '../steps/types.js';
 import { ReasonedError, type Failure } from '../diag/failure.js';
 import type { StepResult } from './events.js';
 
@@ -93,20 +93,26 @@ export function runtimeFor(req: Pick<StepRequest, 'deviceDependent'>, device: Ru
 }
 
 /** runs steps on the calling thread (tests, fake steps); `cpu` serves provider-independent steps (default: `runtime`) */
+/** a step kind's implementation, from a table of implementations or of declarations that load theirs (exec/step-impls.ts) */
+export async function stepImpl(table: ReadonlyMap<string, StepImpl | StepDef>, kind: string): Promise<StepImpl> {
+  const entry = table.get(kind);
+  if (!entry) throw new Error(`no implementation for step kind "${kind}"`);
+  return 'load' in entry ? entry.load() : entry;
+}
+
 export class InProcessRunner implements StepRunner {
-  readonly #impls: ReadonlyMap<string, StepImpl>;
+  readonly #impls: ReadonlyMap<string, StepImpl | StepDef>;
   readonly #runtime: () => Runtime;
   readonly #cpu: () => Runtime;
 
-  constructor(impls: ReadonlyMap<string, StepImpl>, runtime: () => Runtime, cpu: () => Runtime = runtime) {
+  constructor(impls: ReadonlyMap<string, StepImpl | StepDef>, runtime: () => Runtime, cpu: () => Runtime = runtime) {
     this.#impls = impls;
     this.#runtime = runtime;
     this.#cpu = cpu;
   }
 
   async run(req: StepRequest, cb: StepCallbacks, signal: AbortSignal): Promise<Json> {
-    const impl = this.#impls.get(req.kind);
-    if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
+    const impl = await stepImpl(this.#impls, req.kind);
     const runtime = runtimeFor(req, this.#runtime(), this.#cpu);
     return impl.run({ ...req, runtime, progress: cb.progress, warn: cb.warn, signal });
   }

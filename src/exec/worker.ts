@@ -4,9 +4,9 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ReasonedError, toFailure } from '../diag/failure.js';
 import { Runtime } from '../ort/session.js';
-import { stepImpls } from './step-impls.js';
+import { stepDefs } from './step-impls.js';
 import { describeLeaks, LeakWatch, strictWarnings } from './leak-watch.js';
-import { runtimeFor, type StepRequest, type WorkerConfig, type WorkerMessage } from './runner.js';
+import { runtimeFor, stepImpl, type StepRequest, type WorkerConfig, type WorkerMessage } from './runner.js';
 
 const config = workerData as WorkerConfig;
 // strict (tests): a step that leaves a file handle to the garbage collector fails
@@ -30,8 +30,7 @@ port.on('message', (req: StepRequest | { type: 'abort' }) => {
   current = controller;
   void (async () => {
     try {
-      const impl = stepImpls.get(req.kind);
-      if (!impl) throw new Error(`no implementation for step kind "${req.kind}"`);
+      const impl = await stepImpl(stepDefs, req.kind);
       const result = await impl.run({
         ...req,
         runtime: runtimeFor(req, runtime, () => (cpu ??= new Runtime({ device: 'cpu', ...threads }))),

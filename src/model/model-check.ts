@@ -6,7 +6,8 @@
 
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { readHeaderSync, type ParsedHeader } from '../formats/safetensors.js';
+import { readHeaderSync } from '../formats/safetensors-read.js';
+import type { ParsedHeader } from '../formats/safetensors.js';
 import { shapeString, type DType } from '../tensor.js';
 import type { ArchAdapter } from './arch.js';
 import type { ModelConfig } from './config.js';

@@ -94,22 +94,22 @@ export class SegmentEncoder {
     this.#fuseUnk = tok.model.fuse_unk ? tok.model.unk_token_id : undefined;
   }
 
-  /** the ids of one segment (it starts with "▁" and holds no other); throws NeedsWholeText */
-  segment(s: string): readonly number[] {
-    let ids = this.#cache.get(s);
+  /** the ids of the segment "▁" + `body` (`body` holds no "▁" nor space, added tokens none: checked at load); throws NeedsWholeText */
+  segment(body: string): readonly number[] {
+    let ids = this.#cache.get(body);
     if (ids) return ids;
-    if (this.#added.some((c) => s.includes(c))) throw new NeedsWholeText(`segment "${s}" holds an added token`);
+    if (this.#added.some((c) => body.includes(c))) throw new NeedsWholeText(`segment "${SPACE}${body}" holds an added token`);
     const tok = this.#tok;
-    const raw = tok.model.encode([s]).map((t) => idOf(tok, t));
+    const raw = tok.model.encode([SPACE + body]).map((t) => idOf(tok, t));
     const unk = this.#fuseUnk;
     ids = unk === undefined ? raw : raw.filter((id, i) => !(id === unk && raw[i - 1] === unk));
-    this.#cache.set(s, ids);
+    this.#cache.set(body, ids);
     return ids;
   }
 
-  /** append segment `s`'s ids to `out`; `lastUnk` says whether the previous segment ended unknown, the result whether `s` does */
-  append(out: number[], s: string, lastUnk: boolean): boolean {
-    const ids = this.segment(s);
+  /** append the ids of segment "▁" + `body` to `out`; `lastUnk` says whether the previous segment ended unknown, the result whether this one does */
+  append(out: number[], body: string, lastUnk: boolean): boolean {
+    const ids = this.segment(body);
     const unk = this.#fuseUnk;
     const skip = lastUnk && ids[0] === unk ? 1 : 0;
     for (let i = skip; i < ids.length; i++) out.push(ids[i] as number);
@@ -118,8 +118,10 @@ export class SegmentEncoder {
 }
 
 /**
- * Splits raw text arriving in pieces into normalized segments: "▁" + the text with spaces as "▁", cut before
- * every "▁". `push` returns the segments completed so far; the last, still open one waits for more text.
+ * Splits raw text arriving in pieces into the segments of its normalized form ("▁" + the text with spaces as
+ * "▁", cut before every "▁"), each given by its body: the segment without its leading "▁" (a "▁" already in
+ * the text cuts as a space does). `push` returns the bodies completed so far; the last, still open one waits
+ * for more text.
  */
 export class SegmentSplitter {
   #open = '';
@@ -127,18 +129,19 @@ export class SegmentSplitter {
 
   push(text: string): string[] {
     if (text.length === 0) return [];
-    const normalized = (this.#started ? '' : SPACE) + text.replaceAll(' ', SPACE);
     this.#started = true;
-    const parts = (this.#open + normalized).split(SPACE);
-    // parts[0] is '' (the text so far starts with ▁); each later part is a segment without its ▁
-    this.#open = SPACE + (parts.pop() as string);
-    return parts.slice(1).map((p) => SPACE + p);
+    const joined = this.#open + text;
+    const parts = (joined.includes(SPACE) ? joined.replaceAll(SPACE, ' ') : joined).split(' ');
+    this.#open = parts.pop() as string;
+    return parts;
   }
 
-  /** the last segment, once the text has ended */
+  /** the last segment's body, once the text has ended */
   finish(): string[] {
     const last = this.#open;
     this.#open = '';
-    return last.length > 0 ? [last] : [];
+    const started = this.#started;
+    this.#started = false;
+    return started ? [last] : [];
   }
 }

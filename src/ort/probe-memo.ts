@@ -4,7 +4,9 @@
 // An answer is reused only under the same fingerprint: the kernel's boot id, Node (path, version), the installed
 // onnxruntime-node (entry, native library files by size and mtime), the environment variables GPU drivers and
 // loaders read, the Vulkan driver manifests and the GPU device nodes. Without a boot id (not Linux), or with
-// QUANTFORGE_PROBE_MEMO=0, every process probes, as before; `doctor` always probes.
+// QUANTFORGE_PROBE_MEMO=0, every process probes, as before; `doctor` always probes. The memo keeps the answers of
+// the last MEMO_FINGERPRINTS fingerprints, so installs that take turns on one machine (two checkouts, each with
+// its own onnxruntime-node) do not make each other probe again.
 
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
@@ -17,10 +19,18 @@ export interface MemoAnswer {
   detail: string;
 }
 
-interface MemoFile {
+interface MemoEntry {
   fingerprint: string;
   answers: Record<string, MemoAnswer>;
 }
+
+/** the entries, most recently written first */
+interface MemoFile {
+  entries: MemoEntry[];
+}
+
+/** how many fingerprints' answers the memo keeps */
+export const MEMO_FINGERPRINTS = 8;
 
 /** environment variables that can change what a provider finds (drivers, loaders, library paths) */
 const DRIVER_ENV = /^(VK_|MESA_|DRI_|LIBGL_|GALLIUM_|CUDA_|NVIDIA_|ORT_|ONNXRUNTIME_|QF_PROBE_)|^(LD_LIBRARY_PATH|LD_PRELOAD|XDG_RUNTIME_DIR|XDG_DATA_DIRS|XDG_CONFIG_DIRS|HOME)$/;
@@ -70,27 +80,34 @@ function memoFile(): string {
   return join(tmpdir(), `quantforge-${uid}`, 'provider-probes.json');
 }
 
-function read(fingerprint: string): MemoFile {
+const isEntry = (e: unknown): e is MemoEntry => {
+  const m = e as Partial<MemoEntry> | null;
+  return typeof m === 'object' && m !== null && typeof m.fingerprint === 'string' && typeof m.answers === 'object' && m.answers !== null;
+};
+
+/** the memo's entries; a missing or damaged file has none (probe again) */
+function read(): MemoEntry[] {
   try {
-    const m = JSON.parse(readFileSync(memoFile(), 'utf8')) as MemoFile;
-    if (m.fingerprint === fingerprint && typeof m.answers === 'object' && m.answers !== null) return m;
+    const m = JSON.parse(readFileSync(memoFile(), 'utf8')) as Partial<MemoFile> | null;
+    return Array.isArray(m?.entries) ? m.entries.filter(isEntry) : [];
   } catch {
-    // missing or damaged: probe again
+    return [];
   }
-  return { fingerprint, answers: {} };
 }
 
 /** the remembered answer to `key` under this fingerprint */
 export function recalled(fingerprint: string, key: string): MemoAnswer | undefined {
-  const a = read(fingerprint).answers[key];
+  const a = read().find((e) => e.fingerprint === fingerprint)?.answers[key];
   return a && typeof a.ok === 'boolean' && typeof a.detail === 'string' ? { ok: a.ok, detail: a.detail } : undefined;
 }
 
 /** remember an answer (temp file + rename; a memo that cannot be written only costs the next run a probe) */
 export function remember(fingerprint: string, key: string, answer: MemoAnswer): void {
   const file = memoFile();
-  const m = read(fingerprint);
-  m.answers[key] = answer;
+  const entries = read();
+  const mine = entries.find((e) => e.fingerprint === fingerprint) ?? { fingerprint, answers: {} };
+  mine.answers[key] = answer;
+  const m: MemoFile = { entries: [mine, ...entries.filter((e) => e !== mine)].slice(0, MEMO_FINGERPRINTS) };
   try {
     mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
     const tmp = `${file}.tmp-${process.pid}`;

@@ -9,7 +9,7 @@ import type { OpenedModel } from '../graphs/open.js';
 import type { Runtime } from '../ort/session.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import type { ParamKeys } from '../stages/stage.js';
-import type { StepImpl } from '../steps/types.js';
+import type { StepDef } from '../steps/types.js';
 
 /** an output entry as every format has it; a format's options type extends it */
 export interface OutputOptions {
@@ -20,7 +20,7 @@ export interface OutputOptions {
 
 /** the step that writes the output directory from the final layer states (input role `states`) */
 export interface OutputWriter<O, W> {
-  readonly step: StepImpl<string, W>;
+  readonly step: StepDef<string, W>;
   params(output: O): W;
 }
 
@@ -31,7 +31,7 @@ export interface OutputEvaluation<E> {
   /** how the report names the evaluated model */
   readonly label: string;
   /** reads the evaluation windows (role `ids`) and the written directory (role `input`) */
-  readonly step: StepImpl<string, E>;
+  readonly step: StepDef<string, E>;
   readonly input: string;
   /** params from the recipe's `evaluate.perplexity.batch_size` */
   params(batchSize: number | null): E;

@@ -1,7 +1,7 @@
 // Output formats by their recipe `format`: one word in the recipe, the schema file name and the folder name.
 // A new format is its folder and one line here (and its schema's line in schema/recipe.schema.json).
 
-import type { StepImpl } from '../steps/types.js';
+import type { StepDef } from '../steps/types.js';
 import { compressedTensorsOutput } from './compressed-tensors/output.js';
 import { onnxOutput } from './onnx/output.js';
 import { ggufOutput } from './gguf/output.js';
@@ -21,4 +21,4 @@ export function outputDef(output: OutputOptions): OutputDef<OutputOptions> {
 }
 
 /** the step kinds the output formats add: the writers and the evaluations */
-export const outputSteps: readonly StepImpl[] = Object.values(outputDefs).flatMap((d) => [d.write.step, ...(d.evaluate ? [d.evaluate.step] : [])]);
+export const outputSteps: readonly StepDef[] = Object.values(outputDefs).flatMap((d) => [d.write.step, ...(d.evaluate ? [d.evaluate.step] : [])]);

@@ -9,7 +9,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { stepId, type StepId, type StepPlacement, type StepPlan, type StepSpec } from '../stages/step-plan.js';
 import type { StepKind } from '../steps/registry.js';
-import type { StepImpl } from '../steps/types.js';
+import type { StepDef } from '../steps/types.js';
 import type { ModelRef, PlannedEvaluation, PlannedOutput, StepNode } from './types.js';
 
 export class PlanBuilder implements StepPlan {
@@ -42,7 +42,7 @@ export class PlanBuilder implements StepPlan {
   }
 
   /** a step of a kind outside the step registry (an output format's), typed by its implementation */
-  addStep<P>(impl: StepImpl<string, P>, params: P, placement: StepPlacement): StepId {
+  addStep<P>(impl: StepDef<string, P>, params: P, placement: StepPlacement): StepId {
     return this.#push(impl.kind, params, placement);
   }
 

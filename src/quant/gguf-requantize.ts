@@ -23,12 +23,6 @@ import { fromBlocks, type GgufWeight } from './gguf-weight.js';
 const QK = 32;
 const f = Math.fround;
 
-/** the block type an integer scheme is requantized to (header table); undefined for float schemes and > 8 bits */
-export function requantizeTarget(args: Pick<QuantArgs, 'type' | 'num_bits' | 'symmetric'>): 'Q4_0' | 'Q4_1' | 'Q8_0' | undefined {
-  if (args.type !== 'int' || args.num_bits > 8) return undefined;
-  if (args.num_bits <= 4) return args.symmetric ? 'Q4_0' : 'Q4_1';
-  return 'Q8_0';
-}
 
 /** the source's qparams as a layer state stores them */
 export interface SourceQParams {

@@ -83,6 +83,16 @@ export function storedBlockType(wanted: GgufBlockTypeName, cols: number): { type
   return { type: undefined, reason: `${cols} columns are not a multiple of ${size}; no ${wanted} block fits, so the weight is not quantized (llama.cpp falls back to F16)` };
 }
 
+/**
+ * the block type an integer scheme is requantized to for the gguf output (quant/gguf-requantize.ts has the
+ * table); undefined for float schemes and > 8 bits
+ */
+export function requantizeTarget(args: { readonly type: string; readonly num_bits: number; readonly symmetric: boolean }): 'Q4_0' | 'Q4_1' | 'Q8_0' | undefined {
+  if (args.type !== 'int' || args.num_bits > 8) return undefined;
+  if (args.num_bits <= 4) return args.symmetric ? 'Q4_0' : 'Q4_1';
+  return 'Q8_0';
+}
+
 /** what is wrong with GGUF args (`gguf` names a block type the other fields must agree with); undefined when nothing is */
 export function ggufArgsProblem(input: { readonly gguf?: string; readonly num_bits?: number; readonly symmetric?: boolean; readonly group_size?: number | null; readonly dynamic?: boolean | string; readonly actorder?: unknown }): string | undefined {
   const name = input.gguf ?? '';

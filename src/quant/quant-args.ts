@@ -18,6 +18,11 @@ export type QuantStrategy = 'tensor' | 'channel' | 'group' | 'block' | 'token' |
 export type ActOrder = 'static' | 'group';
 export const OBSERVERS = ['minmax', 'mse', 'memoryless', 'memoryless_minmax', 'static_minmax', 'memoryless_mse'] as const;
 export type ObserverName = (typeof OBSERVERS)[number];
+
+/** which algorithm an observer name runs on weights (the memoryless/static variants coincide there) */
+export function observerKind(name: ObserverName | null): 'minmax' | 'mse' {
+  return name === 'mse' || name === 'memoryless_mse' ? 'mse' : 'minmax';
+}
 export type JsonScalar = string | number | boolean | null;
 
 /** compressed-tensors QuantizationArgs, every default filled in */

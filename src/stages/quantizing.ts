@@ -1,7 +1,7 @@
 // The parameters every quantizing stage shares (gptq, awq, autoround, rtn: llm-compressor's QuantizationMixin)
 // and their resolution against the model: which decoder-layer Linear gets which quantization args.
 
-import { observerKind } from '../algo/observers.js';
+import { observerKind } from '../quant/quant-args.js';
 import { ggufTypeOf } from '../quant/gguf-scheme.js';
 import { GRAPH_BLOCK_TYPES, isGraphBlockType } from '../graphs/gguf-fake-quant.js';
 import { assignSchemes } from '../algo/targets.js';

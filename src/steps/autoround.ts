@@ -210,8 +210,6 @@ async function outputErrors(
 
 export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   kind: 'autoround',
-  // 3: the basic-op layer in its captures and propagation (activations.ts)
-  version: 3,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

@@ -26,7 +26,6 @@ export interface AwqLossParams extends AwqParams {
 
 export const awqLossStep: StepImpl<'awq-loss', AwqLossParams> = {
   kind: 'awq-loss',
-  version: 1,
   async run(ctx) {
     const { layer, modules, mappings, mapping, duo_scaling: duo, n_grid: nGrid, shard, shards } = ctx.params;
     const m = mappings[mapping];

@@ -102,9 +102,6 @@ async function quantizeLayer(ctx: StepContext<AwqParams>, src: HfSource, state: 
 
 export const awqStep: StepImpl<'awq', AwqParams> = {
   kind: 'awq',
-  // 3 and 2 changed its results on two lines of work; 4 has both; 5 on two lines again (attention losses in
-  // chunks inside the layer's batches with the per-mapping mode; the basic-op layer on every provider): 6 has both
-  version: 6,
   async run(ctx) {
     const { layer, modules, mappings, duo_scaling: duo, n_grid: nGrid, mapping } = ctx.params;
     const candidates = awqGrid(duo, nGrid);

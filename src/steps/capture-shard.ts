@@ -21,8 +21,6 @@ export interface CaptureShardParams extends CaptureParams {
 
 export const captureShardStep: StepImpl<'capture-shard', CaptureShardParams> = {
   kind: 'capture-shard',
-  // 2: shard boundaries on batch boundaries; 3: the basic-op layer (activations.ts)
-  version: 3,
   async run(ctx) {
     const { layer, statistic, modules, shard, shards } = ctx.params;
     checkStatistic(statistic);

@@ -108,8 +108,6 @@ export async function writeStatistics(dir: string, statistic: Statistic, sums: R
 
 export const captureStep: StepImpl<'capture', CaptureParams> = {
   kind: 'capture',
-  // 2: next_hidden, or mean |X| summed in float64 inside onnxruntime; 3: both; 4: the basic-op layer (activations.ts)
-  version: 4,
   async run(ctx): Promise<Json> {
     const { layer, statistic, modules, next_hidden: nextHidden = false } = ctx.params;
     checkStatistic(statistic);

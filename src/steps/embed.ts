@@ -8,7 +8,6 @@ import { input, requireModel, type StepImpl } from './types.js';
 
 export const embedStep: StepImpl<'embed', Record<string, never>> = {
   kind: 'embed',
-  version: 1,
   async run(ctx) {
     const ids = await readIds(input(ctx, 'ids').dir);
     const src = await HfSource.open(requireModel(ctx));

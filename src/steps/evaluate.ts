@@ -22,7 +22,6 @@ export interface EvaluateParams {
 
 export const evaluateStep: StepImpl<'evaluate', EvaluateParams> = {
   kind: 'evaluate',
-  version: 3,
   async run(ctx) {
     const p = ctx.params;
     const windows = await readIds(input(ctx, 'ids').dir);

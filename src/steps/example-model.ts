@@ -29,7 +29,6 @@ export async function writeExampleModel(rt: Runtime, dir: string, o: ExampleOpti
 
 export const exampleModelStep: StepImpl<'example-model', ExampleModelParams> = {
   kind: 'example-model',
-  version: 1,
   async run(ctx) {
     const cfg = await writeExampleModel(ctx.runtime, ctx.outDir, { ...ctx.params, onProgress: ctx.progress });
     return { layers: cfg.numLayers, hidden: cfg.hiddenSize, vocab: cfg.vocabSize } satisfies Json;

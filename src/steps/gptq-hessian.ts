@@ -27,8 +27,6 @@ export interface GptqHessianParams {
 
 export const gptqHessianStep: StepImpl<'gptq-hessian', GptqHessianParams> = {
   kind: 'gptq-hessian',
-  // 2: float32 XᵀX per batch; 3: shard boundaries on batch boundaries; 4: the basic-op layer (activations.ts)
-  version: 4,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

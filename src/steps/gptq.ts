@@ -189,9 +189,6 @@ async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array,
 
 export const gptqStep: StepImpl<'gptq', GptqParams> = {
   kind: 'gptq',
-  // 2: float32 XᵀX taps, or scales rounded to the stored dtype; 3: both; 4: the basic-op layer (activations.ts);
-  // 5: output_error from the solve (gptqOutputError: the same codes, the metric within ~1e-7 relative)
-  version: 5,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

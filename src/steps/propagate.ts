@@ -12,8 +12,6 @@ export interface PropagateParams {
 
 export const propagateStep: StepImpl<'propagate', PropagateParams> = {
   kind: 'propagate',
-  // 3: the basic-op layer (activations.ts)
-  version: 3,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {

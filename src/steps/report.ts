@@ -108,7 +108,6 @@ function curveBlocks(stage: number, kind: string, layers: StepInputDir[]): Block
 
 export const reportStep: StepImpl<'report', ReportParams> = {
   kind: 'report',
-  version: 1,
   async run(ctx) {
     const p = ctx.params;
     const result = (role: string): Obj | undefined => optionalInput(ctx, role)?.result as Obj | undefined;

@@ -24,8 +24,6 @@ export interface RtnParams {
 
 export const rtnStep: StepImpl<'rtn', RtnParams> = {
   kind: 'rtn',
-  // 3: static input ranges and the next layer's inputs from the basic-op layer (activations.ts)
-  version: 3,
   async run(ctx) {
     const { src, state } = await openLayerInput(ctx, ctx.params.layer);
     try {
@@ -68,7 +66,7 @@ export const rtnStep: StepImpl<'rtn', RtnParams> = {
         }
         const globalScale = globals.get(local);
         const q = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, scaleDtype: scaleDtypes.get(local) ?? 'float32', ...(globalScale === undefined ? {} : { globalScale }) });
-        errors[local] = { weight_error: relativeError(w.data, q.dequantized), ...(globalScale === undefined ? {} : { global_scale: globalScale }) };
+        errors[local] = { weight_error: q.weightError ?? relativeError(w.data, q.dequantized), ...(globalScale === undefined ? {} : { global_scale: globalScale }) };
         setQuantized(state, local, rows, cols, q, module);
         ctx.progress(i + 1, modules.length, local);
       }

@@ -20,7 +20,6 @@ export interface SmoothQuantParams {
 
 export const smoothquantStep: StepImpl<'smoothquant', SmoothQuantParams> = {
   kind: 'smoothquant',
-  version: 2,
   async run(ctx) {
     const { layer, smoothing_strength: alpha, mappings } = ctx.params;
     const { src, state } = await openLayerInput(ctx, layer);

@@ -27,7 +27,6 @@ export interface TokenizeParams {
 
 export const tokenizeStep: StepImpl<'tokenize', TokenizeParams> = {
   kind: 'tokenize',
-  version: 2,
   async run(ctx) {
     const p = ctx.params;
     const dataset = p.model_file !== undefined ? join(requireModel(ctx), p.model_file) : ctx.files[p.role];

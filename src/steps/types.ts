@@ -30,12 +30,36 @@ export interface StepContext<P = unknown> {
   signal: AbortSignal;
 }
 
-/** a step kind: `K` is its literal kind, `P` its params (steps/registry.ts maps one to the other) */
+/** a step kind's implementation: `K` is its literal kind, `P` its params (steps/registry.ts maps one to the other) */
 export interface StepImpl<K extends string = string, P = unknown> {
+  readonly kind: K;
+  run(ctx: StepContext<P>): Promise<Json>;
+}
+
+/**
+ * a step kind as the registries declare it (steps/registry.ts, an output format's `output.ts`): cheap to
+ * import, so a run whose steps are all cached never loads an implementation (nor graphs, formats or algo)
+ */
+export interface StepDef<K extends string = string, P = unknown> {
   readonly kind: K;
   /** bump when a code change alters the step's results: it is part of the cache key */
   readonly version: number;
-  run(ctx: StepContext<P>): Promise<Json>;
+  /** the implementation, imported on first use */
+  load(): Promise<StepImpl<K, P>>;
+}
+
+/** declares a step kind whose implementation `load` imports (once, however often it is asked for) */
+export function stepDef<K extends string, P>(kind: K, version: number, load: () => Promise<StepImpl<K, P>>): StepDef<K, P> {
+  let loading: Promise<StepImpl<K, P>> | undefined;
+  return {
+    kind,
+    version,
+    load: () =>
+      (loading ??= load().then((impl) => {
+        if (impl.kind !== kind) throw new Error(`step kind "${kind}" loaded the implementation of "${impl.kind}"`);
+        return impl;
+      })),
+  };
 }
 
 export function input(ctx: StepContext<unknown>, role: string): StepInputDir {

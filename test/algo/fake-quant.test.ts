@@ -1,4 +1,5 @@
 import { describe, expect, test, vi } from 'vitest';
+import { relativeError } from '../../src/steps/quantized-module.js';
 import { fakeQuantizeActivationsPerToken, quantizeDequantize, quantizeWeightRtn, quantizeWeightRtnJs, RTN_KERNEL_MIN_VALUES, type QuantizedWeight } from '../../src/algo/fake-quant.js';
 import { Runtime } from '../../src/ort/session.js';
 import { computeQParams, dequantizeWeight, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
@@ -107,6 +108,12 @@ describe('quantizeDequantize', () => {
       const codes = quantizeWeight(w, rows, cols, qp, args);
       expect(Array.from(fused.codes)).toEqual(Array.from(codes));
       expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args)));
+      // the relative error summed on the way is relativeError's (NaN here: w holds one)
+      expect(fused.weightError).toBe(relativeError(w, fused.dequantized));
+      const finite = w.map((v) => (Number.isNaN(v) ? 0.25 : v));
+      const clean = quantizeDequantize(finite, rows, cols, qp, args);
+      expect(clean.weightError).toBeGreaterThan(0);
+      expect(clean.weightError).toBe(relativeError(finite, clean.dequantized));
     });
   }
 
@@ -121,5 +128,28 @@ describe('quantizeDequantize', () => {
     const codes = quantizeWeight(w, rows, cols, qp, args, gIdx);
     expect(Array.from(fused.codes)).toEqual(Array.from(codes));
     expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args, gIdx)));
+  });
+
+  test('values past the grid clamp to qmin / qmax (±Infinity too), under runs of equal g_idx and a partial group', () => {
+    const [rows, cols] = [4, 45];
+    for (const symmetric of [true, false]) {
+      const args = { num_bits: 4, symmetric, strategy: 'group', group_size: 16 } as const;
+      const rnd = seededRandom(11);
+      // scales from a range half the data's: a quarter of the values fall past the grid on either side
+      const w = Float32Array.from({ length: rows * cols }, () => (rnd() - 0.5) * 8);
+      w[3] = Infinity;
+      w[50] = -Infinity;
+      const qp = computeQParams(new Float32Array(rows * 3).fill(-1), new Float32Array(rows * 3).fill(1.5), args);
+      const gIdx = Int32Array.from({ length: cols }, (_, c) => Math.floor(c / 5) % 3);
+      for (const g of [undefined, gIdx]) {
+        const fused = quantizeDequantize(w, rows, cols, qp, args, g);
+        const codes = quantizeWeight(w, rows, cols, qp, args, g);
+        expect(Array.from(fused.codes)).toEqual(Array.from(codes));
+        expect(new Set(codes)).toContain(7);
+        expect(new Set(codes)).toContain(-8);
+        expect(bits(fused.dequantized)).toEqual(bits(dequantizeWeight(codes, rows, cols, qp, args, g)));
+        expect(fused.weightError).toBe(relativeError(w, fused.dequantized));
+      }
+    }
   });
 });

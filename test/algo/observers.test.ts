@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { JS_MSE_LIMIT, ObserverError, mseMinMax, mseOptions, observeWeight, observerKind, type WeightObserverArgs } from '../../src/algo/observers.js';
+import { JS_MSE_LIMIT, ObserverError, mseMinMax, mseOptions, observeWeight, type WeightObserverArgs } from '../../src/algo/observers.js';
+import { observerKind } from '../../src/quant/quant-args.js';
 import { computeQParams, fakeQuantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { Runtime } from '../../src/ort/session.js';
 import { seededRandom } from '../../src/random.js';

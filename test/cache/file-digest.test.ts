@@ -30,7 +30,7 @@ async function sneakyRewrite(path: string, text: string, mtime: Date): Promise<v
 }
 
 describe('sha256File', () => {
-  test('is the sha256 of the file bytes, also across stream chunks', async () => {
+  test('is the sha256 of the file bytes, also across read chunks and a partial last one', async () => {
     const big = 'x'.repeat(3 << 20) + 'tail';
     await writeFile(join(dir, 'big.bin'), big);
     expect(await sha256File(join(dir, 'big.bin'))).toBe(sha(big));

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { CACHE_FORMAT, canonicalJson, computeKey, explainChange, type Digest, type KeyRecord } from '../../src/cache/key.js';
 
@@ -47,6 +48,26 @@ describe('canonicalJson', () => {
     ['a function', { f: () => 1 }],
   ])('refuses %s instead of mapping it to null', (_name, value) => {
     expect(() => canonicalJson(value)).toThrow(/cannot put .* into a cache key/);
+  });
+
+  test('names where the value that is not JSON sits', () => {
+    expect(() => canonicalJson({ modules: { q: { weights: [1, { lr: Number.NaN }] } } })).toThrow('cannot put NaN at modules.q.weights[1].lr into a cache key');
+  });
+
+  test('is JSON.stringify with the keys of every object in code-unit order (random JSON)', () => {
+    // (an object rebuilt in sorted order would not do: JSON.stringify puts integer-like keys first)
+    const reference = (v: unknown): string => {
+      if (Array.isArray(v)) return `[${v.map(reference).join(',')}]`;
+      if (v === null || typeof v !== 'object') return JSON.stringify(v);
+      const keys = Object.keys(v).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${reference((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    };
+    fc.assert(
+      fc.property(fc.jsonValue(), (v) => {
+        expect(canonicalJson(v)).toBe(reference(v));
+      }),
+      { numRuns: 300, seed: 17 },
+    );
   });
 });
 

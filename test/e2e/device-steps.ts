@@ -10,8 +10,8 @@ import type { Json } from '../../src/cache/key.js';
 import type { RunEvent } from '../../src/exec/events.js';
 import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
-import { InProcessRunner, type StepCallbacks, type StepRequest, type StepRunner } from '../../src/exec/runner.js';
-import { stepImpls } from '../../src/exec/step-impls.js';
+import { InProcessRunner, stepImpl, type StepCallbacks, type StepRequest, type StepRunner } from '../../src/exec/runner.js';
+import { stepDefs } from '../../src/exec/step-impls.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { Runtime, type Provider } from '../../src/ort/session.js';
 import { LAYER_FILE } from '../../src/steps/layer-state.js';
@@ -44,7 +44,7 @@ export async function runOn(rt: Runtime, cpu: Runtime, path: string, cache: stri
   const prepared = await prepare(path, [], cache, provider);
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  const runner = new RecordingRunner(new InProcessRunner(stepImpls, () => rt, () => cpu));
+  const runner = new RecordingRunner(new InProcessRunner(stepDefs, () => rt, () => cpu));
   const outcome = await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   const failed = events.find((e) => e.event === 'step-failed');
   if (failed) throw new Error(`step failed on ${provider}: ${JSON.stringify(failed)}`);
@@ -56,8 +56,7 @@ export async function runOn(rt: Runtime, cpu: Runtime, path: string, cache: stri
 
 /** runs one recorded step again on `rt`, from the same inputs, into a fresh directory under `dir` */
 export async function rerunStep(req: StepRequest, rt: Runtime, dir: string): Promise<{ dir: string; result: Json }> {
-  const impl = stepImpls.get(req.kind);
-  if (!impl) throw new Error(`no implementation for step kind ${req.kind}`);
+  const impl = await stepImpl(stepDefs, req.kind);
   const outDir = mkdtempSync(join(dir, 'step-'));
   const result = await impl.run({ ...req, outDir, runtime: rt, progress: () => {}, warn: () => {}, signal: new AbortController().signal });
   return { dir: outDir, result };

@@ -10,7 +10,7 @@ import { prepare } from '../../src/exec/prepare.js';
 import { build } from '../../src/exec/run.js';
 import { InProcessRunner, type StepRunner } from '../../src/exec/runner.js';
 import { Runtime } from '../../src/ort/session.js';
-import { stepImpls } from '../../src/exec/step-impls.js';
+import { stepDefs } from '../../src/exec/step-impls.js';
 
 export type Summary = Extract<RunEvent, { event: 'summary' }>;
 
@@ -34,7 +34,7 @@ export async function runRecipe(recipe: string, sets: string[] = [], cache = tes
   const prepared = await prepare(recipe, sets, cache, 'cpu');
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  runner ??= new InProcessRunner(stepImpls, () => (runtime ??= new Runtime({ device: 'cpu' })));
+  runner ??= new InProcessRunner(stepDefs, () => (runtime ??= new Runtime({ device: 'cpu' })));
   const outcome = await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   const summary = events.find((e): e is Summary => e.event === 'summary')!;
   const failed = events.find((e) => e.event === 'step-failed');

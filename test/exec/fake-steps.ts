@@ -42,7 +42,6 @@ export function fakeImpls(calls: Map<string, number>, options: { delayMs?: numbe
   for (const [kind, version] of stepVersions) {
     impls.set(kind, {
       kind,
-      version,
       async run(ctx: StepContext<Json>): Promise<Json> {
         calls.set(ctx.id, (calls.get(ctx.id) ?? 0) + 1);
         options.onRun?.(ctx.id);

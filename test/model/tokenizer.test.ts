@@ -105,11 +105,16 @@ describe('tokenizer', () => {
     expect(tok.encodePrefix([text], 2)).toEqual({ ids: lib.encode(text).ids, complete: true });
   });
 
-  test('the splitter cuts before every "▁" and keeps the open word for the next piece', () => {
+  test('the splitter cuts before every "▁" and keeps the open word for the next piece (segments by their bodies)', () => {
     const s = new SegmentSplitter();
-    expect(s.push('the ca')).toEqual(['▁the']);
-    expect(s.push('t  sat')).toEqual(['▁cat', '▁']);
-    expect(s.finish()).toEqual(['▁sat']);
+    expect(s.push('the ca')).toEqual(['the']);
+    expect(s.push('t  sat')).toEqual(['cat', '']);
+    expect(s.finish()).toEqual(['sat']);
+    // a text that starts or ends with a space has an empty first or last segment ("▁"), and a "▁" in the text cuts
+    const t = new SegmentSplitter();
+    expect(t.push(' a▁b ')).toEqual(['', 'a', 'b']);
+    expect(t.finish()).toEqual(['']);
+    expect(new SegmentSplitter().finish()).toEqual([]);
   });
 });
 

@@ -16,7 +16,7 @@ import { InProcessRunner } from '../../src/exec/runner.js';
 import type { Graph } from '../../src/ort/graph.js';
 import { describePlacements } from '../../src/ort/placement.js';
 import { Kernel, Runtime, type Feeds, type Fetches, type KernelOptions, type NodePlacement, type Provider } from '../../src/ort/session.js';
-import { stepImpls } from '../../src/exec/step-impls.js';
+import { stepDefs } from '../../src/exec/step-impls.js';
 import type { Tensor } from '../../src/tensor.js';
 
 export interface Recorded {
@@ -99,7 +99,7 @@ export async function runRecipeText(rt: Runtime, yaml: string, dir: string, cach
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
   let cpu: Runtime | undefined;
-  const runner = new InProcessRunner(stepImpls, () => rt, () => (rt.device === 'cpu' ? rt : (cpu ??= new Runtime({ device: 'cpu' }))));
+  const runner = new InProcessRunner(stepDefs, () => rt, () => (rt.device === 'cpu' ? rt : (cpu ??= new Runtime({ device: 'cpu' }))));
   await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   await cpu?.close();
   const failed = events.find((e) => e.event === 'step-failed');

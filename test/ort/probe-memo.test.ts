@@ -1,12 +1,13 @@
 // Provider probe answers remembered across processes (src/ort/probe-memo.ts): reused only under the same
-// fingerprint, which moves with the environment drivers read; checkProvider answers from the memo without a child
+// fingerprint, which moves with the environment drivers read, beside the answers of other installs (the last
+// MEMO_FINGERPRINTS fingerprints); checkProvider answers from the memo without a child
 // process, and `fresh` (doctor) bypasses it.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { probeFingerprint, recalled, remember } from '../../src/ort/probe-memo.js';
+import { MEMO_FINGERPRINTS, probeFingerprint, recalled, remember } from '../../src/ort/probe-memo.js';
 import { checkProvider, ortPaths } from '../../src/ort/probe.js';
 
 const saved = { TMPDIR: process.env['TMPDIR'], VK: process.env['VK_ICD_FILENAMES'] };
@@ -45,9 +46,22 @@ describe('probe memo', () => {
     expect(recalled('f1', 'cuda:any')).toEqual({ ok: true, detail: 'a CUDA device' });
     expect(recalled('f1', 'webgpu:any')).toBeUndefined();
     expect(recalled('f2', 'webgpu:hw')).toBeUndefined();
-    // a new fingerprint starts over: f1's answers are gone
+    // another install's answers sit beside f1's
     remember('f2', 'webgpu:hw', { ok: true, detail: 'a hardware Vulkan adapter' });
-    expect(recalled('f1', 'webgpu:hw')).toBeUndefined();
+    expect(recalled('f2', 'webgpu:hw')).toEqual({ ok: true, detail: 'a hardware Vulkan adapter' });
+    expect(recalled('f1', 'webgpu:hw')).toEqual({ ok: false, detail: 'no hardware Vulkan adapter' });
+  });
+
+  test('the memo keeps the last MEMO_FINGERPRINTS fingerprints written', () => {
+    for (let i = 0; i <= MEMO_FINGERPRINTS; i++) remember(`g${i}`, 'cuda:any', { ok: false, detail: `answer ${i}` });
+    // g0 was written longest ago: dropped; the rest are kept
+    expect(recalled('g0', 'cuda:any')).toBeUndefined();
+    for (let i = 1; i <= MEMO_FINGERPRINTS; i++) expect(recalled(`g${i}`, 'cuda:any')).toEqual({ ok: false, detail: `answer ${i}` });
+    // writing g1 again makes it the newest, so the next new fingerprint drops g2
+    remember('g1', 'webgpu:hw', { ok: false, detail: 'again' });
+    remember('g9', 'cuda:any', { ok: false, detail: 'answer 9' });
+    expect(recalled('g1', 'cuda:any')).toEqual({ ok: false, detail: 'answer 1' });
+    expect(recalled('g2', 'cuda:any')).toBeUndefined();
   });
 
   test('checkProvider answers from the memo without a child process; fresh probes', () => {

@@ -4,7 +4,8 @@
 
 import { describe, expect, test } from 'vitest';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
-import { requantizeTarget, requantizeToGguf } from '../../src/quant/gguf-requantize.js';
+import { requantizeToGguf } from '../../src/quant/gguf-requantize.js';
+import { requantizeTarget } from '../../src/quant/gguf-scheme.js';
 import { quantizeGgufRtn } from '../../src/quant/gguf-weight.js';
 import { resolveQuantArgs } from '../../src/quant/scheme.js';
 import { random } from '../fixtures/random.js';

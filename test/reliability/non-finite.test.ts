@@ -14,7 +14,7 @@ import { InProcessRunner } from '../../src/exec/runner.js';
 import { NonFiniteWeightError, checkFiniteWeight } from '../../src/model/finite.js';
 import { HfSource } from '../../src/model/source.js';
 import { Runtime } from '../../src/ort/session.js';
-import { stepImpls } from '../../src/exec/step-impls.js';
+import { stepDefs } from '../../src/exec/step-impls.js';
 import { f32 } from '../../src/tensor.js';
 import { MICRO_TEXT, writeMicroModel } from '../fixtures/micro-model.js';
 
@@ -47,7 +47,7 @@ async function run(model: string, method: string): Promise<Extract<RunEvent, { e
   const prepared = await prepare(recipe, [], cache, 'cpu');
   if (!prepared.ok) throw new Error(prepared.diagnostics.map((d) => d.message).join('\n'));
   const events: RunEvent[] = [];
-  const runner = new InProcessRunner(stepImpls, () => runtime);
+  const runner = new InProcessRunner(stepDefs, () => runtime);
   await build(prepared.value, new DirStore(cache), runner, (e) => events.push(e), new AbortController().signal);
   return events.find((e): e is Extract<RunEvent, { event: 'step-failed' }> => e.event === 'step-failed');
 }

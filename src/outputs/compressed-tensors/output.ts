@@ -4,15 +4,14 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openWeights } from '../../graphs/open.js';
-import { CompressedTensorsSource } from '../../model/compressed-tensors-source.js';
 import { declaresCompressedTensors } from '../../model/quantization-config.js';
 import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
 import { formatOf } from '../../formats/compressed-tensors.js';
 import { elementKind } from '../../quant/quant-args.js';
 import { ggufTypeOf } from '../../quant/gguf-scheme.js';
 import { ReasonedError } from '../../diag/failure.js';
-import { packStep, type PackParams } from './pack-step.js';
+import { stepDef } from '../../steps/types.js';
+import type { PackParams } from './pack-step.js';
 
 export interface CompressedTensorsOutput extends OutputOptions {
   readonly format: 'compressed-tensors';
@@ -45,6 +44,12 @@ export const compressedTensorsOutput: OutputDef<CompressedTensorsOutput, PackPar
   format: 'compressed-tensors',
   properties: { format: 'always', path: 'always' },
   supports,
-  write: { step: packStep, params: () => ({ format: 'compressed-tensors' }) },
-  open: { detect, open: async (rt, dir) => openWeights(rt, 'compressed-tensors', await CompressedTensorsSource.open(dir)) },
+  write: { step: stepDef('pack', 1, async () => (await import('./pack-step.js')).packStep), params: () => ({ format: 'compressed-tensors' }) },
+  open: {
+    detect,
+    async open(rt, dir) {
+      const [{ openWeights }, { CompressedTensorsSource }] = await Promise.all([import('../../graphs/open.js'), import('../../model/compressed-tensors-source.js')]);
+      return openWeights(rt, 'compressed-tensors', await CompressedTensorsSource.open(dir));
+    },
+  },
 };

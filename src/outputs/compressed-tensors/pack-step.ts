@@ -19,7 +19,6 @@ export interface PackParams {
 
 export const packStep: StepImpl<'pack', PackParams> = {
   kind: 'pack',
-  version: 1,
   async run(ctx) {
     const states = inputList(ctx, 'states');
     const writer = new SafetensorsWriter(ctx.outDir, { maxShardBytes: 5e9 });

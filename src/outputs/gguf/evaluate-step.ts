@@ -7,7 +7,7 @@ import { GgufSource } from '../../model/gguf-source.js';
 import { readIds } from '../../steps/activations.js';
 import { input, type StepImpl } from '../../steps/types.js';
 import { ReasonedError } from '../../diag/failure.js';
-import { GGUF_FILE } from './export-step.js';
+import { GGUF_FILE } from './gguf-file.js';
 
 export interface EvaluateGgufParams {
   /** windows per onnxruntime call; null: about 2048 tokens per call */
@@ -16,7 +16,6 @@ export interface EvaluateGgufParams {
 
 export const evaluateGgufStep: StepImpl<'evaluate-gguf', EvaluateGgufParams> = {
   kind: 'evaluate-gguf',
-  version: 1,
   async run(ctx) {
     const windows = await readIds(input(ctx, 'ids').dir);
     const source = await GgufSource.open(join(input(ctx, 'gguf').dir, GGUF_FILE));

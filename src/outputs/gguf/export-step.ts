@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { exportGguf } from '../../formats/gguf/export.js';
 import { HfSource } from '../../model/source.js';
-import { ggufTypeOf } from '../../quant/gguf-scheme.js';
+import { ggufTypeOf, requantizeTarget } from '../../quant/gguf-scheme.js';
 import { packGgufWeight } from '../../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../../quant/gguf-quantize.js';
 import type { ModuleQuant } from '../../quant/module-quant.js';
@@ -19,11 +19,10 @@ import { inputList, requireModel, type StepImpl } from '../../steps/types.js';
 import type { Tensor } from '../../tensor.js';
 import { ReasonedError } from '../../diag/failure.js';
 import type { Json } from '../../cache/key.js';
-import { requantizeTarget, requantizeToGguf } from '../../quant/gguf-requantize.js';
+import { requantizeToGguf } from '../../quant/gguf-requantize.js';
 import { relativeError } from '../../steps/quantized-module.js';
 import { copySideFiles } from '../side-files.js';
-
-export const GGUF_FILE = 'model.gguf';
+import { GGUF_FILE } from './gguf-file.js';
 
 export interface ExportGgufParams {
   format: 'gguf';
@@ -35,7 +34,6 @@ const DTYPES = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' } as const;
 
 export const exportGgufStep: StepImpl<'export-gguf', ExportGgufParams> = {
   kind: 'export-gguf',
-  version: 1,
   async run(ctx) {
     const states = inputList(ctx, 'states');
     const src = await HfSource.open(requireModel(ctx));

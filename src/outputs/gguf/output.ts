@@ -4,22 +4,19 @@
 // directory, or a .gguf file given directly.
 
 import { existsSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { openWeights } from '../../graphs/open.js';
-import { GgufSource } from '../../model/gguf-source.js';
+import { dirname } from 'node:path';
 import type { OutputDef, OutputOptions, PlannedModel, PlannedModule } from '../output-def.js';
-import { requantizeTarget } from '../../quant/gguf-requantize.js';
-import { GGUF_TYPES, ggufTypeOf } from '../../quant/gguf-scheme.js';
-import { evaluateGgufStep, type EvaluateGgufParams } from './evaluate-step.js';
-import { exportGgufStep, GGUF_FILE, type ExportGgufParams } from './export-step.js';
+import { GGUF_TYPES, ggufTypeOf, requantizeTarget } from '../../quant/gguf-scheme.js';
+import { stepDef } from '../../steps/types.js';
+import type { EvaluateGgufParams } from './evaluate-step.js';
+import type { ExportGgufParams } from './export-step.js';
+import { ggufFileOf as fileOf } from './gguf-file.js';
 
 export interface GgufOutput extends OutputOptions {
   readonly format: 'gguf';
   /** unquantized 2-D tensors: auto keeps the model's dtype */
   readonly type: 'auto' | 'f32' | 'f16' | 'bf16';
 }
-
-const fileOf = (path: string): string => (path.endsWith('.gguf') ? path : join(path, GGUF_FILE));
 
 const describe = (w: PlannedModule['quant']['weights']): string =>
   w.type === 'float' ? `${w.num_bits}-bit float` : `${w.num_bits}-bit int ${w.symmetric ? 'symmetric' : 'asymmetric'} ${w.strategy}${w.group_size ? ` ${w.group_size}` : ''}`;
@@ -53,8 +50,8 @@ export const ggufOutput: OutputDef<GgufOutput, ExportGgufParams, EvaluateGgufPar
   supports,
   warns,
   supportsModel,
-  write: { step: exportGgufStep, params: (o) => ({ format: 'gguf', type: o.type }) },
-  evaluate: { role: 'gguf', label: 'GGUF file', step: evaluateGgufStep, input: 'gguf', params: (batchSize) => ({ batch_size: batchSize }) },
+  write: { step: stepDef('export-gguf', 1, async () => (await import('./export-step.js')).exportGgufStep), params: (o) => ({ format: 'gguf', type: o.type }) },
+  evaluate: { role: 'gguf', label: 'GGUF file', step: stepDef('evaluate-gguf', 1, async () => (await import('./evaluate-step.js')).evaluateGgufStep), input: 'gguf', params: (batchSize) => ({ batch_size: batchSize }) },
   open: {
     detect: (path) => {
       try {
@@ -64,6 +61,7 @@ export const ggufOutput: OutputDef<GgufOutput, ExportGgufParams, EvaluateGgufPar
       }
     },
     async open(rt, path) {
+      const [{ openWeights }, { GgufSource }] = await Promise.all([import('../../graphs/open.js'), import('../../model/gguf-source.js')]);
       const source = await GgufSource.open(fileOf(path));
       return { ...openWeights(rt, 'gguf', source), dir: path.endsWith('.gguf') ? dirname(path) : path };
     },

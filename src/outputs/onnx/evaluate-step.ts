@@ -13,7 +13,6 @@ export interface EvaluateOnnxParams {
 
 export const evaluateOnnxStep: StepImpl<'evaluate-onnx', EvaluateOnnxParams> = {
   kind: 'evaluate-onnx',
-  version: 1,
   async run(ctx) {
     const windows = await readIds(input(ctx, 'ids').dir);
     const model = await OnnxModel.openDir(ctx.runtime, input(ctx, 'onnx').dir);

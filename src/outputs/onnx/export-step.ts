@@ -19,9 +19,6 @@ export interface ExportOnnxParams {
 
 export const exportOnnxStep: StepImpl<'export-onnx', ExportOnnxParams> = {
   kind: 'export-onnx',
-  // 3: int4 q/k/v and gate/up stacked into one MatMulNBits each (same numbers, another file)
-  // 4: residual Add + RMSNorm as SkipSimplifiedLayerNormalization (its rounding differs: the last bits move)
-  version: 4,
   async run(ctx) {
     const states = inputList(ctx, 'states');
     await mkdir(join(ctx.outDir, 'onnx'), { recursive: true });

@@ -4,11 +4,11 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { OnnxModel } from '../../graphs/onnx-model.js';
 import type { OutputDef, OutputOptions, PlannedModule } from '../output-def.js';
 import { ggufTypeOf } from '../../quant/gguf-scheme.js';
-import { evaluateOnnxStep, type EvaluateOnnxParams } from './evaluate-step.js';
-import { exportOnnxStep, type ExportOnnxParams } from './export-step.js';
+import { stepDef } from '../../steps/types.js';
+import type { EvaluateOnnxParams } from './evaluate-step.js';
+import type { ExportOnnxParams } from './export-step.js';
 
 export interface OnnxOutput extends OutputOptions {
   readonly format: 'onnx';
@@ -32,11 +32,14 @@ export const onnxOutput: OutputDef<OnnxOutput, ExportOnnxParams, EvaluateOnnxPar
   format: 'onnx',
   properties: { format: 'always', path: 'always', accuracy_level: 'always' },
   supports,
-  write: { step: exportOnnxStep, params: (o) => ({ format: 'onnx', accuracy_level: o.accuracy_level }) },
-  evaluate: { role: 'onnx', label: 'ONNX export', step: evaluateOnnxStep, input: 'onnx', params: (batchSize) => ({ batch_size: batchSize }) },
+  // export-onnx 3: int4 q/k/v and gate/up stacked into one MatMulNBits each (same numbers, another file);
+  // 4: residual Add + RMSNorm as SkipSimplifiedLayerNormalization (its rounding differs: the last bits move)
+  write: { step: stepDef('export-onnx', 4, async () => (await import('./export-step.js')).exportOnnxStep), params: (o) => ({ format: 'onnx', accuracy_level: o.accuracy_level }) },
+  evaluate: { role: 'onnx', label: 'ONNX export', step: stepDef('evaluate-onnx', 1, async () => (await import('./evaluate-step.js')).evaluateOnnxStep), input: 'onnx', params: (batchSize) => ({ batch_size: batchSize }) },
   open: {
     detect: (dir) => existsSync(join(dir, 'onnx', 'model.onnx')),
     async open(rt, dir) {
+      const { OnnxModel } = await import('../../graphs/onnx-model.js');
       const model = await OnnxModel.openDir(rt, dir);
       return {
         dir,
