@@ -19,9 +19,10 @@ import type { ExportLayer } from '../src/graphs/export-graph.js';
 import { HfSource } from '../src/model/source.js';
 import { Runtime } from '../src/ort/session.js';
 import { tensor } from '../src/tensor.js';
+import { chain, fp32, nbits, TOKEN } from './decode-linears.js';
 import { foreignShare, median, table } from './util.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { base: { type: 'string' }, runs: { type: 'string', default: '5' }, budget: { type: 'string', default: '600' }, threads: { type: 'string' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { base: { type: 'string' }, runs: { type: 'string', default: '5' }, budget: { type: 'string', default: '600' }, threads: { type: 'string' }, linears: { type: 'boolean', default: false } } });
 const RUNS = Number(values.runs);
 const BUDGET_S = Number(values.budget);
 const NEW_TOKENS = 32;
@@ -85,6 +86,17 @@ for (const [tree, exporter, runner] of trees) {
     models.push({ tree, variant: name, model, times: [], all: [], cpu: [] });
   }
 }
+// --linears: one token's Linear work alone (bench/decode-linears.ts), fp32 MatMul and int4 MatMulNBits block 128
+// accuracy_level 4, timed in the same rounds, so the share of a token outside the Linears is measured in this run
+const linears = values.linears
+  ? await Promise.all([fp32, nbits(128, 4)].map(async (path) => {
+      const { graph, K0 } = chain(path, TOKEN, true);
+      const kernel = await rt.kernel(`decode-linears:${path.name}`, () => graph);
+      const x = tensor('float32', [1, K0], new Float32Array(K0).fill(0.5));
+      await kernel.run({ x });
+      return { name: path.name, run: () => kernel.run({ x }), cpu: [] as number[], wall: [] as number[] };
+    }))
+  : [];
 // rounds during which other processes used ≥ 10% of the machine are left out (a shared machine), until each model
 // has RUNS quiet rounds or BUDGET_S seconds have passed; then all rounds count for a model that had none
 const deadline = performance.now() + BUDGET_S * 1000;
@@ -98,6 +110,14 @@ while ((rounds < RUNS || models.some((m) => m.times.length < RUNS)) && (rounds <
     m.all.push(ms);
     m.cpu.push((c.user + c.system) / 1000 / NEW_TOKENS);
     if (!(foreign >= 0.1)) m.times.push(ms);
+  }
+  for (const k of linears) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let i = 0; i < NEW_TOKENS; i++) await k.run();
+    k.wall.push((performance.now() - t0) / NEW_TOKENS);
+    const c = process.cpuUsage(c0);
+    k.cpu.push((c.user + c.system) / 1000 / NEW_TOKENS);
   }
 }
 const quietCounts = models.map((m) => m.times.length);
@@ -119,6 +139,15 @@ const params = Array.from({ length: cfg.numLayers }, (_, l) => src.arch.layer(cf
 console.log(`model: ${dir} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${(params / 1e6).toFixed(0)} M Linear parameters)\n`);
 console.log(table(['export', ...trees.flatMap(([t]) => [`tokens/s (${t})`, `vs fp32 (${t})`, `CPU ms per token (${t})`, `fp32 CPU / CPU (${t})`])], rows));
 console.log(`\nbatch 1, ${NEW_TOKENS} new tokens after a 3-token prompt, median over the quiet rounds (other processes used < 10% of the machine: ${Math.min(...quietCounts)}–${Math.max(...quietCounts)} of ${rounds} per export; interleaved) after a warm-up; CPU time (process user + system, all rounds' median) means work done only at 1 thread (idle intra-op threads spin); ${rt.threads} threads; load average ${load0.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end.`);
+if (linears.length > 0) {
+  // Amdahl: a token = its Linears + the rest; int4 reaches 5× fp32 only if its token fits in fp32's / 5
+  const tok = (v: string) => median(models.find((m) => m.tree === 'this tree' && m.variant === v)!.cpu);
+  const [F, Q] = [tok('fp32'), tok('int4 W4A16 (accuracy_level 4)')];
+  const [Lf, Lq] = linears.map((k) => median(k.cpu)) as [number, number];
+  console.log(`\nCPU ms per token (this tree, medians of all rounds): fp32 token ${F.toFixed(2)} = Linears ${Lf.toFixed(2)} + rest ${(F - Lf).toFixed(2)}; int4 (accuracy_level 4) token ${Q.toFixed(2)} = Linears ${Lq.toFixed(2)} + rest ${(Q - Lq).toFixed(2)}.`);
+  console.log(`Linear kernels fp32 / int4: ${(Lf / Lq).toFixed(2)}×; decode fp32 / int4: ${(F / Q).toFixed(2)}×; with the int4 rest as measured, 5× needs int4 Linears ≤ ${(F / 5 - (Q - Lq)).toFixed(2)} ms (${(Lq / Math.max(1e-9, F / 5 - (Q - Lq))).toFixed(2)}× faster than measured); with free Linears the ratio would be ${(F / (Q - Lq)).toFixed(2)}×.`);
+  console.log(`wall ms per token of the Linears alone (medians): fp32 ${median(linears[0]!.wall).toFixed(2)}, int4 ${median(linears[1]!.wall).toFixed(2)}.`);
+}
 await src.close();
 await rt.close();
 rmSync(work, { recursive: true, force: true });
