@@ -99,6 +99,8 @@ export const ONNX_DTYPE = {
   float64: 11,
   bfloat16: 16,
   float8e4m3fn: 17,
+  uint4: 21,
+  int4: 22,
   float4e2m1: 23,
 } as const;
 export type OnnxDType = keyof typeof ONNX_DTYPE;
