@@ -161,3 +161,10 @@ export function pendingEntry(
     },
   };
 }
+
+/** whether every machine sharing the store sees the entry: an S3 store asks the bucket, ignoring its local copy */
+export async function inspectShared(store: StepStore, kind: string, key: Digest): Promise<boolean> {
+  const remote = (store as Partial<{ inspectRemote: StepStore['inspect'] }>).inspectRemote;
+  const found = remote ? await remote.call(store, kind, key) : await store.inspect(kind, key);
+  return found.status === 'hit';
+}

@@ -8,7 +8,7 @@
 // inputs need only be in the shared store (the machine that runs the step verifies them).
 
 import type { Digest, Json } from '../cache/key.js';
-import type { CacheEntry, StepStore } from '../cache/step-store.js';
+import { inspectShared, type CacheEntry, type StepStore } from '../cache/step-store.js';
 import { ReasonedError, toFailure } from '../diag/failure.js';
 import { onFullDisk } from '../diag/file-errors.js';
 import { sourcePosition } from '../diag/position.js';
@@ -296,11 +296,4 @@ class Execution {
     }
     return { ok: end === 'ok', interrupted: end === 'interrupted', entries: this.#entries, ran, cached, failed: end === 'failed' ? 1 : 0, perKind };
   }
-}
-
-/** whether every machine sharing the store sees the entry: an S3 store asks the bucket, ignoring its local copy */
-export async function inspectShared(store: StepStore, kind: string, key: Digest): Promise<boolean> {
-  const remote = (store as Partial<{ inspectRemote: StepStore['inspect'] }>).inspectRemote;
-  const found = remote ? await remote.call(store, kind, key) : await store.inspect(kind, key);
-  return found.status === 'hit';
 }

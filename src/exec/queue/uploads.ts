@@ -9,9 +9,8 @@ import { copyFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { digestFile, type DigestStatCache } from '../../cache/file-digest.js';
 import { CACHE_FORMAT, computeKey, type Digest, type KeyRecord } from '../../cache/key.js';
-import type { StepStore } from '../../cache/step-store.js';
 import type { RunEvent } from '../events.js';
-import { inspectShared } from '../executor.js';
+import { inspectShared, type StepStore } from '../../cache/step-store.js';
 import type { Job } from '../jobs.js';
 import { sourceFiles } from '../prepare.js';
 
