@@ -11,9 +11,10 @@
 
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
+import { writeSafetensors } from '../formats/safetensors.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { AwqError } from '../algo/awq.js';
+import { addInto, forEachShard } from './shard-files.js';
 
 export const LOSSES_FILE = 'losses.safetensors';
 
@@ -51,27 +52,12 @@ const lossError = (message: string): AwqError => new AwqError('awq-partials-mism
 export async function sumLossPartials(dirs: readonly string[], kind: LossSums, length: number, digest: string): Promise<{ sums: Float64Array; tokens: number }> {
   const sums = new Float64Array(length);
   let tokens = 0;
-  let next = 0;
-  let of = -1;
-  for (const dir of dirs) {
-    const path = join(dir, LOSSES_FILE);
-    const f = await SafetensorsFile.open(path);
-    try {
-      const windows = (f.metadata['windows'] ?? '').split(',').map(Number);
-      const [start, end, total] = windows as [number, number, number];
-      if (windows.length !== 3 || windows.some((w) => !Number.isInteger(w))) throw lossError(`${path}: metadata "windows" should be "start,end,of", found ${JSON.stringify(f.metadata['windows'])}`);
-      if (start !== next || (of >= 0 && total !== of)) throw lossError(`the awq loss shards do not cover the calibration windows in order: ${path} holds windows [${start}, ${end}) of ${total}, expected ${next} next`);
-      [next, of] = [end, total];
-      if (!f.has(kind)) throw lossError(`${path} has no "${kind}" (has ${f.names().join(', ')}); the shard scored the mapping another way`);
-      if (kind === 'sse' && f.metadata['scales'] !== digest) throw lossError(`${path}: the shard scored other candidate scales than the reduce computes (digest ${f.metadata['scales'] ?? 'none'}, expected ${digest})`);
-      const part = (await f.read(kind)).data as Float64Array;
-      if (part.length !== length) throw lossError(`${path}: ${kind} has ${part.length} values, expected ${length}`);
-      for (let i = 0; i < length; i++) sums[i] = (sums[i] as number) + (part[i] as number);
-      tokens += ((await f.read('tokens')).data as Float64Array)[0] as number;
-    } finally {
-      await f.close();
-    }
-  }
-  if (next !== of) throw lossError(`the ${dirs.length} awq loss shards cover windows [0, ${next}) of ${of}`);
+  await forEachShard(dirs, LOSSES_FILE, 'awq loss shards', lossError, async (shard) => {
+    const part = await shard.float64(kind, 'the shard scored the mapping another way');
+    if (kind === 'sse' && shard.file.metadata['scales'] !== digest) throw lossError(`${shard.path}: the shard scored other candidate scales than the reduce computes (digest ${shard.file.metadata['scales'] ?? 'none'}, expected ${digest})`);
+    if (part.length !== length) throw lossError(`${shard.path}: ${kind} has ${part.length} values, expected ${length}`);
+    addInto(sums, part);
+    tokens += (await shard.float64('tokens', 'the shard must record its token count'))[0] as number;
+  });
   return { sums, tokens };
 }

@@ -9,9 +9,10 @@
 //                               tokens float64 [1]; metadata statistic, windows "start,end,of"
 
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
+import { writeSafetensors } from '../formats/safetensors.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { CaptureError, type Statistic } from './capture-statistic.js';
+import { addInto, forEachShard } from './shard-files.js';
 
 export const PARTIAL_STATS_FILE = 'partial-stats.safetensors';
 
@@ -36,26 +37,6 @@ export async function writePartialStats(dir: string, p: PartialStats): Promise<v
   await writeSafetensors(join(dir, PARTIAL_STATS_FILE), tensors, { statistic: p.statistic, windows: p.windows.join(',') });
 }
 
-async function readPartial(dir: string, modules: readonly string[], statistic: Statistic): Promise<PartialStats> {
-  const path = join(dir, PARTIAL_STATS_FILE);
-  const f = await SafetensorsFile.open(path);
-  try {
-    if (f.metadata['statistic'] !== statistic) throw new CaptureError('missing-statistic', `${path} holds ${f.metadata['statistic'] ?? 'no'} statistic, expected ${statistic}`);
-    const windows = (f.metadata['windows'] ?? '').split(',').map(Number);
-    if (windows.length !== 3 || windows.some((w) => !Number.isInteger(w))) throw new CaptureError('missing-statistic', `${path}: metadata "windows" should be "start,end,of", found ${JSON.stringify(f.metadata['windows'])}`);
-    const sums = new Map<string, Float64Array>();
-    for (const m of modules) {
-      const name = partialName(m, statistic);
-      if (!f.has(name)) throw new CaptureError('missing-statistic', `${path} has no "${name}" (has ${f.names().join(', ')}); the shard must record ${statistic} of ${m}`);
-      sums.set(m, Float64Array.from((await f.read(name)).data as Float32Array | Float64Array));
-    }
-    const tokens = ((await f.read('tokens')).data as Float64Array)[0] as number;
-    return { statistic, sums, tokens, windows: windows as [number, number, number] };
-  } finally {
-    await f.close();
-  }
-}
-
 /**
  * The shards' statistics reduced in their order: per module the max of the maxima, or Σ of the sums (float64),
  * and the total token count. The shards must cover the layer's windows exactly once, in order.
@@ -63,26 +44,22 @@ async function readPartial(dir: string, modules: readonly string[], statistic: S
 export async function reducePartialStats(dirs: readonly string[], modules: readonly string[], statistic: Statistic): Promise<{ sums: Map<string, Float64Array>; tokens: number }> {
   const sums = new Map<string, Float64Array>();
   let tokens = 0;
-  let next = 0;
-  let of = -1;
-  for (const dir of dirs) {
-    const p = await readPartial(dir, modules, statistic);
-    const [start, end, total] = p.windows;
-    if (start !== next || (of >= 0 && total !== of)) {
-      throw new CaptureError('missing-statistic', `the capture shards do not cover the calibration windows in order: ${join(dir, PARTIAL_STATS_FILE)} holds windows [${start}, ${end}) of ${total}, expected ${next} next`);
-    }
-    [next, of] = [end, total];
-    tokens += p.tokens;
-    for (const [m, a] of p.sums) {
+  const fail = (message: string): CaptureError => new CaptureError('missing-statistic', message);
+  await forEachShard(dirs, PARTIAL_STATS_FILE, 'capture shards', fail, async (shard) => {
+    const found = shard.file.metadata['statistic'];
+    if (found !== statistic) throw fail(`${shard.path} holds ${found ?? 'no'} statistic, expected ${statistic}`);
+    for (const m of modules) {
+      const a = await shard.float64(partialName(m, statistic), `the shard must record ${statistic} of ${m}`);
       const acc = sums.get(m);
       if (!acc) {
         sums.set(m, Float64Array.from(a));
         continue;
       }
-      if (acc.length !== a.length) throw new CaptureError('missing-statistic', `${join(dir, PARTIAL_STATS_FILE)}: ${m} has ${a.length} channels, the first shard ${acc.length}`);
-      for (let j = 0; j < a.length; j++) acc[j] = statistic === 'absmax' ? Math.max(acc[j] as number, a[j] as number) : (acc[j] as number) + (a[j] as number);
+      if (acc.length !== a.length) throw fail(`${shard.path}: ${m} has ${a.length} channels, the first shard ${acc.length}`);
+      if (statistic === 'absmax') for (let j = 0; j < a.length; j++) acc[j] = Math.max(acc[j] as number, a[j] as number);
+      else addInto(acc, a);
     }
-  }
-  if (next !== of) throw new CaptureError('missing-statistic', `the ${dirs.length} capture shards cover windows [0, ${next}) of ${of}`);
+    tokens += (await shard.float64('tokens', 'the shard must record its token count'))[0] as number;
+  });
   return { sums, tokens };
 }

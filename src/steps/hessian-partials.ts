@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { SafetensorsFile, writeSafetensors } from '../formats/safetensors.js';
 import type { InputSite } from '../model/arch.js';
 import { tensor, type Tensor } from '../tensor.js';
+import { addInto } from './shard-files.js';
 
 export const HESSIAN_FILE = 'hessian.safetensors';
 
@@ -76,7 +77,7 @@ export async function sumHessianPartials(
     for (const [s, h] of acc) {
       const part = p.xtx.get(s) as Float64Array;
       if (part.length !== h.length) throw new Error(`${join(dir, HESSIAN_FILE)}: xtx.${s} has ${part.length} values, expected ${h.length}`);
-      for (let i = 0; i < h.length; i++) h[i] = (h[i] as number) + (part[i] as number);
+      addInto(h, part);
     }
     for (const [s, m] of p.ranges) ranges.set(s, Math.max(ranges.get(s) ?? 0, m));
   }
