@@ -17,11 +17,25 @@ import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { QuantArgs } from '../quant/quant-args.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { Graph, type Value } from '../ort/graph.js';
-import type { Kernel, Runtime } from '../ort/session.js';
+import type { Kernel, KernelOptions, Runtime } from '../ort/session.js';
 import { fakeQuant } from '../ort/kernels/quant.js';
 import { ggufBlockFakeQuant, isGraphBlockType } from './gguf-fake-quant.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 
+/** weights of at most this many values count as small: their kernels keep an arena (below) */
+const ARENA_WEIGHT_VALUES = 2 ** 20;
+
+/**
+ * The AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin.
+ * Where the weights are small (`largest` values in the biggest, ≤ 2^20: the shared models) calls are short and
+ * the page faults of fresh buffers add up, so freed buffers stay in the session's arena between calls; larger
+ * layers allocate rarely for their compute and an arena would hold their largest call's buffers for the whole
+ * mapping. `releaseAwqKernels` frees the arenas.
+ */
+const awqKernel = (largest: number): KernelOptions => ({ spin: false, arena: largest <= ARENA_WEIGHT_VALUES });
+
+/** release every AWQ kernel (sessions and arenas): the awq steps call it after each mapping's search */
+export const releaseAwqKernels = (rt: Runtime): Promise<void> => rt.release('awq.');
 
 /** min-max qparams over the last axis of `v` (0 included) and the fake-quantized `v` */
 function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: QuantArithArgs): Value {
@@ -48,7 +62,7 @@ export type CandidateArgs = QuantArithArgs & { readonly gguf?: GgufBlockTypeName
  * zero-padded: zeros never move min/max, which include 0 anyway). GGUF args quantize with ggml's reference
  * block quantizer (graphs/gguf-fake-quant.ts: float16 block scales, ggml's rounding), whole blocks only.
  */
-export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: CandidateArgs): Promise<Float32Array> {
+export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: CandidateArgs, into?: Float32Array): Promise<Float32Array> {
   const gguf = args.gguf;
   if (gguf !== undefined && (!isGraphBlockType(gguf) || cols % 32 !== 0)) throw new RangeError(`awq candidates: GGUF ${gguf} on ${cols} columns has no block graph (Q8_0, Q4_0, Q4_1, Q5_0 on whole blocks of 32)`);
   const layout = gguf !== undefined ? `gguf${gguf}` : args.strategy === 'group' ? `g${args.group_size}` : args.strategy;
@@ -73,8 +87,11 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
     }
     g.output(g.transpose(g.div(fq, sv), [2, 0, 1]), 'candidates', [cols, 'K', rows]);
     return g;
-  });
-  const out = await kernel.run({ w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) });
+  }, awqKernel(rows * cols));
+  const feeds = { w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) };
+  // `into` (≥ K·rows·cols values): onnxruntime writes the candidates there, no output buffer or copy of its own
+  if (into) return (await kernel.run(feeds, undefined, { candidates: tensor('float32', [cols, K, rows], into.subarray(0, K * rows * cols)) }))['candidates']!.data as Float32Array;
+  const out = await kernel.run(feeds);
   return out['candidates']!.data as Float32Array;
 }
 
@@ -261,7 +278,7 @@ export function parentLossKernel(rt: Runtime, cfg: ModelConfig, layer: LayerShap
     } else if (parent.kind === 'mlp') mlpLoss(g, cfg, linears, parent.balance, actQuant);
     else attentionLoss(g, cfg, layer, parent.balance, actQuant);
     return g;
-  });
+  }, awqKernel(Math.max(...linears.map((l) => l.inFeatures * l.outFeatures))));
 }
 
 /**
@@ -279,7 +296,7 @@ export function gramLossKernel(rt: Runtime, rows: number, cols: number): Promise
     const gd = g.reshape(g.matmul(gram, flat), [cols, -1, rows]);
     g.output(g.reduceSum(g.mul(gd, d), [0, 2], false), 'sse', ['K']);
     return g;
-  });
+  }, awqKernel(rows * cols));
 }
 
 /** feed `kernel` from the tensors it names, in a fixed order */

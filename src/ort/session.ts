@@ -37,6 +37,18 @@ export interface KernelOptions {
    * the WebGPU provider lacks. A GPU session would only add two copies per call (and, on WebGPU, a session).
    */
   host?: boolean;
+  /**
+   * false: the session's intra-op threads sleep when out of work instead of spinning (onnxruntime's default).
+   * For kernels of a few long ops run many times (AWQ's candidate losses): spinning between ops burns a core
+   * that a shared machine's other work could use, and counts as CPU time. Results are the same either way.
+   */
+  spin?: boolean;
+  /**
+   * true: freed buffers stay in an onnxruntime arena for the session's next call instead of going back to
+   * the system, so calls with large intermediates do not fault fresh pages in every time; the arena lives
+   * until the kernel is released (`Runtime.release`). Results are the same either way.
+   */
+  arena?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -170,7 +182,7 @@ export class Runtime {
     if (this.#profileDir) mkdirSync(this.#profileDir, { recursive: true });
   }
 
-  #sessionOptions(key: string, provider: Provider, keep: readonly string[]): { options: ort.InferenceSession.SessionOptions; profile?: string } {
+  #sessionOptions(key: string, provider: Provider, keep: readonly string[], k: KernelOptions): { options: ort.InferenceSession.SessionOptions; profile?: string } {
     const providers: ort.InferenceSession.ExecutionProviderConfig[] =
       provider === 'cuda' ? ['cuda', 'cpu'] : provider === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
     const options: ort.InferenceSession.SessionOptions = {
@@ -180,8 +192,9 @@ export class Runtime {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
-      enableCpuMemArena: false,
+      enableCpuMemArena: k.arena === true,
     };
+    if (k.spin === false) options.extra = { session: { intra_op: { allow_spinning: '0' } } };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
     if (provider === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
     if (!this.#profileDir) return { options };
@@ -189,9 +202,9 @@ export class Runtime {
     return { options: { ...options, enableProfiling: true, profileFilePrefix: profile }, profile };
   }
 
-  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false): Promise<Kernel> {
-    const provider = host ? 'cpu' : this.device;
-    const { options, profile } = this.#sessionOptions(key, provider, keep);
+  async #create(key: string, model: Uint8Array | string, keep: readonly string[], k: KernelOptions = {}): Promise<Kernel> {
+    const provider = k.host ? 'cpu' : this.device;
+    const { options, profile } = this.#sessionOptions(key, provider, keep, k);
     try {
       const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
       return new Kernel(key, session, provider, keep, profile);
@@ -203,12 +216,12 @@ export class Runtime {
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}`;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${options.spin === false ? '|sleep' : ''}${options.arena ? '|arena' : ''}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {
         const g = build();
-        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host);
+        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options);
       })();
       hit.catch(() => this.#kernels.delete(memoKey));
       this.#kernels.set(memoKey, hit);
@@ -237,6 +250,15 @@ export class Runtime {
   /** a session over an ONNX file on disk (external data resolved relative to it); not memoised */
   load(path: string): Promise<Kernel> {
     return this.#create(path, path, []);
+  }
+
+  /** release the memoised kernels whose key starts with `prefix` (their sessions and arenas); the next use rebuilds them */
+  async release(prefix: string): Promise<void> {
+    for (const [memoKey, k] of [...this.#kernels]) {
+      if (!memoKey.startsWith(prefix)) continue;
+      this.#kernels.delete(memoKey);
+      await (await k.catch(() => undefined))?.release();
+    }
   }
 
   async close(): Promise<void> {
