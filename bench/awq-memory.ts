@@ -1,8 +1,10 @@
 // AWQ memory over time on one decoder layer of a large model: the awq step of layer 0 (after its capture) with
 // a thread sampling VmRSS every 20 ms, printing the rise above the step's starting RSS with the mapping then
 // being searched, so a peak can be tied to a phase (a mapping's candidate weights, its loss calls, the quantize).
+// --linear: only the last mapping whose parent is a Linear (up → down), its two phases apart: the input's XᵀX
+// (a layer forward per batch, float64 sums) and the candidates' Gram losses.
 //
-//   npx tsx bench/awq-memory.ts MODEL_DIR [--samples 2] [--seq-len 512]
+//   npx tsx bench/awq-memory.ts MODEL_DIR [--samples 2] [--seq-len 512] [--linear]
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,11 +18,15 @@ import { cutWindows, datasetPieces } from '../src/model/windows.js';
 import { Runtime } from '../src/ort/session.js';
 import { presetScheme } from '../src/quant/scheme.js';
 import { writeHidden } from '../src/steps/activations.js';
-import { awqStep } from '../src/steps/awq.js';
+import { awqStep, type AwqParams } from '../src/steps/awq.js';
+import { gramSums, linearInputGram, mappingSearch } from '../src/steps/awq-search.js';
+import { actQuantOf, openLayerInput } from '../src/steps/layer-state.js';
+import { readHidden } from '../src/steps/activations.js';
+import { awqGrid, candidateMatrix } from '../src/algo/awq.js';
 import { captureStep } from '../src/steps/capture.js';
 import { tensor } from '../src/tensor.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { samples: { type: 'string', default: '2' }, 'seq-len': { type: 'string', default: '512' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { samples: { type: 'string', default: '2' }, 'seq-len': { type: 'string', default: '512' }, linear: { type: 'boolean', default: false } } });
 const modelDir = positionals[0];
 if (!modelDir) throw new Error('usage: npx tsx bench/awq-memory.ts MODEL_DIR [--samples 2] [--seq-len 512]');
 const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
@@ -63,7 +69,31 @@ try {
   const modules = Object.fromEntries(linears.map((l) => [l.local, { weights, input_activations: null }]));
   const cap = ctx({ layer: 0, statistic: 'absmean' as const, modules: [...new Set(mappings.map((m) => m.balance[0]!))] }, { hidden });
   await captureStep.run(cap);
-  globalThis.gc?.();
+  if (values.linear) {
+    const m = mappings[mappings.length - 1]!;
+    const c = ctx({ layer: 0 }, { hidden });
+    const { src: s2, state } = await openLayerInput(c, 0);
+    const h = await readHidden(hidden);
+    const search = (await mappingSearch({ rt, layer: 0, cfg, layerSpec: s2.arch.layer(cfg, 0), state, stats: cap.outDir, modules, duo: 'both', actQuant: actQuantOf(state.quant) }, m))!;
+    const base = rssMb();
+    smp.take();
+    const t0 = performance.now();
+    const gram = await linearInputGram(search.problem, h);
+    console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  ${m.smooth} → ${m.balance.join('/')} XᵀX (${windows.dims[0]} × ${seqLen} tokens): peak +${(smp.take() - base).toFixed(0)} MiB over ${base.toFixed(0)} MiB`);
+    const candidates = awqGrid('both', 20);
+    const scales = candidateMatrix({ xMean: search.xMean, wMean: search.wMean, candidates });
+    await gramSums(search.problem, Float32Array.from(gram), scales, candidates.length);
+    console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  Gram losses of ${candidates.length} candidates: peak +${(smp.take() - base).toFixed(0)} MiB over ${base.toFixed(0)} MiB`);
+    await s2.close();
+  } else await wholeStep(mappings, modules, cap.outDir, hidden, `${windows.dims[0]} × ${seqLen}`);
+} finally {
+  await smp.stop();
+  await rt.close();
+  rmSync(scratch, { recursive: true, force: true });
+}
+
+/** the awq step of layer 0, the peak above its starting RSS printed per mapping */
+async function wholeStep(mappings: { smooth: string; balance: string[] }[], modules: Record<string, unknown>, stats: string, hidden: string, tokens: string): Promise<void> {
   const base = rssMb();
   smp.take();
   const t0 = performance.now();
@@ -72,10 +102,6 @@ try {
     console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  ${phase}: peak +${(smp.take() - base).toFixed(0)} MiB over the step's start (${base.toFixed(0)} MiB)`);
     phase = done < mappings.length ? mappings[done]!.smooth : `quantize (after ${label ?? ''})`;
   };
-  await awqStep.run(ctx({ layer: 0, modules, mappings, duo_scaling: 'both' as const, n_grid: 20 }, { hidden, stats: cap.outDir }, progress));
-  console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  end: peak +${(smp.take() - base).toFixed(0)} MiB; ${windows.dims[0]} × ${seqLen} tokens`);
-} finally {
-  await smp.stop();
-  await rt.close();
-  rmSync(scratch, { recursive: true, force: true });
+  await awqStep.run(ctx({ layer: 0, modules: modules as AwqParams['modules'], mappings, duo_scaling: 'both' as const, n_grid: 20 }, { hidden, stats }, progress));
+  console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  end: peak +${(smp.take() - base).toFixed(0)} MiB; ${tokens} tokens`);
 }

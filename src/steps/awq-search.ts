@@ -159,7 +159,8 @@ export async function gramSums(p: LossProblem, gram: Float32Array, scales: Float
   const g = tensor('float32', [w.cols, w.cols], gram);
   const kernel = await gramLossKernel(p.rt, w.rows, w.cols);
   const kc = Math.max(1, Math.min(K, Math.floor(CANDIDATE_BYTES / (4 * w.rows * w.cols))));
-  const chunks = gramChunks(K, kc, Math.floor(GRAM_CALL_VALUES / (w.rows * w.cols)));
+  // pieces only with ≥ 64 rows: with 24 or 32 rows onnxruntime's sum of two candidates differed from five's
+  const chunks = gramChunks(K, kc, w.rows >= 64 ? Math.floor(GRAM_CALL_VALUES / (w.rows * w.cols)) : kc);
   // one buffer for every chunk's candidates, written in place by onnxruntime
   const buffer = new Float32Array(Math.max(...chunks.map(([, k]) => k)) * w.rows * w.cols);
   const sse = new Float64Array(K);
