@@ -22,17 +22,13 @@ import { fakeQuant } from '../ort/kernels/quant.js';
 import { ggufBlockFakeQuant, isGraphBlockType } from './gguf-fake-quant.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 
-/** weights of at most this many values count as small: their kernels keep an arena (below) */
-const ARENA_WEIGHT_VALUES = 2 ** 20;
-
 /**
- * The AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin.
- * Where the weights are small (`largest` values in the biggest, ≤ 2^20: the shared models) calls are short and
- * the page faults of fresh buffers add up, so freed buffers stay in the session's arena between calls; larger
- * layers allocate rarely for their compute and an arena would hold their largest call's buffers for the whole
- * mapping. `releaseAwqKernels` frees the arenas.
+ * AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin. Where
+ * the largest weight has ≤ 2^20 values (the shared models), fresh buffers' page faults add up over the short calls,
+ * so freed buffers stay in the session's arena (a larger layer's would hold its largest call's buffers for a
+ * whole mapping); `releaseAwqKernels` frees the arenas.
  */
-const awqKernel = (largest: number): KernelOptions => ({ spin: false, arena: largest <= ARENA_WEIGHT_VALUES });
+const awqKernel = (largest: number): KernelOptions => ({ spin: false, arena: largest <= 2 ** 20 });
 
 /** release every AWQ kernel (sessions and arenas): the awq steps call it after each mapping's search */
 export const releaseAwqKernels = (rt: Runtime): Promise<void> => rt.release('awq.');
@@ -90,9 +86,7 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
   }, awqKernel(rows * cols));
   const feeds = { w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) };
   // `into` (≥ K·rows·cols values): onnxruntime writes the candidates there, no output buffer or copy of its own
-  if (into) return (await kernel.run(feeds, undefined, { candidates: tensor('float32', [cols, K, rows], into.subarray(0, K * rows * cols)) }))['candidates']!.data as Float32Array;
-  const out = await kernel.run(feeds);
-  return out['candidates']!.data as Float32Array;
+  return (await kernel.run(feeds, undefined, into ? { candidates: tensor('float32', [cols, K, rows], into.subarray(0, K * rows * cols)) } : undefined))['candidates']!.data as Float32Array;
 }
 
 /** the module whose output a mapping's loss measures (llm-compressor: the balance layers' lowest common parent) */
@@ -105,8 +99,7 @@ export interface ParentModule {
 /** candidate weights enter as `<local>.candidates` [in, K, out] */
 export const candidateInput = (local: string): string => `${local}.candidates`;
 
-const shapeOf = (g: Graph, v: Value, start: number, end?: number): Value =>
-  g.op('Shape', [v], end === undefined ? { start } : { start, end }, { dtype: 'int64' });
+const shapeOf = (g: Graph, v: Value, start: number, end?: number): Value => g.op('Shape', [v], end === undefined ? { start } : { start, end }, { dtype: 'int64' });
 
 /** x [..., in] → [..., K, out]: every candidate's output in one GEMM */
 function candidateMatmul(g: Graph, x: Value, cand: Value, inF: number, outF: number, bias: Value | undefined): Value {
@@ -120,10 +113,7 @@ function sumSquares(g: Graph, yk: Value, yFp: Value, axes: readonly number[]): V
   return g.output(g.reduceSum(g.mul(d, d), axes, false), 'sse', ['K']);
 }
 
-interface Weights {
-  get(name: string): Value;
-  bias(spec: LinearSpec): Value | undefined;
-}
+interface Weights { get(name: string): Value; bias(spec: LinearSpec): Value | undefined }
 
 function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
   const vals = new Map<string, Value>();
@@ -292,8 +282,7 @@ export function gramLossKernel(rt: Runtime, rows: number, cols: number): Promise
     const cand = g.input('candidates', 'float32', [cols, 'K', rows]);
     const gram = g.input('gram', 'float32', [cols, cols]);
     const d = g.sub(g.op('Unsqueeze', [g.transpose(w, [1, 0]), g.ints([1])]), cand); // [cols, K, rows]
-    const flat = g.reshape(d, [cols, -1]);
-    const gd = g.reshape(g.matmul(gram, flat), [cols, -1, rows]);
+    const gd = g.reshape(g.matmul(gram, g.reshape(d, [cols, -1])), [cols, -1, rows]);
     g.output(g.reduceSum(g.mul(gd, d), [0, 2], false), 'sse', ['K']);
     return g;
   }, awqKernel(rows * cols));
