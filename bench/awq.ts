@@ -4,7 +4,10 @@
 // model directory's calib.txt); without a model directory the tiny example model is generated into a temp dir.
 //
 //   npx tsx bench/awq.ts [modelDir] [--runs 3] [--layers 2] [--samples 16] [--seq-len 64] [--scheme W4A16_ASYM]
-//                        [--duo true|false|both] [--n-grid 20] [--calib file] [--threads n]
+//                        [--duo true|false|both] [--n-grid 20] [--calib file] [--threads n] [--profile DIR]
+//
+// --profile DIR: onnxruntime's profiler on every session, traces written to DIR when the run ends (read them with
+// `npx tsx bench/ort-profile.ts DIR`: time per session and per op type).
 
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,10 +41,11 @@ const { values, positionals } = parseArgs({
     'n-grid': { type: 'string', default: '20' },
     calib: { type: 'string' },
     threads: { type: 'string' },
+    profile: { type: 'string' },
   },
 });
 
-const rt = new Runtime({ device: 'cpu', ...(values.threads ? { threads: Number(values.threads) } : {}) });
+const rt = new Runtime({ device: 'cpu', ...(values.threads ? { threads: Number(values.threads) } : {}), ...(values.profile ? { profileDir: values.profile } : {}) });
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const fmt = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 const duo: DuoScaling = values.duo === 'both' ? 'both' : values.duo === 'true';

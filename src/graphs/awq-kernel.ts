@@ -17,11 +17,21 @@ import { actQuantKey, type ActQuant } from '../quant/module-quant.js';
 import type { QuantArgs } from '../quant/quant-args.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { Graph, type Value } from '../ort/graph.js';
-import type { Kernel, Runtime } from '../ort/session.js';
+import type { Kernel, KernelOptions, Runtime } from '../ort/session.js';
 import { fakeQuant } from '../ort/kernels/quant.js';
 import { ggufBlockFakeQuant, isGraphBlockType } from './gguf-fake-quant.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 
+/**
+ * AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin. Where
+ * the largest weight has ≤ 2^20 values (the shared models), fresh buffers' page faults add up over the short calls,
+ * so freed buffers stay in the session's arena (a larger layer's would hold its largest call's buffers for a
+ * whole mapping); `releaseAwqKernels` frees the arenas.
+ */
+const awqKernel = (largest: number): KernelOptions => ({ spin: false, arena: largest <= 2 ** 20 });
+
+/** release every AWQ kernel (sessions and arenas): the awq steps call it after each mapping's search */
+export const releaseAwqKernels = (rt: Runtime): Promise<void> => rt.release('awq.');
 
 /** min-max qparams over the last axis of `v` (0 included) and the fake-quantized `v` */
 function fakeQuantMinMax(g: Graph, v: Value, axes: readonly number[], args: QuantArithArgs): Value {
@@ -48,7 +58,7 @@ export type CandidateArgs = QuantArithArgs & { readonly gguf?: GgufBlockTypeName
  * zero-padded: zeros never move min/max, which include 0 anyway). GGUF args quantize with ggml's reference
  * block quantizer (graphs/gguf-fake-quant.ts: float16 block scales, ggml's rounding), whole blocks only.
  */
-export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: CandidateArgs): Promise<Float32Array> {
+export async function candidateWeights(rt: Runtime, w: Float32Array, rows: number, cols: number, scales: Float32Array, K: number, args: CandidateArgs, into?: Float32Array): Promise<Float32Array> {
   const gguf = args.gguf;
   if (gguf !== undefined && (!isGraphBlockType(gguf) || cols % 32 !== 0)) throw new RangeError(`awq candidates: GGUF ${gguf} on ${cols} columns has no block graph (Q8_0, Q4_0, Q4_1, Q5_0 on whole blocks of 32)`);
   const layout = gguf !== undefined ? `gguf${gguf}` : args.strategy === 'group' ? `g${args.group_size}` : args.strategy;
@@ -73,9 +83,10 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
     }
     g.output(g.transpose(g.div(fq, sv), [2, 0, 1]), 'candidates', [cols, 'K', rows]);
     return g;
-  });
-  const out = await kernel.run({ w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) });
-  return out['candidates']!.data as Float32Array;
+  }, awqKernel(rows * cols));
+  const feeds = { w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) };
+  // `into` (≥ K·rows·cols values): onnxruntime writes the candidates there, no output buffer or copy of its own
+  return (await kernel.run(feeds, undefined, into ? { candidates: tensor('float32', [cols, K, rows], into.subarray(0, K * rows * cols)) } : undefined))['candidates']!.data as Float32Array;
 }
 
 /** the module whose output a mapping's loss measures (llm-compressor: the balance layers' lowest common parent) */
@@ -88,8 +99,7 @@ export interface ParentModule {
 /** candidate weights enter as `<local>.candidates` [in, K, out] */
 export const candidateInput = (local: string): string => `${local}.candidates`;
 
-const shapeOf = (g: Graph, v: Value, start: number, end?: number): Value =>
-  g.op('Shape', [v], end === undefined ? { start } : { start, end }, { dtype: 'int64' });
+const shapeOf = (g: Graph, v: Value, start: number, end?: number): Value => g.op('Shape', [v], end === undefined ? { start } : { start, end }, { dtype: 'int64' });
 
 /** x [..., in] → [..., K, out]: every candidate's output in one GEMM */
 function candidateMatmul(g: Graph, x: Value, cand: Value, inF: number, outF: number, bias: Value | undefined): Value {
@@ -103,10 +113,7 @@ function sumSquares(g: Graph, yk: Value, yFp: Value, axes: readonly number[]): V
   return g.output(g.reduceSum(g.mul(d, d), axes, false), 'sse', ['K']);
 }
 
-interface Weights {
-  get(name: string): Value;
-  bias(spec: LinearSpec): Value | undefined;
-}
+interface Weights { get(name: string): Value; bias(spec: LinearSpec): Value | undefined }
 
 function weightInputs(g: Graph, specs: readonly LinearSpec[]): Weights {
   const vals = new Map<string, Value>();
@@ -261,7 +268,7 @@ export function parentLossKernel(rt: Runtime, cfg: ModelConfig, layer: LayerShap
     } else if (parent.kind === 'mlp') mlpLoss(g, cfg, linears, parent.balance, actQuant);
     else attentionLoss(g, cfg, layer, parent.balance, actQuant);
     return g;
-  });
+  }, awqKernel(Math.max(...linears.map((l) => l.inFeatures * l.outFeatures))));
 }
 
 /**
@@ -275,11 +282,10 @@ export function gramLossKernel(rt: Runtime, rows: number, cols: number): Promise
     const cand = g.input('candidates', 'float32', [cols, 'K', rows]);
     const gram = g.input('gram', 'float32', [cols, cols]);
     const d = g.sub(g.op('Unsqueeze', [g.transpose(w, [1, 0]), g.ints([1])]), cand); // [cols, K, rows]
-    const flat = g.reshape(d, [cols, -1]);
-    const gd = g.reshape(g.matmul(gram, flat), [cols, -1, rows]);
+    const gd = g.reshape(g.matmul(gram, g.reshape(d, [cols, -1])), [cols, -1, rows]);
     g.output(g.reduceSum(g.mul(gd, d), [0, 2], false), 'sse', ['K']);
     return g;
-  });
+  }, awqKernel(rows * cols));
 }
 
 /** feed `kernel` from the tensors it names, in a fixed order */

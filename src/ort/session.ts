@@ -38,12 +38,19 @@ export interface KernelOptions {
    */
   host?: boolean;
   /**
-   * false: the session's intra-op threads sleep between parallel sections instead of spinning (onnxruntime's
-   * `session.intra_op.allow_spinning` 0). For kernels called from JavaScript loops (GPTQ's linear algebra, the
-   * calibration passes): a spinning thread burns a core through the JavaScript work between calls; measured on
-   * GPTQ wiki-llama-8m, a third of the process's CPU time (BENCHMARKS.md). Results do not depend on it. Default true.
+   * false: the session's intra-op threads sleep when out of work instead of spinning (onnxruntime's
+   * `session.intra_op.allow_spinning` 0; spinning is its default). For kernels called from JavaScript loops
+   * (GPTQ's linear algebra, the calibration passes) and kernels of a few long ops run many times (AWQ's candidate
+   * losses): a spinning thread burns a core through the JavaScript work between calls and between ops, which a
+   * shared machine's other work could use and which counts as CPU time (BENCHMARKS.md). Results do not depend on it.
    */
   spin?: boolean;
+  /**
+   * true: freed buffers stay in an onnxruntime arena for the session's next call instead of going back to
+   * the system, so calls with large intermediates do not fault fresh pages in every time; the arena lives
+   * until the kernel is released (`Runtime.release`). Results are the same either way.
+   */
+  arena?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -177,7 +184,7 @@ export class Runtime {
     if (this.#profileDir) mkdirSync(this.#profileDir, { recursive: true });
   }
 
-  #sessionOptions(key: string, provider: Provider, keep: readonly string[], spin: boolean): { options: ort.InferenceSession.SessionOptions; profile?: string } {
+  #sessionOptions(key: string, provider: Provider, keep: readonly string[], k: KernelOptions): { options: ort.InferenceSession.SessionOptions; profile?: string } {
     const providers: ort.InferenceSession.ExecutionProviderConfig[] =
       provider === 'cuda' ? ['cuda', 'cpu'] : provider === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
     const options: ort.InferenceSession.SessionOptions = {
@@ -187,10 +194,9 @@ export class Runtime {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
-      enableCpuMemArena: false,
-      // the Node binding takes flat config keys with string values
-      ...(spin ? {} : { extra: { 'session.intra_op.allow_spinning': '0' } }),
+      enableCpuMemArena: k.arena === true,
     };
+    if (k.spin === false) options.extra = { session: { intra_op: { allow_spinning: '0' } } };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
     if (provider === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
     if (!this.#profileDir) return { options };
@@ -198,9 +204,9 @@ export class Runtime {
     return { options: { ...options, enableProfiling: true, profileFilePrefix: profile }, profile };
   }
 
-  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false, spin = true): Promise<Kernel> {
-    const provider = host ? 'cpu' : this.device;
-    const { options, profile } = this.#sessionOptions(key, provider, keep, spin);
+  async #create(key: string, model: Uint8Array | string, keep: readonly string[], k: KernelOptions = {}): Promise<Kernel> {
+    const provider = k.host ? 'cpu' : this.device;
+    const { options, profile } = this.#sessionOptions(key, provider, keep, k);
     try {
       const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
       return new Kernel(key, session, provider, keep, profile);
@@ -212,13 +218,12 @@ export class Runtime {
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const spin = options.spin ?? true;
-    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${spin ? '' : '|nospin'}`;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${options.spin === false ? '|sleep' : ''}${options.arena ? '|arena' : ''}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {
         const g = build();
-        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host, spin);
+        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options);
       })();
       hit.catch(() => this.#kernels.delete(memoKey));
       this.#kernels.set(memoKey, hit);
@@ -247,6 +252,15 @@ export class Runtime {
   /** a session over an ONNX file on disk (external data resolved relative to it); not memoised */
   load(path: string): Promise<Kernel> {
     return this.#create(path, path, []);
+  }
+
+  /** release the memoised kernels whose key starts with `prefix` (their sessions and arenas); the next use rebuilds them */
+  async release(prefix: string): Promise<void> {
+    for (const [memoKey, k] of [...this.#kernels]) {
+      if (!memoKey.startsWith(prefix)) continue;
+      this.#kernels.delete(memoKey);
+      await (await k.catch(() => undefined))?.release();
+    }
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,7 @@
 // the K shards, picks the scales and folds them. Shards of one mapping are independent: K workers run them at once.
 
 import { awqGrid, candidateMatrix } from '../algo/awq.js';
+import { releaseAwqKernels } from '../graphs/awq-kernel.js';
 import { hiddenDims, layerBatch, readHiddenWindows } from './activations.js';
 import type { AwqParams } from './awq.js';
 import { scalesDigest, writeLossPartial, type LossPartial } from './awq-partials.js';
@@ -56,6 +57,7 @@ export const awqLossStep: StepImpl<'awq-loss', AwqLossParams> = {
           partial.scales = scalesDigest(scales);
         }
       }
+      await releaseAwqKernels(ctx.runtime);
       await writeLossPartial(ctx.outDir, partial);
       return {
         layer,

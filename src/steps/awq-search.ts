@@ -31,6 +31,35 @@ export const FOLD_ONLY_SEARCH_ARGS: QuantArgs = presetScheme('W4A16_ASYM', ['Lin
 const CANDIDATE_BYTES = 256 * 2 ** 20;
 const CALL_VALUES = 2 ** 23;
 const SCORE_VALUES = 2 ** 24;
+/** values in one [in, k, out] tensor of a Linear parent's Gram-loss call (its kernels hold ~4 of them) */
+const GRAM_CALL_VALUES = 2 ** 23;
+
+/**
+ * The candidate ranges [k0, k) of a Linear parent's Gram losses: the chunks of `kc` candidates that
+ * CANDIDATE_BYTES allows (what fixed the losses' float32 arithmetic) cut into pieces of at most `piece`
+ * candidates but never of one: the loss sum over [in, k, out] adds in the same order for every k ≥ 2, while a
+ * chunk of one candidate is summed as one flat array (another order), so a chunk of one stays one.
+ */
+export function gramChunks(K: number, kc: number, piece: number): [number, number][] {
+  const out: [number, number][] = [];
+  const p = Math.max(2, piece);
+  for (let c0 = 0; c0 < K; c0 += kc) {
+    const c1 = Math.min(K, c0 + kc);
+    if (c1 - c0 <= p) {
+      out.push([c0, c1 - c0]);
+      continue;
+    }
+    for (let k0 = c0; k0 < c1; k0 += p) {
+      const k = Math.min(p, c1 - k0);
+      if (c1 - k0 - k === 1) {
+        out.push([k0, k + 1]);
+        break;
+      }
+      out.push([k0, k]);
+    }
+  }
+  return out;
+}
 
 export interface LossProblem {
   rt: Runtime;
@@ -130,10 +159,13 @@ export async function gramSums(p: LossProblem, gram: Float32Array, scales: Float
   const g = tensor('float32', [w.cols, w.cols], gram);
   const kernel = await gramLossKernel(p.rt, w.rows, w.cols);
   const kc = Math.max(1, Math.min(K, Math.floor(CANDIDATE_BYTES / (4 * w.rows * w.cols))));
+  // pieces only with ≥ 64 rows: with 24 or 32 rows onnxruntime's sum of two candidates differed from five's
+  const chunks = gramChunks(K, kc, w.rows >= 64 ? Math.floor(GRAM_CALL_VALUES / (w.rows * w.cols)) : kc);
+  // one buffer for every chunk's candidates, written in place by onnxruntime
+  const buffer = new Float32Array(Math.max(...chunks.map(([, k]) => k)) * w.rows * w.cols);
   const sse = new Float64Array(K);
-  for (let k0 = 0; k0 < K; k0 += kc) {
-    const k = Math.min(kc, K - k0);
-    const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * w.cols, (k0 + k) * w.cols), k, p.args[local]!);
+  for (const [k0, k] of chunks) {
+    const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * w.cols, (k0 + k) * w.cols), k, p.args[local]!, buffer);
     const out = (await kernel.run({ w: tensor('float32', [w.rows, w.cols], w.data), candidates: tensor('float32', [w.cols, k, w.rows], cand), gram: g }))['sse']!.data as Float32Array;
     out.forEach((v, j) => (sse[k0 + j] = v));
   }
@@ -157,12 +189,14 @@ export async function moduleSums(p: LossProblem, hidden: Tensor<'float32'>, scal
   const kernel = await parentLossKernel(p.rt, cfg, p.layerSpec, parent, p.actQuant);
   const batch = layerBatch(cfg, T);
   const sse = new Float64Array(K);
+  // one buffer per balance layer for every chunk's candidates, written in place by onnxruntime
+  const buffers = specs.map((s) => new Float32Array(kc * s.inFeatures * s.outFeatures));
   for (let k0 = 0; k0 < K; k0 += kc) {
     const k = Math.min(kc, K - k0);
     const available: Record<string, Tensor> = { ...p.tensors };
-    for (const s of specs) {
+    for (const [i, s] of specs.entries()) {
       const w = weightMatrix(p.tensors, s.local, p.layer);
-      const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * cols, (k0 + k) * cols), k, p.args[s.local]!);
+      const cand = await candidateWeights(p.rt, w.data, w.rows, w.cols, scales.subarray(k0 * cols, (k0 + k) * cols), k, p.args[s.local]!, buffers[i]);
       available[candidateInput(s.local)] = tensor('float32', [w.cols, k, w.rows], cand);
     }
     const run = async (feeds: Record<string, Tensor>): Promise<void> => {

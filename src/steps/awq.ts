@@ -18,6 +18,7 @@ import type { Mapping } from '../model/arch.js';
 import type { HfSource } from '../model/source.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
+import { releaseAwqKernels } from '../graphs/awq-kernel.js';
 import { readHidden } from './activations.js';
 import { scalesDigest, sumLossPartials } from './awq-partials.js';
 import { candidateLosses, gramSums, mappingSearch, parentWidth, type LossProblem, type MappingSearch } from './awq-search.js';
@@ -129,6 +130,7 @@ export const awqStep: StepImpl<'awq', AwqParams> = {
             candidates,
             losses: (scales, K) => (hidden ? candidateLosses(search.problem, hidden, scales, K) : shardLosses(partials, search.problem, scales, K)),
           });
+          await releaseAwqKernels(ctx.runtime);
           foldScales(state.tensors, m, result.scales, layer, cfg.features.normOffset);
           report.push(mappingReport(m, search, result));
         }

@@ -165,6 +165,40 @@ describe('gramLossKernel', () => {
   });
 });
 
+describe('chunked candidates (what bounds the search memory)', () => {
+  const [rows, cols, K] = [64, 160, 9];
+  const w = random(rows * cols, 31, 0.4);
+  const scales = Float32Array.from(random(K * cols, 33), (v) => 1 + 0.9 * v);
+  const args = resolveQuantArgs({ num_bits: 4, symmetric: false, group_size: 128 });
+
+  test('candidateWeights written into a given buffer equal the ones it allocates', async () => {
+    const want = await candidateWeights(rt, w, rows, cols, scales, K, args);
+    const buffer = new Float32Array((K + 2) * rows * cols).fill(Number.NaN);
+    const got = await candidateWeights(rt, w, rows, cols, scales, K, args, buffer);
+    expect(got.buffer).toBe(buffer.buffer);
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(Number.isNaN(buffer[K * rows * cols] as number)).toBe(true);
+  });
+
+  test('the Gram losses of chunks of two or more candidates equal the losses of all at once, bit for bit', async () => {
+    const x = random(200 * cols, 35);
+    const gram = new Float32Array(cols * cols);
+    for (let m = 0; m < 200; m++) for (let i = 0; i < cols; i++) for (let j = 0; j < cols; j++) gram[i * cols + j] = (gram[i * cols + j] as number) + (x[m * cols + i] as number) * (x[m * cols + j] as number);
+    const kernel = await gramLossKernel(rt, rows, cols);
+    const losses = async (k0: number, k: number): Promise<number[]> => {
+      const cand = await candidateWeights(rt, w, rows, cols, scales.subarray(k0 * cols, (k0 + k) * cols), k, args);
+      const feeds = { w: tensor('float32', [rows, cols], w), candidates: tensor('float32', [cols, k, rows], cand), gram: tensor('float32', [cols, cols], gram) };
+      return Array.from((await kernel.run(feeds))['sse']!.data as Float32Array);
+    };
+    const all = await losses(0, K);
+    for (const pieces of [[[0, 2], [2, 2], [4, 2], [6, 3]], [[0, 4], [4, 5]]]) {
+      const got: number[] = [];
+      for (const [k0, k] of pieces) got.push(...(await losses(k0!, k!)));
+      expect(got).toEqual(all);
+    }
+  });
+});
+
 describe('AWQ search with onnxruntime losses', () => {
   const [M, inF, outF] = [256, 64, 32];
   const layer: LinearSpec = { local: 'mlp.down_proj', site: 'down_in', role: 'down', outFeatures: outF, inFeatures: inF, bias: false };
