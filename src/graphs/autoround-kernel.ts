@@ -152,9 +152,9 @@ function kernelKey(spec: AutoRoundBlockSpec): string {
   return `autoround.block:${shape}:${targets}:${aq}:${flags}`;
 }
 
-/** the memoised session of `spec` */
+/** the memoised session of `spec`; its threads sleep between ops (large ops, run once per iteration) */
 export function autoroundBlockKernel(rt: Runtime, spec: AutoRoundBlockSpec): Promise<Kernel> {
-  return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec));
+  return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec), { spinning: false });
 }
 
 /** what stays fixed while a block trains: its tensors, and each target's grouped weight and observed range */
@@ -173,7 +173,19 @@ export interface BlockResult {
   qweights: Record<string, Float32Array>;
 }
 
-/** loss and gradients for inputs x and targets y [B, T, H] at `params` */
+/** per target, arrays of the gradients' sizes for runAutoRoundBlock to write into (allocated once per block) */
+export function gradientBuffers(spec: AutoRoundBlockSpec): Record<string, TargetGrads> {
+  return Object.fromEntries(spec.targets.map((t) => {
+    const { R, G, S } = t.layout;
+    const mm = spec.minmax ? { minScale: new Float32Array(R * G), maxScale: new Float32Array(R * G) } : {};
+    return [t.local, { v: new Float32Array(R * G * S), ...mm }];
+  }));
+}
+
+/**
+ * loss and gradients for inputs x and targets y [B, T, H] at `params`; with `into` (gradientBuffers) onnxruntime
+ * writes the gradients into those arrays, which the result's grads then are, instead of new ones per call
+ */
 export async function runAutoRoundBlock(
   kernel: Kernel,
   spec: AutoRoundBlockSpec,
@@ -181,6 +193,7 @@ export async function runAutoRoundBlock(
   x: Tensor<'float32'>,
   y: Tensor<'float32'>,
   params: Readonly<Record<string, TargetParams>>,
+  into?: Readonly<Record<string, TargetGrads>>,
 ): Promise<BlockResult> {
   const feeds: Record<string, Tensor> = { x, target: y, ...positionInputs(spec.cfg, spec.layer.attention, x.dims[1] as number) };
   const f32 = (dims: readonly number[], data: Float32Array): Tensor => ({ dtype: 'float32', dims, data });
@@ -205,7 +218,17 @@ export async function runAutoRoundBlock(
     if (!t) throw new Error(`autoround block: layer tensor "${name}" missing (have ${Object.keys(constants.tensors).join(', ')})`);
     feeds[name] = t;
   }
-  const out = await kernel.run(feeds);
+  const outputs: Record<string, Tensor> = {};
+  for (const t of into ? spec.targets : []) {
+    const n = targetInputNames(t.local);
+    const b = into![t.local];
+    if (!b) throw new Error(`autoround block: no gradient buffers for target "${t.local}"`);
+    const { R, G, S } = t.layout;
+    outputs[`grad:${n.v}`] = f32([R, G, S], b.v);
+    if (b.minScale && kernel.outputNames.includes(`grad:${n.minScale}`)) outputs[`grad:${n.minScale}`] = f32([R, G], b.minScale);
+    if (b.maxScale && kernel.outputNames.includes(`grad:${n.maxScale}`)) outputs[`grad:${n.maxScale}`] = f32([R, G], b.maxScale);
+  }
+  const out = into ? await kernel.run(feeds, kernel.outputNames, outputs) : await kernel.run(feeds);
   const data = (name: string): Float32Array | undefined => out[name]?.data as Float32Array | undefined;
   const grads: BlockResult['grads'] = {};
   const qweights: BlockResult['qweights'] = {};

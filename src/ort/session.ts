@@ -37,6 +37,12 @@ export interface KernelOptions {
    * the WebGPU provider lacks. A GPU session would only add two copies per call (and, on WebGPU, a session).
    */
   host?: boolean;
+  /**
+   * false: idle intra-op threads sleep instead of spinning between parallel sections. For large graphs run
+   * many times (AutoRound's block: ~1000 nodes of milliseconds each), where spinning buys no latency and, on
+   * a machine whose cores are busy, burns a core's time the other thread needs. Default true (onnxruntime's).
+   */
+  spinning?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -170,7 +176,7 @@ export class Runtime {
     if (this.#profileDir) mkdirSync(this.#profileDir, { recursive: true });
   }
 
-  #sessionOptions(key: string, provider: Provider, keep: readonly string[]): { options: ort.InferenceSession.SessionOptions; profile?: string } {
+  #sessionOptions(key: string, provider: Provider, keep: readonly string[], spinning: boolean): { options: ort.InferenceSession.SessionOptions; profile?: string } {
     const providers: ort.InferenceSession.ExecutionProviderConfig[] =
       provider === 'cuda' ? ['cuda', 'cpu'] : provider === 'webgpu' ? [{ name: 'webgpu' }, 'cpu'] : ['cpu'];
     const options: ort.InferenceSession.SessionOptions = {
@@ -181,6 +187,8 @@ export class Runtime {
       executionMode: 'sequential',
       logSeverityLevel: 3,
       enableCpuMemArena: false,
+      // session config keys (onnxruntime_session_options_config_keys.h): session.intra_op.allow_spinning
+      ...(spinning ? {} : { extra: { session: { intra_op: { allow_spinning: '0' } } } }),
     };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
     if (provider === 'webgpu' && keep.length > 0) options.preferredOutputLocation = Object.fromEntries(keep.map((k) => [k, 'gpu-buffer' as const]));
@@ -189,9 +197,9 @@ export class Runtime {
     return { options: { ...options, enableProfiling: true, profileFilePrefix: profile }, profile };
   }
 
-  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false): Promise<Kernel> {
+  async #create(key: string, model: Uint8Array | string, keep: readonly string[], host = false, spinning = true): Promise<Kernel> {
     const provider = host ? 'cpu' : this.device;
-    const { options, profile } = this.#sessionOptions(key, provider, keep);
+    const { options, profile } = this.#sessionOptions(key, provider, keep, spinning);
     try {
       const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
       return new Kernel(key, session, provider, keep, profile);
@@ -203,12 +211,12 @@ export class Runtime {
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}`;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${options.spinning === false ? '|nospin' : ''}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {
         const g = build();
-        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host);
+        return this.#create(key, g instanceof Uint8Array ? g : g.build(), keep, options.host, options.spinning);
       })();
       hit.catch(() => this.#kernels.delete(memoKey));
       this.#kernels.set(memoKey, hit);
