@@ -172,8 +172,9 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
 
 export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   kind: 'autoround',
-  // 3: the basic-op layer in its captures and propagation (activations.ts)
-  version: 3,
+  // 3: the basic-op layer in its captures and propagation (activations.ts); 4: output errors as quadratic forms
+  // over each site's XᵀX (autoround-errors.ts: equal to float32 rounding; codes unchanged)
+  version: 4,
   async run(ctx) {
     const p = ctx.params;
     const { src, state } = await openLayerInput(ctx, p.layer);

@@ -20,12 +20,11 @@ import { setStaticInputScales, siblingsBySite, staticSites } from './static-inpu
 import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import { rowQuadForms } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { ggufModule, outputErrorRatios, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
@@ -45,29 +44,6 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   const out = new Map<InputSite, LinearSpec[]>();
   for (const l of linears) if (modules[l.local]) out.set(l.site, [...(out.get(l.site) ?? []), l]);
   return out;
-}
-
-/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ), the three forms in one pass over H */
-async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, gptq: Float32Array, rtn: Float32Array): Promise<{ gptq: number; rtn: number }> {
-  const sums = [0, 0, 0];
-  const subs = [undefined, gptq, rtn];
-  // rows of W, W − Q_gptq and W − Q_rtn, interleaved per weight row; about 2^22 values per call
-  const chunk = 3 * Math.max(1, Math.floor(2 ** 22 / (3 * Math.max(cols, 1))));
-  const total = 3 * rows;
-  for (let r0 = 0; r0 < total; r0 += chunk) {
-    const m = Math.min(chunk, total - r0);
-    const d = new Float64Array(m * cols);
-    for (let i = 0; i < m; i++) {
-      const r = Math.floor((r0 + i) / 3);
-      const sub = subs[(r0 + i) % 3];
-      const out = d.subarray(i * cols, (i + 1) * cols);
-      for (let c = 0; c < cols; c++) out[c] = (w[r * cols + c] as number) - (sub ? (sub[r * cols + c] as number) : 0);
-    }
-    const q = await rowQuadForms(ctx.runtime, tensor('float64', [m, cols], d), h);
-    q.forEach((v, i) => (sums[(r0 + i) % 3] = (sums[(r0 + i) % 3] as number) + v));
-  }
-  const [energy, g, r] = sums as [number, number, number];
-  return energy > 0 ? { gptq: g / energy, rtn: r / energy } : { gptq: 0, rtn: 0 };
 }
 
 function dampeningWarning(name: string, requested: number, r: GptqResult): string | undefined {
@@ -129,7 +105,8 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
 async function solvedMetrics(job: LayerJob, w: Tensor<'float32'>, h: Float64Array, solved: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<Record<string, Json>> {
   const [rows, cols] = w.dims as [number, number];
   const t0 = performance.now();
-  const err = await outputErrors(job.ctx, w.data, rows, cols, tensor('float64', [cols, cols], h), solved, rtn);
+  const [errGptq, errRtn] = await outputErrorRatios(job.ctx.runtime, w.data, rows, cols, tensor('float64', [cols, cols], h), [solved, rtn]);
+  const err = { gptq: errGptq as number, rtn: errRtn as number };
   job.timing.metrics += performance.now() - t0;
   return {
     output_error: err.gptq,
