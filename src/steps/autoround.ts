@@ -138,7 +138,7 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
   // which accumulates the minibatch's, and the other parts')
   const [, , H] = x.dims as [number, number, number];
   const feed = { x: new Float32Array(Math.min(micro, n) * T * H), y: new Float32Array(Math.min(micro, n) * T * H) };
-  const buffers = kernel ? [gradientBuffers(spec), gradientBuffers(spec)] : [];
+  const buffers = kernel ? [gradientBuffers(spec), ...(micro < sampler.batchSize ? [gradientBuffers(spec)] : [])] : [];
   const [t0, busy0] = [performance.now(), ctx.runtime.busyMs];
   for (let it = 0; it < p.iters && kernel; it++) {
     ctx.signal.throwIfAborted();
