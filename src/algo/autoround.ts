@@ -82,6 +82,15 @@ export class IndexSampler {
   }
 }
 
+/** g · weight in place (as 0 + weight · g: addScaledGrads' first part into fresh zeros, without the fresh arrays) */
+export function scaleGrads(g: Record<string, TargetGrads>, weight: number): Record<string, TargetGrads> {
+  const scale = (a: Float32Array | undefined): void => {
+    if (a) for (let i = 0; i < a.length; i++) a[i] = 0 + weight * (a[i] as number);
+  };
+  for (const gl of Object.values(g)) [gl.v, gl.minScale, gl.maxScale].forEach(scale);
+  return g;
+}
+
 /** acc + weight · g per target and tensor, into acc's arrays (new ones where acc has none) */
 export function addScaledGrads(acc: Record<string, TargetGrads>, g: Record<string, TargetGrads>, weight: number): Record<string, TargetGrads> {
   const add = (a: Float32Array | undefined, b: Float32Array): Float32Array => {
@@ -133,8 +142,13 @@ export function initialParams(l: QuantLayout): TargetParams {
   return { v: new Float32Array(l.R * l.G * l.S), minScale: new Float32Array(l.R * l.G).fill(1), maxScale: new Float32Array(l.R * l.G).fill(1) };
 }
 
-export function copyParams(p: TargetParams): TargetParams {
-  return { v: p.v.slice(), minScale: p.minScale.slice(), maxScale: p.maxScale.slice() };
+/** a copy of p, written into `into`'s arrays when given (a kept snapshot reused instead of a new one per improvement) */
+export function copyParams(p: TargetParams, into?: TargetParams): TargetParams {
+  if (!into) return { v: p.v.slice(), minScale: p.minScale.slice(), maxScale: p.maxScale.slice() };
+  into.v.set(p.v);
+  into.minScale.set(p.minScale);
+  into.maxScale.set(p.maxScale);
+  return into;
 }
 
 /** the observed range widened to include 0, as the graph is fed it */

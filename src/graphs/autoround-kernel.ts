@@ -9,9 +9,13 @@
 //   symmetric:  s = max(max(|lo|, |hi|) / ((qmax − qmin) / 2), eps), zp = 0
 //   asymmetric: s = max((hi − lo) / (qmax − qmin), eps), zp = round(clip(qmin − lo / s, qmin, qmax))
 //   q = clip(round(w / s + V + zp), qmin, qmax), ŵ = (q − zp) · s
-// round is Graph.roundHalfEven (the WebGPU provider has no Round), whose gradient is exactly 1: it passes
-// gradients straight through (auto-round's round_ste); clipping after rounding lets V's gradient through
-// exactly where the rounded code is in range, as auto-round's clamp(round_ste(·) + zp).
+// round is Graph.roundHalfEven (the WebGPU provider has no Round) written as x + (round(x) − x) with the
+// bracket a constant for the gradient: auto-round's round_ste, gradient exactly 1. The sum is round(x) bit for
+// bit (round(x) − x is exact: the two are within a factor 2 of each other, or round(x) is 0), and the backward
+// pass keeps none of the rounding's weight-sized values alive (differentiating roundHalfEven's own ops, which
+// multiply by ±1 twice, gave the same gradient and kept its sign tensor until the end of the backward pass).
+// Clipping after rounding lets V's gradient through exactly where the rounded code is in range, as
+// auto-round's clamp(round_ste(·) + zp).
 
 import type { LayerSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
@@ -73,7 +77,14 @@ interface TargetValues {
   maxScale: Value;
 }
 
-function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValues {
+/** round half to even with a straight-through gradient: the values in `stops` are constants for autodiff */
+function roundSte(g: Graph, x: Value, stops: Value[]): Value {
+  const offset = g.sub(g.roundHalfEven(x), x);
+  stops.push(offset);
+  return g.add(x, offset);
+}
+
+function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean, stops: Value[]): TargetValues {
   const { rows, cols, R, G, S } = t.layout;
   const n = targetInputNames(t.local);
   const w = g.input(n.w, 'float32', [R, G, S]);
@@ -84,7 +95,7 @@ function quantizer(g: Graph, t: AutoRoundTarget, rounding: boolean): TargetValue
   const hi = g.mul(g.input(n.max, 'float32', [R, G]), maxScale);
   const qmin = -(2 ** (t.bits - 1));
   const qmax = 2 ** (t.bits - 1) - 1;
-  const round = (x: Value): Value => (rounding ? g.roundHalfEven(x) : g.op('Identity', [x]));
+  const round = (x: Value): Value => (rounding ? roundSte(g, x, stops) : g.op('Identity', [x]));
   if (t.gguf) return { qweight: g.reshape(ggufLearnedBlocks(g, t.gguf, w, v, lo, hi, round), [rows, cols]), v, minScale, maxScale };
   const atLeastEps = (x: Value): Value => g.op('Max', [x, g.scalar(FP32_EPS)]);
   let scale: Value;
@@ -120,7 +131,8 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
   const weights: Record<string, Value> = {};
   for (const n of norms) weights[n.local] = g.input(n.local, 'float32', [n.size]);
   const quantized = new Map<string, TargetValues>();
-  for (const t of spec.targets) quantized.set(t.local, quantizer(g, t, spec.rounding ?? true));
+  const stops: Value[] = [];
+  for (const t of spec.targets) quantized.set(t.local, quantizer(g, t, spec.rounding ?? true, stops));
   for (const l of linears) {
     const q = quantized.get(l.local);
     weights[`${l.local}.weight`] = q ? q.qweight : g.input(`${l.local}.weight`, 'float32', [l.outFeatures, l.inFeatures]);
@@ -137,7 +149,7 @@ export function autoroundBlockGraph(spec: AutoRoundBlockSpec): Graph {
     wrt.push([n.v, q.v, [R, G, S]]);
     if (spec.minmax) wrt.push([n.minScale, q.minScale, [R, G]], [n.maxScale, q.maxScale, [R, G]]);
   }
-  const grads = gradients(g, loss, wrt.map(([, v]) => v));
+  const grads = gradients(g, loss, wrt.map(([, v]) => v), { stop: stops });
   g.output(loss, 'loss');
   grads.forEach((v, i) => g.output(v, `grad:${wrt[i]![0]}`, wrt[i]![2]));
   if (spec.weights) for (const t of spec.targets) g.output(quantized.get(t.local)!.qweight, `${t.local}.qweight`, [t.layout.rows, t.layout.cols]);
@@ -152,9 +164,9 @@ function kernelKey(spec: AutoRoundBlockSpec): string {
   return `autoround.block:${shape}:${targets}:${aq}:${flags}`;
 }
 
-/** the memoised session of `spec` */
+/** the memoised session of `spec`; its threads sleep between ops (large ops, run once per iteration) */
 export function autoroundBlockKernel(rt: Runtime, spec: AutoRoundBlockSpec): Promise<Kernel> {
-  return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec));
+  return rt.kernel(kernelKey(spec), () => autoroundBlockGraph(spec), { spin: false });
 }
 
 /** what stays fixed while a block trains: its tensors, and each target's grouped weight and observed range */
@@ -173,7 +185,19 @@ export interface BlockResult {
   qweights: Record<string, Float32Array>;
 }
 
-/** loss and gradients for inputs x and targets y [B, T, H] at `params` */
+/** per target, arrays of the gradients' sizes for runAutoRoundBlock to write into (allocated once per block) */
+export function gradientBuffers(spec: AutoRoundBlockSpec): Record<string, TargetGrads> {
+  return Object.fromEntries(spec.targets.map((t) => {
+    const { R, G, S } = t.layout;
+    const mm = spec.minmax ? { minScale: new Float32Array(R * G), maxScale: new Float32Array(R * G) } : {};
+    return [t.local, { v: new Float32Array(R * G * S), ...mm }];
+  }));
+}
+
+/**
+ * loss and gradients for inputs x and targets y [B, T, H] at `params`; with `into` (gradientBuffers) onnxruntime
+ * writes the gradients into those arrays, which the result's grads then are, instead of new ones per call
+ */
 export async function runAutoRoundBlock(
   kernel: Kernel,
   spec: AutoRoundBlockSpec,
@@ -181,6 +205,7 @@ export async function runAutoRoundBlock(
   x: Tensor<'float32'>,
   y: Tensor<'float32'>,
   params: Readonly<Record<string, TargetParams>>,
+  into?: Readonly<Record<string, TargetGrads>>,
 ): Promise<BlockResult> {
   const feeds: Record<string, Tensor> = { x, target: y, ...positionInputs(spec.cfg, spec.layer.attention, x.dims[1] as number) };
   const f32 = (dims: readonly number[], data: Float32Array): Tensor => ({ dtype: 'float32', dims, data });
@@ -205,7 +230,17 @@ export async function runAutoRoundBlock(
     if (!t) throw new Error(`autoround block: layer tensor "${name}" missing (have ${Object.keys(constants.tensors).join(', ')})`);
     feeds[name] = t;
   }
-  const out = await kernel.run(feeds);
+  const outputs: Record<string, Tensor> = {};
+  for (const t of into ? spec.targets : []) {
+    const n = targetInputNames(t.local);
+    const b = into![t.local];
+    if (!b) throw new Error(`autoround block: no gradient buffers for target "${t.local}"`);
+    const { R, G, S } = t.layout;
+    outputs[`grad:${n.v}`] = f32([R, G, S], b.v);
+    if (b.minScale && kernel.outputNames.includes(`grad:${n.minScale}`)) outputs[`grad:${n.minScale}`] = f32([R, G], b.minScale);
+    if (b.maxScale && kernel.outputNames.includes(`grad:${n.maxScale}`)) outputs[`grad:${n.maxScale}`] = f32([R, G], b.maxScale);
+  }
+  const out = into ? await kernel.run(feeds, kernel.outputNames, outputs) : await kernel.run(feeds);
   const data = (name: string): Float32Array | undefined => out[name]?.data as Float32Array | undefined;
   const grads: BlockResult['grads'] = {};
   const qweights: BlockResult['qweights'] = {};

@@ -40,9 +40,10 @@ export interface KernelOptions {
   /**
    * false: the session's intra-op threads sleep when out of work instead of spinning (onnxruntime's
    * `session.intra_op.allow_spinning` 0; spinning is its default). For kernels called from JavaScript loops
-   * (GPTQ's linear algebra, the calibration passes) and kernels of a few long ops run many times (AWQ's candidate
-   * losses): a spinning thread burns a core through the JavaScript work between calls and between ops, which a
-   * shared machine's other work could use and which counts as CPU time (BENCHMARKS.md). Results do not depend on it.
+   * (GPTQ's linear algebra, the calibration passes) and graphs run many times (AWQ's candidate losses,
+   * AutoRound's block of ~1000 nodes): a spinning thread burns a core through the JavaScript work between calls
+   * and between ops, which a shared machine's other work could use and which counts as CPU time (BENCHMARKS.md).
+   * Results do not depend on it.
    */
   spin?: boolean;
   /**

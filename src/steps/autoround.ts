@@ -10,7 +10,7 @@
 // calibration token gets no gradient and stays round-to-nearest: reported with rule "rtn".
 
 import {
-  addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, signSgdStep, V_BOUND,
+  addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, initialParams, linearLr, quantizeLearned, sampleCurve, SCALE_BOUNDS, scaleGrads, signSgdStep, V_BOUND,
   widenedRange,
 } from '../algo/autoround.js';
 import { quantizeWeightRtn } from '../algo/fake-quant.js';
@@ -20,18 +20,18 @@ import type { Json } from '../cache/key.js';
 import type { LayerSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { quantLayout, toGroups, type TargetGrads, type TargetParams } from '../algo/autoround-layout.js';
-import { autoroundBlockKernel, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
-import type { Graph, Value } from '../ort/graph.js';
+import { autoroundBlockKernel, gradientBuffers, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
-import { forEachBatch, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
+import { hiddenDims, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState, type LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { isLearnedBlockType, quantizeLearnedGguf, type LearnedBlockType } from '../algo/autoround-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import { input, optionalInput, type StepContext, type StepImpl } from './types.js';
-import { expertReport, routedCount, RoutedTokens } from './experts.js';
+import { expertReport, RoutedTokens } from './experts.js';
+import { outputErrors } from './autoround-errors.js';
 import { ReasonedError, type MethodReason } from '../diag/failure.js';
 import type { ActQuant } from '../quant/module-quant.js';
 
@@ -67,19 +67,20 @@ const windows = (t: Tensor<'float32'>, start: number, count: number): Tensor<'fl
   return tensor('float32', [count, T, H], t.data.subarray(start * T * H, (start + count) * T * H));
 };
 
-function gather(t: Tensor<'float32'>, idx: readonly number[]): Tensor<'float32'> {
+/** windows `idx` of t, copied into `into` (a buffer reused across iterations: onnxruntime reads feeds in place) */
+function gather(t: Tensor<'float32'>, idx: readonly number[], into: Float32Array): Tensor<'float32'> {
   const [, T, H] = t.dims as [number, number, number];
-  const out = new Float32Array(idx.length * T * H);
+  const out = into.subarray(0, idx.length * T * H);
   idx.forEach((w, k) => out.set(t.data.subarray(w * T * H, (w + 1) * T * H), k * T * H));
   return tensor('float32', [idx.length, T, H], out);
 }
 
 /** the windows tuned on: the first nsamples of both chains, which must agree in shape */
-function calibration(ctx: StepContext<AutoRoundParams>, hidden: Tensor<'float32'>, reference: Tensor<'float32'>): number {
+function calibration(ctx: StepContext<AutoRoundParams>, hidden: Tensor<'float32'>, reference: readonly number[]): number {
   const [n, T, H] = hidden.dims as [number, number, number];
-  const [nr, Tr, Hr] = reference.dims as [number, number, number];
+  const [nr, Tr, Hr] = reference as [number, number, number];
   if (T !== Tr || H !== Hr || nr < 1 || n < 1) {
-    throw new AutoRoundError('autoround-input-mismatch', `quantized-path inputs are [${hidden.dims.join(', ')}] but full-precision inputs are [${reference.dims.join(', ')}]; expected the same window length and width`);
+    throw new AutoRoundError('autoround-input-mismatch', `quantized-path inputs are [${hidden.dims.join(', ')}] but full-precision inputs are [${reference.join(', ')}]; expected the same window length and width`);
   }
   const want = ctx.params.nsamples ?? Math.min(n, nr);
   if (want > Math.min(n, nr)) ctx.warn(`autoround: nsamples ${want} but only ${Math.min(n, nr)} calibration windows; tuning on all of them`);
@@ -122,7 +123,9 @@ interface Training {
 async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: AutoRoundBlockSpec, constants: BlockConstants, x: Tensor<'float32'>, y: Tensor<'float32'>): Promise<Training> {
   const p = ctx.params;
   const params: Record<string, TargetParams> = Object.fromEntries(spec.targets.map((t) => [t.local, initialParams(t.layout)]));
-  const snapshot = (): Record<string, TargetParams> => Object.fromEntries(Object.entries(params).map(([k, v]) => [k, copyParams(v)]));
+  // one snapshot, overwritten at each improvement (a new copy each time would leave weight-sized garbage)
+  let saved: Record<string, TargetParams> | undefined;
+  const snapshot = (): Record<string, TargetParams> => (saved = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, copyParams(v, saved?.[k])])));
   const best = new BestTracker<Record<string, TargetParams>>();
   const losses: number[] = [];
   let kept = params;
@@ -131,6 +134,11 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
   const sampler = new IndexSampler(n, p.batch_size, blockRandom(p.seed, p.layer));
   const micro = layerBatch(cfg, T);
   const kernel = p.iters > 0 && spec.targets.length > 0 ? await autoroundBlockKernel(ctx.runtime, spec) : undefined;
+  // buffers reused by every iteration: the windows fed, and the gradients onnxruntime writes (the first part's,
+  // which accumulates the minibatch's, and the other parts')
+  const [, , H] = x.dims as [number, number, number];
+  const feed = { x: new Float32Array(Math.min(micro, n) * T * H), y: new Float32Array(Math.min(micro, n) * T * H) };
+  const buffers = kernel ? [gradientBuffers(spec), ...(micro < sampler.batchSize ? [gradientBuffers(spec)] : [])] : [];
   const [t0, busy0] = [performance.now(), ctx.runtime.busyMs];
   for (let it = 0; it < p.iters && kernel; it++) {
     ctx.signal.throwIfAborted();
@@ -140,10 +148,10 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
     let grads: Record<string, TargetGrads> = {};
     for (let b = 0; b < idx.length; b += micro) {
       const part = idx.slice(b, b + micro);
-      const res = await runAutoRoundBlock(kernel, spec, constants, gather(x, part), gather(y, part), params);
+      const res = await runAutoRoundBlock(kernel, spec, constants, gather(x, part, feed.x), gather(y, part, feed.y), params, buffers[b === 0 ? 0 : 1]);
       const weight = part.length / idx.length;
       loss += res.loss * weight;
-      grads = part.length === idx.length ? res.grads : addScaledGrads(grads, res.grads, weight);
+      grads = part.length === idx.length ? res.grads : b === 0 ? scaleGrads(res.grads, weight) : addScaledGrads(grads, res.grads, weight);
     }
     if (!Number.isFinite(loss)) throw new AutoRoundError('autoround-loss-not-finite', `layer ${p.layer}: block loss is ${loss} at iteration ${it}; expected a finite number`);
     losses.push(loss);
@@ -162,52 +170,6 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
   return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: ctx.runtime.busyMs - busy0 };
 }
 
-/**
- * per target: ‖X(W − Q)ᵀ‖² / ‖XWᵀ‖² over the full-precision block's Linear inputs X, for autoround's and rtn's
- * Q; the same pass counts the tokens the router sends each expert (MoE blocks) into `routed`
- */
-async function outputErrors(
-  rt: Runtime,
-  cfg: ModelConfig,
-  layer: LayerSpec,
-  routed: RoutedTokens,
-  fp: Readonly<Record<string, Tensor<'float32'>>>,
-  x: Tensor<'float32'>,
-  actQuant: ActQuant,
-  quantized: Readonly<Record<string, { autoround: Float32Array; rtn: Float32Array }>>,
-): Promise<Record<string, { autoround: number; rtn: number }>> {
-  if (Object.keys(quantized).length === 0) return {};
-  const linears = layer.linears;
-  const feeds: Record<string, Tensor> = { ...fp };
-  const kinds = ['autoround', 'rtn'] as const;
-  for (const [local, q] of Object.entries(quantized)) {
-    const w = fp[`${local}.weight`]!;
-    for (const k of kinds) feeds[`${local}.delta_${k}`] = tensor('float32', w.dims, w.data.map((v, i) => v - (q[k][i] as number)));
-  }
-  const build = (g: Graph, sites: Partial<Record<string, Value>>, routing: Value | undefined): Record<string, Value> => {
-    const out: Record<string, Value> = routing ? { routed: routedCount(g, routing) } : {};
-    const energy = (xv: Value, w: Value): Value => {
-      const yv = g.matmul(xv, g.transpose(w, [1, 0]));
-      return g.op('ReduceSum', [g.mul(yv, yv)], { keepdims: 0 });
-    };
-    for (const local of Object.keys(quantized)) {
-      const l = linears.find((s) => s.local === local)!;
-      const xv = sites[l.site]!;
-      out[`${local}:fp`] = energy(xv, { name: `${local}.weight`, dtype: 'float32' });
-      for (const k of kinds) out[`${local}:${k}`] = energy(xv, g.input(`${local}.delta_${k}`, 'float32', [l.outFeatures, l.inFeatures]));
-    }
-    return out;
-  };
-  const sums = new Map<string, number>();
-  const tap = { key: `autoround.errors:${Object.keys(quantized).join(',')}`, build: (g: Graph, v: { sites: Partial<Record<string, Value>>; routing?: Value }) => build(g, v.sites, v.routing) };
-  await forEachBatch(rt, cfg, layer, feeds, x, { tap, skipOut: true, actQuant }, (out) => {
-    routed.add(out);
-    for (const [k, t] of Object.entries(out)) if (k !== 'routed') sums.set(k, (sums.get(k) ?? 0) + (t.data[0] as number));
-  });
-  const ratio = (local: string, k: string): number => (sums.get(`${local}:${k}`) ?? 0) / Math.max(sums.get(`${local}:fp`) ?? 0, Number.MIN_VALUE);
-  return Object.fromEntries(Object.keys(quantized).map((local) => [local, { autoround: ratio(local, 'autoround'), rtn: ratio(local, 'rtn') }]));
-}
-
 export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
   kind: 'autoround',
   async run(ctx) {
@@ -217,15 +179,16 @@ export const autoroundStep: StepImpl<'autoround', AutoRoundParams> = {
       const cfg = src.config;
       const layer = src.arch.layer(cfg, p.layer);
       const hidden = await readHidden(input(ctx, 'hidden').dir);
-      const reference = await readHidden(input(ctx, 'reference').dir);
-      const n = calibration(ctx, hidden, reference);
+      // the full-precision chain's inputs are read only when this step runs the block on them (no `target`)
+      const referenceDir = input(ctx, 'reference').dir;
+      const n = calibration(ctx, hidden, await hiddenDims(referenceDir));
       const fpActQuant = actQuantOf(state.quant);
       const fpTensors = { ...state.tensors };
       const x = windows(hidden, 0, n);
       // the full-precision block's outputs on the reference windows: the chain's next link when planned (input
       // `target`, the same forward), else computed here (the last layer)
       const target = optionalInput(ctx, 'target');
-      const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, layer, fpTensors, windows(reference, 0, n), fpActQuant);
+      const y = target ? windows(await readHidden(target.dir), 0, n) : await propagate(ctx.runtime, cfg, layer, fpTensors, windows(await readHidden(referenceDir), 0, n), fpActQuant);
 
       const modules: Record<string, Json> = {};
       const targets = await targetsOf(ctx.runtime, state, p.modules, modules);

@@ -20,12 +20,11 @@ import { setStaticInputScales, siblingsBySite, staticSites } from './static-inpu
 import { gptqFactor, gptqOutputError, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import { rowQuadForms } from '../ort/kernels/linalg.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { ggufModule, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { ggufModule, outputErrorSums, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
@@ -47,35 +46,11 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   return out;
 }
 
-/**
- * tr(W·H·Wᵀ) and tr(Dₖ·H·Dₖᵀ) for Dₖ = W − Qₖ, each Q in `subs`, in one pass over H: rows of W and of every
- * W − Qₖ interleaved per weight row, about 2^22 values per onnxruntime call (float64)
- */
-async function quadSums(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, subs: readonly Float32Array[]): Promise<number[]> {
-  const k = subs.length + 1;
-  const sums = new Array<number>(k).fill(0);
-  const chunk = k * Math.max(1, Math.floor(2 ** 22 / (k * Math.max(cols, 1))));
-  const total = k * rows;
-  for (let r0 = 0; r0 < total; r0 += chunk) {
-    const m = Math.min(chunk, total - r0);
-    const d = new Float64Array(m * cols);
-    for (let i = 0; i < m; i++) {
-      const r = Math.floor((r0 + i) / k);
-      const sub = subs[((r0 + i) % k) - 1];
-      const out = d.subarray(i * cols, (i + 1) * cols);
-      for (let c = 0; c < cols; c++) out[c] = (w[r * cols + c] as number) - (sub ? (sub[r * cols + c] as number) : 0);
-    }
-    const q = await rowQuadForms(ctx.runtime, tensor('float64', [m, cols], d), h);
-    q.forEach((v, i) => (sums[(r0 + i) % k] = (sums[(r0 + i) % k] as number) + v));
-  }
-  return sums;
-}
-
-/** relative output errors of GPTQ and round-to-nearest: tr(D·H·Dᵀ) / tr(W·H·Wᵀ) */
+/** relative output errors of GPTQ (from its solve where it can: gptqOutputError) and round-to-nearest */
 async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Float64Array, gptq: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<{ gptq: number; rtn: number }> {
-  const ht = tensor('float64', [cols, cols], h);
   const solved = gptqOutputError(w, rows, cols, h, gptq, r);
-  const [energy, rtnErr, quadGptq] = (await quadSums(ctx, w, rows, cols, ht, solved === undefined ? [rtn, gptq] : [rtn])) as [number, number, number?];
+  const sums = await outputErrorSums(ctx.runtime, w, rows, cols, tensor('float64', [cols, cols], h), solved === undefined ? [rtn, gptq] : [rtn]);
+  const [energy, rtnErr, quadGptq] = sums as [number, number, number?];
   const g = solved ?? (quadGptq as number);
   return energy > 0 ? { gptq: g / energy, rtn: rtnErr / energy } : { gptq: 0, rtn: 0 };
 }

@@ -1,9 +1,11 @@
 // Turning a quantizer's result into a layer state's module entry, shared by every quantizing step; GGUF
-// modules (their stored block type at their width) and their entries.
+// modules (their stored block type at their width) and their entries; the weight and output errors steps report.
 
 import type { QuantizedWeight } from '../algo/fake-quant.js';
 import type { QuantArgs } from '../quant/scheme.js';
-import { tensor } from '../tensor.js';
+import { tensor, type Tensor } from '../tensor.js';
+import { rowQuadForms } from '../ort/kernels/linalg.js';
+import type { Runtime } from '../ort/session.js';
 import type { LayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
 import { GGUF_ARGS, ggufTypeOf, storedBlockType } from '../quant/gguf-scheme.js';
@@ -24,6 +26,40 @@ export function setQuantized(state: LayerState, local: string, rows: number, col
     ...(q.gIdx ? { gIdx: tensor('int32', [cols], q.gIdx) } : {}),
     ...(q.globalScale === undefined ? {} : { globalScale: tensor('float32', [1], Float32Array.of(q.globalScale)) }),
   };
+}
+
+/**
+ * relative output errors of quantized versions of W [rows, cols] over the inputs whose Gram is h: for each Q,
+ * tr(D·H·Dᵀ) / tr(W·H·Wᵀ) with D = W − Q (outputErrorSums); 0 where the energy is 0
+ */
+export async function outputErrorRatios(rt: Runtime, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, quantized: readonly Float32Array[]): Promise<number[]> {
+  const [energy, ...errors] = (await outputErrorSums(rt, w, rows, cols, h, quantized)) as [number, ...number[]];
+  return errors.map((e) => (energy > 0 ? e / energy : 0));
+}
+
+/**
+ * [tr(W·H·Wᵀ), then tr(D·H·Dᵀ) for D = W − Q of each Q in `quantized`], the forms summed in float64 in one pass
+ * over H (rows of W and every D interleaved, about 2^22 values per call)
+ */
+export async function outputErrorSums(rt: Runtime, w: Float32Array, rows: number, cols: number, h: Tensor<'float64'>, quantized: readonly Float32Array[]): Promise<number[]> {
+  const subs = [undefined, ...quantized];
+  const k = subs.length;
+  const sums: number[] = subs.map(() => 0);
+  const chunk = k * Math.max(1, Math.floor(2 ** 22 / (k * Math.max(cols, 1))));
+  const total = k * rows;
+  for (let r0 = 0; r0 < total; r0 += chunk) {
+    const m = Math.min(chunk, total - r0);
+    const d = new Float64Array(m * cols);
+    for (let i = 0; i < m; i++) {
+      const r = Math.floor((r0 + i) / k);
+      const sub = subs[(r0 + i) % k];
+      const out = d.subarray(i * cols, (i + 1) * cols);
+      for (let c = 0; c < cols; c++) out[c] = (w[r * cols + c] as number) - (sub ? (sub[r * cols + c] as number) : 0);
+    }
+    const q = await rowQuadForms(rt, tensor('float64', [m, cols], d), h);
+    q.forEach((v, i) => (sums[(r0 + i) % k] = (sums[(r0 + i) % k] as number) + v));
+  }
+  return sums;
 }
 
 /** ‖a − b‖² / ‖a‖² */

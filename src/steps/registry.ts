@@ -26,8 +26,9 @@ const STEPS = [
   // 2: float32 XᵀX taps, or scales rounded to the stored dtype; 3: both; 4: the basic-op layer (activations.ts);
   // 5: output_error from the solve (gptqOutputError: the same codes, the metric within ~1e-7 relative)
   stepDef('gptq', 5, async () => (await import('./gptq.js')).gptqStep),
-  // 3: the basic-op layer in its captures and propagation (activations.ts)
-  stepDef('autoround', 3, async () => (await import('./autoround.js')).autoroundStep),
+  // 3: the basic-op layer in its captures and propagation (activations.ts); 4: output errors as quadratic forms
+  // over each site's XᵀX (autoround-errors.ts: equal to float32 rounding; codes unchanged)
+  stepDef('autoround', 4, async () => (await import('./autoround.js')).autoroundStep),
   // 3: static input ranges and the next layer's inputs from the basic-op layer (activations.ts)
   stepDef('rtn', 3, async () => (await import('./rtn.js')).rtnStep),
   stepDef('evaluate', 3, async () => (await import('./evaluate.js')).evaluateStep),

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import {
-  addScaledGrads, BestTracker, blockRandom, IndexSampler, initialParams, learnedQParams, linearLr, quantizeLearned, quantizeWithOffsets, sampleCurve, signSgdStep,
+  addScaledGrads, BestTracker, blockRandom, copyParams, IndexSampler, scaleGrads, initialParams, learnedQParams, linearLr, quantizeLearned, quantizeWithOffsets, sampleCurve, signSgdStep,
 } from '../../src/algo/autoround.js';
 import { quantizeWeightRtn } from '../../src/algo/fake-quant.js';
 import { computeQParams, weightMinMax } from '../../src/quant/qparams.js';
@@ -76,6 +76,36 @@ describe('addScaledGrads', () => {
     expect([...acc.q!.v]).toEqual([3.5, 2]);
     expect([...acc.q!.minScale!]).toEqual([-0.5]);
     expect(acc.q!.maxScale).toBeUndefined();
+  });
+});
+
+describe('scaleGrads', () => {
+  test('scaling the first part in place then adding the others is addScaledGrads from zeros, bit for bit', () => {
+    const r = blockRandom(3, 0);
+    const rand = (n: number): Float32Array => Float32Array.from({ length: n }, () => (r() - 0.5) * 10 ** Math.floor(r() * 8 - 4));
+    const parts = [0, 1, 2].map(() => ({ q: { v: rand(64), minScale: rand(4) } }));
+    const weights = [0.375, 0.375, 0.25];
+    let fresh = {};
+    parts.forEach((p, i) => (fresh = addScaledGrads(fresh, p, weights[i]!)));
+    const copy = (g: (typeof parts)[number]) => ({ q: { v: g.q.v.slice(), minScale: g.q.minScale.slice() } });
+    const inPlace = scaleGrads(copy(parts[0]!), weights[0]!);
+    addScaledGrads(inPlace, copy(parts[1]!), weights[1]!);
+    addScaledGrads(inPlace, copy(parts[2]!), weights[2]!);
+    const [got, want] = [inPlace.q!, (fresh as typeof inPlace).q!];
+    expect(Buffer.from(got.v.buffer).equals(Buffer.from(want.v.buffer))).toBe(true);
+    expect(Buffer.from(got.minScale!.buffer).equals(Buffer.from(want.minScale!.buffer))).toBe(true);
+  });
+});
+
+describe('copyParams', () => {
+  test('copies into a given snapshot\'s arrays, or into new ones', () => {
+    const p = { v: Float32Array.of(0.25, -0.5), minScale: Float32Array.of(0.9), maxScale: Float32Array.of(1) };
+    const into = { v: new Float32Array(2), minScale: new Float32Array(1), maxScale: new Float32Array(1) };
+    const kept = copyParams(p, into);
+    expect(kept).toBe(into);
+    expect(kept.v).not.toBe(p.v);
+    expect([...kept.v, ...kept.minScale, ...kept.maxScale]).toEqual([0.25, -0.5, Math.fround(0.9), 1]);
+    expect(copyParams(p).v).not.toBe(p.v);
   });
 });
 

@@ -9,6 +9,7 @@ import { quantLayout, toGroups, type TargetParams } from '../../src/algo/autorou
 import {
   autoroundBlockGraph,
   autoroundBlockKernel,
+  gradientBuffers,
   runAutoRoundBlock,
   targetInputNames,
   type AutoRoundBlockSpec,
@@ -205,6 +206,25 @@ describe('autoround block kernel', () => {
       const rtn = await quantizeWeightRtn(layer[`${t.local}.weight`]!.data, t.layout.rows, t.layout.cols, ARGS[t.local]!);
       const graph = res.qweights[t.local]!;
       expect(rtn.dequantized.filter((v, i) => v !== graph[i]).length, t.local).toBe(0);
+    }
+  });
+
+  test('gradients written into buffers allocated once equal the returned ones, and are those buffers', async () => {
+    const { spec, constants } = setup(true, true);
+    const k = await autoroundBlockKernel(rt, spec);
+    const params = randomParams(spec);
+    const fresh = await runAutoRoundBlock(k, spec, constants, x, y, params);
+    const buffers = gradientBuffers(spec);
+    for (let run = 0; run < 2; run++) {
+      const res = await runAutoRoundBlock(k, spec, constants, x, y, params, buffers);
+      expect(res.loss).toBe(fresh.loss);
+      for (const t of spec.targets) {
+        for (const key of ['v', 'minScale', 'maxScale'] as const) {
+          const got = res.grads[t.local]![key]!;
+          expect(got, `${t.local}.${key}`).toBe(buffers[t.local]![key]);
+          expect(Buffer.from(got.buffer).equals(Buffer.from(fresh.grads[t.local]![key]!.buffer)), `${t.local}.${key}`).toBe(true);
+        }
+      }
     }
   });
 
