@@ -11,9 +11,7 @@
 //
 //   npx tsx bench/autoround-memory.ts [--model /tmp/qf-large-1b] [--layer 0] [--windows 4] [--seq-len 512]
 
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { quantLayout, toGroups } from '../src/algo/autoround-layout.js';
 import { initialParams, widenedRange } from '../src/algo/autoround.js';
 import { observeWeight } from '../src/algo/observers.js';
@@ -23,6 +21,7 @@ import { HfSource } from '../src/model/source.js';
 import { Runtime } from '../src/ort/session.js';
 import { presetScheme } from '../src/quant/scheme.js';
 import { tensor } from '../src/tensor.js';
+import { rssMb, rssSampler } from './util.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,29 +32,13 @@ const { values } = parseArgs({
   },
 });
 const MiB = 2 ** 20;
-const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
-
-/** the highest VmRSS since reset, sampled by a worker thread every 5 ms */
-function sampler(): { reset(): void; peakMb(): number; stop(): Promise<number> } {
-  const s = new Int32Array(new SharedArrayBuffer(12));
-  const w = new Worker(`
-    const { workerData } = require('node:worker_threads');
-    const { readFileSync } = require('node:fs');
-    const s = new Int32Array(workerData);
-    while (Atomics.load(s, 1) === 0) {
-      const kb = Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
-      if (kb > Atomics.load(s, 0)) Atomics.store(s, 0, kb);
-      Atomics.wait(s, 2, 0, 5);
-    }`, { eval: true, workerData: s.buffer });
-  return { reset: () => Atomics.store(s, 0, 0), peakMb: () => Atomics.load(s, 0) / 1024, stop: () => (Atomics.store(s, 1, 1), w.terminate()) };
-}
 
 const [layerIdx, B, T] = [Number(values.layer), Number(values.windows), Number(values['seq-len'])];
 const rt = new Runtime({ device: 'cpu' });
 const src = await HfSource.open(values.model);
 const cfg = src.config;
 const layer = src.arch.layer(cfg, layerIdx);
-const rss = sampler();
+const rss = rssSampler(5);
 const line = (what: string, mb: number): void => console.log(`| ${what} | ${mb.toFixed(0)} |`);
 console.log(`${values.model} layer ${layerIdx}, micro-batch ${B} × ${T} tokens, hidden ${cfg.hiddenSize}, intermediate ${cfg.intermediateSize}\n`);
 console.log('| point | RSS MiB |\n|---|---:|');

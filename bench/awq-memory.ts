@@ -6,11 +6,10 @@
 //
 //   npx tsx bench/awq-memory.ts MODEL_DIR [--samples 2] [--seq-len 512] [--linear]
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { embed } from '../src/model/embed.js';
 import { HfSource } from '../src/model/source.js';
 import { loadTokenizer } from '../src/model/tokenizer.js';
@@ -25,26 +24,11 @@ import { readHidden } from '../src/steps/activations.js';
 import { awqGrid, candidateMatrix } from '../src/algo/awq.js';
 import { captureStep } from '../src/steps/capture.js';
 import { tensor } from '../src/tensor.js';
+import { rssMb, rssSampler } from './util.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { samples: { type: 'string', default: '2' }, 'seq-len': { type: 'string', default: '512' }, linear: { type: 'boolean', default: false } } });
 const modelDir = positionals[0];
 if (!modelDir) throw new Error('usage: npx tsx bench/awq-memory.ts MODEL_DIR [--samples 2] [--seq-len 512]');
-const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
-
-/** a thread keeping [max RSS KiB since the last take] in shared memory */
-function sampler(): { take(): number; stop(): Promise<number> } {
-  const s = new Int32Array(new SharedArrayBuffer(12));
-  const w = new Worker(`
-    const { workerData } = require('node:worker_threads');
-    const { readFileSync } = require('node:fs');
-    const s = new Int32Array(workerData);
-    while (Atomics.load(s, 1) === 0) {
-      const kb = Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
-      if (kb > Atomics.load(s, 0)) Atomics.store(s, 0, kb);
-      Atomics.wait(s, 2, 0, 20);
-    }`, { eval: true, workerData: s.buffer });
-  return { take: () => Atomics.exchange(s, 0, 0) / 1024, stop: () => { Atomics.store(s, 1, 1); return w.terminate(); } };
-}
 
 const rt = new Runtime({ device: 'cpu' });
 const scratch = mkdtempSync(join(tmpdir(), 'qf-awq-memory-'));
@@ -53,7 +37,7 @@ const ctx = <P>(params: P, inputs: Record<string, string>, progress: (d: number,
   inputs: Object.fromEntries(Object.entries(inputs).map(([role, dir]) => [role, { id: role, kind: role, dir, result: null }])),
   outDir: mkdtempSync(join(scratch, 'o-')), signal: new AbortController().signal,
 });
-const smp = sampler();
+const smp = rssSampler(20);
 try {
   const [samples, seqLen] = [Number(values.samples), Number(values['seq-len'])];
   const src = await HfSource.open(modelDir);

@@ -1,6 +1,8 @@
-// Small helpers shared by the benchmarks: median, a markdown table, and how busy other processes kept the machine.
+// Small helpers shared by the benchmarks: median, a markdown table, how busy other processes kept the machine, and
+// the process's resident memory (now, and its peak sampled by a thread while onnxruntime blocks the main one).
 
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,4 +41,36 @@ export async function foreignShare<T>(fn: () => Promise<T>): Promise<{ result: T
   if (!j0 || !j1 || j1.total === j0.total) return { result, ms, foreign: NaN };
   const own = (c.user + c.system) / 10_000; // µs → jiffies (USER_HZ 100)
   return { result, ms, foreign: Math.max(0, (j1.busy - j0.busy - own) / (j1.total - j0.total)) };
+}
+
+/** this process's resident memory now, MiB (VmRSS) */
+export const rssMb = (): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
+
+/**
+ * the highest VmRSS (MiB) since the last reset or take, sampled every `everyMs` by a worker thread (onnxruntime
+ * runs block the main thread)
+ */
+export function rssSampler(everyMs: number): { reset(): void; peakMb(): number; take(): number; stop(): Promise<number> } {
+  const s = new Int32Array(new SharedArrayBuffer(12));
+  const w = new Worker(
+    `
+    const { workerData } = require('node:worker_threads');
+    const { readFileSync } = require('node:fs');
+    const s = new Int32Array(workerData.buffer);
+    while (Atomics.load(s, 1) === 0) {
+      const kb = Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+      if (kb > Atomics.load(s, 0)) Atomics.store(s, 0, kb);
+      Atomics.wait(s, 2, 0, workerData.everyMs);
+    }`,
+    { eval: true, workerData: { buffer: s.buffer, everyMs } },
+  );
+  return {
+    reset: () => Atomics.store(s, 0, 0),
+    peakMb: () => Atomics.load(s, 0) / 1024,
+    take: () => Atomics.exchange(s, 0, 0) / 1024,
+    stop: () => {
+      Atomics.store(s, 1, 1);
+      return w.terminate();
+    },
+  };
 }
