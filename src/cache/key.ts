@@ -65,77 +65,60 @@ export class CanonicalJsonError extends ReasonedError<'cache-key-not-json'> {
  * mapping it to `null` would let two different params share a key.
  */
 export function canonicalJson(value: unknown): string {
-  try {
-    return quickly(value);
-  } catch (e) {
-    // not JSON somewhere: `write` says where (or, for a sparse array, writes it as it always has)
-    if (e !== NOT_JSON) throw e;
-    return write(value, '');
-  }
+  return write(value, []);
 }
 
-const NOT_JSON = Symbol('not JSON');
-
-/** `write` without the path bookkeeping (every key of a plan is computed on every run, a no-op included) */
-function quickly(value: unknown): string {
+/**
+ * `value` as canonical JSON; `at` is the path to it as keys and indices, joined into a message only when a
+ * value is not JSON (every key of a plan is computed on every run, a no-op included)
+ */
+function write(value: unknown, at: (string | number)[]): string {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(value)) throw NOT_JSON;
-      return String(value);
+      if (!Number.isFinite(value)) throw new CanonicalJsonError(pathOf(at), String(value));
+      return JSON.stringify(value);
     case 'string':
       return JSON.stringify(value);
     case 'object': {
       if (Array.isArray(value)) {
         let out = '[';
-        for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + quickly(value[i]);
+        for (let i = 0; i < value.length; i++) {
+          at.push(i);
+          // a hole of a sparse array writes as nothing (what map and join always made of it)
+          out += (i > 0 ? ',' : '') + (i in value ? write(value[i], at) : '');
+          at.pop();
+        }
         return `${out}]`;
       }
       const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto !== Object.prototype && proto !== null) throw NOT_JSON;
+      if (proto !== Object.prototype && proto !== null) {
+        throw new CanonicalJsonError(pathOf(at), `an instance of ${(value as object).constructor?.name ?? 'a class'}`);
+      }
       const record = value as Record<string, unknown>;
-      // the default sort compares UTF-16 code units, as `write`'s comparator does
-      const keys = Object.keys(record).sort();
       let out = '{';
-      for (const k of keys) {
+      // the default sort compares UTF-16 code units
+      for (const k of Object.keys(record).sort()) {
         const v = record[k];
         if (v === undefined) continue;
-        out += `${out.length > 1 ? ',' : ''}${JSON.stringify(k)}:${quickly(v)}`;
+        at.push(k);
+        out += `${out.length > 1 ? ',' : ''}${JSON.stringify(k)}:${write(v, at)}`;
+        at.pop();
       }
       return `${out}}`;
     }
     default:
-      throw NOT_JSON;
+      throw new CanonicalJsonError(pathOf(at), typeof value);
   }
 }
 
-function write(value: unknown, path: string): string {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(value)) throw new CanonicalJsonError(path, String(value));
-      return JSON.stringify(value);
-    case 'string':
-      return JSON.stringify(value);
-    case 'object': {
-      if (Array.isArray(value)) return `[${value.map((v, i) => write(v, `${path}[${i}]`)).join(',')}]`;
-      const proto = Object.getPrototypeOf(value) as unknown;
-      if (proto !== Object.prototype && proto !== null) {
-        throw new CanonicalJsonError(path, `an instance of ${(value as object).constructor?.name ?? 'a class'}`);
-      }
-      const entries = Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      const body = entries.map(([k, v]) => `${JSON.stringify(k)}:${write(v, path ? `${path}.${k}` : k)}`);
-      return `{${body.join(',')}}`;
-    }
-    default:
-      throw new CanonicalJsonError(path, typeof value);
-  }
+/** `modules.q.weights[1].lr` */
+function pathOf(at: readonly (string | number)[]): string {
+  let path = '';
+  for (const s of at) path += typeof s === 'number' ? `[${s}]` : path ? `.${s}` : s;
+  return path;
 }
 
 /** sha256 of a UTF-8 string, as a {@link Digest} */
