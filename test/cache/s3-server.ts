@@ -2,8 +2,9 @@
 // @aws-sdk/client-s3, as AWS or MinIO would be. s3rver 3.7 checks that the access key id exists (S3RVER)
 // but not SigV4 signatures (so a wrong secret passes), it ignores If-None-Match / If-Match on writes, and
 // on Node ≥ 17 it cannot paginate a truncated listing (its continuation tokens use DES).
-// With `preconditions: true` a small shim in front of it enforces those two headers on PUT and DELETE (per
-// key, serialised), as AWS S3 and MinIO do, so the store's conditional lock path runs against a server.
+// A small shim in front of it serves the requests to one key one at a time; with `preconditions: true` it also
+// enforces those two headers on PUT and DELETE, as AWS S3 and MinIO do, so the store's conditional lock path
+// runs against a server.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -56,7 +57,7 @@ export async function startS3(opts: { bucket?: string; preconditions?: boolean }
   await s3rver.configureBuckets();
   const handle = s3rver.callback();
   const store = (s3rver as unknown as { store: S3rverStore }).store;
-  const server: Server = createServer(opts.preconditions ? preconditionShim(handle, store) : handle);
+  const server: Server = createServer(keyShim(handle, store, opts.preconditions ?? false));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const client = new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: S3_KEY });
@@ -75,8 +76,11 @@ export async function startS3(opts: { bucket?: string; preconditions?: boolean }
   };
 }
 
-/** If-None-Match: * and If-Match: <etag> on PUT/DELETE, answered 412 like AWS S3; writes to one key serialised */
-function preconditionShim(handle: (req: IncomingMessage, res: ServerResponse) => void, store: S3rverStore) {
+/**
+ * Requests to one key served one at a time, as S3 orders them; with `preconditions`, If-None-Match: * and
+ * If-Match: <etag> on PUT/DELETE answered 412 like AWS S3
+ */
+function keyShim(handle: (req: IncomingMessage, res: ServerResponse) => void, store: S3rverStore, preconditions: boolean) {
   const queues = new Map<string, Promise<void>>();
   return (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -84,10 +88,20 @@ function preconditionShim(handle: (req: IncomingMessage, res: ServerResponse) =>
     const key = rest.map(decodeURIComponent).join('/');
     // the SDK marks every request with ?x-id=<Command>; other parameters are subresources (multipart parts)
     const subresource = [...url.searchParams.keys()].some((k) => k !== 'x-id');
-    if ((req.method !== 'PUT' && req.method !== 'DELETE') || !bucket || !key || subresource) return handle(req, res);
+    const write = req.method === 'PUT' || req.method === 'DELETE';
+    // reads of a key wait their turn too: s3rver opens an object's file after checking it exists, so a DELETE in
+    // between fails the read's stream with ENOENT outside any handler (S3 answers such a read 200 or 404)
+    const read = req.method === 'GET' || req.method === 'HEAD';
+    if ((!write && !read) || !bucket || !key || subresource) return handle(req, res);
     const id = `${bucket}/${key}`;
+    const passOn = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        res.on('close', resolve);
+        handle(req, res);
+      });
     const previous = queues.get(id) ?? Promise.resolve();
     const turn = previous.then(async () => {
+      if (read || !preconditions) return passOn();
       const ifNone = req.headers['if-none-match'];
       const ifMatch = req.headers['if-match'];
       const exists = await store.existsObject(bucket, key);
@@ -97,10 +111,7 @@ function preconditionShim(handle: (req: IncomingMessage, res: ServerResponse) =>
         res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>');
         return;
       }
-      await new Promise<void>((resolve) => {
-        res.on('close', resolve);
-        handle(req, res);
-      });
+      await passOn();
     });
     const done = turn.catch(() => undefined);
     queues.set(id, done);

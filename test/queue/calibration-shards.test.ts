@@ -106,10 +106,12 @@ describeShared('calibration_shards through the queue, AWQ', () => {
       console.log(`awq-loss shard steps per worker: ${lossShards.map((s) => s.length).join(', ')}`);
       for (const s of lossShards) expect(s.length).toBeGreaterThan(0);
 
-      // every layer's last awq step lists every mapping's choice (earlier mapping steps pass theirs on)
+      // every layer's last awq step lists every mapping's choice (earlier mapping steps pass theirs on); queued layers
+      // can finish in any order, so the events are compared by step id
       const choices = (r: CliRun): unknown[] =>
         r.events
           .filter((e) => e.event === 'step-done' && e['kind'] === 'awq' && /layer\.\d+$/.test(String(e.id)))
+          .sort((a, b) => String(a.id).localeCompare(String(b.id), 'en', { numeric: true }))
           .flatMap((e) => (e['metrics'] as { mappings: { smooth: string; ratio: number; duo_scaling: boolean }[] }).mappings.map((m) => [e.id, m.smooth, m.ratio, m.duo_scaling]));
       const [want, got] = [choices(local), choices(queued)];
       // qkv, gate/up and up → down per layer (grouped-query attention drops v → o)
