@@ -1,7 +1,10 @@
 // A quantforge ONNX export (onnx/model.onnx) run as a whole: perplexity under the same protocol as the
 // layer-by-layer path, and greedy generation with its KV cache inputs/outputs. An export whose layers use
-// GroupQueryAttention decodes with one KV buffer per layer of the final length, fed as past and written in
-// place as present (GQA's shared-buffer mode): no cache is copied out of or back into onnxruntime per token.
+// GroupQueryAttention decodes with one KV buffer per layer, fed as past and written in place as present (GQA's
+// shared-buffer mode): no cache is copied out of or back into onnxruntime per token. onnxruntime's CPU
+// GroupQueryAttention does work in proportion to the buffer's length, not only to the positions filled
+// (BENCHMARKS.md, Decoding), so the buffers start a little longer than the prompt and grow by a quarter when
+// full (kvBufferLength), up to the final length; growing copies the filled positions into the new buffers.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,6 +38,14 @@ function usesGroupQueryAttention(file: string): boolean {
 
 /** the most float32 values one layer's shared key (or value) buffer may hold (8 GiB) */
 const KV_BUFFER_VALUES = 2 ** 31;
+
+/** a shared KV buffer's length is a multiple of this many positions (or the final length) */
+const KV_BUFFER_STEP = 32;
+
+/** positions of a shared KV buffer that must hold `needed`: a quarter more, rounded up to KV_BUFFER_STEP, at most `final` */
+export function kvBufferLength(needed: number, final: number): number {
+  return Math.min(final, Math.ceil((needed * 1.25) / KV_BUFFER_STEP) * KV_BUFFER_STEP);
+}
 
 export class OnnxModel {
   readonly #rt: Runtime;
@@ -171,7 +182,24 @@ export class OnnxModel {
     return seq;
   }
 
-  /** greedy decoding with GQA's shared past/present buffers of the final length */
+  /** one shared buffer per layer's key and value, `length` positions (the first `filled` copied from `from`) */
+  #kvBuffers(length: number, from?: { cache: Record<string, Tensor>; length: number; filled: number }): { cache: Record<string, Tensor>; into: Record<string, Tensor> } {
+    const { numKvHeads: heads, headDim: hd, numLayers } = this.config;
+    const cache: Record<string, Tensor> = {};
+    const into: Record<string, Tensor> = {};
+    for (let l = 0; l < numLayers; l++) {
+      for (const kv of ['key', 'value']) {
+        const t = tensor('float32', [1, heads, length, hd]);
+        const old = from?.cache[`past_key_values.${l}.${kv}`]?.data as Float32Array | undefined;
+        for (let h = 0; old && h < heads; h++) t.data.set(old.subarray(h * from!.length * hd, (h * from!.length + from!.filled) * hd), h * length * hd);
+        cache[`past_key_values.${l}.${kv}`] = t;
+        into[`present.${l}.${kv}`] = t;
+      }
+    }
+    return { cache, into };
+  }
+
+  /** greedy decoding with GQA's shared past/present buffers, grown as the sequence fills them (kvBufferLength) */
   async #generateShared(prompt: number[], maxNewTokens: number, stopAtEos: boolean, onToken?: (n: number) => void): Promise<number[]> {
     const cfg = this.config;
     const seq = [...prompt];
@@ -182,19 +210,17 @@ export class OnnxModel {
       const detail = `${cfg.numKvHeads} key/value heads × ${length} positions × head_dim ${cfg.headDim}`;
       throw new OnnxModelError('onnx-config-mismatch', `${this.#file}: a KV cache of ${detail} cannot be allocated; check config.json num_key_value_heads and head_dim`, { file: this.#file, field: 'head_dim' });
     }
-    const cache: Record<string, Tensor> = {};
-    const into: Record<string, Tensor> = {};
-    for (let l = 0; l < cfg.numLayers; l++) {
-      for (const kv of ['key', 'value']) {
-        const t = tensor('float32', [1, cfg.numKvHeads, length, cfg.headDim]);
-        cache[`past_key_values.${l}.${kv}`] = t;
-        into[`present.${l}.${kv}`] = t;
-      }
-    }
+    let size = kvBufferLength(prompt.length, length);
+    let { cache, into } = this.#kvBuffers(size);
     let next = prompt;
     for (let step = 0; step < maxNewTokens && seq.length <= length; step++) {
       const past = step === 0 ? 0 : seq.length - 1;
       const S = next.length;
+      if (past + S > size) {
+        const grown = kvBufferLength(past + S, length);
+        ({ cache, into } = this.#kvBuffers(grown, { cache, length: size, filled: past }));
+        size = grown;
+      }
       const feeds: Record<string, Tensor> = {
         input_ids: tensor('int64', [1, S], BigInt64Array.from(next.map(BigInt))),
         attention_mask: tensor('int64', [1, past + S], new BigInt64Array(past + S).fill(1n)),
