@@ -2,7 +2,10 @@
 // vs W8A8 (per-token int8 MatMulInteger), on the same model in the same process. With --base DIR (another
 // checkout) its export and decoding code run the same variants, interleaved with this tree's, round by round.
 // Rounds during which other processes used ≥ 10% of the machine are left out (bench/util.ts foreignShare).
-// Usage: npx tsx bench/decode.ts [model dir] [--base DIR] [--runs 5] [--budget 600 (s)]   (default: generate the 100m example model)
+// --tokens N decodes N new tokens per round (default 32); OnnxModel.generate's KV buffers grow with the sequence, so
+// long generations show what the buffer length costs GroupQueryAttention.
+// Usage: npx tsx bench/decode.ts [model dir] [--base DIR] [--runs 5] [--budget 600 (s)] [--threads N] [--linears] [--tokens 32]
+// (default: generate the 100m example model)
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -22,10 +25,10 @@ import { tensor } from '../src/tensor.js';
 import { chain, fp32, nbits, TOKEN } from './decode-linears.js';
 import { foreignShare, median, table } from './util.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { base: { type: 'string' }, runs: { type: 'string', default: '5' }, budget: { type: 'string', default: '600' }, threads: { type: 'string' }, linears: { type: 'boolean', default: false } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { base: { type: 'string' }, runs: { type: 'string', default: '5' }, budget: { type: 'string', default: '600' }, threads: { type: 'string' }, linears: { type: 'boolean', default: false }, tokens: { type: 'string', default: '32' } } });
 const RUNS = Number(values.runs);
 const BUDGET_S = Number(values.budget);
-const NEW_TOKENS = 32;
+const NEW_TOKENS = Number(values.tokens);
 const rt = new Runtime({ device: 'cpu', ...(values.threads ? { threads: Number(values.threads) } : {}) });
 const work = mkdtempSync(join(tmpdir(), 'qf-bench-decode-'));
 let dir = positionals[0];
