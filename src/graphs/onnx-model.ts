@@ -204,7 +204,7 @@ export class OnnxModel {
     const cfg = this.config;
     const seq = [...prompt];
     const length = Math.min(cfg.maxPositions, prompt.length + Math.max(0, maxNewTokens - 1));
-    // one buffer per layer of the final length: a config.json whose sizes cannot make one is named, not a RangeError
+    // the buffers may grow to the final length: a config.json whose sizes cannot make one is named, not a RangeError
     const values = cfg.numKvHeads * length * cfg.headDim;
     if (!Number.isSafeInteger(values) || values > KV_BUFFER_VALUES) {
       const detail = `${cfg.numKvHeads} key/value heads × ${length} positions × head_dim ${cfg.headDim}`;
