@@ -148,16 +148,19 @@ export async function splitGrams(
   const xs = new Map(o.sites.map((s) => [s, new Float32Array(batch * T * o.width(s))] as const));
   const grams = gramBuffers(o.sites, o.width, false) as Record<string, Tensor<'float32'>>;
   const base = xtxTap(o.sites, o.width, o.routed, true);
-  const options = { tap: o.tap ? o.tap(base) : base, skipOut: true, actQuant: o.actQuant, layer: spec.index, windows: o.windows };
-  await forEachBatch(rt, cfg, spec, weights, hidden, options, async (out, start, m) => {
-    each(out);
+  const tap = o.tap ? o.tap(base) : base;
+  // each run writes its activations into their place in the batch's buffers (no array per run)
+  for (let start = 0, m = 0; start < N; start += m) {
     const first = Math.floor(start / batch) * batch;
-    for (const [s, x] of xs) x.set(out[`x.${s}`]!.data as Float32Array, (start - first) * T * o.width(s));
-    if ((start + m) % batch !== 0 && start + m !== N) return;
+    m = Math.min(o.windows, N - start, first + batch - start); // runs never straddle a batch
+    const into = Object.fromEntries([...xs].map(([s, x]) => [`x.${s}`, tensor('float32', [m * T, o.width(s)], x.subarray((start - first) * T * o.width(s), (start + m - first) * T * o.width(s)))]));
+    const window = tensor('float32', [m, T, hidden.dims[2] as number], hidden.data.subarray(start * T * (hidden.dims[2] as number), (start + m) * T * (hidden.dims[2] as number)));
+    await forEachBatch(rt, cfg, spec, weights, window, { tap, skipOut: true, actQuant: o.actQuant, windows: m, into }, (out) => each(out));
+    if ((start + m) % batch !== 0 && start + m !== N) continue;
     const tokens = (start + m - first) * T;
     for (const [s, x] of xs) await gram32(rt, tensor('float32', [tokens, o.width(s)], x.subarray(0, tokens * o.width(s))), grams[`xtx.${s}`]!.data);
     await batchDone(grams);
-  });
+  }
 }
 
 /** H = 2·XᵀX / tokens of each site in `which`, accumulated in float64 over the calibration batches */

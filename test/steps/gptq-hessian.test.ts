@@ -150,16 +150,20 @@ describe('gptq-hessian shards', () => {
     await src.close();
     const width = (s: string): number => WIDTH[s]!;
     const fresh = (): Map<string, Float64Array> => new Map(SITES.map((s) => [s, new Float64Array(WIDTH[s]! ** 2)] as const));
-    const [oneRun, split] = [fresh(), fresh()];
+    const oneRun = fresh();
     await forEachBatch(rt, src.config, layer, tiny.layer0, tiny.embedded, { tap: xtxTap(SITES as never, width as never, false, false), skipOut: true }, (out) => addGrams(rt, oneRun as never, out));
-    let [runs, batches] = [0, 0];
-    const o = { sites: SITES as never, width: width as never, routed: false, windows: 1, actQuant: new Map() };
-    await splitGrams(rt, src.config, layer, tiny.layer0, tiny.embedded, o, () => void runs++, async (grams) => {
-      batches++;
-      await addGrams(rt, split as never, grams);
-    });
-    expect([runs, batches]).toEqual([WINDOWS, WINDOWS / 4]);
-    for (const s of SITES) expect(Buffer.from(split.get(s)!.buffer).equals(Buffer.from(oneRun.get(s)!.buffer)), s).toBe(true);
+    // 3 windows per run: runs of 3 and 1 inside each batch of 4, never across one
+    for (const [windows, expectRuns] of [[1, WINDOWS], [3, (WINDOWS / 4) * 2]] as const) {
+      const split = fresh();
+      let [runs, batches] = [0, 0];
+      const o = { sites: SITES as never, width: width as never, routed: false, windows, actQuant: new Map() };
+      await splitGrams(rt, src.config, layer, tiny.layer0, tiny.embedded, o, () => void runs++, async (grams) => {
+        batches++;
+        await addGrams(rt, split as never, grams);
+      });
+      expect([runs, batches]).toEqual([expectRuns, WINDOWS / 4]);
+      for (const s of SITES) expect(Buffer.from(split.get(s)!.buffer).equals(Buffer.from(oneRun.get(s)!.buffer)), `${s}, ${windows} per run`).toBe(true);
+    }
   });
 
   test('FP8 static input scales: the shards max-reduce the ranges to the same input_scale tensors', async () => {
