@@ -136,17 +136,18 @@ export function captureWindows(cfg: ModelConfig, T: number, host: boolean): numb
  * the runs' activations are gathered into one [batch tokens, width] buffer per site and their Gram taken once per
  * batch with gramOf32's GEMM (the in-graph tap's bits, as a GPU run's host Grams), so onnxruntime holds one window's
  * intermediates (attention scores 32 MiB instead of 128 on a 1B model) and the Hessians keep their bits.
- * `each` sees every run's outputs (ranges, routed counts); `batchDone` each batch's grams (`xtx.<site>`).
+ * Each site's Gram goes through one float32 buffer of the widest site's size, added to its float64 sum in `acc`
+ * before the next site's is taken; `each` sees every run's outputs (ranges, routed counts), `batchDone` follows each batch.
  */
 export async function splitGrams(
   rt: Runtime, cfg: ModelConfig, spec: LayerSpec, weights: Readonly<Record<string, Tensor>>, hidden: Tensor<'float32'>,
   o: { sites: readonly InputSite[]; width: (s: InputSite) => number; routed: boolean; windows: number; tap?: (t: LayerTap) => LayerTap; actQuant: ActQuant },
-  each: (out: Record<string, Tensor>) => void, batchDone: (grams: Record<string, Tensor>) => Promise<void>,
+  acc: ReadonlyMap<InputSite, Float64Array>, each: (out: Record<string, Tensor>) => void, batchDone: () => void,
 ): Promise<void> {
   const [N, T] = hidden.dims as [number, number];
   const batch = layerBatch(cfg, T);
   const xs = new Map(o.sites.map((s) => [s, new Float32Array(batch * T * o.width(s))] as const));
-  const grams = gramBuffers(o.sites, o.width, false) as Record<string, Tensor<'float32'>>;
+  const gram = new Float32Array(Math.max(...o.sites.map((s) => o.width(s) ** 2)));
   const base = xtxTap(o.sites, o.width, o.routed, true);
   const tap = o.tap ? o.tap(base) : base;
   // each run writes its activations into their place in the batch's buffers (no array per run)
@@ -158,8 +159,13 @@ export async function splitGrams(
     await forEachBatch(rt, cfg, spec, weights, window, { tap, skipOut: true, actQuant: o.actQuant, windows: m, into }, (out) => each(out));
     if ((start + m) % batch !== 0 && start + m !== N) continue;
     const tokens = (start + m - first) * T;
-    for (const [s, x] of xs) await gram32(rt, tensor('float32', [tokens, o.width(s)], x.subarray(0, tokens * o.width(s))), grams[`xtx.${s}`]!.data);
-    await batchDone(grams);
+    for (const [s, x] of xs) {
+      const n = o.width(s);
+      const part = gram.subarray(0, n * n);
+      await gram32(rt, tensor('float32', [tokens, n], x.subarray(0, tokens * n)), part);
+      await addGrams(rt, new Map([[s, acc.get(s) as Float64Array]]), { [`xtx.${s}`]: tensor('float32', [n, n], part) });
+    }
+    batchDone();
   }
 }
 
@@ -184,7 +190,7 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const windows = captureWindows(job.cfg, job.hidden.dims[1] as number, hostGram(rt));
   if (windows !== undefined) {
     const o = { sites: which, width: job.width, routed: count, windows, tap: (t: LayerTap) => withRanges(t, rangeSites)!, actQuant: job.actQuantIn };
-    await splitGrams(rt, job.cfg, job.layer, job.weightsIn, job.hidden, o, runOut, add);
+    await splitGrams(rt, job.cfg, job.layer, job.weightsIn, job.hidden, o, acc, runOut, () => job.tick(`capture ${which.join(', ')}`));
   } else {
     const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer, into: gramBuffers(which, job.width, hostGram(rt)) };
     await forEachBatch(rt, job.cfg, job.layer, job.weightsIn, job.hidden, options, async (out) => {
