@@ -236,7 +236,7 @@ export async function moduleSums(p: LossProblem, hidden: Tensor<'float32'>, scal
 }
 
 /** a Linear parent's input Gram in float32 (the float64 sum rounded), in the buffer the batches' Grams were written into */
-async function gramOfInput(p: LossProblem, hidden: Tensor<'float32'>): Promise<Float32Array> {
+export async function gramOfInput(p: LossProblem, hidden: Tensor<'float32'>): Promise<Float32Array> {
   const n = linearSpec(p).inFeatures;
   const buffer = new Float32Array(n * n);
   buffer.set(await linearInputGram(p, hidden, buffer));

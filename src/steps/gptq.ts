@@ -7,6 +7,8 @@
 // inputs fake-quantized as their scheme says) to produce the next layer's inputs. Static input ranges (FP8,
 // NVFP4) are reduced in the same capture passes (static-inputs.ts); NVFP4 global scales are fixed from the
 // incoming weights before any column pass, shared by Linears that read the same input (llm-compressor).
+// Memory: a site's inverse factor is written into its Hessian's own buffer (quantizeSiteOverwriting), and on
+// layers with large attention scores the capture runs one window at a time (gptq-job.ts splitGrams), both bitwise.
 // offload_hessians: one capture pass per site, each site's Hessian freed once its Linears are quantized, so
 // no two Hessians are held at once (the layer runs once per site instead of once in all).
 // Mixture-of-Experts layers: every expert's Hessians come from every token (steps/experts.ts); the first capture
