@@ -137,7 +137,7 @@ export const parentWidth = (p: LossProblem): number => (p.parent.kind === 'linea
 
 /**
  * XᵀX of a Linear parent's input (per-token activation fake-quant applied): float32 per batch, summed in float64;
- * onnxruntime writes each batch's into `into` ([in, in] float32, a new one if absent) instead of a new array per batch
+ * on the CPU provider onnxruntime writes each batch's into `into` ([in, in] float32, a new one if absent), not a new array
  */
 export async function linearInputGram(p: LossProblem, hidden: Tensor<'float32'>, into?: Float32Array): Promise<Float64Array> {
   const spec = linearSpec(p);
@@ -148,7 +148,8 @@ export async function linearInputGram(p: LossProblem, hidden: Tensor<'float32'>,
     build: (g, v) => ({ gram: gramOf32(g, a === undefined ? v.sites[p.site]! : actInput(g, v.sites[p.site]!, a, spec), n) }),
   };
   const acc = new Float64Array(n * n);
-  const gram = { gram: tensor('float32', [n, n], into ?? new Float32Array(n * n)) };
+  // on the CPU provider only, as the GPTQ capture's Gram buffers (gptq-job.ts gramBuffers)
+  const gram = p.rt.device === 'cpu' ? { gram: tensor('float32', [n, n], into ?? new Float32Array(n * n)) } : undefined;
   await forEachBatch(p.rt, p.cfg, p.layerSpec, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, into: gram }, (out) => {
     const part = out['gram']!.data as Float32Array;
     for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);

@@ -17,24 +17,24 @@
 // Input `partials` (recipe parallel.calibration_shards > 1): gptq-hessian shard steps captured XᵀX over
 // disjoint window ranges; (1) sums them instead of capturing (hessian-partials.ts).
 
-import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
+import { sharedGlobalScales } from '../algo/fake-quant.js';
 import { setStaticInputScales, siblingsBySite, staticSites } from './static-inputs.js';
-import { gptqFactor, gptqOutputError, gptqQuantize, resolveActOrder, type GptqFactor, type GptqOptions, type GptqResult } from '../algo/gptq.js';
+import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqOptions, type GptqResult } from '../algo/gptq.js';
 import type { ActOrder } from '../quant/scheme.js';
 import { spillHessian } from './hessian-spill.js';
 import { rtnErrors, rtnWeight, solvedMetrics, type RtnErrors } from './gptq-metrics.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import { tensor, type Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { ggufModule, outputErrorSums, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { ggufModule, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 export type { GptqParams } from './gptq-job.js';
-import { input, inputList, type StepContext, type StepImpl } from './types.js';
+import { input, inputList, type StepImpl } from './types.js';
 import { hessiansOf, warn, type GptqParams, type LayerJob } from './gptq-job.js';
 import { expertReport, RoutedTokens } from './experts.js';
 
