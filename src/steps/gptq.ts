@@ -122,7 +122,7 @@ async function quantizeSiteOverwriting(job: LayerJob, specs: readonly LinearSpec
   for (const s of specs) pre.set(s.local, await rtnErrors(job, s.local, h));
   const first = specs[0] as LinearSpec;
   const factors = new Map<string, GptqFactor>();
-  const spill = await spillHessian(h);
+  const spill = await spillHessian(h, job.ctx.outDir);
   try {
     const factor = await gptqFactor(h, first.inFeatures, orders[0] as ActOrder | null, moduleOptions(job, first.local, orders[0] as ActOrder | null), spill);
     factors.set(String(orders[0]), factor);

@@ -2,10 +2,11 @@
 // `overwrite`), so one in × in float64 matrix is live per input site instead of two: down_proj's on a 1B model is
 // 5632² × 8 B = 242 MiB. The factorisation may fail (a singular H at the requested dampening) and then needs H
 // again for the next dampening; so H is written to a temporary file first (small ones are copied in memory), read
-// back only on a failure, and the file is removed when the site is done.
+// back only on a failure, and the file is removed when the site is done. The file lives in the step's pending
+// entry directory (ctx.outDir), never in the committed entry: a run killed meanwhile leaves it where the store
+// removes unfinished entries (the next begin of that step, `quantforge cache gc`), not in the system's temp folder.
 
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Overwritable } from '../algo/gptq.js';
 import { ReasonedError } from '../diag/failure.js';
@@ -22,18 +23,18 @@ function bytesOf(h: Float64Array): Uint8Array {
   return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
 }
 
-/** H's bytes kept where restore can write them back into a buffer of H's size */
-export async function spillHessian(h: Float64Array): Promise<HessianSpill> {
+/** H's bytes kept where restore can write them back into a buffer of H's size: a file in a new folder under `dir` */
+export async function spillHessian(h: Float64Array, dir: string): Promise<HessianSpill> {
   if (h.byteLength < SPILL_BYTES) {
     const copy = Float64Array.from(h);
     return { restore: async (into) => void into.set(copy), close: async () => {} };
   }
-  const dir = await mkdtemp(join(tmpdir(), 'qf-hessian-'));
-  const file = join(dir, 'hessian.f64');
+  const folder = await mkdtemp(join(dir, '.hessian-'));
+  const file = join(folder, 'hessian.f64');
   try {
     await writeFile(file, bytesOf(h));
   } catch (e) {
-    await rm(dir, { recursive: true, force: true });
+    await rm(folder, { recursive: true, force: true });
     throw e;
   }
   return {
@@ -50,6 +51,6 @@ export async function spillHessian(h: Float64Array): Promise<HessianSpill> {
         await fh.close();
       }
     },
-    close: () => rm(dir, { recursive: true, force: true }),
+    close: () => rm(folder, { recursive: true, force: true }),
   };
 }
