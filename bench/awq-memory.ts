@@ -18,7 +18,7 @@ import { Runtime } from '../src/ort/session.js';
 import { presetScheme } from '../src/quant/scheme.js';
 import { writeHidden } from '../src/steps/activations.js';
 import { awqStep, type AwqParams } from '../src/steps/awq.js';
-import { gramSums, linearInputGram, mappingSearch } from '../src/steps/awq-search.js';
+import { gramOfInput, gramSums, mappingSearch } from '../src/steps/awq-search.js';
 import { actQuantOf, openLayerInput } from '../src/steps/layer-state.js';
 import { readHidden } from '../src/steps/activations.js';
 import { awqGrid, candidateMatrix } from '../src/algo/awq.js';
@@ -62,11 +62,12 @@ try {
     const base = rssMb();
     smp.take();
     const t0 = performance.now();
-    const gram = await linearInputGram(search.problem, h);
+    // as the step: the batches' Grams written into one buffer, which then holds the float32 G
+    const gram = await gramOfInput(search.problem, h);
     console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  ${m.smooth} → ${m.balance.join('/')} XᵀX (${windows.dims[0]} × ${seqLen} tokens): peak +${(smp.take() - base).toFixed(0)} MiB over ${base.toFixed(0)} MiB`);
     const candidates = awqGrid('both', 20);
     const scales = candidateMatrix({ xMean: search.xMean, wMean: search.wMean, candidates });
-    await gramSums(search.problem, Float32Array.from(gram), scales, candidates.length);
+    await gramSums(search.problem, gram, scales, candidates.length);
     console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s  Gram losses of ${candidates.length} candidates: peak +${(smp.take() - base).toFixed(0)} MiB over ${base.toFixed(0)} MiB`);
     await s2.close();
   } else await wholeStep(mappings, modules, cap.outDir, hidden, `${windows.dims[0]} × ${seqLen}`);

@@ -161,22 +161,59 @@ export interface UpperFactorOptions extends CholeskyOptions {
   readonly order?: Int32Array;
   /** replaces h's diagonal (original indices), e.g. dead inputs set to 1 */
   readonly diagonal?: Float64Array;
+  /**
+   * true: `h` itself becomes U (no second n² buffer); it is lost whether or not the factorisation succeeds, so a
+   * caller that may retry (dampening escalation) keeps a way to restore it
+   */
+  readonly inPlace?: boolean;
+}
+
+/** `a` [n, n] becomes a[src(i), src(j)] in place (rows by their permutation's cycles, then each row), two rows of scratch */
+function permuteSymmetric(a: Float64Array, n: number, src: (i: number) => number): void {
+  const tmp = new Float64Array(n);
+  const seen = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    if (seen[i] || src(i) === i) continue;
+    tmp.set(a.subarray(i * n, (i + 1) * n));
+    for (let j = i; ; ) {
+      seen[j] = 1;
+      const k = src(j);
+      if (k === i) {
+        a.set(tmp, j * n);
+        break;
+      }
+      a.copyWithin(j * n, k * n, (k + 1) * n);
+      j = k;
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    const row = a.subarray(i * n, (i + 1) * n);
+    tmp.set(row);
+    for (let j = 0; j < n; j++) row[j] = tmp[src(j)] as number;
+  }
 }
 
 /**
  * U, upper triangular with Uᵀ·U = (h + damp·I)⁻¹ (the factor GPTQ reads), via U = J·chol(J·h·J)⁻¹·J, in one n²
  * buffer: the reversed (permuted, damped) h is written into it, factorised in place, and turned around in place
- * (reversing the row-major array is J·M·J); `h` is only read
+ * (reversing the row-major array is J·M·J); that buffer is a new one (`h` only read) or, with `inPlace`, `h`
  */
 export async function inverseCholeskyUpper(rt: Runtime, h: Float64Array, n: number, options: UpperFactorOptions = {}): Promise<Float64Array> {
-  const { damp = 0, order, diagonal } = options;
+  const { damp = 0, order, diagonal, inPlace = false } = options;
   const src = (i: number): number => (order ? (order[n - 1 - i] as number) : n - 1 - i);
-  const a = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    const c = src(i);
-    const si = c * n;
-    for (let j = 0; j < n; j++) a[i * n + j] = h[si + src(j)] as number;
-    a[i * n + i] = (diagonal ? (diagonal[c] as number) : (a[i * n + i] as number)) + damp;
+  let a: Float64Array;
+  if (inPlace) {
+    a = h;
+    permuteSymmetric(a, n, src);
+    for (let i = 0; i < n; i++) a[i * n + i] = (diagonal ? (diagonal[src(i)] as number) : (a[i * n + i] as number)) + damp;
+  } else {
+    a = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      const c = src(i);
+      const si = c * n;
+      for (let j = 0; j < n; j++) a[i * n + j] = h[si + src(j)] as number;
+      a[i * n + i] = (diagonal ? (diagonal[c] as number) : (a[i * n + i] as number)) + damp;
+    }
   }
   try {
     await lowerInverseInPlace(rt, a, n, options);

@@ -156,14 +156,23 @@ export function prepare(h: Float64Array, n: number, actorder: ActOrder | null): 
   return { order, dead, diagonal, meanDiag: n > 0 ? sum / n : 0 };
 }
 
-export async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions): Promise<{ u: Float64Array; dampening: GptqDampening }> {
+/** a Hessian the factorisation may overwrite (U written into it): `restore` writes it back after a failed try */
+export interface Overwritable {
+  restore(h: Float64Array): Promise<void>;
+}
+
+/** U for the first dampening that factorises; with `overwrite`, U is h's own buffer (h restored after each failure) */
+export async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOptions, overwrite?: Overwritable): Promise<{ u: Float64Array; dampening: GptqDampening }> {
   const tried: number[] = [];
   const escalate = o.escalate ?? true;
+  let lost = false;
   for (const frac of escalate ? dampeningLadder(o.dampeningFrac, o.escalateFrom ?? 1e-6, o.maxEscalations ?? 7) : [o.dampeningFrac]) {
     tried.push(frac);
+    if (lost) await (overwrite as Overwritable).restore(h);
     try {
       const value = frac * p.meanDiag;
-      const u = await inverseCholeskyUpper(o.runtime, h, n, { ...o.cholesky, damp: value, order: p.order, diagonal: p.diagonal });
+      lost = overwrite !== undefined;
+      const u = await inverseCholeskyUpper(o.runtime, h, n, { ...o.cholesky, damp: value, order: p.order, diagonal: p.diagonal, inPlace: lost });
       return { u, dampening: { frac, value, tried, fallback: false } };
     } catch (e) {
       if (!(e instanceof CholeskyError)) throw e;
@@ -172,6 +181,7 @@ export async function invert(h: Float64Array, p: Prepared, n: number, o: GptqOpt
       }
     }
   }
+  if (lost) await (overwrite as Overwritable).restore(h);
   const u = new Float64Array(n * n);
   for (let i = 0; i < n; i++) u[i * n + i] = 1;
   return { u, dampening: { frac: null, value: 0, tried, fallback: true } };
@@ -188,12 +198,16 @@ export interface GptqFactor {
   readonly ms: number;
 }
 
-/** the solve order and inverse factor of Hessian `h` [n, n] under `actorder`, with dampening escalation per `o` */
-export async function gptqFactor(h: Float64Array, n: number, actorder: ActOrder | null, o: Omit<GptqOptions, 'actorder'>): Promise<GptqFactor> {
+/**
+ * the solve order and inverse factor of Hessian `h` [n, n] under `actorder`, with dampening escalation per `o`;
+ * with `overwrite`, U is written into h's buffer (`u === h`: one n² matrix instead of two) unless every dampening
+ * failed, when h is H again and U a new identity
+ */
+export async function gptqFactor(h: Float64Array, n: number, actorder: ActOrder | null, o: Omit<GptqOptions, 'actorder'>, overwrite?: Overwritable): Promise<GptqFactor> {
   const t0 = performance.now();
   checkHessian(h, n, o.name ?? 'weight');
   const prepared = prepare(h, n, actorder);
-  const { u, dampening } = await invert(h, prepared, n, { ...o, actorder });
+  const { u, dampening } = await invert(h, prepared, n, { ...o, actorder }, overwrite);
   return { prepared, u, dampening, ms: performance.now() - t0 };
 }
 
@@ -252,11 +266,12 @@ export async function gptqQuantize(w: Float32Array, rows: number, cols: number, 
  * inputs' diagonal 1), so tr(D·H_λ·Dᵀ) = ΣE² = 2·loss and tr(D·H·Dᵀ) = 2·loss − λ‖D‖² over the live inputs (dead
  * inputs' rows and columns of H are 0, and so is D there once they are zeroed). Equal to the quadratic form up to
  * the float32 rounding of the column pass: ~5e-9 relative on 288–2048-row weights. Undefined when the solve fell
- * back to round-to-nearest (U = I is no factor of H).
+ * back to round-to-nearest (U = I is no factor of H). `dead` (the factor's, H_ii = 0) is read instead of h's diagonal
+ * when given, so h may already hold U.
  */
-export function gptqOutputError(w: Float32Array, rows: number, cols: number, h: Float64Array, solved: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): number | undefined {
+export function gptqOutputError(w: Float32Array, rows: number, cols: number, h: Float64Array, solved: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>, dead?: Uint8Array): number | undefined {
   if (r.dampening.fallback) return undefined;
-  const live = Uint8Array.from({ length: cols }, (_, c) => (h[c * cols + c] === 0 ? 0 : 1));
+  const live = Uint8Array.from({ length: cols }, (_, c) => (dead ? 1 - (dead[c] as number) : h[c * cols + c] === 0 ? 0 : 1));
   let dd = 0;
   for (let i = 0, c = 0; i < rows * cols; i++, c = c + 1 === cols ? 0 : c + 1) if (live[c]) dd += ((w[i] as number) - (solved[i] as number)) ** 2;
   return 2 * r.loss - r.dampening.value * dd;

@@ -23,10 +23,10 @@ import { ggufBlockFakeQuant, isGraphBlockType } from './gguf-fake-quant.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 
 /**
- * AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin. Where
- * the largest weight has ≤ 2^20 values (the shared models), fresh buffers' page faults add up over the short calls,
- * so freed buffers stay in the session's arena (a larger layer's would hold its largest call's buffers for a
- * whole mapping); `releaseAwqKernels` frees the arenas.
+ * AWQ kernels run a few long ops many times per mapping: their threads sleep between ops rather than spin. Where the
+ * largest weight has ≤ 2^20 values (the shared models), fresh buffers' page faults add up over the short loss calls, so
+ * their freed buffers stay in the session's arena until `releaseAwqKernels` (after each mapping); the candidate weights
+ * (one call per chunk) keep no arena, whose K-weight-sized buffers would sit beside the loss kernels' all mapping long.
  */
 const awqKernel = (largest: number): KernelOptions => ({ spin: false, arena: largest <= 2 ** 20 });
 
@@ -83,7 +83,7 @@ export async function candidateWeights(rt: Runtime, w: Float32Array, rows: numbe
     }
     g.output(g.transpose(g.div(fq, sv), [2, 0, 1]), 'candidates', [cols, 'K', rows]);
     return g;
-  }, awqKernel(rows * cols));
+  }, { spin: false });
   const feeds = { w: tensor('float32', [rows, cols], w), scales: tensor('float32', [K, cols], scales) };
   // `into` (≥ K·rows·cols values): onnxruntime writes the candidates there, no output buffer or copy of its own
   return (await kernel.run(feeds, undefined, into ? { candidates: tensor('float32', [cols, K, rows], into.subarray(0, K * rows * cols)) } : undefined))['candidates']!.data as Float32Array;

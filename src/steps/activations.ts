@@ -68,7 +68,10 @@ export function layerBatch(cfg: ModelConfig, T: number): number {
  * flipped codes, so a step must run the same graph on cpu and webgpu (whose GroupQueryAttention is ~1e-2 off on
  * 32+ positions, docs/devices.md). Non-finite activations are reported with the layer's index (`spec.index`).
  */
-export type BatchRunOptions = Omit<LayerRunOptions, 'fused' | 'spin'>;
+export type BatchRunOptions = Omit<LayerRunOptions, 'fused' | 'spin'> & {
+  /** windows per layer run instead of layerBatch's (a caller that splits a batch, e.g. to bound onnxruntime's intermediates) */
+  windows?: number;
+};
 
 /** run one layer over all windows, batch by batch; `each` sees every batch's outputs, all of them finite */
 export async function forEachBatch(
@@ -82,7 +85,8 @@ export async function forEachBatch(
   onBatch?: (done: number, total: number) => void,
 ): Promise<void> {
   const [N, T, H] = hidden.dims as [number, number, number];
-  const batch = layerBatch(cfg, T);
+  const { windows, ...run } = options;
+  const batch = windows ?? layerBatch(cfg, T);
   const total = Math.ceil(N / batch);
   const layer = spec.index;
   for (let b = 0, i = 0; b < N; b += batch, i++) {
@@ -90,7 +94,7 @@ export async function forEachBatch(
     const x = tensor('float32', [m, T, H], hidden.data.subarray(b * T * H, (b + m) * T * H));
     checkFiniteActivation(x, { layer, what: `the input of the decoder layer (windows ${b}…${b + m - 1})`, modules: [], why: 'the step that made these activations let them through' });
     // calibration: JavaScript works on every batch's outputs, which a spinning onnxruntime thread would burn a core through
-    const out = await runDecoderLayer(rt, cfg, spec, weights, x, { ...options, fused: false, spin: false });
+    const out = await runDecoderLayer(rt, cfg, spec, weights, x, { ...run, fused: false, spin: false });
     for (const [name, t] of Object.entries(out)) checkFiniteActivation(t, { layer, ...outputSite(name, spec.linears), why: "the layer's input and weights were finite, so the values overflowed float32" });
     await each(out, b, m);
     onBatch?.(i + 1, total);

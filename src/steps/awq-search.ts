@@ -135,8 +135,11 @@ const linearSpec = (p: LossProblem): LinearSpec => p.layerSpec.linears.find((l) 
 /** the width of the parent module's output: a Linear parent's out features, else the hidden size */
 export const parentWidth = (p: LossProblem): number => (p.parent.kind === 'linear' ? linearSpec(p).outFeatures : p.cfg.hiddenSize);
 
-/** XᵀX of a Linear parent's input (per-token activation fake-quant applied): float32 per batch, summed in float64 */
-export async function linearInputGram(p: LossProblem, hidden: Tensor<'float32'>): Promise<Float64Array> {
+/**
+ * XᵀX of a Linear parent's input (per-token activation fake-quant applied): float32 per batch, summed in float64;
+ * on the CPU provider onnxruntime writes each batch's into `into` ([in, in] float32, a new one if absent), not a new array
+ */
+export async function linearInputGram(p: LossProblem, hidden: Tensor<'float32'>, into?: Float32Array): Promise<Float64Array> {
   const spec = linearSpec(p);
   const n = spec.inFeatures;
   const a = p.actQuant.get(spec.local);
@@ -145,7 +148,9 @@ export async function linearInputGram(p: LossProblem, hidden: Tensor<'float32'>)
     build: (g, v) => ({ gram: gramOf32(g, a === undefined ? v.sites[p.site]! : actInput(g, v.sites[p.site]!, a, spec), n) }),
   };
   const acc = new Float64Array(n * n);
-  await forEachBatch(p.rt, p.cfg, p.layerSpec, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true }, (out) => {
+  // on the CPU provider only, as the GPTQ capture's Gram buffers (gptq-job.ts gramBuffers)
+  const gram = p.rt.device === 'cpu' ? { gram: tensor('float32', [n, n], into ?? new Float32Array(n * n)) } : undefined;
+  await forEachBatch(p.rt, p.cfg, p.layerSpec, p.tensors, hidden, { actQuant: p.actQuant, tap, skipOut: true, into: gram }, (out) => {
     const part = out['gram']!.data as Float32Array;
     for (let i = 0; i < acc.length; i++) acc[i] = (acc[i] as number) + (part[i] as number);
   });
@@ -231,9 +236,17 @@ export async function moduleSums(p: LossProblem, hidden: Tensor<'float32'>, scal
   return sse;
 }
 
+/** a Linear parent's input Gram in float32 (the float64 sum rounded), in the buffer the batches' Grams were written into */
+export async function gramOfInput(p: LossProblem, hidden: Tensor<'float32'>): Promise<Float32Array> {
+  const n = linearSpec(p).inFeatures;
+  const buffer = new Float32Array(n * n);
+  buffer.set(await linearInputGram(p, hidden, buffer));
+  return buffer;
+}
+
 /** mean squared parent-output error of each of K candidates' scales [K, channels] over every token of `hidden` */
 export async function candidateLosses(p: LossProblem, hidden: Tensor<'float32'>, scales: Float32Array, K: number): Promise<Float64Array> {
   const [N, T] = hidden.dims as [number, number, number];
-  const sse = p.parent.kind === 'linear' ? await gramSums(p, Float32Array.from(await linearInputGram(p, hidden)), scales, K) : await moduleSums(p, hidden, scales, K);
+  const sse = p.parent.kind === 'linear' ? await gramSums(p, await gramOfInput(p, hidden), scales, K) : await moduleSums(p, hidden, scales, K);
   return sse.map((v) => v / (N * T * parentWidth(p)));
 }

@@ -12,7 +12,7 @@ import { gram32, gramOf32 } from '../ort/kernels/linalg.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import type { ActQuant, ModuleQuant } from '../quant/module-quant.js';
-import { forEachBatch } from './activations.js';
+import { forEachBatch, layerBatch } from './activations.js';
 import type { LayerState } from './layer-state.js';
 import { addRanges, withRanges } from './static-inputs.js';
 import { routedCount, type RoutedTokens } from './experts.js';
@@ -118,6 +118,57 @@ export function warn(job: LayerJob, message: string): void {
   job.ctx.warn(message);
 }
 
+/** bytes of attention scores one split capture run may hold (one 512-token window of a 32-head model) */
+export const CAPTURE_SCORE_BYTES = 32 * 2 ** 20;
+
+/**
+ * windows per layer run in the capture: layerBatch's whole batch (~2048 tokens), or fewer when its attention
+ * scores would exceed CAPTURE_SCORE_BYTES; then splitGrams reduces each whole batch's XᵀX from the runs'
+ * activations. undefined: one run per batch (every shared model; a GPU provider's host Grams)
+ */
+export function captureWindows(cfg: ModelConfig, T: number, host: boolean): number | undefined {
+  const per = Math.max(1, Math.floor(CAPTURE_SCORE_BYTES / (cfg.numHeads * T * T * 4)));
+  return host || per >= layerBatch(cfg, T) ? undefined : per;
+}
+
+/**
+ * each batch's float32 XᵀX per site as the one-run capture reduces it, the layer run `windows` windows at a time:
+ * the runs' activations are gathered into one [batch tokens, width] buffer per site and their Gram taken once per
+ * batch with gramOf32's GEMM (the in-graph tap's bits, as a GPU run's host Grams), so onnxruntime holds one window's
+ * intermediates (attention scores 32 MiB instead of 128 on a 1B model) and the Hessians keep their bits.
+ * Each site's Gram goes through one float32 buffer of the widest site's size, added to its float64 sum in `acc`
+ * before the next site's is taken; `each` sees every run's outputs (ranges, routed counts), `batchDone` follows each batch.
+ */
+export async function splitGrams(
+  rt: Runtime, cfg: ModelConfig, spec: LayerSpec, weights: Readonly<Record<string, Tensor>>, hidden: Tensor<'float32'>,
+  o: { sites: readonly InputSite[]; width: (s: InputSite) => number; routed: boolean; windows: number; tap?: (t: LayerTap) => LayerTap; actQuant: ActQuant },
+  acc: ReadonlyMap<InputSite, Float64Array>, each: (out: Record<string, Tensor>) => void, batchDone: () => void,
+): Promise<void> {
+  const [N, T] = hidden.dims as [number, number];
+  const batch = layerBatch(cfg, T);
+  const xs = new Map(o.sites.map((s) => [s, new Float32Array(batch * T * o.width(s))] as const));
+  const gram = new Float32Array(Math.max(...o.sites.map((s) => o.width(s) ** 2)));
+  const base = xtxTap(o.sites, o.width, o.routed, true);
+  const tap = o.tap ? o.tap(base) : base;
+  // each run writes its activations into their place in the batch's buffers (no array per run)
+  for (let start = 0, m = 0; start < N; start += m) {
+    const first = Math.floor(start / batch) * batch;
+    m = Math.min(o.windows, N - start, first + batch - start); // runs never straddle a batch
+    const into = Object.fromEntries([...xs].map(([s, x]) => [`x.${s}`, tensor('float32', [m * T, o.width(s)], x.subarray((start - first) * T * o.width(s), (start + m - first) * T * o.width(s)))]));
+    const window = tensor('float32', [m, T, hidden.dims[2] as number], hidden.data.subarray(start * T * (hidden.dims[2] as number), (start + m) * T * (hidden.dims[2] as number)));
+    await forEachBatch(rt, cfg, spec, weights, window, { tap, skipOut: true, actQuant: o.actQuant, windows: m, into }, (out) => each(out));
+    if ((start + m) % batch !== 0 && start + m !== N) continue;
+    const tokens = (start + m - first) * T;
+    for (const [s, x] of xs) {
+      const n = o.width(s);
+      const part = gram.subarray(0, n * n);
+      await gram32(rt, tensor('float32', [tokens, n], x.subarray(0, tokens * n)), part);
+      await addGrams(rt, new Map([[s, acc.get(s) as Float64Array]]), { [`xtx.${s}`]: tensor('float32', [n, n], part) });
+    }
+    batchDone();
+  }
+}
+
 /** H = 2·XᵀX / tokens of each site in `which`, accumulated in float64 over the calibration batches */
 async function captureHessians(job: LayerJob, which: readonly InputSite[]): Promise<Map<InputSite, Float64Array>> {
   const acc = new Map(which.map((s) => [s, new Float64Array(job.width(s) ** 2)] as const));
@@ -126,15 +177,27 @@ async function captureHessians(job: LayerJob, which: readonly InputSite[]): Prom
   const rangeSites = job.staticSites.filter((s) => which.includes(s));
   const count = job.routed.counts.length === 0;
   const rt = job.ctx.runtime;
-  const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer, into: gramBuffers(which, job.width, hostGram(rt)) };
-  await forEachBatch(rt, job.cfg, job.layer, job.weightsIn, job.hidden, options, async (out) => {
-    addRanges(job.ranges, out, rangeSites);
-    if (count) job.routed.add(out);
+  const add = async (out: Record<string, Tensor>): Promise<void> => {
     const a0 = performance.now();
     await addGrams(rt, acc, out);
     addMs += performance.now() - a0;
     job.tick(`capture ${which.join(', ')}`);
-  });
+  };
+  const runOut = (out: Record<string, Tensor>): void => {
+    addRanges(job.ranges, out, rangeSites);
+    if (count) job.routed.add(out);
+  };
+  const windows = captureWindows(job.cfg, job.hidden.dims[1] as number, hostGram(rt));
+  if (windows !== undefined) {
+    const o = { sites: which, width: job.width, routed: count, windows, tap: (t: LayerTap) => withRanges(t, rangeSites)!, actQuant: job.actQuantIn };
+    await splitGrams(rt, job.cfg, job.layer, job.weightsIn, job.hidden, o, acc, runOut, () => job.tick(`capture ${which.join(', ')}`));
+  } else {
+    const options = { tap: withRanges(xtxTap(which, job.width, count, hostGram(rt)), rangeSites)!, skipOut: true, actQuant: job.actQuantIn, layer: job.state.layer, into: gramBuffers(which, job.width, hostGram(rt)) };
+    await forEachBatch(rt, job.cfg, job.layer, job.weightsIn, job.hidden, options, async (out) => {
+      runOut(out);
+      await add(out);
+    });
+  }
   const a0 = performance.now();
   for (const h of acc.values()) for (let i = 0; i < h.length; i++) h[i] = ((h[i] as number) * 2) / job.tokens;
   addMs += performance.now() - a0;

@@ -7,6 +7,8 @@
 // inputs fake-quantized as their scheme says) to produce the next layer's inputs. Static input ranges (FP8,
 // NVFP4) are reduced in the same capture passes (static-inputs.ts); NVFP4 global scales are fixed from the
 // incoming weights before any column pass, shared by Linears that read the same input (llm-compressor).
+// Memory: a site's inverse factor is written into its Hessian's own buffer (quantizeSiteOverwriting), and on
+// layers with large attention scores the capture runs one window at a time (gptq-job.ts splitGrams), both bitwise.
 // offload_hessians: one capture pass per site, each site's Hessian freed once its Linears are quantized, so
 // no two Hessians are held at once (the layer runs once per site instead of once in all).
 // Mixture-of-Experts layers: every expert's Hessians come from every token (steps/experts.ts); the first capture
@@ -15,21 +17,24 @@
 // Input `partials` (recipe parallel.calibration_shards > 1): gptq-hessian shard steps captured XᵀX over
 // disjoint window ranges; (1) sums them instead of capturing (hessian-partials.ts).
 
-import { quantizeWeightRtn, sharedGlobalScales } from '../algo/fake-quant.js';
+import { sharedGlobalScales } from '../algo/fake-quant.js';
 import { setStaticInputScales, siblingsBySite, staticSites } from './static-inputs.js';
-import { gptqFactor, gptqOutputError, gptqQuantize, resolveActOrder, type GptqFactor, type GptqResult } from '../algo/gptq.js';
+import { gptqFactor, gptqQuantize, resolveActOrder, type GptqFactor, type GptqOptions, type GptqResult } from '../algo/gptq.js';
+import type { ActOrder } from '../quant/scheme.js';
+import { spillHessian } from './hessian-spill.js';
+import { rtnErrors, rtnWeight, solvedMetrics, type RtnErrors } from './gptq-metrics.js';
 import type { Json } from '../cache/key.js';
 import type { InputSite, LinearSpec } from '../model/arch.js';
-import { tensor, type Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { layerBatch, propagate, readHidden, writeHidden } from './activations.js';
 import { actQuantOf, openLayerInput, scaleDtypesOf, writeLayerState } from './layer-state.js';
 import type { ModuleQuant } from '../quant/module-quant.js';
-import { ggufModule, outputErrorSums, relativeError, setQuantized, setQuantizedGguf } from './quantized-module.js';
+import { ggufModule, setQuantized, setQuantizedGguf } from './quantized-module.js';
 import { gptqQuantizeGguf } from '../algo/gptq-gguf.js';
 import { quantizeGgufRtn } from '../quant/gguf-weight.js';
 import type { GgufBlockTypeName } from '../quant/gguf-quantize.js';
 export type { GptqParams } from './gptq-job.js';
-import { input, inputList, type StepContext, type StepImpl } from './types.js';
+import { input, inputList, type StepImpl } from './types.js';
 import { hessiansOf, warn, type GptqParams, type LayerJob } from './gptq-job.js';
 import { expertReport, RoutedTokens } from './experts.js';
 
@@ -46,15 +51,6 @@ function sitesOf(linears: readonly LinearSpec[], modules: Record<string, ModuleQ
   return out;
 }
 
-/** relative output errors of GPTQ (from its solve where it can: gptqOutputError) and round-to-nearest */
-async function outputErrors(ctx: StepContext<GptqParams>, w: Float32Array, rows: number, cols: number, h: Float64Array, gptq: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<{ gptq: number; rtn: number }> {
-  const solved = gptqOutputError(w, rows, cols, h, gptq, r);
-  const sums = await outputErrorSums(ctx.runtime, w, rows, cols, tensor('float64', [cols, cols], h), solved === undefined ? [rtn, gptq] : [rtn]);
-  const [energy, rtnErr, quadGptq] = sums as [number, number, number?];
-  const g = solved ?? (quadGptq as number);
-  return energy > 0 ? { gptq: g / energy, rtn: rtnErr / energy } : { gptq: 0, rtn: 0 };
-}
-
 function dampeningWarning(name: string, requested: number, r: GptqResult): string | undefined {
   const d = r.dampening;
   if (d.fallback) {
@@ -66,8 +62,8 @@ function dampeningWarning(name: string, requested: number, r: GptqResult): strin
   return undefined;
 }
 
-/** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics; the state gets the result */
-async function quantizeModule(job: LayerJob, local: string, h: Float64Array, factors: Map<string, GptqFactor>): Promise<Json> {
+/** GPTQ on one Linear with its site's Hessian, rtn beside it for the metrics (`pre`: computed before h held U); the state gets the result */
+async function quantizeModule(job: LayerJob, local: string, h: Float64Array, factors: Map<string, GptqFactor>, pre?: RtnErrors): Promise<Json> {
   const { ctx, state } = job;
   const p = ctx.params;
   const module = p.modules[local] as ModuleQuant;
@@ -79,16 +75,7 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
   if (gguf) return 'skip' in gguf ? { skipped: gguf.skip } : quantizeGgufModule(job, local, h, gguf);
   const order = resolveActOrder(p.actorder, module.weights);
   if (order.warning) warn(job, `${name}: ${order.warning}`);
-  const options = {
-    runtime: ctx.runtime,
-    blockSize: p.block_size,
-    dampeningFrac: p.dampening_frac,
-    actorder: order.actorder,
-    name,
-    ...(p.escalate_dampening === false ? { escalate: false } : {}),
-    ...(job.globalScales.has(local) ? { globalScale: job.globalScales.get(local) as number } : {}),
-    scaleDtype: job.scaleDtypes.get(local) ?? 'float32',
-  };
+  const options = moduleOptions(job, local, order.actorder);
   // Linears of one input share H, so its solve order and inverse factor (per act order)
   const key = String(order.actorder);
   let factor = factors.get(key);
@@ -101,32 +88,55 @@ async function quantizeModule(job: LayerJob, local: string, h: Float64Array, fac
   job.timing.quantize += r.timing.solveMs;
   const dw = dampeningWarning(name, p.dampening_frac, r);
   if (dw) warn(job, dw);
-  const t0 = performance.now();
-  const globalScale = job.globalScales.get(local);
-  const rtn = await quantizeWeightRtn(w.data, rows, cols, module.weights, { runtime: ctx.runtime, scaleDtype: job.scaleDtypes.get(local) ?? 'float32', ...(globalScale === undefined ? {} : { globalScale }) });
-  job.timing.metrics += performance.now() - t0;
-  const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn.dequantized, r);
+  const rtn = (): Promise<Float32Array> => rtnWeight(job, local);
+  const metrics = await solvedMetrics(job, w, h, r.dequantized, rtn, r, factor.prepared.dead, pre);
   setQuantized(state, local, rows, cols, r, { ...module, weights: { ...module.weights, actorder: order.recorded } });
   return { ...metrics, actorder: order.actorder, dead_columns: r.deadColumns };
 }
 
-/** a solved Linear's errors beside round-to-nearest's (output errors under H, weight errors), loss and dampening */
-async function solvedMetrics(job: LayerJob, w: Tensor<'float32'>, h: Float64Array, solved: Float32Array, rtn: Float32Array, r: Pick<GptqResult, 'loss' | 'dampening'>): Promise<Record<string, Json>> {
-  const [rows, cols] = w.dims as [number, number];
-  const t0 = performance.now();
-  const err = await outputErrors(job.ctx, w.data, rows, cols, h, solved, rtn, r);
-  job.timing.metrics += performance.now() - t0;
+function moduleOptions(job: LayerJob, local: string, actorder: ActOrder | null): GptqOptions {
+  const p = job.ctx.params;
   return {
-    output_error: err.gptq,
-    rtn_output_error: err.rtn,
-    weight_error: relativeError(w.data, solved),
-    rtn_weight_error: relativeError(w.data, rtn),
-    gptq_loss: r.loss,
-    dampening_frac: r.dampening.frac,
-    dampening: r.dampening.value,
-    dampening_tried: [...r.dampening.tried],
-    rtn_fallback: r.dampening.fallback,
+    runtime: job.ctx.runtime,
+    blockSize: p.block_size,
+    dampeningFrac: p.dampening_frac,
+    actorder,
+    name: `${job.prefix}${local}`,
+    ...(p.escalate_dampening === false ? { escalate: false } : {}),
+    ...(job.globalScales.has(local) ? { globalScale: job.globalScales.get(local) as number } : {}),
+    scaleDtype: job.scaleDtypes.get(local) ?? 'float32',
   };
+}
+
+/**
+ * the site's Linears with one inverse factor written into H's own buffer (one in × in float64 matrix live, not
+ * two): rtn's errors under H first, H set aside (hessian-spill.ts) for a failed dampening, then the factor and the
+ * column solves. Only where every Linear of the site is solved onto integer or float grids with one act order;
+ * undefined otherwise (GGUF blocks, mixed act orders), and the site goes module by module with H kept.
+ */
+async function quantizeSiteOverwriting(job: LayerJob, specs: readonly LinearSpec[], h: Float64Array): Promise<Record<string, Json> | undefined> {
+  const p = job.ctx.params;
+  const orders = specs.map((s) => resolveActOrder(p.actorder, (p.modules[s.local] as ModuleQuant).weights).actorder);
+  if (new Set(orders).size !== 1 || specs.some((s) => ggufModule(p.modules[s.local] as ModuleQuant, s.inFeatures))) return undefined;
+  const pre = new Map<string, RtnErrors>();
+  for (const s of specs) pre.set(s.local, await rtnErrors(job, s.local, h));
+  const first = specs[0] as LinearSpec;
+  const factors = new Map<string, GptqFactor>();
+  const spill = await spillHessian(h, job.ctx.outDir);
+  try {
+    const factor = await gptqFactor(h, first.inFeatures, orders[0] as ActOrder | null, moduleOptions(job, first.local, orders[0] as ActOrder | null), spill);
+    factors.set(String(orders[0]), factor);
+    job.timing.hessian += factor.ms;
+  } finally {
+    await spill.close();
+  }
+  const out: Record<string, Json> = {};
+  for (const s of specs) {
+    job.ctx.signal.throwIfAborted();
+    out[s.local] = await quantizeModule(job, s.local, h, factors, pre.get(s.local));
+    job.tick(`quantized ${s.local}`);
+  }
+  return out;
 }
 
 /** GPTQ onto GGUF blocks (qparams fixed at block entry, columns in order), ggml's rtn bytes beside it for the metrics */
@@ -147,10 +157,14 @@ async function quantizeGgufModule(job: LayerJob, local: string, h: Float64Array,
   });
   job.timing.hessian += r.timing.inverseMs;
   job.timing.quantize += r.timing.solveMs;
-  const t0 = performance.now();
-  const rtn = quantizeGgufRtn(gguf.type, w.data, rows, cols);
-  job.timing.metrics += performance.now() - t0;
-  const metrics = await solvedMetrics(job, w, h, r.weight.dequantized, rtn.dequantized, r);
+  const rtn = async (): Promise<Float32Array> => {
+    const t0 = performance.now();
+    const q = quantizeGgufRtn(gguf.type, w.data, rows, cols).dequantized;
+    job.timing.metrics += performance.now() - t0;
+    return q;
+  };
+  const dead = Uint8Array.from({ length: cols }, (_, c) => (h[c * cols + c] === 0 ? 1 : 0));
+  const metrics = await solvedMetrics(job, w, h, r.weight.dequantized, rtn, r, dead);
   if (r.dampening.fallback) warn(job, `${name}: every dampening failed; the blocks were rounded to nearest`);
   setQuantizedGguf(state, local, r.weight, gguf.module);
   return {
@@ -210,6 +224,11 @@ export const gptqStep: StepImpl<'gptq', GptqParams> = {
       for (const site of sites) {
         const h = (held ?? (await hessiansOf(job, [site], partials))).get(site) as Float64Array;
         held?.delete(site);
+        const overwritten = await quantizeSiteOverwriting(job, bySite.get(site) ?? [], h);
+        if (overwritten) {
+          Object.assign(modules, overwritten);
+          continue;
+        }
         const factors = new Map<string, GptqFactor>();
         for (const spec of bySite.get(site) ?? []) {
           ctx.signal.throwIfAborted();

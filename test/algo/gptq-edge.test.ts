@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from 'vitest';
-import { actOrderPermutation, GptqError, gptqOutputError, gptqQuantize, resolveActOrder } from '../../src/algo/gptq.js';
+import { actOrderPermutation, GptqError, gptqFactor, gptqOutputError, gptqQuantize, resolveActOrder } from '../../src/algo/gptq.js';
 import { computeQParams, quantizeWeight, weightMinMax } from '../../src/quant/qparams.js';
 import { resolveQuantArgs } from '../../src/quant/scheme.js';
 import { Runtime } from '../../src/ort/session.js';
@@ -40,6 +40,21 @@ describe('gptqQuantize on singular and degenerate Hessians', () => {
     expect(got.dampening.frac).toBeGreaterThan(0);
     expect(got.dampening.tried.at(-1)).toBe(got.dampening.frac);
     expect(got.dequantized.every(Number.isFinite)).toBe(true);
+  });
+
+  test('a factor written into H itself (overwrite) equals the separate one; each failed dampening restores H first', async () => {
+    const cols = 40;
+    const h = gramOfRandom(12, cols, 1); // rank 12 < 40: dampening 0 fails
+    const o = { ...base, dampeningFrac: 0, actorder: 'static' } as const;
+    const want = await gptqFactor(h, cols, 'static', o);
+    const keep = Float64Array.from(h);
+    let restores = 0;
+    const got = await gptqFactor(h, cols, 'static', o, { restore: async (into) => void (restores++, into.set(keep)) });
+    expect(got.u).toBe(h);
+    expect(restores).toBe(want.dampening.tried.length - 1);
+    expect(got.dampening).toEqual(want.dampening);
+    expect(got.prepared).toEqual(want.prepared);
+    expect(Buffer.from(got.u.buffer).equals(Buffer.from(want.u.buffer))).toBe(true);
   });
 
   test('keeps the requested dampening of 0 when the Hessian is positive definite', async () => {

@@ -58,6 +58,18 @@ describe('in-place Cholesky factorisation', () => {
     expect(got[n * n - 1]).toBeCloseTo(1 / Math.sqrt(diagonal[last]! + 0.03), 12);
   });
 
+  test('U written into h itself (inPlace) equals the copying path bit for bit, with and without a permutation', async () => {
+    for (const order of [Int32Array.from({ length: 203 }, (_, i) => (i * 37) % 203), undefined]) {
+      const n = 203;
+      const h = spd(n, 11);
+      const diagonal = Float64Array.from({ length: n }, (_, i) => h[i * n + i]! * (i % 7 === 0 ? 3 : 1));
+      const want = await copyingInverseCholeskyUpper(rt, h, n, 0.02, order, diagonal, 24);
+      const got = await inverseCholeskyUpper(rt, h, n, { damp: 0.02, ...(order ? { order } : {}), diagonal, base: 24, inPlace: true });
+      expect(got).toBe(h); // no second n² buffer
+      expect(sameBits(got, want)).toBe(0);
+    }
+  });
+
   test('a 2×2 matrix by hand: [[4, 2], [2, 3]] gives L = [[2, 0], [1, √2]] and L⁻¹ = [[1/2, 0], [−1/(2√2), 1/√2]]', async () => {
     const got = await choleskyInverse(rt, Float64Array.of(4, 2, 2, 3), 2, { base: 1 });
     const r2 = Math.SQRT2;

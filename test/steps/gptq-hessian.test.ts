@@ -12,7 +12,7 @@ import type { ModuleQuant } from '../../src/quant/module-quant.js';
 import { SafetensorsFile } from '../../src/formats/safetensors.js';
 import { gptqHessianStep, type GptqHessianParams } from '../../src/steps/gptq-hessian.js';
 import { gptqStep, type GptqParams } from '../../src/steps/gptq.js';
-import { addGrams, xtxTap } from '../../src/steps/gptq-job.js';
+import { addGrams, splitGrams, xtxTap } from '../../src/steps/gptq-job.js';
 import { forEachBatch } from '../../src/steps/activations.js';
 import { HfSource } from '../../src/model/source.js';
 import { HESSIAN_FILE, shardWindows, sumHessianPartials } from '../../src/steps/hessian-partials.js';
@@ -142,6 +142,25 @@ describe('gptq-hessian shards', () => {
     };
     const [inGraph, onHost] = [await sums(false), await sums(true)];
     for (const s of SITES) expect(Buffer.from(onHost.get(s)!.buffer).equals(Buffer.from(inGraph.get(s)!.buffer)), s).toBe(true);
+  });
+
+  test('a capture split into one-window runs reduces each batch to the one-run capture\'s bits (splitGrams)', async () => {
+    const src = await HfSource.open(tiny.modelDir);
+    const layer = src.arch.layer(src.config, 0);
+    await src.close();
+    const width = (s: string): number => WIDTH[s]!;
+    const fresh = (): Map<string, Float64Array> => new Map(SITES.map((s) => [s, new Float64Array(WIDTH[s]! ** 2)] as const));
+    const oneRun = fresh();
+    await forEachBatch(rt, src.config, layer, tiny.layer0, tiny.embedded, { tap: xtxTap(SITES as never, width as never, false, false), skipOut: true }, (out) => addGrams(rt, oneRun as never, out));
+    // 3 windows per run: runs of 3 and 1 inside each batch of 4, never across one
+    for (const [windows, expectRuns] of [[1, WINDOWS], [3, (WINDOWS / 4) * 2]] as const) {
+      const split = fresh();
+      let [runs, batches] = [0, 0];
+      const o = { sites: SITES as never, width: width as never, routed: false, windows, actQuant: new Map() };
+      await splitGrams(rt, src.config, layer, tiny.layer0, tiny.embedded, o, split as never, () => void runs++, () => void batches++);
+      expect([runs, batches]).toEqual([expectRuns, WINDOWS / 4]);
+      for (const s of SITES) expect(Buffer.from(split.get(s)!.buffer).equals(Buffer.from(oneRun.get(s)!.buffer)), `${s}, ${windows} per run`).toBe(true);
+    }
   });
 
   test('FP8 static input scales: the shards max-reduce the ranges to the same input_scale tensors', async () => {

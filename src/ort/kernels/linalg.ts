@@ -40,14 +40,14 @@ export function gramOf32(g: Graph, x: Value, features: number): Value {
  * CPU graph, so activations a GPU computed reduce as the CPU's own would (a GPU's float32 GEMM sums in another
  * order, and GPTQ's solve turns those last bits into flipped codes)
  */
-export async function gram32(rt: Runtime, x: Tensor<'float32'>): Promise<Float32Array> {
+export async function gram32(rt: Runtime, x: Tensor<'float32'>, into?: Float32Array): Promise<Float32Array> {
   const [, n] = dims2(x, 'gram32');
   const k = await rt.kernel(`linalg.gram32:${n}`, () => {
     const g = new Graph('gram32');
     g.output(gramOf32(g, g.input('x', 'float32', ['M', n]), n), 'xtx');
     return g;
   }, HOST);
-  return (await k.run({ x }))['xtx']!.data as Float32Array;
+  return (await k.run({ x }, undefined, into ? { xtx: tensor('float32', [n, n], into) } : undefined))['xtx']!.data as Float32Array;
 }
 
 /** XᵀX [n, n] (float64) of x [m, n] */
