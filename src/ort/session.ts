@@ -52,6 +52,12 @@ export interface KernelOptions {
    * until the kernel is released (`Runtime.release`). Results are the same either way.
    */
   arena?: boolean;
+  /**
+   * false: onnxruntime's memory pattern is off (it plans one block per call from the first call's allocations).
+   * With `arena`, the first call's freed buffers then serve every later call, where the pattern's block would be
+   * allocated beside them from the second call on (twice the memory). Results are the same either way.
+   */
+  pattern?: boolean;
 }
 
 export type Feeds = Record<string, Tensor | Resident>;
@@ -196,6 +202,7 @@ export class Runtime {
       executionMode: 'sequential',
       logSeverityLevel: 3,
       enableCpuMemArena: k.arena === true,
+      ...(k.pattern === false ? { enableMemPattern: false } : {}),
     };
     if (k.spin === false) options.extra = { session: { intra_op: { allow_spinning: '0' } } };
     // onnxruntime-node binds device memory for WebGPU only; elsewhere kept outputs come back to the host
@@ -219,7 +226,7 @@ export class Runtime {
   /** the memoised kernel for `key`, building its graph on first use */
   kernel(key: string, build: () => Graph | Uint8Array, options: KernelOptions = {}): Promise<Kernel> {
     const keep = options.keep ?? [];
-    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${options.spin === false ? '|sleep' : ''}${options.arena ? '|arena' : ''}`;
+    const memoKey = `${key}${keep.length > 0 ? `|keep:${keep.join(',')}` : ''}${options.host ? '|host' : ''}${options.spin === false ? '|sleep' : ''}${options.arena ? '|arena' : ''}${options.pattern === false ? '|no-pattern' : ''}`;
     let hit = this.#kernels.get(memoKey);
     if (!hit) {
       hit = (async () => {

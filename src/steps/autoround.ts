@@ -20,7 +20,7 @@ import type { Json } from '../cache/key.js';
 import type { LayerSpec } from '../model/arch.js';
 import type { ModelConfig } from '../model/config.js';
 import { quantLayout, toGroups, type TargetGrads, type TargetParams } from '../algo/autoround-layout.js';
-import { autoroundBlockKernel, gradientBuffers, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
+import { autoroundBlockKernel, gradientBuffers, releaseAutoRoundKernels, runAutoRoundBlock, type AutoRoundBlockSpec, type BlockConstants } from '../graphs/autoround-kernel.js';
 import type { Runtime } from '../ort/session.js';
 import { tensor, type Tensor } from '../tensor.js';
 import { hiddenDims, layerBatch, propagate, readHidden, writeHidden } from './activations.js';
@@ -167,6 +167,8 @@ async function train(ctx: StepContext<AutoRoundParams>, cfg: ModelConfig, spec: 
     ctx.progress(it + 1, p.iters, `loss ${loss.toExponential(1)} best ${best.loss.toExponential(1)}`);
   }
   if (!p.not_use_best_mse && best.params) kept = best.params;
+  // the session's arena holds a call's buffers: freed before the rest of the step allocates its own
+  if (kernel) await releaseAutoRoundKernels(ctx.runtime);
   return { losses, best, kept, keptIter, trainMs: performance.now() - t0, ortMs: ctx.runtime.busyMs - busy0 };
 }
 

@@ -10,6 +10,7 @@ import {
   autoroundBlockGraph,
   autoroundBlockKernel,
   gradientBuffers,
+  releaseAutoRoundKernels,
   runAutoRoundBlock,
   targetInputNames,
   type AutoRoundBlockSpec,
@@ -226,6 +227,21 @@ describe('autoround block kernel', () => {
         }
       }
     }
+  });
+
+  test('the session of a small block keeps an arena and computes what a default session does, call after call; release drops it', async () => {
+    const { spec, constants } = setup(true, true);
+    const k = await autoroundBlockKernel(rt, spec);
+    const plain = await rt.kernel('test.autoround.plain', () => autoroundBlockGraph(spec));
+    const params = randomParams(spec);
+    for (let run = 0; run < 3; run++) {
+      const [got, want] = [await runAutoRoundBlock(k, spec, constants, x, y, params), await runAutoRoundBlock(plain, spec, constants, x, y, params)];
+      expect(got.loss).toBe(want.loss);
+      for (const t of spec.targets) expect(Buffer.from(got.grads[t.local]!.v.buffer).equals(Buffer.from(want.grads[t.local]!.v.buffer)), t.local).toBe(true);
+    }
+    await releaseAutoRoundKernels(rt);
+    expect(await autoroundBlockKernel(rt, spec)).not.toBe(k);
+    expect(await rt.kernel('test.autoround.plain', () => autoroundBlockGraph(spec))).toBe(plain);
   });
 
   test('a batch run in two parts weighted by their share gives the whole batch loss and gradients', async () => {

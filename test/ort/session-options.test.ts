@@ -1,5 +1,6 @@
 // Kernel options that change how onnxruntime runs a session, not what it computes: `spin: false` (threads
-// sleep between ops), `arena: true` (freed buffers kept for the next call); Kernel.run's `into` (outputs
+// sleep between ops), `arena: true` (freed buffers kept for the next call), `pattern: false` (no memory
+// pattern planned from the first call); Kernel.run's `into` (outputs
 // written into given tensors); and Runtime.release, which drops memoised kernels (their sessions and arenas)
 // by key prefix so the next use builds them again.
 
@@ -25,12 +26,13 @@ describe('kernel options', () => {
   test('a kernel whose threads sleep and whose buffers stay in an arena computes what the default kernel does, call after call', async () => {
     const plain = await rt.kernel('options.plain', graph);
     const tuned = await rt.kernel('options.tuned', graph, { spin: false, arena: true });
+    const unplanned = await rt.kernel('options.tuned', graph, { spin: false, arena: true, pattern: false });
     expect(tuned).not.toBe(plain);
-    for (const [m, n] of [[300, 40], [120, 40], [300, 40]] as const) {
+    expect(unplanned).not.toBe(tuned);
+    for (const [m, n] of [[300, 40], [120, 40], [300, 40], [300, 40]] as const) {
       const feeds = { x: tensor('float32', [m, n], random(m * n, m + n)) };
       const want = (await plain.run(feeds))['y']!.data as Float32Array;
-      const got = (await tuned.run(feeds))['y']!.data as Float32Array;
-      expect(Array.from(got)).toEqual(Array.from(want));
+      for (const k of [tuned, unplanned]) expect(Array.from((await k.run(feeds))['y']!.data as Float32Array)).toEqual(Array.from(want));
     }
   });
 
