@@ -34,6 +34,29 @@ describe('signSgdStep', () => {
     expect([...scale]).toEqual([1, 0]);
   });
 
+  test('equals the branch on the sign bit for bit: signed zeros and NaN leave p, infinities and subnormals step, gradient views at an offset', () => {
+    const reference = (p: Float32Array, g: Float32Array, lr: number, lo: number, hi: number): void => {
+      g.forEach((gi, i) => {
+        if (gi === 0 || Number.isNaN(gi)) return;
+        const x = (p[i] as number) - (gi > 0 ? lr : -lr);
+        p[i] = Math.min(Math.max(x, lo), hi);
+      });
+    };
+    const special = [0, -0, NaN, -NaN, Infinity, -Infinity, 1e-45, -1e-45, 3.4e38, -3.4e38];
+    const grads = new Float32Array(1 + special.length + 500);
+    grads.set(special, 1);
+    let seed = 7;
+    for (let i = 1 + special.length; i < grads.length; i++) grads[i] = ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
+    const view = grads.subarray(1);
+    const [got, want] = [new Float32Array(view.length), new Float32Array(view.length)];
+    for (let i = 0; i < got.length; i++) got[i] = want[i] = ((i * 37) % 100) / 100 - 0.5;
+    for (const lr of [0.02, 1 / 3, 0.7]) {
+      signSgdStep(got, view, lr, -0.5, 0.5);
+      reference(want, view, lr, -0.5, 0.5);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+    }
+  });
+
   test('refuses gradients of a different length', () => {
     expect(() => signSgdStep(new Float32Array(3), new Float32Array(2), 0.1, -1, 1)).toThrow(/3 parameters but 2 gradients/);
   });
