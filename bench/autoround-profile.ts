@@ -1,9 +1,12 @@
 // Where one AutoRound block's time goes: runs the autoround step on one decoder layer of a model (as the
 // recipe does: the reference's calibration windows, W4A16 on every Linear) with onnxruntime's profiler on,
 // then sums the profile's per-node kernel times by op type for the block's forward + backward session, and
-// splits the step's wall time into onnxruntime (per session) and the rest (JavaScript).
+// splits the step's wall time into onnxruntime (per session) and the rest (JavaScript). Per iteration it also
+// prints user and system CPU time and each thread's CPU time (/proc): which threads did the work. The profiler
+// adds per-node costs of its own, so `--profiler off` times the loop without it.
 //
-//   npx tsx bench/autoround-profile.ts [--model wiki-llama-8m] [--layer 0] [--iters 10] [--top 25]
+//   npx tsx bench/autoround-profile.ts [--model wiki-llama-8m] [--layer 0] [--iters 10] [--top 25] [--threads N]
+//        [--profiler on|off]
 //
 // The model is one of ../shared/models; calibration per ../shared/reference/perplexity.json.
 
@@ -21,6 +24,7 @@ import { propagate, writeHidden } from '../src/steps/activations.js';
 import { autoroundStep } from '../src/steps/autoround.js';
 import type { StepInputDir } from '../src/steps/types.js';
 import { tensor } from '../src/tensor.js';
+import { threadCpuMs } from './util.js';
 
 const SHARED = resolve(import.meta.dirname, '../../shared');
 const { values } = parseArgs({
@@ -30,6 +34,7 @@ const { values } = parseArgs({
     iters: { type: 'string', default: '10' },
     top: { type: 'string', default: '25' },
     threads: { type: 'string' },
+    profiler: { type: 'string', default: 'on' },
   },
 });
 const [layerIdx, iters, top] = [Number(values.layer), Number(values.iters), Number(values.top)];
@@ -37,7 +42,8 @@ const ref = (JSON.parse(readFileSync(join(SHARED, 'reference/perplexity.json'), 
 const modelDir = join(SHARED, 'models', values.model);
 const scratch = mkdtempSync(join(tmpdir(), 'qf-bench-arprof-'));
 const profileDir = join(scratch, 'profiles');
-const rt = new Runtime({ device: 'cpu', profileDir, ...(values.threads ? { threads: Number(values.threads) } : {}) });
+const profiled = values.profiler !== 'off';
+const rt = new Runtime({ device: 'cpu', ...(profiled ? { profileDir } : {}), ...(values.threads ? { threads: Number(values.threads) } : {}) });
 const dirInput = (dir: string): StepInputDir => ({ id: dir, kind: 'bench', dir, result: null });
 
 interface TraceEvent { cat?: string; name?: string; dur?: number; args?: { op_name?: string; input_type_shape?: Record<string, number[]>[] } }
@@ -74,7 +80,9 @@ try {
   const modules = Object.fromEntries(src.arch.layer(cfg, layerIdx).linears.map((l) => [l.local, { weights, input_activations: null }]));
   await src.close();
 
-  const ticks: [number, number][] = [];
+  // [wall ms, CPU ms, system ms] at each progress call; each thread's CPU ms at the first and the last
+  const ticks: [number, number, number][] = [];
+  let threads: [Map<string, number>, Map<string, number>] = [new Map(), new Map()];
   const [t0, busy0, cpu0] = [performance.now(), rt.busyMs, process.cpuUsage()];
   const res = (await autoroundStep.run({
     id: `bench/layer.${layerIdx}`,
@@ -84,9 +92,11 @@ try {
     modelDir,
     outDir: mkdtempSync(join(scratch, 'out-')),
     runtime: rt,
-    progress: () => {
+    progress: (done: number) => {
       const u = process.cpuUsage();
-      ticks.push([performance.now(), (u.user + u.system) / 1000]);
+      ticks.push([performance.now(), (u.user + u.system) / 1000, u.system / 1000]);
+      if (done === 1) threads = [threadCpuMs(), new Map()];
+      if (done === iters) threads[1] = threadCpuMs();
     },
     warn: (m) => console.error(m),
     signal: new AbortController().signal,
@@ -101,10 +111,13 @@ try {
   const steps = ticks.slice(1).map(([w, c], i) => [w - ticks[i]![0], c - ticks[i]![1]] as const);
   const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? Number.NaN;
   console.log(`training loop: ${res.ms_per_iter.toFixed(1)} ms / iteration, ${(100 * res.ort_share).toFixed(1)}% inside onnxruntime`);
-  console.log(`iterations after the first: median wall ${med(steps.map((s) => s[0])).toFixed(1)} ms, CPU ${med(steps.map((s) => s[1])).toFixed(1)} ms; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
-  console.log('| session | runs | ms per run | share of its run time in nodes |');
-  console.log('|---|---:|---:|---:|');
-  const files = readdirSync(profileDir).filter((f) => f.endsWith('.json')).sort();
+  console.log(`iterations after the first: median wall ${med(steps.map((s) => s[0])).toFixed(1)} ms, CPU ${med(steps.map((s) => s[1])).toFixed(1)} ms; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  const later = Math.max(1, ticks.length - 1);
+  console.log(`system time: ${((ticks.at(-1)![2] - ticks[0]![2]) / later).toFixed(1)} ms per iteration after the first`);
+  const busy = [...threads[1]].map(([tid, ms]) => [tid, (ms - (threads[0].get(tid) ?? 0)) / later] as const).filter(([, ms]) => ms >= 1);
+  console.log(`CPU ms per iteration by thread (main ${process.pid}): ${busy.sort((a, b) => b[1] - a[1]).map(([tid, ms]) => `${tid === String(process.pid) ? 'main' : tid} ${ms.toFixed(0)}`).join(', ')}\n`);
+  if (profiled) console.log('| session | runs | ms per run | share of its run time in nodes |\n|---|---:|---:|---:|');
+  const files = !profiled ? [] : readdirSync(profileDir).filter((f) => f.endsWith('.json')).sort();
   let block: ReturnType<typeof summarize> | undefined;
   for (const f of files) {
     const s = summarize(join(profileDir, f));

@@ -1,7 +1,8 @@
-// Small helpers shared by the benchmarks: median, a markdown table, how busy other processes kept the machine, and
-// the process's resident memory (now, and its peak sampled by a thread while onnxruntime blocks the main one).
+// Small helpers shared by the benchmarks: median, a markdown table, how busy other processes kept the machine, the
+// process's resident memory (now, and its peak sampled by a thread while onnxruntime blocks the main one), and the
+// CPU time of each of its threads.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
 export function median(xs: readonly number[]): number {
@@ -73,4 +74,29 @@ export function rssSampler(everyMs: number): { reset(): void; peakMb(): number; 
       return w.terminate();
     },
   };
+}
+
+/**
+ * CPU milliseconds (user + system) of each thread of this process by thread id, from /proc (Linux; empty elsewhere):
+ * the difference of two readings says which threads did the work (onnxruntime's intra-op threads beside the main one)
+ */
+export function threadCpuMs(): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // fields after the parenthesised name: utime and stime are the 12th and 13th, in clock ticks (100 per second)
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(tid, (Number(f[11]) + Number(f[12])) * 10);
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
 }
